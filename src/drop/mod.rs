@@ -1,0 +1,65 @@
+//! Drop transports: where warehouses put files and read results.
+//!
+//! Paths are always relative to the drop root and use `/`. Every implementation must make
+//! `write_atomic` all-or-nothing for readers (temp name in the target folder, then rename).
+
+pub mod local;
+
+use std::io::{self, Read};
+use std::time::SystemTime;
+
+/// One directory entry as the drop reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub is_file: bool,
+}
+
+/// A place files are exchanged through. Blocking by design: sFTP (libssh2) is blocking and a
+/// drop is used by one account's cycle at a time.
+pub trait Drop: Send {
+    /// Human-readable location for logs and messages (never contains secrets).
+    fn describe(&self) -> String;
+    /// Entries directly inside `dir` (not recursive, symlinks not followed). A missing `dir`
+    /// yields an empty list.
+    fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>>;
+    /// Stream a file's content.
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>>;
+    /// Write `content` to `path` so that a reader sees either nothing or the whole file.
+    /// Fails with `AlreadyExists` if `path` exists (results are never overwritten).
+    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()>;
+    /// Move `from` to `to` on the drop; fails with `AlreadyExists` if `to` exists.
+    fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()>;
+    /// Metadata of one path, `None` if absent.
+    fn stat(&mut self, path: &str) -> io::Result<Option<Entry>>;
+    /// Create `dir` and its parents.
+    fn mkdir_all(&mut self, dir: &str) -> io::Result<()>;
+    /// Remove a file (used for marker files and stale temp files).
+    fn remove(&mut self, path: &str) -> io::Result<()>;
+}
+
+/// Why a name found on a drop is refused before anything reads it. Hostile names must never
+/// reach a path join on the server or a cell in a spreadsheet.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err("empty or dot name");
+    }
+    if name.len() > 255 {
+        return Err("name longer than 255 bytes");
+    }
+    if name.contains('/') || name.contains('\\') || name.contains("..") {
+        return Err("name contains a path separator or '..'");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("name contains control characters");
+    }
+    Ok(())
+}
+
+/// Names an uploader is still writing or that are ours in flight: never taken.
+pub fn is_ignored_name(name: &str) -> bool {
+    name.starts_with('.')
+        || [".tmp", ".part", ".filepart"].iter().any(|s| name.ends_with(s))
+}

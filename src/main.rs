@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(stitch_bridge::cli::main());
+}
