@@ -1,1 +1,510 @@
-//! Configuration.
+//! Configuration: a TOML file with a `[ledger]` table and any number of `[[account]]` entries.
+//!
+//! The key names are a public contract (users' files must keep working). Unknown keys are an
+//! error naming the key and its line (serde's `deny_unknown_fields` + toml's spans), and every
+//! value is checked here, at load time, so a cycle never discovers a bad setting halfway.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    ledger: RawLedger,
+    #[serde(default, rename = "account")]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: String,
+    drop: String,
+    stitch_url: String,
+    token_env: Option<String>,
+    token_file: Option<String>,
+    #[serde(default = "default_settle")]
+    settle_seconds: u64,
+    // sFTP
+    sftp_key_file: Option<String>,
+    sftp_password_env: Option<String>,
+    sftp_key_passphrase_env: Option<String>,
+    known_hosts: Option<String>,
+    #[serde(default)]
+    sftp_allow_legacy_ssh_rsa: bool,
+    marker_suffixes: Option<Vec<String>>,
+    // Schedules
+    #[serde(default = "default_poll")]
+    poll_seconds: u64,
+    #[serde(default = "default_download")]
+    download_interval_seconds: u64,
+    // Stitch client
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    requests_per_second: Option<u32>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+    #[serde(default = "default_retries")]
+    max_retries: u32,
+    // Policies
+    #[serde(default)]
+    inventory_mode: InventoryMode,
+    #[serde(default)]
+    zero_missing: bool,
+    #[serde(default = "default_zero_share")]
+    zero_missing_max_share: f64,
+    // Partner file conventions
+    #[serde(default = "default_delimiter")]
+    delimiter: String,
+    date_format: Option<String>,
+    #[serde(default = "default_tz")]
+    timezone: String,
+    #[serde(default)]
+    columns: BTreeMap<String, String>,
+    #[serde(default)]
+    folders: Folders,
+    // Limits
+    #[serde(default = "default_max_file_bytes")]
+    max_file_bytes: u64,
+    #[serde(default = "default_max_rows")]
+    max_rows: u64,
+    #[serde(default = "default_max_field_len")]
+    max_field_len: usize,
+    #[serde(default = "default_max_rows_per_order")]
+    max_rows_per_order: usize,
+}
+
+fn default_settle() -> u64 {
+    10
+}
+fn default_poll() -> u64 {
+    60
+}
+fn default_download() -> u64 {
+    300
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_zero_share() -> f64 {
+    0.2
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_tz() -> String {
+    "UTC".into()
+}
+fn default_max_file_bytes() -> u64 {
+    512 * 1024 * 1024
+}
+fn default_max_rows() -> u64 {
+    5_000_000
+}
+fn default_max_field_len() -> usize {
+    4096
+}
+fn default_max_rows_per_order() -> usize {
+    1000
+}
+
+/// Snapshot: `quantity` is the on-hand count. Delta: `quantity` is a signed adjustment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InventoryMode {
+    #[default]
+    Snapshot,
+    Delta,
+}
+
+/// Folder names under the drop root. Configurable because partners already have conventions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Folders {
+    pub inbound_orders: String,
+    pub inbound_inventory: String,
+    pub inbound_shipments: String,
+    pub outbound_orders: String,
+    pub outbound_cancellations: String,
+    pub results: String,
+    pub errors: String,
+    pub archive: String,
+    pub rejected: String,
+}
+
+impl Default for Folders {
+    fn default() -> Self {
+        Folders {
+            inbound_orders: "inbound/orders".into(),
+            inbound_inventory: "inbound/inventory".into(),
+            inbound_shipments: "inbound/shipments".into(),
+            outbound_orders: "outbound/orders".into(),
+            outbound_cancellations: "outbound/cancellations".into(),
+            results: "results".into(),
+            errors: "errors".into(),
+            archive: "archive".into(),
+            rejected: "rejected".into(),
+        }
+    }
+}
+
+impl Folders {
+    pub fn inbound(&self, kind: crate::formats::Kind) -> &str {
+        use crate::formats::Kind;
+        match kind {
+            Kind::Inventory => &self.inbound_inventory,
+            Kind::Orders => &self.inbound_orders,
+            Kind::Shipments => &self.inbound_shipments,
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &str); 9] {
+        [
+            ("inbound_orders", &self.inbound_orders),
+            ("inbound_inventory", &self.inbound_inventory),
+            ("inbound_shipments", &self.inbound_shipments),
+            ("outbound_orders", &self.outbound_orders),
+            ("outbound_cancellations", &self.outbound_cancellations),
+            ("results", &self.results),
+            ("errors", &self.errors),
+            ("archive", &self.archive),
+            ("rejected", &self.rejected),
+        ]
+    }
+}
+
+/// Where the drop is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropLocation {
+    Local(PathBuf),
+    Sftp { user: String, host: String, port: u16, path: String },
+}
+
+/// How the Stitch token is obtained; the token itself is read only when needed, never logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct SftpSettings {
+    pub key_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub key_passphrase_env: Option<String>,
+    pub known_hosts: PathBuf,
+    pub allow_legacy_ssh_rsa: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub drop: DropLocation,
+    pub sftp: Option<SftpSettings>,
+    pub marker_suffixes: Vec<String>,
+    pub stitch_url: String,
+    pub token: TokenSource,
+    pub settle: Duration,
+    pub poll_interval: Duration,
+    pub download_interval: Duration,
+    pub concurrency: usize,
+    pub requests_per_second: Option<u32>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub inventory_mode: InventoryMode,
+    pub zero_missing: bool,
+    pub zero_missing_max_share: f64,
+    pub folders: Folders,
+    pub parse: crate::formats::ParseOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ledger_path: PathBuf,
+    pub accounts: Vec<Account>,
+    /// Where the file was read from; relative paths in it resolved against its folder.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        Self::parse(&text, &base).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+            .map(|mut c| {
+                c.source = Some(path.to_path_buf());
+                c
+            })
+    }
+
+    /// Parse and check a config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let ledger_path = base.join(raw.ledger.path.as_deref().unwrap_or("state/ledger.sqlite"));
+        let mut accounts = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for a in raw.accounts {
+            let acct = check_account(a, base)?;
+            if !names.insert(acct.name.clone()) {
+                return Err(format!("account name {:?} appears twice", acct.name));
+            }
+            accounts.push(acct);
+        }
+        Ok(Config { ledger_path, accounts, source: None })
+    }
+
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
+    let ctx = |m: String| format!("account {:?}: {m}", a.name);
+    if a.name.is_empty() || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("account name {:?} must be non-empty and use only letters, digits, '-' and '_'", a.name));
+    }
+    let drop = parse_drop(&a.drop, base).map_err(ctx)?;
+    let token = match (&a.token_env, &a.token_file) {
+        (Some(e), None) => TokenSource::Env(e.clone()),
+        (None, Some(f)) => TokenSource::File(base.join(f)),
+        _ => return Err(ctx("set exactly one of token_env or token_file".into())),
+    };
+    let url = reqwest::Url::parse(&a.stitch_url).map_err(|e| ctx(format!("stitch_url {:?}: {e}", a.stitch_url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ctx(format!("stitch_url {:?} must be http or https", a.stitch_url)));
+    }
+    let sftp = match &drop {
+        DropLocation::Sftp { .. } => {
+            if a.sftp_key_file.is_none() && a.sftp_password_env.is_none() {
+                return Err(ctx("an sftp drop needs sftp_key_file or sftp_password_env".into()));
+            }
+            let known_hosts = match &a.known_hosts {
+                Some(k) => base.join(k),
+                None => std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".ssh/known_hosts"))
+                    .ok_or_else(|| ctx("known_hosts not set and HOME unknown".into()))?,
+            };
+            Some(SftpSettings {
+                key_file: a.sftp_key_file.as_ref().map(|k| base.join(k)),
+                password_env: a.sftp_password_env.clone(),
+                key_passphrase_env: a.sftp_key_passphrase_env.clone(),
+                known_hosts,
+                allow_legacy_ssh_rsa: a.sftp_allow_legacy_ssh_rsa,
+            })
+        }
+        DropLocation::Local(_) => {
+            if a.sftp_key_file.is_some() || a.sftp_password_env.is_some() {
+                return Err(ctx("sftp_* keys are set but the drop is not sftp://".into()));
+            }
+            None
+        }
+    };
+    if a.concurrency == 0 || a.concurrency > 64 {
+        return Err(ctx(format!("concurrency must be 1..=64, got {}", a.concurrency)));
+    }
+    if a.requests_per_second == Some(0) {
+        return Err(ctx("requests_per_second must be > 0 (omit it for no cap)".into()));
+    }
+    if a.timeout_seconds == 0 {
+        return Err(ctx("timeout_seconds must be > 0".into()));
+    }
+    if a.poll_seconds == 0 || a.download_interval_seconds == 0 {
+        return Err(ctx("poll_seconds and download_interval_seconds must be > 0".into()));
+    }
+    if !(0.0..=1.0).contains(&a.zero_missing_max_share) {
+        return Err(ctx("zero_missing_max_share must be between 0 and 1".into()));
+    }
+    let delimiter = match a.delimiter.as_bytes() {
+        [b] if b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r' => *b,
+        _ if a.delimiter == "\\t" || a.delimiter == "tab" => b'\t',
+        _ => return Err(ctx(format!("delimiter must be one ASCII character, got {:?}", a.delimiter))),
+    };
+    let timezone: chrono_tz::Tz =
+        a.timezone.parse().map_err(|_| ctx(format!("timezone {:?} is not an IANA time zone name", a.timezone)))?;
+    if let Some(f) = &a.date_format {
+        if chrono::format::StrftimeItems::new(f).any(|i| matches!(i, chrono::format::Item::Error)) {
+            return Err(ctx(format!("date_format {f:?} is not a valid strftime format")));
+        }
+    }
+    for (k, v) in a.folders.all() {
+        if v.is_empty() || v.starts_with('/') || v.split('/').any(|p| p == ".." || p.is_empty()) {
+            return Err(ctx(format!("folders.{k} = {v:?} must be a relative path inside the drop")));
+        }
+    }
+    let mut column_map = std::collections::HashMap::new();
+    for (partner, canonical) in &a.columns {
+        column_map.insert(partner.trim().to_lowercase(), canonical.trim().to_lowercase());
+    }
+    let parse = crate::formats::ParseOptions {
+        delimiter,
+        column_map,
+        date_format: a.date_format.clone(),
+        timezone,
+        inventory_delta: a.inventory_mode == InventoryMode::Delta,
+        max_file_bytes: a.max_file_bytes,
+        max_field_len: a.max_field_len,
+        max_rows: a.max_rows,
+        max_rows_per_group: a.max_rows_per_order,
+    };
+    Ok(Account {
+        name: a.name,
+        drop,
+        sftp,
+        marker_suffixes: a.marker_suffixes.unwrap_or_default(),
+        stitch_url: a.stitch_url.trim_end_matches('/').to_string(),
+        token,
+        settle: Duration::from_secs(a.settle_seconds),
+        poll_interval: Duration::from_secs(a.poll_seconds),
+        download_interval: Duration::from_secs(a.download_interval_seconds),
+        concurrency: a.concurrency,
+        requests_per_second: a.requests_per_second,
+        timeout: Duration::from_secs(a.timeout_seconds),
+        max_retries: a.max_retries,
+        inventory_mode: a.inventory_mode,
+        zero_missing: a.zero_missing,
+        zero_missing_max_share: a.zero_missing_max_share,
+        folders: a.folders,
+        parse,
+    })
+}
+
+fn parse_drop(s: &str, base: &Path) -> Result<DropLocation, String> {
+    if let Some(rest) = s.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(format!("drop {s:?}: file:// URLs need an absolute path"));
+        }
+        return Ok(DropLocation::Local(PathBuf::from(rest)));
+    }
+    if s.starts_with("sftp://") {
+        let url = reqwest::Url::parse(s).map_err(|e| format!("drop {s:?}: {e}"))?;
+        if url.password().is_some() {
+            return Err("drop: do not put a password in the sftp URL; use sftp_password_env".into());
+        }
+        let user = url.username().to_string();
+        if user.is_empty() {
+            return Err(format!("drop {s:?}: the sftp URL needs a user (sftp://user@host/path)"));
+        }
+        let host = url.host_str().ok_or_else(|| format!("drop {s:?}: no host"))?.to_string();
+        let path = url.path().to_string();
+        if path.is_empty() || path == "/" {
+            return Err(format!("drop {s:?}: give the drop's absolute folder on the server"));
+        }
+        return Ok(DropLocation::Sftp { user, host, port: url.port().unwrap_or(22), path });
+    }
+    if s.contains("://") {
+        return Err(format!("drop {s:?}: only file:// and sftp:// are supported"));
+    }
+    Ok(DropLocation::Local(base.join(s)))
+}
+
+/// The commented config `stitch-bridge init` writes.
+pub fn template(drop_path: &str, stitch_url: &str) -> String {
+    format!(
+        r#"# stitch-bridge configuration. Relative paths resolve against this file's folder.
+
+[ledger]
+path = "state/ledger.sqlite"         # SQLite file: what was seen, sent and decided
+
+[[account]]                          # one entry per warehouse/Stitch account pair
+name = "main"
+drop = "{drop_path}"                 # a folder, file:///abs/path, or sftp://user@host:22/abs/path
+stitch_url = "{stitch_url}"          # Stitch API base URL
+token_env = "STITCH_TOKEN"           # or token_file = "secrets/main.token" (mode 0600)
+settle_seconds = 10                  # a file must be unchanged this long before it is taken
+# inventory_mode = "snapshot"        # or "delta": quantity is a signed adjustment
+# zero_missing = false               # snapshot: set SKUs missing from the file to 0 ...
+# zero_missing_max_share = 0.2       # ... unless that would zero more than this share
+# concurrency = 8                    # Stitch requests in flight
+# requests_per_second = 10           # optional cap
+# timezone = "UTC"                   # for dates without an offset
+# delimiter = ","
+# date_format = "%d.%m.%Y"           # partner's own date format, tried first
+# poll_seconds = 60                  # watch: how often sFTP drops are polled
+# download_interval_seconds = 300    # watch: how often open fulfillments are pulled
+# [account.columns]                  # partner column name = our column name
+# "Item Number" = "sku"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[[account]]
+name = "acme"
+drop = "drops/acme"
+stitch_url = "http://127.0.0.1:8080"
+token_env = "ACME_STITCH_TOKEN"
+"#;
+
+    #[test]
+    fn relative_paths_resolve_against_config_folder() {
+        let c = Config::parse(MIN, Path::new("/etc/sb")).unwrap();
+        assert_eq!(c.ledger_path, PathBuf::from("/etc/sb/state/ledger.sqlite"));
+        assert_eq!(c.accounts[0].drop, DropLocation::Local(PathBuf::from("/etc/sb/drops/acme")));
+        assert_eq!(c.accounts[0].settle, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MIN}settle_secs = 3\n");
+        let err = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("settle_secs"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn sftp_url_parsed_and_checked() {
+        let text = MIN.replace("drops/acme", "sftp://wh@sftp.example.com:2222/acme")
+            + "sftp_key_file = \"k\"\nknown_hosts = \"kh\"\n";
+        let c = Config::parse(&text, Path::new("/c")).unwrap();
+        assert_eq!(
+            c.accounts[0].drop,
+            DropLocation::Sftp { user: "wh".into(), host: "sftp.example.com".into(), port: 2222, path: "/acme".into() }
+        );
+        let no_auth = MIN.replace("drops/acme", "sftp://wh@h/acme");
+        assert!(Config::parse(&no_auth, Path::new("/c")).unwrap_err().contains("sftp_key_file"));
+    }
+
+    #[test]
+    fn bad_values_rejected_at_load() {
+        for (k, v) in [("concurrency", "0"), ("timezone", "\"Mars/Base\""), ("delimiter", "\"ab\""), ("zero_missing_max_share", "2.0")] {
+            let text = format!("{MIN}{k} = {v}\n");
+            let err = Config::parse(&text, Path::new(".")).unwrap_err();
+            assert!(err.contains(k), "{k}: {err}");
+        }
+    }
+
+    #[test]
+    fn template_parses() {
+        let c = Config::parse(&template("drop", "http://127.0.0.1:8080"), Path::new("/x")).unwrap();
+        assert_eq!(c.accounts.len(), 1);
+    }
+}

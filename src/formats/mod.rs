@@ -22,3 +22,17 @@ impl Kind {
         }
     }
 }
+
+// Placeholder until the formats module lands (replaced wholesale on merge).
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub delimiter: u8,
+    pub column_map: std::collections::HashMap<String, String>,
+    pub date_format: Option<String>,
+    pub timezone: chrono_tz::Tz,
+    pub inventory_delta: bool,
+    pub max_file_bytes: u64,
+    pub max_field_len: usize,
+    pub max_rows: u64,
+    pub max_rows_per_group: usize,
+}

@@ -1,0 +1,311 @@
+//! Files taken from the drop: their settle observations, their progress through the steps of
+//! processing, and each record's outcome.
+//!
+//! Processing one file is a sequence of steps, each recorded here only after it is durable on
+//! the drop or remotely: `Taken` → `Applied` (record outcomes stored) → `ResultWritten` →
+//! `ErrorsWritten` → `Moved`. A crash between any two steps leaves a row whose `step` says
+//! exactly what remains, and every step is safe to redo (see `engine::file`).
+
+use super::{now, Ledger, Result};
+use rusqlite::OptionalExtension;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Processing,
+    Archived,
+    Rejected,
+}
+
+impl FileState {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileState::Processing => "processing",
+            FileState::Archived => "archived",
+            FileState::Rejected => "rejected",
+        }
+    }
+    fn parse(s: &str) -> FileState {
+        match s {
+            "archived" => FileState::Archived,
+            "rejected" => FileState::Rejected,
+            _ => FileState::Processing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileStep {
+    Taken,
+    Applied,
+    ResultWritten,
+    ErrorsWritten,
+    Moved,
+}
+
+impl FileStep {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileStep::Taken => "taken",
+            FileStep::Applied => "applied",
+            FileStep::ResultWritten => "result_written",
+            FileStep::ErrorsWritten => "errors_written",
+            FileStep::Moved => "moved",
+        }
+    }
+    fn parse(s: &str) -> FileStep {
+        match s {
+            "applied" => FileStep::Applied,
+            "result_written" => FileStep::ResultWritten,
+            "errors_written" => FileStep::ErrorsWritten,
+            "moved" => FileStep::Moved,
+            _ => FileStep::Taken,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileRow {
+    pub id: i64,
+    pub account: String,
+    pub kind: String,
+    pub path: String,
+    pub size: i64,
+    pub mtime: i64,
+    pub sha256: Option<String>,
+    #[serde(serialize_with = "ser_state")]
+    pub state: FileState,
+    #[serde(serialize_with = "ser_step")]
+    pub step: FileStep,
+    pub duplicate_of: Option<i64>,
+    pub result_path: Option<String>,
+    pub errors_path: Option<String>,
+    pub final_path: Option<String>,
+    pub accepted: i64,
+    pub rejected: i64,
+    pub message: Option<String>,
+    pub first_seen: String,
+    pub updated_at: String,
+}
+
+fn ser_state<S: serde::Serializer>(s: &FileState, ser: S) -> std::result::Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
+}
+fn ser_step<S: serde::Serializer>(s: &FileStep, ser: S) -> std::result::Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
+}
+
+/// One record's outcome as stored, later rendered into the result file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub line: u64,
+    pub key: String,
+    pub outcome: String,
+    pub remote_id: String,
+    pub message: String,
+}
+
+/// When a path's current size+mtime were first seen: the settle clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub since_ms: i64,
+}
+
+const COLS: &str = "id, account, kind, path, size, mtime, sha256, state, step, duplicate_of, result_path, \
+                    errors_path, final_path, accepted, rejected, message, first_seen, updated_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        kind: r.get(2)?,
+        path: r.get(3)?,
+        size: r.get(4)?,
+        mtime: r.get(5)?,
+        sha256: r.get(6)?,
+        state: FileState::parse(&r.get::<_, String>(7)?),
+        step: FileStep::parse(&r.get::<_, String>(8)?),
+        duplicate_of: r.get(9)?,
+        result_path: r.get(10)?,
+        errors_path: r.get(11)?,
+        final_path: r.get(12)?,
+        accepted: r.get(13)?,
+        rejected: r.get(14)?,
+        message: r.get(15)?,
+        first_seen: r.get(16)?,
+        updated_at: r.get(17)?,
+    })
+}
+
+impl Ledger {
+    /// Record this poll's view of a path; returns since when it has looked exactly like this.
+    pub fn observe(&self, account: &str, path: &str, size: u64, mtime_ms: i64, now_ms: i64) -> Result<Observation> {
+        let prev: Option<(i64, i64, i64)> = self.sql(
+            self.conn
+                .query_row(
+                    "SELECT size, mtime, since_ms FROM observations WHERE account=?1 AND path=?2",
+                    (account, path),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional(),
+        )?;
+        if let Some((s, m, since)) = prev {
+            if s == size as i64 && m == mtime_ms {
+                return Ok(Observation { since_ms: since });
+            }
+        }
+        self.sql(self.conn.execute(
+            "INSERT INTO observations(account, path, size, mtime, since_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(account, path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, since_ms=excluded.since_ms",
+            (account, path, size as i64, mtime_ms, now_ms),
+        ))?;
+        Ok(Observation { since_ms: now_ms })
+    }
+
+    pub fn forget_observation(&self, account: &str, path: &str) -> Result<()> {
+        self.sql(self.conn.execute("DELETE FROM observations WHERE account=?1 AND path=?2", (account, path)))?;
+        Ok(())
+    }
+
+    /// The unfinished row for this path, or a new one. Resuming the same row after a crash is
+    /// what lets a half-processed file continue instead of starting over as a stranger.
+    pub fn take_file(&self, account: &str, kind: &str, path: &str, size: u64, mtime_ms: i64) -> Result<FileRow> {
+        if let Some(f) = self.unfinished_file(account, path)? {
+            return Ok(f);
+        }
+        let t = now();
+        self.sql(self.conn.execute(
+            "INSERT INTO files(account, kind, path, size, mtime, state, step, first_seen, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'processing', 'taken', ?6, ?6)",
+            (account, kind, path, size as i64, mtime_ms, &t),
+        ))?;
+        let id = self.conn.last_insert_rowid();
+        self.file(id).map(|f| f.expect("row just inserted"))
+    }
+
+    pub fn unfinished_file(&self, account: &str, path: &str) -> Result<Option<FileRow>> {
+        self.sql(
+            self.conn
+                .query_row(
+                    &format!("SELECT {COLS} FROM files WHERE account=?1 AND path=?2 AND state='processing' ORDER BY id DESC LIMIT 1"),
+                    (account, path),
+                    row,
+                )
+                .optional(),
+        )
+    }
+
+    pub fn unfinished_files(&self, account: &str) -> Result<Vec<FileRow>> {
+        let mut st = self.sql(self.conn.prepare(&format!(
+            "SELECT {COLS} FROM files WHERE account=?1 AND state='processing' ORDER BY id"
+        )))?;
+        let rows = self.sql(st.query_map([account], row))?;
+        self.sql(rows.collect())
+    }
+
+    pub fn file(&self, id: i64) -> Result<Option<FileRow>> {
+        self.sql(self.conn.query_row(&format!("SELECT {COLS} FROM files WHERE id=?1"), [id], row).optional())
+    }
+
+    pub fn set_hash(&self, id: i64, sha256: &str, size: u64) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE files SET sha256=?2, size=?3, updated_at=?4 WHERE id=?1",
+            (id, sha256, size as i64, now()),
+        ))?;
+        Ok(())
+    }
+
+    /// An earlier, finished file of this account with the same content.
+    pub fn processed_with_hash(&self, account: &str, sha256: &str, except: i64) -> Result<Option<FileRow>> {
+        self.sql(
+            self.conn
+                .query_row(
+                    &format!(
+                        "SELECT {COLS} FROM files WHERE account=?1 AND sha256=?2 AND id<>?3 AND state='archived'
+                         AND duplicate_of IS NULL ORDER BY id LIMIT 1"
+                    ),
+                    (account, sha256, except),
+                    row,
+                )
+                .optional(),
+        )
+    }
+
+    /// Store every record's outcome and advance to `Applied`, in one transaction: either the
+    /// whole file's outcomes are known or none are.
+    pub fn store_outcomes(&mut self, id: i64, records: &[StoredRecord], duplicate_of: Option<i64>, message: Option<&str>) -> Result<()> {
+        let path = self.path.clone();
+        let map = |e| super::classify(&path, e);
+        let tx = self.conn.transaction().map_err(map)?;
+        tx.execute("DELETE FROM records WHERE file_id=?1", [id]).map_err(map)?;
+        let (mut acc, mut rej) = (0i64, 0i64);
+        {
+            let mut st = tx
+                .prepare("INSERT INTO records(file_id, line, key, outcome, remote_id, message) VALUES (?1,?2,?3,?4,?5,?6)")
+                .map_err(map)?;
+            for r in records {
+                if r.outcome == "rejected" {
+                    rej += 1
+                } else {
+                    acc += 1
+                }
+                st.execute((id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.message)).map_err(map)?;
+            }
+        }
+        tx.execute(
+            "UPDATE files SET step='applied', accepted=?2, rejected=?3, duplicate_of=?4, message=?5, updated_at=?6 WHERE id=?1",
+            (id, acc, rej, duplicate_of, message, now()),
+        )
+        .map_err(map)?;
+        tx.commit().map_err(map)
+    }
+
+    pub fn outcomes(&self, id: i64) -> Result<Vec<StoredRecord>> {
+        let mut st = self.sql(self.conn.prepare(
+            "SELECT line, key, outcome, remote_id, message FROM records WHERE file_id=?1 ORDER BY line, rowid",
+        ))?;
+        let rows = self.sql(st.query_map([id], |r| {
+            Ok(StoredRecord {
+                line: r.get::<_, i64>(0)? as u64,
+                key: r.get(1)?,
+                outcome: r.get(2)?,
+                remote_id: r.get(3)?,
+                message: r.get(4)?,
+            })
+        }))?;
+        self.sql(rows.collect())
+    }
+
+    pub fn set_step(&self, id: i64, step: FileStep, result_path: Option<&str>, errors_path: Option<&str>) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE files SET step=?2, result_path=COALESCE(?3, result_path), errors_path=COALESCE(?4, errors_path), updated_at=?5 WHERE id=?1",
+            (id, step.as_str(), result_path, errors_path, now()),
+        ))?;
+        Ok(())
+    }
+
+    pub fn finish_file(&self, id: i64, state: FileState, final_path: &str) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE files SET state=?2, step='moved', final_path=?3, updated_at=?4 WHERE id=?1",
+            (id, state.as_str(), final_path, now()),
+        ))?;
+        Ok(())
+    }
+
+    pub fn recent_files(&self, account: Option<&str>, limit: usize) -> Result<Vec<FileRow>> {
+        let mut st = self.sql(self.conn.prepare(&format!(
+            "SELECT {COLS} FROM files WHERE (?1 IS NULL OR account=?1) ORDER BY id DESC LIMIT ?2"
+        )))?;
+        let rows = self.sql(st.query_map((account, limit as i64), row))?;
+        self.sql(rows.collect())
+    }
+
+    /// (archived, rejected) files finished since `since` (RFC 3339).
+    pub fn file_counts_since(&self, account: &str, since: &str) -> Result<(i64, i64)> {
+        self.sql(self.conn.query_row(
+            "SELECT COALESCE(SUM(state='archived'),0), COALESCE(SUM(state='rejected'),0) FROM files
+             WHERE account=?1 AND updated_at >= ?2",
+            (account, since),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ))
+    }
+}
