@@ -1,1 +1,6 @@
-//! placeholder
+//! Stitch Labs API access: the wire contract and the HTTP client.
+
+pub mod client;
+pub mod wire;
+
+pub use client::{ApiError, ClientOptions, HaltKind, OrderView, StitchClient};
