@@ -36,3 +36,7 @@ pub struct ParseOptions {
     pub max_rows: u64,
     pub max_rows_per_group: usize,
 }
+pub mod error;
+pub mod records;
+pub use error::{ErrorCode, FileRejection, RecordError};
+pub use records::*;
