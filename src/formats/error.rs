@@ -1,0 +1,176 @@
+//! Error codes and located errors. Codes are stable strings: warehouses and scripts match on them.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Every problem the parsers report. `as_str` values are part of the public contract: never rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A required column is absent from the header (file rejected).
+    MissingColumn,
+    /// Two header cells map to the same canonical column (file rejected).
+    DuplicateColumn,
+    MissingValue,
+    BadInteger,
+    BadDecimal,
+    NegativeQuantity,
+    ZeroQuantity,
+    /// A price, cost or weight below zero.
+    NegativeAmount,
+    BadDate,
+    BadCountry,
+    BadCurrency,
+    BadBarcode,
+    /// A value outside a fixed list (shipping_speed, action).
+    BadChoice,
+    DuplicateSku,
+    InconsistentOrderHeader,
+    InconsistentShipmentHeader,
+    OrderNotContiguous,
+    ShipmentNotContiguous,
+    /// An order or shipment with more rows than `max_rows_per_group`.
+    GroupTooLarge,
+    /// A row that is fine by itself but belongs to an order/shipment with a bad row.
+    GroupRejected,
+    FieldTooLong,
+    BadEncoding,
+    RaggedRow,
+    /// Warning only: a header column the kind does not use.
+    UnknownColumn,
+    FileTooLarge,
+    TooManyRows,
+    EmptyFile,
+    /// The input could not be read (file rejected).
+    ReadError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 28] = [
+        ErrorCode::MissingColumn,
+        ErrorCode::DuplicateColumn,
+        ErrorCode::MissingValue,
+        ErrorCode::BadInteger,
+        ErrorCode::BadDecimal,
+        ErrorCode::NegativeQuantity,
+        ErrorCode::ZeroQuantity,
+        ErrorCode::NegativeAmount,
+        ErrorCode::BadDate,
+        ErrorCode::BadCountry,
+        ErrorCode::BadCurrency,
+        ErrorCode::BadBarcode,
+        ErrorCode::BadChoice,
+        ErrorCode::DuplicateSku,
+        ErrorCode::InconsistentOrderHeader,
+        ErrorCode::InconsistentShipmentHeader,
+        ErrorCode::OrderNotContiguous,
+        ErrorCode::ShipmentNotContiguous,
+        ErrorCode::GroupTooLarge,
+        ErrorCode::GroupRejected,
+        ErrorCode::FieldTooLong,
+        ErrorCode::BadEncoding,
+        ErrorCode::RaggedRow,
+        ErrorCode::UnknownColumn,
+        ErrorCode::FileTooLarge,
+        ErrorCode::TooManyRows,
+        ErrorCode::EmptyFile,
+        ErrorCode::ReadError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MissingColumn => "missing_column",
+            ErrorCode::DuplicateColumn => "duplicate_column",
+            ErrorCode::MissingValue => "missing_value",
+            ErrorCode::BadInteger => "bad_integer",
+            ErrorCode::BadDecimal => "bad_decimal",
+            ErrorCode::NegativeQuantity => "negative_quantity",
+            ErrorCode::ZeroQuantity => "zero_quantity",
+            ErrorCode::NegativeAmount => "negative_amount",
+            ErrorCode::BadDate => "bad_date",
+            ErrorCode::BadCountry => "bad_country",
+            ErrorCode::BadCurrency => "bad_currency",
+            ErrorCode::BadBarcode => "bad_barcode",
+            ErrorCode::BadChoice => "bad_choice",
+            ErrorCode::DuplicateSku => "duplicate_sku",
+            ErrorCode::InconsistentOrderHeader => "inconsistent_order_header",
+            ErrorCode::InconsistentShipmentHeader => "inconsistent_shipment_header",
+            ErrorCode::OrderNotContiguous => "order_not_contiguous",
+            ErrorCode::ShipmentNotContiguous => "shipment_not_contiguous",
+            ErrorCode::GroupTooLarge => "group_too_large",
+            ErrorCode::GroupRejected => "group_rejected",
+            ErrorCode::FieldTooLong => "field_too_long",
+            ErrorCode::BadEncoding => "bad_encoding",
+            ErrorCode::RaggedRow => "ragged_row",
+            ErrorCode::UnknownColumn => "unknown_column",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::TooManyRows => "too_many_rows",
+            ErrorCode::EmptyFile => "empty_file",
+            ErrorCode::ReadError => "read_error",
+        }
+    }
+
+    /// Warnings are reported but never reject anything.
+    pub fn is_warning(self) -> bool {
+        self == ErrorCode::UnknownColumn
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole file is refused: nothing in it may be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileRejection {
+    pub code: ErrorCode,
+    /// 1-based physical line, when the problem has one.
+    pub line: Option<u64>,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl FileRejection {
+    pub(crate) fn new(code: ErrorCode, line: Option<u64>, message: impl Into<String>) -> Self {
+        FileRejection { code, line, column: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for FileRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(col) = &self.column {
+            write!(f, "{col}: ")?;
+        }
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for FileRejection {}
+
+/// A problem with one row. `column` is the canonical column name for known columns, the original
+/// header name for others, and empty when the problem concerns the whole row (e.g. `ragged_row`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordError {
+    /// 1-based physical line where the record starts (the header is line 1).
+    pub line: u64,
+    pub column: String,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RecordError {
+    pub(crate) fn new(line: u64, column: &str, code: ErrorCode, message: impl Into<String>) -> Self {
+        RecordError { line, column: column.to_string(), code, message: message.into() }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {}: {}", self.line, self.column, self.code, self.message)
+    }
+}

@@ -1,0 +1,128 @@
+//! Canonical records produced by the parsers: what the rest of the program acts on.
+
+use chrono::{DateTime, FixedOffset};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::error::RecordError;
+
+/// A data row as it was in the file (values untrimmed; invalid UTF-8 replaced by U+FFFD), kept so
+/// error and result files can echo it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RawRow {
+    /// 1-based physical line where the record starts.
+    pub line: u64,
+    pub fields: Vec<String>,
+}
+
+/// The unit of acceptance: one inventory row, one whole order, or one whole shipment. Either all
+/// its rows are applied or none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unit {
+    pub rows: Vec<RawRow>,
+    pub result: Result<Record, Vec<RecordError>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Inventory(InventoryRecord),
+    Order(OrderRecord),
+    Shipment(ShipmentRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryRecord {
+    pub line: u64,
+    pub sku: String,
+    /// On-hand stock, or (in delta mode) a signed adjustment.
+    pub quantity: i64,
+    pub name: Option<String>,
+    pub barcode: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderAction {
+    Create,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ShippingSpeed {
+    #[default]
+    Standard,
+    Expedited,
+    Priority,
+}
+
+impl ShippingSpeed {
+    /// The spelling the Stitch API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShippingSpeed::Standard => "Standard",
+            ShippingSpeed::Expedited => "Expedited",
+            ShippingSpeed::Priority => "Priority",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub name: String,
+    pub company: Option<String>,
+    pub address1: String,
+    pub address2: Option<String>,
+    pub city: String,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub country: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// One order. For `Cancel`, only `order_ref` is meaningful: the other fields are `None`/empty.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRecord {
+    /// Line of the order's first row.
+    pub line: u64,
+    pub order_ref: String,
+    pub action: OrderAction,
+    pub order_date: Option<DateTime<FixedOffset>>,
+    pub ship_to: Option<Address>,
+    pub shipping_speed: ShippingSpeed,
+    /// ISO 4217, uppercase.
+    pub currency: Option<String>,
+    pub items: Vec<OrderItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderItem {
+    pub line: u64,
+    pub sku: String,
+    pub quantity: u32,
+    pub price: Option<Decimal>,
+}
+
+/// One shipment: the rows sharing (fulfillment_id or order_ref) and tracking number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShipmentRecord {
+    pub line: u64,
+    pub fulfillment_id: Option<String>,
+    pub order_ref: Option<String>,
+    pub tracking_number: String,
+    pub carrier: String,
+    pub service: Option<String>,
+    pub shipped_at: DateTime<FixedOffset>,
+    pub cost: Option<Decimal>,
+    pub weight: Option<Decimal>,
+    pub items: Vec<ShipmentItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShipmentItem {
+    pub line: u64,
+    pub sku: String,
+    pub quantity: u32,
+}
