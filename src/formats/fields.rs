@@ -1,0 +1,254 @@
+//! Value parsers. Each returns a clerk-readable message on failure; the caller adds line and column.
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+use super::codes::{COUNTRIES, CURRENCIES};
+use super::error::ErrorCode;
+
+/// A failed value: code plus message.
+pub(crate) type FieldError = (ErrorCode, String);
+
+/// Shows a value in a message without letting a huge cell flood the report.
+pub(crate) fn shown(v: &str) -> String {
+    const MAX: usize = 40;
+    if v.chars().count() <= MAX {
+        v.to_string()
+    } else {
+        let mut s: String = v.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Whole number (optional sign). Rejects "3.0" on purpose: quantities are counts, not measures.
+pub(crate) fn integer(column: &str, v: &str) -> Result<i64, FieldError> {
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err((
+            ErrorCode::BadInteger,
+            format!("{column} must be a whole number, got '{}'", shown(v)),
+        ));
+    }
+    i64::from_str(v).map_err(|_| {
+        (ErrorCode::BadInteger, format!("{column} is too large, got '{}'", shown(v)))
+    })
+}
+
+/// A count that must be positive (order and shipment lines).
+pub(crate) fn positive_quantity(column: &str, v: &str) -> Result<u32, FieldError> {
+    let n = integer(column, v)?;
+    if n < 0 {
+        return Err((ErrorCode::NegativeQuantity, format!("{column} must be at least 1, got {n}")));
+    }
+    if n == 0 {
+        return Err((ErrorCode::ZeroQuantity, format!("{column} must be at least 1, got 0")));
+    }
+    u32::try_from(n)
+        .map_err(|_| (ErrorCode::BadInteger, format!("{column} is too large, got {n}")))
+}
+
+/// Plain decimal notation only ("12.50", "-3", ".5"): no thousands separators, currency signs or
+/// exponents, so "1,000" in a comma-delimited file can never be silently misread.
+pub(crate) fn decimal(column: &str, v: &str) -> Result<Decimal, FieldError> {
+    let body = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let ok = !(int.is_empty() && frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    let bad = || (ErrorCode::BadDecimal, format!("{column} must be a number like 12.50, got '{}'", shown(v)));
+    if !ok {
+        return Err(bad());
+    }
+    Decimal::from_str(v).map_err(|_| bad())
+}
+
+/// Decimal that must not be negative (price, cost, weight).
+pub(crate) fn amount(column: &str, v: &str) -> Result<Decimal, FieldError> {
+    let d = decimal(column, v)?;
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err((ErrorCode::NegativeAmount, format!("{column} must not be negative, got '{}'", shown(v))));
+    }
+    Ok(d)
+}
+
+/// Places a wall-clock time in `tz`. In a DST overlap the earlier instant is taken (the warehouse
+/// clock showed that time first); a time inside a DST gap never happened and is rejected.
+fn localize(column: &str, v: &str, naive: NaiveDateTime, tz: Tz) -> Result<DateTime<FixedOffset>, FieldError> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(dt) => Ok(dt.fixed_offset()),
+        LocalResult::Ambiguous(a, _) => Ok(a.fixed_offset()),
+        LocalResult::None => Err((
+            ErrorCode::BadDate,
+            format!("{column} '{}' does not exist in time zone {tz} (clocks skipped it)", shown(v)),
+        )),
+    }
+}
+
+/// Dates: the partner's own format first (if any), then RFC 3339, `YYYY-MM-DD`,
+/// `YYYY-MM-DD HH:MM[:SS]` (also with `T`), `MM/DD/YYYY`. Times without an offset are in `tz`.
+pub(crate) fn date(
+    column: &str,
+    v: &str,
+    custom: Option<&str>,
+    tz: Tz,
+) -> Result<DateTime<FixedOffset>, FieldError> {
+    if let Some(fmt) = custom {
+        if let Ok(dt) = DateTime::parse_from_str(v, fmt) {
+            return Ok(dt);
+        }
+        if let Ok(n) = NaiveDateTime::parse_from_str(v, fmt) {
+            return localize(column, v, n, tz);
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(v, fmt) {
+            return localize(column, v, d.and_time(NaiveTime::MIN), tz);
+        }
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
+        return Ok(dt);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(v, fmt) {
+            return localize(column, v, n, tz);
+        }
+    }
+    for fmt in ["%Y-%m-%d", "%m/%d/%Y"] {
+        if let Ok(d) = NaiveDate::parse_from_str(v, fmt) {
+            return localize(column, v, d.and_time(NaiveTime::MIN), tz);
+        }
+    }
+    Err((
+        ErrorCode::BadDate,
+        format!(
+            "{column} must be a date like 2024-03-15, 2024-03-15 14:30 or 03/15/2024, got '{}'",
+            shown(v)
+        ),
+    ))
+}
+
+/// UPC-A (12), EAN-13 (13) or GTIN-14 (14) digits with a valid check digit.
+pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
+    let bytes = v.as_bytes();
+    if !matches!(bytes.len(), 12..=14) || !bytes.iter().all(u8::is_ascii_digit) {
+        return Err((
+            ErrorCode::BadBarcode,
+            format!("{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'", shown(v)),
+        ));
+    }
+    let (payload, check) = bytes.split_at(bytes.len() - 1);
+    let sum: u32 = payload
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    let expected = (10 - sum % 10) % 10;
+    if u32::from(check[0] - b'0') != expected {
+        return Err((
+            ErrorCode::BadBarcode,
+            format!("{column} '{v}' has a wrong check digit (expected {expected}); it was probably mistyped"),
+        ));
+    }
+    Ok(())
+}
+
+/// ISO 3166-1 alpha-2, case-insensitive; returns the uppercase code.
+pub(crate) fn country(column: &str, v: &str) -> Result<String, FieldError> {
+    let up = v.to_ascii_uppercase();
+    if COUNTRIES.binary_search(&up.as_str()).is_ok() {
+        Ok(up)
+    } else {
+        Err((
+            ErrorCode::BadCountry,
+            format!("{column} must be a two-letter ISO country code like US or GB, got '{}'", shown(v)),
+        ))
+    }
+}
+
+/// ISO 4217, case-insensitive; returns the uppercase code.
+pub(crate) fn currency(column: &str, v: &str) -> Result<String, FieldError> {
+    let up = v.to_ascii_uppercase();
+    if CURRENCIES.binary_search(&up.as_str()).is_ok() {
+        Ok(up)
+    } else {
+        Err((
+            ErrorCode::BadCurrency,
+            format!("{column} must be a three-letter ISO currency code like USD, got '{}'", shown(v)),
+        ))
+    }
+}
+
+/// Is `code` a known ISO 3166-1 alpha-2 country (uppercase)?
+pub fn is_country(code: &str) -> bool {
+    COUNTRIES.binary_search(&code).is_ok()
+}
+
+/// Is `code` a known ISO 4217 currency (uppercase)?
+pub fn is_currency(code: &str) -> bool {
+    CURRENCIES.binary_search(&code).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_lists_are_sorted_and_real() {
+        assert!(COUNTRIES.windows(2).all(|w| w[0] < w[1]));
+        assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]));
+        for c in ["US", "CA", "GB", "DE", "JP"] {
+            assert!(is_country(c));
+        }
+        for c in ["UK", "XX", "EU"] {
+            assert!(!is_country(c));
+        }
+        assert!(is_currency("USD") && is_currency("EUR") && !is_currency("ABC") && !is_currency("XXX"));
+    }
+
+    #[test]
+    fn barcodes() {
+        assert!(barcode("b", "036000291452").is_ok()); // UPC-A
+        assert!(barcode("b", "4006381333931").is_ok()); // EAN-13
+        assert!(barcode("b", "10012345678902").is_ok()); // GTIN-14
+        assert_eq!(barcode("b", "036000291453").unwrap_err().0, ErrorCode::BadBarcode);
+        assert_eq!(barcode("b", "12345").unwrap_err().0, ErrorCode::BadBarcode);
+        assert_eq!(barcode("b", "03600029145x").unwrap_err().0, ErrorCode::BadBarcode);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(integer("q", "+7"), Ok(7));
+        assert_eq!(integer("q", "-7"), Ok(-7));
+        for bad in ["3.5", "", "-", "1e3", "٣", "99999999999999999999"] {
+            assert_eq!(integer("q", bad).unwrap_err().0, ErrorCode::BadInteger, "{bad}");
+        }
+        assert_eq!(positive_quantity("q", "0").unwrap_err().0, ErrorCode::ZeroQuantity);
+        assert_eq!(positive_quantity("q", "-1").unwrap_err().0, ErrorCode::NegativeQuantity);
+        assert_eq!(decimal("p", "12.50").map(|d| d.to_string()), Ok("12.50".into()));
+        assert_eq!(decimal("p", ".5").map(|d| d.to_string()), Ok("0.5".into()));
+        for bad in ["1,000", "$5", "1e3", ".", "1.2.3", "nan"] {
+            assert_eq!(decimal("p", bad).unwrap_err().0, ErrorCode::BadDecimal, "{bad}");
+        }
+        assert_eq!(amount("p", "-0.01").unwrap_err().0, ErrorCode::NegativeAmount);
+        assert!(amount("p", "-0").is_ok());
+    }
+
+    #[test]
+    fn dates_and_zones() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let d = |v: &str| date("d", v, None, ny).map(|d| d.to_rfc3339());
+        assert_eq!(d("2024-03-15"), Ok("2024-03-15T00:00:00-04:00".into()));
+        assert_eq!(d("2024-01-15 14:30"), Ok("2024-01-15T14:30:00-05:00".into()));
+        assert_eq!(d("2024-01-15 14:30:05"), Ok("2024-01-15T14:30:05-05:00".into()));
+        assert_eq!(d("01/15/2024"), Ok("2024-01-15T00:00:00-05:00".into()));
+        assert_eq!(d("2024-01-15T10:00:00Z"), Ok("2024-01-15T10:00:00+00:00".into()));
+        assert_eq!(d("2024-03-10 02:30").unwrap_err().0, ErrorCode::BadDate); // DST gap
+        assert_eq!(d("2024-11-03 01:30"), Ok("2024-11-03T01:30:00-04:00".into())); // overlap: earlier
+        assert_eq!(d("15/01/2024").unwrap_err().0, ErrorCode::BadDate);
+        assert_eq!(d("2024-02-30").unwrap_err().0, ErrorCode::BadDate);
+        let c = date("d", "15.01.2024", Some("%d.%m.%Y"), Tz::UTC).map(|d| d.to_rfc3339());
+        assert_eq!(c, Ok("2024-01-15T00:00:00+00:00".into()));
+    }
+}

@@ -1,0 +1,247 @@
+//! Orders: contiguous rows sharing `order_ref` form one order, accepted or rejected as a whole.
+//!
+//! A `cancel` row needs only `order_ref`; its other cells are ignored (not validated), because a
+//! cancellation refers to an order already sent and the warehouse may echo stale data in them.
+
+use chrono::{DateTime, FixedOffset};
+
+use super::cells::Cells;
+use super::error::{ErrorCode, RecordError};
+use super::fields::{self, shown};
+use super::group::{Group, GroupProblem};
+use super::header::{ord, HeaderMap};
+use super::reader::Row;
+use super::{Address, Ctx, OrderAction, OrderItem, OrderRecord, Record, ShippingSpeed, Unit};
+
+pub(crate) fn key(row: &Row, map: &HeaderMap) -> Option<String> {
+    row.get(map, ord::ORDER_REF).map(str::to_string)
+}
+
+struct Parsed {
+    action: OrderAction,
+    order_date: Option<DateTime<FixedOffset>>,
+    ship_to: Option<Address>,
+    speed: ShippingSpeed,
+    currency: Option<String>,
+    item: Option<OrderItem>,
+}
+
+fn parse_action(c: &mut Cells) -> Option<OrderAction> {
+    match c.opt(ord::ACTION) {
+        None => Some(OrderAction::Create),
+        Some(v) if v.eq_ignore_ascii_case("create") => Some(OrderAction::Create),
+        Some(v) if v.eq_ignore_ascii_case("cancel") => Some(OrderAction::Cancel),
+        Some(v) => {
+            c.push(ord::ACTION, ErrorCode::BadChoice, format!("action must be 'create' or 'cancel', got '{}'", shown(v)));
+            None
+        }
+    }
+}
+
+fn parse_speed(_: &str, v: &str) -> Result<ShippingSpeed, fields::FieldError> {
+    [ShippingSpeed::Standard, ShippingSpeed::Expedited, ShippingSpeed::Priority]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(v))
+        .ok_or_else(|| {
+            (
+                ErrorCode::BadChoice,
+                format!("shipping_speed must be Standard, Expedited or Priority, got '{}'", shown(v)),
+            )
+        })
+}
+
+fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<RecordError>) {
+    let mut c = Cells::new(row, map);
+    let _ = c.req(ord::ORDER_REF);
+    let Some(action) = parse_action(&mut c) else {
+        return (None, c.errors);
+    };
+    if action == OrderAction::Cancel {
+        let p = Parsed { action, order_date: None, ship_to: None, speed: ShippingSpeed::Standard, currency: None, item: None };
+        return (Some(p), c.errors);
+    }
+    let order_date = c.parse_req(ord::ORDER_DATE, |n, v| fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone));
+    let name = c.req(ord::SHIP_NAME);
+    let address1 = c.req(ord::SHIP_ADDRESS1);
+    let city = c.req(ord::SHIP_CITY);
+    let country = c.parse_req(ord::SHIP_COUNTRY, fields::country);
+    let speed = c.parse_opt(ord::SHIPPING_SPEED, parse_speed);
+    let currency = c.parse_opt(ord::CURRENCY, fields::currency);
+    let sku = c.req(ord::SKU);
+    let quantity = c.parse_req(ord::QUANTITY, fields::positive_quantity);
+    let price = c.parse_opt(ord::PRICE, fields::amount);
+    let opt = |col| c.opt(col).map(str::to_string);
+    let ship_to = match (name, address1, city, &country) {
+        (Some(name), Some(address1), Some(city), Some(country)) => Some(Address {
+            name: name.to_string(),
+            company: opt(ord::SHIP_COMPANY),
+            address1: address1.to_string(),
+            address2: opt(ord::SHIP_ADDRESS2),
+            city: city.to_string(),
+            state: opt(ord::SHIP_STATE),
+            zip: opt(ord::SHIP_ZIP),
+            country: country.clone(),
+            phone: opt(ord::SHIP_PHONE),
+            email: opt(ord::SHIP_EMAIL),
+        }),
+        _ => None,
+    };
+    let item = match (sku, quantity, &price) {
+        (Some(sku), Some(quantity), Ok(price)) => {
+            Some(OrderItem { line: row.line(), sku: sku.to_string(), quantity, price: *price })
+        }
+        _ => None,
+    };
+    let parsed = Parsed {
+        action,
+        order_date,
+        ship_to,
+        speed: speed.ok().flatten().unwrap_or_default(),
+        currency: currency.ok().flatten(),
+        item,
+    };
+    (Some(parsed), c.errors)
+}
+
+/// Comparable form of an order-level cell: trimmed, and uppercased where case carries no meaning.
+fn header_value(row: &Row, map: &HeaderMap, col: usize) -> String {
+    let v = row.get(map, col).unwrap_or("");
+    match col {
+        ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => v.to_ascii_uppercase(),
+        _ => v.to_string(),
+    }
+}
+
+/// Marks every row of a rejected group: rows with no error of their own get `group_rejected`
+/// pointing at the first bad line, so a clerk sees why a good-looking row was refused.
+pub(crate) fn reject_group(
+    rows: &[Row],
+    mut per_row: Vec<Vec<RecordError>>,
+    what: &str,
+    key_column: &str,
+) -> Vec<RecordError> {
+    let first_bad = per_row.iter().zip(rows).find(|(e, _)| !e.is_empty()).map(|(_, r)| r.line());
+    let mut all = Vec::new();
+    for (errs, row) in per_row.iter_mut().zip(rows) {
+        if errs.is_empty() {
+            if let Some(bad) = first_bad {
+                errs.push(RecordError::new(
+                    row.line(),
+                    key_column,
+                    ErrorCode::GroupRejected,
+                    format!("this {what} was rejected because line {bad} of the same {what} is invalid"),
+                ));
+            }
+        }
+        all.append(errs);
+    }
+    all
+}
+
+/// Flags every row of a group refused as a whole (not contiguous, too many rows).
+pub(crate) fn problem_errors(
+    rows: &[Row],
+    problem: GroupProblem,
+    key: &str,
+    what: &str,
+    key_column: &str,
+    max_rows: usize,
+) -> Vec<RecordError> {
+    let (code, message) = match problem {
+        GroupProblem::NotContiguous => (
+            if what == "order" { ErrorCode::OrderNotContiguous } else { ErrorCode::ShipmentNotContiguous },
+            format!(
+                "{what} '{}' already appeared earlier in the file; all rows of one {what} must be next to each other",
+                shown(key)
+            ),
+        ),
+        GroupProblem::TooLarge => (
+            ErrorCode::GroupTooLarge,
+            format!("{what} '{}' has more than {max_rows} rows; split it", shown(key)),
+        ),
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        out.extend(row.errors.iter().cloned());
+        out.push(RecordError::new(row.line(), key_column, code, message.clone()));
+    }
+    out
+}
+
+pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
+    let Group { key, rows, problem } = group;
+    if let (Some(p), Some(k)) = (problem, &key) {
+        let errors = problem_errors(&rows, p, k, "order", "order_ref", ctx.max_rows_per_group);
+        return Unit { rows: rows.into_iter().map(|r| r.raw).collect(), result: Err(errors) };
+    }
+    let mut per_row: Vec<Vec<RecordError>> = Vec::with_capacity(rows.len());
+    let mut parsed: Vec<Option<Parsed>> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.errors.is_empty() {
+            let (p, e) = parse_row(row, map, ctx);
+            parsed.push(p);
+            per_row.push(e);
+        } else {
+            parsed.push(None);
+            per_row.push(row.errors.clone());
+        }
+    }
+    // Order-level cells must agree with the first readable row. All-cancel orders only need to
+    // agree on the action, since their other cells are ignored.
+    let all_cancel = parsed.iter().flatten().all(|p| p.action == OrderAction::Cancel);
+    let reference = rows.iter().position(|r| r.errors.is_empty());
+    if let Some(first) = reference {
+        for (i, row) in rows.iter().enumerate().skip(first + 1) {
+            if !row.errors.is_empty() {
+                continue;
+            }
+            for col in ord::HEADER_FIELDS {
+                if all_cancel && col != ord::ACTION {
+                    continue;
+                }
+                let (mine, theirs) = (header_value(row, map, col), header_value(&rows[first], map, col));
+                if mine != theirs {
+                    let name = super::header::ORDER_COLUMNS[col].name;
+                    per_row[i].push(RecordError::new(
+                        row.line(),
+                        name,
+                        ErrorCode::InconsistentOrderHeader,
+                        format!(
+                            "{name} is '{}' here but '{}' on line {} of the same order; order details must be the same on every row",
+                            shown(row.get(map, col).unwrap_or("")),
+                            shown(rows[first].get(map, col).unwrap_or("")),
+                            rows[first].line()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let ok = per_row.iter().all(Vec::is_empty);
+    let raws = |rows: Vec<Row>| rows.into_iter().map(|r| r.raw).collect::<Vec<_>>();
+    if !ok {
+        let errors = reject_group(&rows, per_row, "order", "order_ref");
+        return Unit { rows: raws(rows), result: Err(errors) };
+    }
+    let mut parsed = parsed.into_iter().flatten();
+    let (Some(head), Some(k)) = (parsed.next(), key.or_else(|| rows.first().and_then(|r| r.get(map, ord::ORDER_REF)).map(str::to_string)))
+    else {
+        // Unreachable in practice (an error-free row always parses), but never panic on input.
+        let line = rows.first().map(Row::line).unwrap_or(1);
+        let e = RecordError::new(line, "order_ref", ErrorCode::MissingValue, "order_ref is required but empty");
+        return Unit { rows: raws(rows), result: Err(vec![e]) };
+    };
+    let mut items: Vec<OrderItem> = head.item.into_iter().collect();
+    items.extend(parsed.filter_map(|p| p.item));
+    let record = OrderRecord {
+        line: rows.first().map(Row::line).unwrap_or(1),
+        order_ref: k,
+        action: head.action,
+        order_date: head.order_date,
+        ship_to: head.ship_to,
+        shipping_speed: head.speed,
+        currency: head.currency,
+        items,
+    };
+    Unit { rows: raws(rows), result: Ok(Record::Order(record)) }
+}

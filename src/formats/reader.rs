@@ -1,0 +1,264 @@
+//! Streaming row reader: CSV framing, encoding checks, limits and physical line numbers.
+//!
+//! Reads one `ByteRecord` at a time so memory stays flat whatever the file size.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::error::{ErrorCode, FileRejection, RecordError};
+use super::fields::shown;
+use super::header::HeaderMap;
+use super::{Kind, ParseOptions, RawRow};
+
+/// Counts bytes and fails the read once `limit` is passed, so an oversized file is refused
+/// while streaming rather than after it was read whole.
+pub(crate) struct LimitedReader<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+    tripped: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read = self.read.saturating_add(n as u64);
+        if self.read > self.limit {
+            self.tripped.store(true, Ordering::Relaxed);
+            return Err(io::Error::other("file exceeds the size limit"));
+        }
+        Ok(n)
+    }
+}
+
+/// One data row, decoded, with its row-level problems (encoding, raggedness, length).
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub raw: RawRow,
+    /// Problems that make the row's values untrustworthy; field parsing is skipped when non-empty.
+    pub errors: Vec<RecordError>,
+}
+
+impl Row {
+    pub fn line(&self) -> u64 {
+        self.raw.line
+    }
+}
+
+pub(crate) struct RowReader<R> {
+    csv: csv::Reader<BufReader<LimitedReader<R>>>,
+    record: csv::ByteRecord,
+    tripped: Arc<AtomicBool>,
+    pub map: HeaderMap,
+    pub header: Vec<String>,
+    pub warnings: Vec<RecordError>,
+    max_file_bytes: u64,
+    max_field_len: usize,
+    max_rows: u64,
+    rows: u64,
+    done: bool,
+}
+
+/// Decodes a field; `None` when it is not UTF-8.
+fn decode(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Blank lines (and lines of only delimiters/whitespace) carry no data and are skipped.
+fn is_blank(rec: &csv::ByteRecord) -> bool {
+    rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
+}
+
+impl<R: Read> RowReader<R> {
+    /// Reads the header. Rejects the file when it is empty, the header is not UTF-8, or the
+    /// header does not fit the kind.
+    pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
+        let tripped = Arc::new(AtomicBool::new(false));
+        let limited = LimitedReader { inner: input, read: 0, limit: opts.max_file_bytes, tripped: tripped.clone() };
+        // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
+        let mut buffered = BufReader::with_capacity(64 * 1024, limited);
+        let bom = match buffered.fill_buf() {
+            Ok(buf) => buf.starts_with(b"\xef\xbb\xbf"),
+            Err(e) => {
+                let code = if tripped.load(Ordering::Relaxed) { ErrorCode::FileTooLarge } else { ErrorCode::ReadError };
+                return Err(FileRejection::new(code, None, format!("the file could not be read: {e}")));
+            }
+        };
+        if bom {
+            buffered.consume(3);
+        }
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(opts.delimiter)
+            .from_reader(buffered);
+        let mut rr = RowReader {
+            csv,
+            record: csv::ByteRecord::new(),
+            tripped,
+            map: HeaderMap { kind, index: Vec::new(), field_names: Vec::new() },
+            header: Vec::new(),
+            warnings: Vec::new(),
+            max_file_bytes: opts.max_file_bytes,
+            max_field_len: opts.max_field_len,
+            max_rows: opts.max_rows,
+            rows: 0,
+            done: false,
+        };
+        loop {
+            match rr.read_record() {
+                Ok(true) if is_blank(&rr.record) => continue,
+                Ok(true) => break,
+                Ok(false) => {
+                    return Err(FileRejection::new(
+                        ErrorCode::EmptyFile,
+                        None,
+                        "the file is empty: it needs at least a header row",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let line = rr.line();
+        let mut header = Vec::with_capacity(rr.record.len());
+        for (i, f) in rr.record.iter().enumerate() {
+            match decode(f) {
+                Some(s) => header.push(s.to_string()),
+                None => {
+                    return Err(FileRejection::new(
+                        ErrorCode::BadEncoding,
+                        Some(line),
+                        format!(
+                            "header column {} is not valid UTF-8 text; save the file as UTF-8",
+                            i + 1
+                        ),
+                    ))
+                }
+            }
+        }
+        let (map, warnings) = HeaderMap::build(kind, &header, opts)?;
+        rr.map = map;
+        rr.header = header;
+        rr.warnings = warnings;
+        Ok(rr)
+    }
+
+    fn line(&self) -> u64 {
+        self.record.position().map(|p| p.line()).unwrap_or(1).max(1)
+    }
+
+    /// Reads the next CSV record into `self.record`, mapping I/O failures to a file rejection.
+    fn read_record(&mut self) -> Result<bool, FileRejection> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(more) => Ok(more),
+            Err(e) => {
+                let line = e.position().map(|p| p.line());
+                if self.tripped.load(Ordering::Relaxed) {
+                    Err(FileRejection::new(
+                        ErrorCode::FileTooLarge,
+                        line,
+                        format!("the file is larger than the limit of {} bytes", self.max_file_bytes),
+                    ))
+                } else {
+                    Err(FileRejection::new(ErrorCode::ReadError, line, format!("the file could not be read: {e}")))
+                }
+            }
+        }
+    }
+
+    /// Next non-blank data row; `Err` means the whole file is rejected and iteration ends.
+    pub fn next_row(&mut self) -> Option<Result<Row, FileRejection>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.read_record() {
+                Ok(true) if is_blank(&self.record) => continue,
+                Ok(true) => break,
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let line = self.line();
+        self.rows += 1;
+        if self.rows > self.max_rows {
+            self.done = true;
+            return Some(Err(FileRejection::new(
+                ErrorCode::TooManyRows,
+                Some(line),
+                format!("the file has more than {} rows; split it into smaller files", self.max_rows),
+            )));
+        }
+        let mut fields = Vec::with_capacity(self.record.len());
+        let mut errors = Vec::new();
+        for (i, f) in self.record.iter().enumerate() {
+            let name = self.map.field_name(i);
+            match decode(f) {
+                Some(s) => {
+                    if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
+                        errors.push(RecordError::new(
+                            line,
+                            name,
+                            ErrorCode::FieldTooLong,
+                            format!(
+                                "{} is longer than {} characters ({} characters)",
+                                if name.is_empty() { "a value" } else { name },
+                                self.max_field_len,
+                                s.chars().count()
+                            ),
+                        ));
+                    }
+                    fields.push(s.to_string());
+                }
+                None => {
+                    let lossy = String::from_utf8_lossy(f).into_owned();
+                    errors.push(RecordError::new(
+                        line,
+                        name,
+                        ErrorCode::BadEncoding,
+                        format!(
+                            "{} contains bytes that are not UTF-8 text ('{}'); save the file as UTF-8",
+                            if name.is_empty() { "a value" } else { name },
+                            shown(&lossy)
+                        ),
+                    ));
+                    fields.push(lossy);
+                }
+            }
+        }
+        if fields.len() != self.header.len() {
+            errors.push(RecordError::new(
+                line,
+                "",
+                ErrorCode::RaggedRow,
+                format!(
+                    "this row has {} values but the header has {} columns (check for an unquoted delimiter)",
+                    fields.len(),
+                    self.header.len()
+                ),
+            ));
+        }
+        Some(Ok(Row { raw: RawRow { line, fields }, errors }))
+    }
+}
+
+impl Row {
+    /// Trimmed value of canonical column `col` (index into the kind's column table); `None` when
+    /// the column is absent or the cell is blank.
+    pub fn get<'a>(&'a self, map: &HeaderMap, col: usize) -> Option<&'a str> {
+        let i = (*map.index.get(col)?)?;
+        let v = self.raw.fields.get(i)?.trim();
+        if v.is_empty() {
+            None
+        } else {
+            Some(v)
+        }
+    }
+}
