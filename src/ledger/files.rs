@@ -101,6 +101,8 @@ pub struct StoredRecord {
     pub key: String,
     pub outcome: String,
     pub remote_id: String,
+    /// Stable reason code for rejections (empty otherwise).
+    pub code: String,
     pub message: String,
 }
 
@@ -240,7 +242,7 @@ impl Ledger {
         let (mut acc, mut rej) = (0i64, 0i64);
         {
             let mut st = tx
-                .prepare("INSERT INTO records(file_id, line, key, outcome, remote_id, message) VALUES (?1,?2,?3,?4,?5,?6)")
+                .prepare("INSERT INTO records(file_id, line, key, outcome, remote_id, code, message) VALUES (?1,?2,?3,?4,?5,?6,?7)")
                 .map_err(map)?;
             for r in records {
                 if r.outcome == "rejected" {
@@ -248,7 +250,7 @@ impl Ledger {
                 } else {
                     acc += 1
                 }
-                st.execute((id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.message)).map_err(map)?;
+                st.execute((id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.code, &r.message)).map_err(map)?;
             }
         }
         tx.execute(
@@ -261,7 +263,7 @@ impl Ledger {
 
     pub fn outcomes(&self, id: i64) -> Result<Vec<StoredRecord>> {
         let mut st = self.sql(self.conn.prepare(
-            "SELECT line, key, outcome, remote_id, message FROM records WHERE file_id=?1 ORDER BY line, rowid",
+            "SELECT line, key, outcome, remote_id, code, message FROM records WHERE file_id=?1 ORDER BY line, rowid",
         ))?;
         let rows = self.sql(st.query_map([id], |r| {
             Ok(StoredRecord {
@@ -269,7 +271,8 @@ impl Ledger {
                 key: r.get(1)?,
                 outcome: r.get(2)?,
                 remote_id: r.get(3)?,
-                message: r.get(4)?,
+                code: r.get(4)?,
+                message: r.get(5)?,
             })
         }))?;
         self.sql(rows.collect())

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
         key TEXT NOT NULL,
         outcome TEXT NOT NULL,
         remote_id TEXT NOT NULL DEFAULT '',
+        code TEXT NOT NULL DEFAULT '',
         message TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX records_by_file ON records(file_id, line);

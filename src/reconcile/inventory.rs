@@ -34,7 +34,7 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
     let mut out = InventoryPlan::default();
     if policy.zero_missing && !policy.delta {
         if let Some(why) = zero_guard(records, remote, policy.zero_missing_max_share) {
-            out.settled = records.iter().map(|r| Decision::rejected(r.line, &r.sku, &why)).collect();
+            out.settled = records.iter().map(|r| Decision::rejected(r.line, "bad_export", &r.sku, &why)).collect();
             return out;
         }
     }
@@ -44,6 +44,7 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
             let Some(p) = current else {
                 out.settled.push(Decision::rejected(
                     r.line,
+                    "unknown_sku",
                     &r.sku,
                     format!("SKU {} is not in Stitch yet; a delta can only adjust an existing product (send it in a full inventory file first)", r.sku),
                 ));
@@ -53,6 +54,7 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
             if t < 0 {
                 out.settled.push(Decision::rejected(
                     r.line,
+                    "stock_below_zero",
                     &r.sku,
                     format!("adjustment {} would take stock below zero (Stitch has {})", r.quantity, p.stock),
                 ));

@@ -7,37 +7,7 @@ pub mod inventory;
 pub mod orders;
 pub mod shipments;
 
-/// What happened (or will happen) to one record; becomes a row of the result file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Rejected,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Updated => "updated",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Rejected => "rejected",
-            Outcome::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Outcome {
-        match s {
-            "created" => Outcome::Created,
-            "updated" => Outcome::Updated,
-            "unchanged" => Outcome::Unchanged,
-            "skipped" => Outcome::Skipped,
-            _ => Outcome::Rejected,
-        }
-    }
-}
+pub use crate::report::Outcome;
 
 /// A settled decision for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +16,17 @@ pub struct Decision {
     pub key: String,
     pub outcome: Outcome,
     pub remote_id: String,
+    /// Stable reason code of a rejection, for the errors file; empty otherwise.
+    pub code: &'static str,
     pub message: String,
 }
 
 impl Decision {
     pub fn new(line: u64, key: impl Into<String>, outcome: Outcome, remote_id: impl Into<String>, message: impl Into<String>) -> Self {
-        Decision { line, key: key.into(), outcome, remote_id: remote_id.into(), message: message.into() }
+        Decision { line, key: key.into(), outcome, remote_id: remote_id.into(), code: "", message: message.into() }
     }
 
-    pub fn rejected(line: u64, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Decision::new(line, key, Outcome::Rejected, "", message)
+    pub fn rejected(line: u64, code: &'static str, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Decision { code, ..Decision::new(line, key, Outcome::Rejected, "", message) }
     }
 }

@@ -21,6 +21,7 @@ pub fn plan(rec: &OrderRecord, remote: Option<&OrderView>) -> OrderPlan {
     match (rec.action, remote) {
         (OrderAction::Cancel, None) => OrderPlan::Settled(Decision::rejected(
             rec.line,
+            "unknown_order",
             key,
             format!("cannot cancel order {key}: Stitch has no order with this reference"),
         )),
@@ -31,6 +32,7 @@ pub fn plan(rec: &OrderRecord, remote: Option<&OrderView>) -> OrderPlan {
         (OrderAction::Create, None) => OrderPlan::Create(desired(rec)),
         (OrderAction::Create, Some(v)) if v.order.void == "1" => OrderPlan::Settled(Decision::rejected(
             rec.line,
+            "order_cancelled",
             key,
             format!("order {key} was cancelled in Stitch; send it under a new order reference"),
         )),
@@ -40,6 +42,7 @@ pub fn plan(rec: &OrderRecord, remote: Option<&OrderView>) -> OrderPlan {
             } else if v.order.locked == "1" {
                 OrderPlan::Settled(Decision::rejected(
                     rec.line,
+                    "order_locked",
                     key,
                     format!("order {key} differs from Stitch but the warehouse has already acknowledged it (locked); changes not applied"),
                 ))

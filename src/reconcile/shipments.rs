@@ -32,7 +32,7 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
     let Some(snap) = snap else {
         return recs
             .iter()
-            .map(|r| ShipmentPlan::Settled(Decision::rejected(r.line, display_key(wanted, r), format!("unknown fulfillment: Stitch has no fulfillment for {wanted}"))))
+            .map(|r| ShipmentPlan::Settled(Decision::rejected(r.line, "unknown_fulfillment", display_key(wanted, r), format!("unknown fulfillment: Stitch has no fulfillment for {wanted}"))))
             .collect();
     };
     let f = &snap.fulfillment;
@@ -47,11 +47,11 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
         }
         match f.state {
             FulfillmentState::Cancelled => {
-                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, k, format!("fulfillment {} was cancelled in Stitch; do not ship it", f.id))));
+                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, "fulfillment_cancelled", k, format!("fulfillment {} was cancelled in Stitch; do not ship it", f.id))));
                 continue;
             }
             FulfillmentState::Complete => {
-                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, k, format!("fulfillment {} is already complete", f.id))));
+                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, "fulfillment_complete", k, format!("fulfillment {} is already complete", f.id))));
                 continue;
             }
             FulfillmentState::Open => {}
@@ -59,9 +59,11 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
         let mut trial = remaining.clone();
         let mut lines: Vec<ShipmentLineItem> = Vec::new();
         let mut problems: Vec<String> = Vec::new();
+        let mut code = "over_shipment";
         for item in &r.items {
             let candidates: Vec<&FulfillmentLineItem> = snap.line_items.iter().filter(|l| l.sku == item.sku).collect();
             if candidates.is_empty() {
+                code = "sku_not_on_fulfillment";
                 problems.push(format!(
                     "line {}: SKU {} is not on fulfillment {} (if it is a bundle, ship its components)",
                     item.line, item.sku, f.id
@@ -90,7 +92,7 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
             }
         }
         if !problems.is_empty() {
-            out.push(ShipmentPlan::Settled(Decision::rejected(r.line, k, problems.join("; "))));
+            out.push(ShipmentPlan::Settled(Decision::rejected(r.line, code, k, problems.join("; "))));
             continue;
         }
         remaining = trial;
