@@ -5,6 +5,11 @@
 
 pub mod local;
 
+/// Open an sFTP drop for an account (host key verified first).
+pub fn open_sftp(_acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {
+    Err("sftp:// drops are not available in this build yet".into())
+}
+
 use std::io::{self, Read};
 use std::time::SystemTime;
 

@@ -80,6 +80,8 @@ pub struct FileRow {
     pub result_path: Option<String>,
     pub errors_path: Option<String>,
     pub final_path: Option<String>,
+    /// The whole file is unusable: it goes to `rejected/`, not `archive/`.
+    pub reject_file: bool,
     pub accepted: i64,
     pub rejected: i64,
     pub message: Option<String>,
@@ -113,7 +115,7 @@ pub struct Observation {
 }
 
 const COLS: &str = "id, account, kind, path, size, mtime, sha256, state, step, duplicate_of, result_path, \
-                    errors_path, final_path, accepted, rejected, message, first_seen, updated_at";
+                    errors_path, final_path, reject_file, accepted, rejected, message, first_seen, updated_at";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -130,11 +132,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
         result_path: r.get(10)?,
         errors_path: r.get(11)?,
         final_path: r.get(12)?,
-        accepted: r.get(13)?,
-        rejected: r.get(14)?,
-        message: r.get(15)?,
-        first_seen: r.get(16)?,
-        updated_at: r.get(17)?,
+        reject_file: r.get(13)?,
+        accepted: r.get(14)?,
+        rejected: r.get(15)?,
+        message: r.get(16)?,
+        first_seen: r.get(17)?,
+        updated_at: r.get(18)?,
     })
 }
 
@@ -234,7 +237,14 @@ impl Ledger {
 
     /// Store every record's outcome and advance to `Applied`, in one transaction: either the
     /// whole file's outcomes are known or none are.
-    pub fn store_outcomes(&mut self, id: i64, records: &[StoredRecord], duplicate_of: Option<i64>, message: Option<&str>) -> Result<()> {
+    pub fn store_outcomes(
+        &mut self,
+        id: i64,
+        records: &[StoredRecord],
+        duplicate_of: Option<i64>,
+        reject_file: bool,
+        message: Option<&str>,
+    ) -> Result<()> {
         let path = self.path.clone();
         let map = |e| super::classify(&path, e);
         let tx = self.conn.transaction().map_err(map)?;
@@ -254,8 +264,8 @@ impl Ledger {
             }
         }
         tx.execute(
-            "UPDATE files SET step='applied', accepted=?2, rejected=?3, duplicate_of=?4, message=?5, updated_at=?6 WHERE id=?1",
-            (id, acc, rej, duplicate_of, message, now()),
+            "UPDATE files SET step='applied', accepted=?2, rejected=?3, duplicate_of=?4, message=?5, updated_at=?6, reject_file=?7 WHERE id=?1",
+            (id, acc, rej, duplicate_of, message, now(), reject_file),
         )
         .map_err(map)?;
         tx.commit().map_err(map)
@@ -283,6 +293,13 @@ impl Ledger {
             "UPDATE files SET step=?2, result_path=COALESCE(?3, result_path), errors_path=COALESCE(?4, errors_path), updated_at=?5 WHERE id=?1",
             (id, step.as_str(), result_path, errors_path, now()),
         ))?;
+        Ok(())
+    }
+
+    /// Record where the original will be moved *before* moving it, so a crash between the two
+    /// is recognised (target present, source gone) instead of looking like a lost file.
+    pub fn plan_final_path(&self, id: i64, final_path: &str) -> Result<()> {
+        self.sql(self.conn.execute("UPDATE files SET final_path=?2, updated_at=?3 WHERE id=?1", (id, final_path, now())))?;
         Ok(())
     }
 

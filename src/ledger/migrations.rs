@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
         result_path TEXT,
         errors_path TEXT,
         final_path TEXT,
+        reject_file INTEGER NOT NULL DEFAULT 0,
         accepted INTEGER NOT NULL DEFAULT 0,
         rejected INTEGER NOT NULL DEFAULT 0,
         message TEXT,

@@ -9,6 +9,17 @@ pub mod shipments;
 
 pub use crate::report::Outcome;
 
+/// Outcomes are stored as their strings; anything unknown reads as rejected, never as success.
+pub fn outcome_from(s: &str) -> Outcome {
+    match s {
+        "created" => Outcome::Created,
+        "updated" => Outcome::Updated,
+        "unchanged" => Outcome::Unchanged,
+        "skipped" => Outcome::Skipped,
+        _ => Outcome::Rejected,
+    }
+}
+
 /// A settled decision for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

@@ -338,6 +338,29 @@ impl StitchClient {
         .await
     }
 
+    /// Post several shipments in one request. Stitch validates them whole; a lost answer is
+    /// resolved by looking for every tracking number (all present: landed).
+    pub async fn post_shipments(&self, list: &[wire::NewShipment]) -> Result<Vec<wire::Shipment>, ApiError> {
+        let req = wire::ShipmentsRequest { shipments: list.to_vec() };
+        self.write_resolved(
+            async || {
+                let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
+                Ok(r.shipments)
+            },
+            async || {
+                let mut found = Vec::with_capacity(list.len());
+                for s in list {
+                    match self.find_shipment(&s.fulfillment_id, &s.tracking_number).await? {
+                        Some(x) => found.push(x),
+                        None => return Ok(None),
+                    }
+                }
+                Ok(Some(found))
+            },
+        )
+        .await
+    }
+
     pub async fn find_shipment(&self, fulfillment_id: &str, tracking: &str) -> Result<Option<wire::Shipment>, ApiError> {
         Ok(self.shipments_for(fulfillment_id).await?.into_iter().find(|x| x.tracking_number == tracking))
     }

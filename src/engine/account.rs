@@ -1,0 +1,221 @@
+//! One account's cycle: open its ledger, drop and client; refuse if halted; resolve writes a
+//! crash left uncertain; take inbound files in the order inventory → orders → shipments; then
+//! send new fulfillments and cancellations to the warehouse.
+
+use super::{halt, AccountReport, Parts};
+use crate::config::{Account, DropLocation, TokenSource};
+use crate::drop::{local::LocalDrop, Drop};
+use crate::formats::Kind;
+use crate::ledger::{Ledger, LedgerError};
+use crate::stitch::{ApiError, ClientOptions, HaltKind, StitchClient};
+use std::path::Path;
+
+/// Why a cycle stopped early.
+#[derive(Debug)]
+pub enum Stop {
+    /// 401/403: halt the account.
+    Halt { kind: HaltKind, status: u16, message: String },
+    /// Stitch or the drop is unavailable: the work stays for the next run.
+    Pending(String),
+    /// Needs an operator (ledger unusable, secrets missing).
+    Fatal(String),
+}
+
+impl From<ApiError> for Stop {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Halt { kind, status, message } => Stop::Halt { kind, status, message },
+            other => Stop::Pending(other.to_string()),
+        }
+    }
+}
+
+impl From<LedgerError> for Stop {
+    fn from(e: LedgerError) -> Self {
+        Stop::Fatal(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Pending(format!("drop: {e}"))
+    }
+}
+
+pub type Step<T> = Result<T, Stop>;
+
+/// Everything one account's cycle works with.
+pub struct AccountCtx<'a> {
+    pub acct: &'a Account,
+    pub ledger: Ledger,
+    pub drop: Box<dyn Drop>,
+    pub client: StitchClient,
+    pub report: AccountReport,
+    /// Open fulfillments, fetched at most once per cycle.
+    pub open_cache: Option<Vec<crate::stitch::wire::Fulfillment>>,
+}
+
+/// Read the Stitch token; never logged.
+pub fn read_token(src: &TokenSource) -> Result<String, String> {
+    match src {
+        TokenSource::Env(var) => match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => Err(format!("the Stitch token is expected in environment variable {var}, which is not set")),
+        },
+        TokenSource::File(p) => match std::fs::read_to_string(p) {
+            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            Ok(_) => Err(format!("token file {} is empty", p.display())),
+            Err(e) => Err(format!("cannot read token file {}: {e}", p.display())),
+        },
+    }
+}
+
+/// Open the account's drop. sFTP connections verify the host key before anything else.
+pub fn open_drop(acct: &Account) -> Result<Box<dyn Drop>, String> {
+    match &acct.drop {
+        DropLocation::Local(p) => {
+            if !p.is_dir() {
+                return Err(format!("drop folder {} does not exist or is not a folder", p.display()));
+            }
+            Ok(Box::new(LocalDrop::new(p)))
+        }
+        DropLocation::Sftp { .. } => crate::drop::open_sftp(acct),
+    }
+}
+
+pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError> {
+    let mut o = ClientOptions::new(&acct.stitch_url);
+    o.timeout = acct.timeout;
+    o.concurrency = acct.concurrency;
+    o.requests_per_second = acct.requests_per_second;
+    o.max_retries = acct.max_retries;
+    StitchClient::new(o, token)
+}
+
+pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountReport {
+    let mut report = AccountReport::new(&acct.name);
+    let started = crate::ledger::now();
+    let ledger = match Ledger::open(ledger_path) {
+        Ok(l) => l,
+        Err(e) => {
+            report.fatal.push(e.to_string());
+            return report;
+        }
+    };
+    match ledger.halted(&acct.name) {
+        Ok(Some(h)) => {
+            report.halted = Some(format!(
+                "halted since {} ({}); fix the cause, then run `stitch-bridge resume {}`",
+                h.at, h.code, acct.name
+            ));
+            return report;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            report.fatal.push(e.to_string());
+            return report;
+        }
+    }
+    let token = match read_token(&acct.token) {
+        Ok(t) => t,
+        Err(e) => {
+            report.fatal.push(e);
+            return report;
+        }
+    };
+    let client = match client_for(acct, &token) {
+        Ok(c) => c,
+        Err(e) => {
+            report.fatal.push(e.to_string());
+            return report;
+        }
+    };
+    let drop = match open_drop(acct) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(account = %acct.name, "drop unavailable: {e}");
+            report.pending.push(format!("drop unavailable: {e}"));
+            let _ = ledger.record_cycle(&acct.name, &started, "pending", &e);
+            return report;
+        }
+    };
+    let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None };
+    let result = cx.run(parts).await;
+    cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+    cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);
+    let outcome = match result {
+        Ok(()) => "ok".to_string(),
+        Err(Stop::Halt { kind, status, message }) => {
+            let text = halt::alert_text(&acct.name, kind, status, &message);
+            tracing::error!(account = %acct.name, status, "account halted: {message}");
+            if let Err(e) = cx.ledger.halt(&acct.name, halt::halt_code(kind), &text) {
+                cx.report.fatal.push(e.to_string());
+            }
+            if let Err(e) = halt::write_alert(cx.drop.as_mut(), &acct.name, &text) {
+                tracing::error!(account = %acct.name, "could not write the alert file: {e}");
+            }
+            cx.report.halted = Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
+            "halted".to_string()
+        }
+        Err(Stop::Pending(why)) => {
+            tracing::warn!(account = %acct.name, "work left for the next run: {why}");
+            cx.report.pending.push(why);
+            "pending".to_string()
+        }
+        Err(Stop::Fatal(why)) => {
+            tracing::error!(account = %acct.name, "{why}");
+            cx.report.fatal.push(why);
+            "fatal".to_string()
+        }
+    };
+    let summary = format!(
+        "{} files, {} orders sent, {} cancels sent",
+        cx.report.files.len(),
+        cx.report.orders_sent,
+        cx.report.cancels_sent
+    );
+    let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
+    cx.report
+}
+
+impl AccountCtx<'_> {
+    async fn run(&mut self, parts: Parts) -> Step<()> {
+        self.ensure_layout()?;
+        self.resolve_pending().await?;
+        if parts.inbound {
+            for kind in [Kind::Inventory, Kind::Orders, Kind::Shipments] {
+                self.inbound(kind).await?;
+            }
+        }
+        if parts.download {
+            self.download_orders().await?;
+            self.download_cancels().await?;
+        }
+        Ok(())
+    }
+
+    fn ensure_layout(&mut self) -> Step<()> {
+        let f = &self.acct.folders;
+        for dir in [
+            &f.inbound_orders,
+            &f.inbound_inventory,
+            &f.inbound_shipments,
+            &f.outbound_orders,
+            &f.outbound_cancellations,
+            &f.results,
+            &f.errors,
+            &f.archive,
+            &f.rejected,
+        ] {
+            self.drop.mkdir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    pub async fn open_fulfillments(&mut self) -> Step<&[crate::stitch::wire::Fulfillment]> {
+        if self.open_cache.is_none() {
+            self.open_cache = Some(self.client.list_open_fulfillments().await?);
+        }
+        Ok(self.open_cache.as_deref().unwrap_or_default())
+    }
+}

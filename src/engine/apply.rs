@@ -1,0 +1,462 @@
+//! Executing plans: fetch the snapshot the planners need, plan, and send each write through the
+//! outbox (intent recorded before the request, outcome after). Requests run concurrently up to
+//! the account's limit; ledger updates happen here, between them, never inside a request.
+
+use super::account::{AccountCtx, Step, Stop};
+use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
+use crate::formats::Kind;
+use crate::ledger::{Intent, IntentState};
+use crate::reconcile::{self, inventory, orders, shipments, Decision, Outcome};
+use crate::stitch::wire::{self, NewShipment};
+use crate::stitch::{ApiError, OrderView};
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+
+/// Most shipments sent in one request: large enough to amortise latency, small enough that a
+/// refused batch (validated whole by Stitch) is cheap to retry one by one.
+const SHIPMENT_BATCH: usize = 50;
+
+fn from_intent(line: u64, i: &Intent) -> Decision {
+    let outcome = reconcile::outcome_from(i.outcome.as_deref().unwrap_or("unchanged"));
+    Decision::new(line, i.key.split(':').next_back().unwrap_or(&i.key), outcome, i.remote_id.clone().unwrap_or_default(), i.message.clone().unwrap_or_default())
+}
+
+impl AccountCtx<'_> {
+    pub async fn apply(&mut self, kind: Kind, sha: &str, records: Vec<Record>, delta: bool) -> Step<Vec<Decision>> {
+        match kind {
+            Kind::Inventory => {
+                let recs = records.into_iter().filter_map(|r| if let Record::Inventory(i) = r { Some(i) } else { None }).collect();
+                self.apply_inventory(sha, recs, delta).await
+            }
+            Kind::Orders => {
+                let recs = records.into_iter().filter_map(|r| if let Record::Order(o) = r { Some(o) } else { None }).collect();
+                self.apply_orders(sha, recs).await
+            }
+            Kind::Shipments => {
+                let recs = records.into_iter().filter_map(|r| if let Record::Shipment(s) = r { Some(s) } else { None }).collect();
+                self.apply_shipments(recs).await
+            }
+        }
+    }
+
+    // ---- inventory -----------------------------------------------------------------------------
+
+    async fn apply_inventory(&mut self, sha: &str, recs: Vec<InventoryRecord>, delta: bool) -> Step<Vec<Decision>> {
+        let acct = self.acct.name.clone();
+        let key = |sku: &str| format!("inv:{sha}:{sku}");
+        let remote: HashMap<String, wire::Product> =
+            self.client.list_products().await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+        let mut decisions = Vec::new();
+        let mut todo = Vec::with_capacity(recs.len());
+        // A write of this file already made (before a crash) is reused, never repeated: for a
+        // delta, repeating would add the adjustment twice.
+        for r in recs {
+            match self.ledger.intent(&acct, &key(&r.sku))? {
+                Some(i) if i.state == IntentState::Done => decisions.push(Decision { line: r.line, key: r.sku.clone(), ..from_intent(r.line, &i) }),
+                Some(i) if i.state == IntentState::Pending => {
+                    let target = serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["stock"].as_i64());
+                    match (target, remote.get(&r.sku)) {
+                        (Some(t), Some(p)) if p.stock == t => {
+                            let created = serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["creates"].as_bool()).unwrap_or(false);
+                            let outcome = if created { Outcome::Created } else { Outcome::Updated };
+                            let msg = format!("stock {t} (confirmed after an interrupted run)");
+                            self.ledger.complete_intents(&acct, &[(i.key.clone(), outcome.as_str().into(), p.id.clone(), msg.clone())])?;
+                            decisions.push(Decision::new(r.line, &r.sku, outcome, &p.id, msg));
+                        }
+                        _ => todo.push(r),
+                    }
+                }
+                _ => todo.push(r),
+            }
+        }
+        let policy = inventory::InventoryPolicy {
+            delta,
+            zero_missing: self.acct.zero_missing,
+            zero_missing_max_share: self.acct.zero_missing_max_share,
+        };
+        let plan = inventory::plan(&todo, &remote, policy);
+        decisions.extend(plan.settled);
+        let chunks: Vec<Vec<inventory::PlannedUpsert>> =
+            plan.upserts.chunks(wire::MAX_PRODUCTS_PER_REQUEST).map(|c| c.to_vec()).collect();
+        for c in &chunks {
+            let items: Vec<(String, &str, String)> = c
+                .iter()
+                .map(|u| (key(&u.upsert.sku), "product", json!({"sku": u.upsert.sku, "stock": u.upsert.stock, "creates": u.creates}).to_string()))
+                .collect();
+            self.ledger.begin_intents(&acct, &items)?;
+        }
+        let client = self.client.clone();
+        let mut results = stream::iter(chunks)
+            .map(|c| {
+                let client = client.clone();
+                async move {
+                    let body: Vec<wire::ProductUpsert> = c.iter().map(|u| u.upsert.clone()).collect();
+                    let r = client.upsert_products(&body).await;
+                    (c, r)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        let mut stop: Option<Stop> = None;
+        while let Some((chunk, r)) = results.next().await {
+            match r {
+                Ok(answer) => {
+                    let ids: HashMap<&str, &str> = answer.iter().map(|a| (a.sku.as_str(), a.id.as_str())).collect();
+                    let mut done = Vec::with_capacity(chunk.len());
+                    for u in &chunk {
+                        let (outcome, msg) = inventory::applied_message(u);
+                        let id = ids.get(u.upsert.sku.as_str()).copied().unwrap_or("").to_string();
+                        done.push((key(&u.upsert.sku), outcome.as_str().to_string(), id.clone(), msg.clone()));
+                        decisions.push(Decision::new(u.line, &u.upsert.sku, outcome, id, msg));
+                    }
+                    self.ledger.complete_intents(&acct, &done)?;
+                }
+                Err(ApiError::Rejected { status, code, message }) => {
+                    let msg = format!("Stitch refused this batch ({status} {code}): {message}");
+                    let failed: Vec<_> = chunk.iter().map(|u| (key(&u.upsert.sku), "rejected".into(), String::new(), msg.clone())).collect();
+                    self.ledger.fail_intents(&acct, &failed)?;
+                    decisions.extend(chunk.iter().map(|u| Decision::rejected(u.line, "stitch_rejected", &u.upsert.sku, &msg)));
+                }
+                Err(e) => {
+                    // Keep draining finished requests so their outcomes are recorded.
+                    stop.get_or_insert(e.into());
+                }
+            }
+        }
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(decisions),
+        }
+    }
+
+    // ---- orders --------------------------------------------------------------------------------
+
+    async fn apply_orders(&mut self, sha: &str, recs: Vec<OrderRecord>) -> Step<Vec<Decision>> {
+        let acct = self.acct.name.clone();
+        let key = |r: &OrderRecord| format!("ord:{sha}:{}", r.order_ref);
+        let client = self.client.clone();
+        // Snapshot: each order looked up by its reference, concurrently.
+        let refs: Vec<String> = recs.iter().map(|r| r.order_ref.clone()).collect();
+        let mut found: HashMap<String, Option<OrderView>> = HashMap::new();
+        let mut lookups = stream::iter(refs)
+            .map(|r| {
+                let client = client.clone();
+                async move {
+                    let v = client.find_order(&r).await;
+                    (r, v)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        while let Some((r, v)) = lookups.next().await {
+            found.insert(r, v?);
+        }
+        drop(lookups);
+        let mut decisions = Vec::new();
+        let mut writes: Vec<(OrderRecord, orders::OrderPlan)> = Vec::new();
+        for r in recs {
+            let remote = found.get(&r.order_ref).and_then(|v| v.as_ref());
+            if let Some(i) = self.ledger.intent(&acct, &key(&r))? {
+                let landed = remote.is_some_and(|v| orders::landed(&r, v));
+                if i.state == IntentState::Done || (i.state == IntentState::Pending && landed) {
+                    let mut d = from_intent(r.line, &i);
+                    d.key = r.order_ref.clone();
+                    if i.state == IntentState::Pending {
+                        let id = remote.map(|v| v.order.id.clone()).unwrap_or_default();
+                        d = Decision::new(r.line, &r.order_ref, Outcome::Created, &id, "confirmed after an interrupted run");
+                        self.ledger.complete_intents(&acct, &[(key(&r), "created".into(), id, d.message.clone())])?;
+                    }
+                    decisions.push(d);
+                    continue;
+                }
+            }
+            match orders::plan(&r, remote) {
+                orders::OrderPlan::Settled(d) => decisions.push(d),
+                p => writes.push((r, p)),
+            }
+        }
+        let items: Vec<(String, &str, String)> = writes
+            .iter()
+            .map(|(r, _)| (key(r), "order", json!({"po_num": r.order_ref, "action": format!("{:?}", r.action).to_lowercase()}).to_string()))
+            .collect();
+        self.ledger.begin_intents(&acct, &items)?;
+        let mut results = stream::iter(writes)
+            .map(|(r, p)| {
+                let client = client.clone();
+                async move {
+                    let (write, outcome) = match &p {
+                        orders::OrderPlan::Create(w) => (w.clone(), Outcome::Created),
+                        orders::OrderPlan::Update { write, .. } => (write.clone(), Outcome::Updated),
+                        orders::OrderPlan::Void { id } => {
+                            (wire::SalesOrderWrite { id: Some(id.clone()), void: Some("1".into()), ..Default::default() }, Outcome::Updated)
+                        }
+                        orders::OrderPlan::Settled(_) => unreachable!("settled plans are not sent"),
+                    };
+                    let res = client.write_order(&write, &r.order_ref, |v| orders::landed(&r, v)).await;
+                    (r, outcome, res)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        let mut stop: Option<Stop> = None;
+        while let Some((r, outcome, res)) = results.next().await {
+            match res {
+                Ok(v) => {
+                    let msg = if r.action == OrderAction::Cancel { "cancelled (voided) in Stitch" } else { "" };
+                    self.ledger.complete_intents(&acct, &[(key(&r), outcome.as_str().into(), v.order.id.clone(), msg.into())])?;
+                    decisions.push(Decision::new(r.line, &r.order_ref, outcome, &v.order.id, msg));
+                }
+                Err(ApiError::Rejected { status, code, message }) => {
+                    let msg = match code.as_str() {
+                        wire::codes::ALREADY_SHIPPED => format!("cannot cancel: part of order {} has already shipped ({message})", r.order_ref),
+                        wire::codes::ORDER_LOCKED => format!("the warehouse has already acknowledged order {}; changes not applied ({message})", r.order_ref),
+                        _ => format!("Stitch refused the order ({status}): {message}"),
+                    };
+                    self.ledger.fail_intents(&acct, &[(key(&r), "rejected".into(), String::new(), msg.clone())])?;
+                    let c = if code.is_empty() { "stitch_rejected".to_string() } else { code };
+                    decisions.push(Decision::rejected(r.line, leak_code(&c), &r.order_ref, msg));
+                }
+                Err(e) => {
+                    stop.get_or_insert(e.into());
+                }
+            }
+        }
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(decisions),
+        }
+    }
+
+    // ---- shipments -----------------------------------------------------------------------------
+
+    async fn apply_shipments(&mut self, recs: Vec<ShipmentRecord>) -> Step<Vec<Decision>> {
+        let acct = self.acct.name.clone();
+        let mut decisions = Vec::new();
+        // Resolve each shipment's fulfillment: given, or via the order reference (what we sent
+        // the warehouse, else the open list).
+        let mut by_fid: BTreeMap<String, Vec<ShipmentRecord>> = BTreeMap::new();
+        for r in recs {
+            let fid = match (&r.fulfillment_id, &r.order_ref) {
+                (Some(f), _) => Some(f.clone()),
+                (None, Some(o)) => match self.ledger.fulfillment_for_order(&acct, o)? {
+                    Some(f) => Some(f),
+                    None => self.open_fulfillments().await?.iter().find(|f| &f.order_number == o).map(|f| f.id.clone()),
+                },
+                (None, None) => None,
+            };
+            match fid {
+                Some(f) => by_fid.entry(f).or_default().push(r),
+                None => {
+                    let wanted = r.order_ref.clone().unwrap_or_default();
+                    decisions.push(Decision::rejected(
+                        r.line,
+                        "unknown_fulfillment",
+                        format!("{wanted}/{}", r.tracking_number),
+                        format!("no open fulfillment found for order {wanted}"),
+                    ));
+                }
+            }
+        }
+        // Snapshot per fulfillment, concurrently: its state and line items. Recorded shipments
+        // are fetched only when the plan needs them (a re-sent file), which keeps the common
+        // case at one read per fulfillment.
+        let open: HashMap<String, wire::Fulfillment> = match &self.open_cache {
+            Some(v) => v.iter().map(|f| (f.id.clone(), f.clone())).collect(),
+            None => HashMap::new(),
+        };
+        let client = self.client.clone();
+        let fids: Vec<String> = by_fid.keys().cloned().collect();
+        let mut snaps: HashMap<String, Option<shipments::FulfillmentSnapshot>> = HashMap::new();
+        let mut fetches = stream::iter(fids)
+            .map(|fid| {
+                let client = client.clone();
+                let known = open.get(&fid).cloned();
+                async move {
+                    let f = match known {
+                        Some(f) => Some(f),
+                        None => client.get_fulfillment(&fid).await?,
+                    };
+                    let snap = match f {
+                        None => None,
+                        Some(f) => {
+                            let line_items = client.line_items(&f.id).await?;
+                            Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
+                        }
+                    };
+                    Ok::<_, ApiError>((fid, snap))
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        while let Some(r) = fetches.next().await {
+            let (fid, snap) = r?;
+            snaps.insert(fid, snap);
+        }
+        drop(fetches);
+        let key = |fid: &str, r: &ShipmentRecord| format!("shp:{}", shipments::key(fid, r));
+        let mut posts: Vec<(u64, NewShipment)> = Vec::new();
+        for (fid, recs) in &by_fid {
+            let mut pending_recs: Vec<&ShipmentRecord> = Vec::new();
+            for r in recs {
+                match self.ledger.intent(&acct, &key(fid, r))? {
+                    Some(i) if i.state == IntentState::Done => {
+                        let mut d = from_intent(r.line, &i);
+                        d.key = shipments::key(fid, r);
+                        if d.outcome == Outcome::Created {
+                            d.outcome = Outcome::Unchanged;
+                            d.message = "already sent to Stitch".into();
+                        }
+                        decisions.push(d);
+                    }
+                    _ => pending_recs.push(r),
+                }
+            }
+            let snap = snaps.get_mut(fid).and_then(|s| s.as_mut());
+            let mut plan = shipments::plan(&pending_recs, snap.as_deref(), fid);
+            let needs_history = plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected))
+                || pending_recs.iter().any(|r| self.ledger.intent(&acct, &key(fid, r)).ok().flatten().is_some());
+            if let (true, Some(s)) = (needs_history, snap) {
+                s.shipments = self.client.shipments_for(fid).await?;
+                plan = shipments::plan(&pending_recs, Some(s), fid);
+            }
+            for (r, p) in pending_recs.iter().zip(plan) {
+                match p {
+                    shipments::ShipmentPlan::Settled(d) => {
+                        if d.outcome == Outcome::Unchanged {
+                            let _ = self.ledger.complete_intents(&acct, &[(key(fid, r), "unchanged".into(), d.remote_id.clone(), d.message.clone())]);
+                        }
+                        decisions.push(d)
+                    }
+                    shipments::ShipmentPlan::Post(n) => posts.push((r.line, n)),
+                }
+            }
+        }
+        // Send: intents first (one transaction per batch), then batches concurrently.
+        let batches: Vec<Vec<(u64, NewShipment)>> = posts.chunks(SHIPMENT_BATCH).map(|c| c.to_vec()).collect();
+        for b in &batches {
+            let items: Vec<(String, &str, String)> = b
+                .iter()
+                .map(|(_, n)| (format!("shp:{}/{}", n.fulfillment_id, n.tracking_number), "shipment", json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number}).to_string()))
+                .collect();
+            self.ledger.begin_intents(&acct, &items)?;
+        }
+        let mut results = stream::iter(batches)
+            .map(|b| {
+                let client = client.clone();
+                async move {
+                    let body: Vec<NewShipment> = b.iter().map(|(_, n)| n.clone()).collect();
+                    let r = client.post_shipments(&body).await;
+                    (b, r)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        let mut stop: Option<Stop> = None;
+        let mut shipped: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        let mut retry_single: Vec<(u64, NewShipment)> = Vec::new();
+        while let Some((b, r)) = results.next().await {
+            match r {
+                Ok(answer) => {
+                    let ids: HashMap<(&str, &str), &str> =
+                        answer.iter().map(|s| ((s.fulfillment_id.as_str(), s.tracking_number.as_str()), s.id.as_str())).collect();
+                    let mut done = Vec::new();
+                    for (line, n) in &b {
+                        let id = ids.get(&(n.fulfillment_id.as_str(), n.tracking_number.as_str())).copied().unwrap_or("").to_string();
+                        let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
+                        done.push((format!("shp:{k}"), "created".to_string(), id.clone(), String::new()));
+                        decisions.push(Decision::new(*line, k, Outcome::Created, id, ""));
+                        let m = shipped.entry(n.fulfillment_id.clone()).or_default();
+                        for li in &n.line_items {
+                            *m.entry(li.line_item_id.clone()).or_default() += li.quantity;
+                        }
+                    }
+                    self.ledger.complete_intents(&acct, &done)?;
+                }
+                // Stitch validates a batch whole: find out which shipment it refused.
+                Err(ApiError::Rejected { .. }) if b.len() > 1 => retry_single.extend(b),
+                Err(ApiError::Rejected { status, code, message }) => {
+                    for (line, n) in b {
+                        self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?;
+                    }
+                }
+                Err(e) => {
+                    stop.get_or_insert(e.into());
+                }
+            }
+        }
+        drop(results);
+        for (line, n) in retry_single {
+            if stop.is_some() {
+                break;
+            }
+            match self.client.post_shipments(std::slice::from_ref(&n)).await {
+                Ok(answer) => {
+                    let id = answer.first().map(|s| s.id.clone()).unwrap_or_default();
+                    let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
+                    self.ledger.complete_intents(&acct, &[(format!("shp:{k}"), "created".into(), id.clone(), String::new())])?;
+                    decisions.push(Decision::new(line, k, Outcome::Created, id, ""));
+                    let m = shipped.entry(n.fulfillment_id.clone()).or_default();
+                    for li in &n.line_items {
+                        *m.entry(li.line_item_id.clone()).or_default() += li.quantity;
+                    }
+                }
+                Err(ApiError::Rejected { status, code, message }) => {
+                    self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?
+                }
+                Err(e) => {
+                    stop = Some(e.into());
+                }
+            }
+        }
+        // Keep Stitch informed: the status shows in Stitch next to the fulfillment.
+        let statuses: Vec<(String, &'static str)> = shipped
+            .iter()
+            .filter_map(|(fid, now)| {
+                let snap = snaps.get(fid)?.as_ref()?;
+                Some((fid.clone(), shipments::status_after(&snap.line_items, now)))
+            })
+            .collect();
+        let mut sets = stream::iter(statuses)
+            .map(|(fid, st)| {
+                let client = client.clone();
+                async move { client.set_status(&fid, st).await }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        while let Some(r) = sets.next().await {
+            if let Err(e) = r {
+                if e.is_halt() {
+                    stop.get_or_insert(e.into());
+                } else {
+                    tracing::warn!(account = %acct, "could not set fulfillment status: {e}");
+                }
+            }
+        }
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(decisions),
+        }
+    }
+
+    fn settle_refused_shipment(&mut self, decisions: &mut Vec<Decision>, line: u64, n: &NewShipment, status: u16, code: &str, message: &str) -> Step<()> {
+        let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
+        if code == wire::codes::DUPLICATE_SHIPMENT {
+            self.ledger.complete_intents(&self.acct.name, &[(format!("shp:{k}"), "unchanged".into(), String::new(), "tracking number already recorded".into())])?;
+            decisions.push(Decision::new(line, k, Outcome::Unchanged, "", "tracking number already recorded on this fulfillment"));
+        } else {
+            let msg = format!("Stitch refused the shipment ({status}): {message}");
+            self.ledger.fail_intents(&self.acct.name, &[(format!("shp:{k}"), "rejected".into(), String::new(), msg.clone())])?;
+            decisions.push(Decision::rejected(line, leak_code(if code.is_empty() { "stitch_rejected" } else { code }), k, msg));
+        }
+        Ok(())
+    }
+}
+
+/// Decision codes are `&'static str`; codes from Stitch are mapped onto the known set.
+fn leak_code(code: &str) -> &'static str {
+    use wire::codes::*;
+    for known in [
+        ORDER_LOCKED, ALREADY_SHIPPED, FULFILLMENT_NOT_OPEN, UNKNOWN_FULFILLMENT, UNKNOWN_LINE_ITEM, OVER_SHIPMENT,
+        DUPLICATE_SHIPMENT, INVALID, TOO_MANY_PRODUCTS, NOT_FOUND, BAD_REQUEST,
+    ] {
+        if known == code {
+            return known;
+        }
+    }
+    "stitch_rejected"
+}

@@ -1,0 +1,146 @@
+//! Stitch → warehouse. Pulling open fulfillments acknowledges them in Stitch [doc], so each is
+//! written to `outbound/orders/` exactly once (ledger), then marked "Sent to warehouse". A
+//! fulfillment sent earlier that Stitch has since cancelled becomes a cancel file, once.
+//!
+//! Crash safety: the order file is written atomically under a name derived from the
+//! fulfillment; finding it already present after a crash means it was written, so the ledger
+//! row is completed without writing again.
+
+use super::account::{AccountCtx, Step, Stop};
+use crate::reconcile::download as render;
+use crate::stitch::wire::FulfillmentState;
+use futures::stream::{self, StreamExt};
+use std::collections::HashSet;
+use std::io;
+
+pub const SENT_STATUS: &str = "Sent to warehouse";
+
+impl AccountCtx<'_> {
+    fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
+        match self.drop.write_atomic(path, &mut &bytes[..]) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn download_orders(&mut self) -> Step<()> {
+        let acct = self.acct.name.clone();
+        // Always a fresh list here: the cache may predate fulfillments released by this cycle's
+        // own orders.
+        self.open_cache = None;
+        let open = self.open_fulfillments().await?.to_vec();
+        let mut new = Vec::new();
+        for f in open {
+            if !self.ledger.fulfillment_sent(&acct, &f.id)? {
+                new.push(f);
+            }
+        }
+        let client = self.client.clone();
+        let mut fetched = stream::iter(new)
+            .map(|f| {
+                let client = client.clone();
+                async move {
+                    let items = client.line_items(&f.id).await;
+                    (f, items)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        let mut to_status = Vec::new();
+        let mut stop: Option<Stop> = None;
+        while let Some((f, items)) = fetched.next().await {
+            let items = match items {
+                Ok(i) => i,
+                Err(e) => {
+                    stop.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
+            self.write_once(&path, &render::render_order(&f, &items))?;
+            self.ledger.mark_fulfillment_sent(&acct, &f.id, &f.order_number, &path)?;
+            tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
+            self.report.orders_sent += 1;
+            to_status.push(f.id.clone());
+        }
+        drop(fetched);
+        if let Some(s) = stop {
+            return Err(s);
+        }
+        let mut sets = stream::iter(to_status)
+            .map(|id| {
+                let client = client.clone();
+                async move { client.set_status(&id, SENT_STATUS).await }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        while let Some(r) = sets.next().await {
+            r?;
+        }
+        Ok(())
+    }
+
+    pub async fn download_cancels(&mut self) -> Step<()> {
+        let acct = self.acct.name.clone();
+        let in_flight = self.ledger.fulfillments_in_flight(&acct)?;
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        let open: HashSet<String> = self.open_fulfillments().await?.iter().map(|f| f.id.clone()).collect();
+        let gone: Vec<String> = in_flight.into_iter().map(|(id, _)| id).filter(|id| !open.contains(id)).collect();
+        let client = self.client.clone();
+        let mut fetched = stream::iter(gone)
+            .map(|id| {
+                let client = client.clone();
+                async move {
+                    let f = client.get_fulfillment(&id).await;
+                    (id, f)
+                }
+            })
+            .buffer_unordered(self.acct.concurrency);
+        while let Some((id, f)) = fetched.next().await {
+            match f? {
+                Some(f) if f.state == FulfillmentState::Cancelled => {
+                    let path = format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
+                    self.write_once(&path, &render::render_cancel(&f))?;
+                    self.ledger.set_fulfillment_state(&acct, &f.id, "cancelled", Some(&path))?;
+                    tracing::info!(account = %acct, fulfillment = %f.id, file = %path, "cancellation sent to warehouse");
+                    self.report.cancels_sent += 1;
+                }
+                Some(f) if f.state == FulfillmentState::Complete => {
+                    self.ledger.set_fulfillment_state(&acct, &f.id, "complete", None)?;
+                }
+                Some(_) => {}
+                None => {
+                    tracing::warn!(account = %acct, fulfillment = %id, "Stitch no longer knows a fulfillment that was sent to the warehouse");
+                    self.ledger.set_fulfillment_state(&acct, &id, "unknown", None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes left uncertain by a crash are resolved by asking Stitch before anything new is
+    /// sent (shipments and orders; inventory is resolved when its file is re-read).
+    pub async fn resolve_pending(&mut self) -> Step<()> {
+        let acct = self.acct.name.clone();
+        for i in self.ledger.pending_intents(&acct)? {
+            let v: serde_json::Value = serde_json::from_str(&i.payload).unwrap_or_default();
+            match i.kind.as_str() {
+                "shipment" => {
+                    let (Some(fid), Some(t)) = (v["fulfillment_id"].as_str(), v["tracking_number"].as_str()) else { continue };
+                    if let Some(s) = self.client.find_shipment(fid, t).await? {
+                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), s.id, "confirmed after an interrupted run".into())])?;
+                    }
+                }
+                "order" if v["action"] == "create" => {
+                    let Some(po) = v["po_num"].as_str() else { continue };
+                    if let Some(o) = self.client.find_order(po).await? {
+                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), o.order.id, "confirmed after an interrupted run".into())])?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
