@@ -1,1 +1,3 @@
-//! placeholder
+//! Stitch Labs API access.
+
+pub mod wire;
