@@ -1,1 +1,2 @@
-//! placeholder
+//! Simulator of the Stitch Labs API.
+pub mod state;
