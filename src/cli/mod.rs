@@ -15,6 +15,8 @@ pub struct Cli {
 pub enum Command {
     /// Check files offline (no config, no network) and report every problem with its location.
     Validate(validate::ValidateArgs),
+    /// Run the Stitch Labs API simulator (loopback HTTP, fault injection) until interrupted.
+    Sim(crate::sim::cli::SimArgs),
 }
 
 pub fn main() -> i32 {
@@ -27,5 +29,6 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Sim(args) => crate::sim::cli::run(&args),
     }
 }

@@ -1,8 +1,8 @@
 //! Every path, header and JSON shape of the Stitch Labs API as stitch-bridge speaks it.
 //!
-//! This is the single place where the wire contract (docs/stitch-api contract) lives, shared by the
-//! HTTP client and the simulator, so a corrected reading is a one-file change. Plain serde only:
-//! no HTTP code here.
+//! This is the one place where the project's API contract (`stitch-api.md`) lives in code,
+//! shared by the HTTP client and the simulator, so a corrected reading is a one-file change.
+//! Plain serde only: no HTTP code here.
 //!
 //! Provenance tags on each item: **[doc]** stated by Stitch/CartRover, **[seen]** seen in public
 //! client code that talked to the live API, **[ours]** our reading where nothing public says more.
