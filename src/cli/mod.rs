@@ -1,22 +1,97 @@
 //! Command-line entry point: parses arguments and dispatches. Each command lives in its own file.
 
+pub mod accounts;
+pub mod auth;
+pub mod demo;
+pub mod init;
+pub mod run;
+pub mod status;
+pub mod test_cmd;
 pub mod validate;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "stitch-bridge", version, about = "Warehouse CSV drops <-> Stitch Labs Integrations API")]
 pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "STITCH_BRIDGE_CONFIG", default_value = "stitch-bridge.toml")]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, env = "STITCH_BRIDGE_LOG_FORMAT", default_value = "human")]
+    pub log_format: LogFormat,
+    /// Only warnings and errors in the log.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check files offline (no config, no network) and report every problem with its location.
     Validate(validate::ValidateArgs),
+    /// One full cycle for every configured account: inbound files, then order and cancel download.
+    Run(run::RunArgs),
+    /// The whole loop against a built-in simulator in a temporary drop: no set-up, loopback only.
+    Demo(demo::DemoArgs),
     /// Run the Stitch Labs API simulator (loopback HTTP, fault injection) until interrupted.
     Sim(crate::sim::cli::SimArgs),
+    /// Check an account like CartRover's Test button: drop reachable and writable, token, features.
+    Test(test_cmd::TestArgs),
+    /// One-time OAuth code exchange for an account; stores the token (mode 0600).
+    Auth(auth::AuthArgs),
+    /// Recent files, outcomes, halts and pending work, from the ledger.
+    Status(status::StatusArgs),
+    /// Resume an account halted after Stitch refused its credentials.
+    Resume(accounts::ResumeArgs),
+    /// Write a commented configuration for a local drop.
+    Init(init::InitArgs),
+}
+
+fn init_logging(format: LogFormat, quiet: bool, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STITCH_BRIDGE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { default }));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Load the configuration or explain why not; exit code 2 on failure.
+pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32> {
+    match crate::config::Config::load(path) {
+        Ok(c) => {
+            warn_if_readable_by_others(path);
+            Ok(c)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, crate::config::ConfigError::Read { .. }) {
+                eprintln!("hint: `stitch-bridge init` writes a commented configuration; `--config FILE` picks another file");
+            }
+            Err(crate::engine::exit::USAGE)
+        }
+    }
+}
+
+/// Configs name secrets' locations and sometimes hold partner details: say so if others can read it.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = std::fs::metadata(path) {
+        if md.permissions().mode() & 0o004 != 0 {
+            tracing::warn!("config {} is readable by every user on this machine; consider chmod 640", path.display());
+        }
+    }
 }
 
 pub fn main() -> i32 {
@@ -27,8 +102,20 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match cli.command {
-        Command::Validate(args) => validate::run(&args),
-        Command::Sim(args) => crate::sim::cli::run(&args),
+    let default_level = match cli.command {
+        Command::Validate(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, cli.quiet, default_level);
+    match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(&cli, args),
+        Command::Demo(args) => demo::run(args),
+        Command::Sim(args) => crate::sim::cli::run(args),
+        Command::Test(args) => test_cmd::run(&cli, args),
+        Command::Auth(args) => auth::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
+        Command::Resume(args) => accounts::resume(&cli, args),
+        Command::Init(args) => init::run(&cli, args),
     }
 }

@@ -1,0 +1,69 @@
+//! `stitch-bridge run --once`: one cycle for every account (cron- and timer-friendly).
+
+use super::Cli;
+use crate::engine::{self, Parts, RunReport};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// One cycle, then exit (the only mode of `run`; `watch` runs continuously).
+    #[arg(long)]
+    pub once: bool,
+    /// Only these accounts (repeatable).
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
+    /// Print the run report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
+    let config = match super::load_config(&cli.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for a in &args.accounts {
+        if config.account(a).is_none() {
+            eprintln!("error: no account named {a:?} in {}", cli.config.display());
+            return engine::exit::USAGE;
+        }
+    }
+    let report = engine::run_cycle(&config, &args.accounts, Parts::ALL);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print_report(&report);
+    }
+    report.exit_code()
+}
+
+pub fn print_report(report: &RunReport) {
+    for a in &report.accounts {
+        println!("account {}:", a.account);
+        for f in &a.files {
+            println!(
+                "  {:<9} {} ({}): {} accepted, {} rejected{}{}",
+                f.state,
+                f.path,
+                f.kind,
+                f.accepted,
+                f.rejected,
+                f.result.as_deref().map(|r| format!("; result {r}")).unwrap_or_default(),
+                f.errors.as_deref().map(|r| format!("; errors {r}")).unwrap_or_default(),
+            );
+            if !f.message.is_empty() {
+                println!("            {}", f.message);
+            }
+        }
+        println!("  orders sent to the warehouse: {}, cancellations sent: {}", a.orders_sent, a.cancels_sent);
+        println!("  Stitch requests: {} ({} writes)", a.requests, a.write_requests);
+        if let Some(h) = &a.halted {
+            println!("  HALTED: {h}");
+        }
+        for p in &a.pending {
+            println!("  PENDING (will resume next run): {p}");
+        }
+        for p in &a.fatal {
+            println!("  ERROR: {p}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `stitch-bridge status [ACCOUNT] [--json]`: what the ledger knows, per account.
+
+use super::Cli;
+use crate::engine::exit;
+use crate::ledger::Ledger;
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Only this account.
+    pub account: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// How many recent files to list per account.
+    #[arg(long, default_value_t = 10)]
+    pub recent: usize,
+}
+
+#[derive(Serialize)]
+struct AccountStatus {
+    account: String,
+    halted: Option<crate::ledger::Halt>,
+    last_cycle: Option<(String, String, String)>,
+    files_archived_today: i64,
+    files_rejected_today: i64,
+    pending_intents: i64,
+    fulfillments_sent: i64,
+    cancellations: i64,
+    recent_files: Vec<crate::ledger::FileRow>,
+}
+
+pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
+    let config = match super::load_config(&cli.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(a) = &args.account {
+        if config.account(a).is_none() {
+            eprintln!("error: no account named {a:?}");
+            return exit::USAGE;
+        }
+    }
+    let ledger = match Ledger::open(&config.ledger_path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
+    let mut out = Vec::new();
+    for a in config.accounts.iter().filter(|a| args.account.as_ref().is_none_or(|n| n == &a.name)) {
+        let st = (|| -> crate::ledger::Result<AccountStatus> {
+            let (archived, rejected) = ledger.file_counts_since(&a.name, &today)?;
+            let (sent, cancelled) = ledger.count_sent_fulfillments(&a.name)?;
+            Ok(AccountStatus {
+                account: a.name.clone(),
+                halted: ledger.halted(&a.name)?,
+                last_cycle: ledger.last_cycle(&a.name)?,
+                files_archived_today: archived,
+                files_rejected_today: rejected,
+                pending_intents: ledger.count_intents(&a.name, "pending")?,
+                fulfillments_sent: sent,
+                cancellations: cancelled,
+                recent_files: ledger.recent_files(Some(&a.name), args.recent)?,
+            })
+        })();
+        match st {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return exit::OK;
+    }
+    for s in &out {
+        println!("account {}", s.account);
+        match &s.halted {
+            Some(h) => println!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
+            None => println!("  active"),
+        }
+        match &s.last_cycle {
+            Some((at, outcome, summary)) => println!("  last cycle: {at} {outcome} ({summary})"),
+            None => println!("  last cycle: never"),
+        }
+        println!("  today: {} files archived, {} rejected", s.files_archived_today, s.files_rejected_today);
+        println!("  pending remote writes: {}", s.pending_intents);
+        println!("  fulfillments sent to the warehouse: {} ({} cancelled)", s.fulfillments_sent, s.cancellations);
+        for f in &s.recent_files {
+            let state = match f.state {
+                crate::ledger::FileState::Processing => "pending",
+                crate::ledger::FileState::Archived => "archived",
+                crate::ledger::FileState::Rejected => "rejected",
+            };
+            println!("    {} {:<8} {} ({} ok, {} rejected)", f.updated_at, state, f.path, f.accepted, f.rejected);
+        }
+    }
+    exit::OK
+}
