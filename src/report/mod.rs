@@ -1,1 +1,174 @@
-//! placeholder
+//! Writers for the files handed back to the warehouse: per-row results and per-error reports.
+//!
+//! Both write to any `std::io::Write`; the caller decides where the bytes go (and uploads them
+//! atomically), so these stay pure and testable.
+
+use std::io::{self, Write};
+
+use crate::formats::RawRow;
+
+/// What happened to one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Rejected,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Rejected => "rejected",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One line of `NAME.result.csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    pub line: u64,
+    /// SKU, order_ref or shipment key.
+    pub key: String,
+    pub outcome: Outcome,
+    pub remote_id: String,
+    pub message: String,
+}
+
+fn csv_err(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// Makes a cell safe to open in a spreadsheet.
+///
+/// Following OWASP, any cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`, so
+/// it is shown as text instead of run as a formula. That includes plain negative numbers such as
+/// `-5`: telling a harmless number from `-2+3+cmd|...` reliably is harder than living with a
+/// visible quote in a report meant for people. Other control characters are shown as `\xNN` so
+/// they cannot mangle the display (tab, LF and CR inside a cell stay, CSV quoting covers them).
+pub fn neutralise(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len() + 1);
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push('\'');
+    }
+    for ch in cell.chars() {
+        if ch.is_control() && !matches!(ch, '\t' | '\n' | '\r') {
+            out.push_str(&format!("\\x{:02x}", u32::from(ch)));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Writes `NAME.result.csv`: header `line,key,outcome,remote_id,message`, no BOM (machine-read).
+/// Only the free-text `message` is neutralised; keys and ids stay exact so scripts can match them.
+pub struct ResultWriter<W: Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: Write> ResultWriter<W> {
+    pub fn new(w: W) -> io::Result<Self> {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(["line", "key", "outcome", "remote_id", "message"]).map_err(csv_err)?;
+        Ok(ResultWriter { csv })
+    }
+
+    pub fn write(&mut self, row: &ResultRow) -> io::Result<()> {
+        let line = row.line.to_string();
+        let message = neutralise(&row.message);
+        self.csv
+            .write_record([line.as_str(), &row.key, row.outcome.as_str(), &row.remote_id, &message])
+            .map_err(csv_err)
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.csv.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// Writes the error report: UTF-8 with BOM (so spreadsheet programs detect the encoding), the
+/// original columns followed by `line,column,code,message`, one row per (row, error). Every cell
+/// is neutralised against formula injection: this file is meant to be opened by people.
+pub struct ErrorWriter<W: Write> {
+    csv: csv::Writer<W>,
+    width: usize,
+}
+
+impl<W: Write> ErrorWriter<W> {
+    pub fn new(mut w: W, original_header: &[String]) -> io::Result<Self> {
+        w.write_all(b"\xef\xbb\xbf")?;
+        let mut csv = csv::WriterBuilder::new().flexible(true).from_writer(w);
+        let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
+        header.extend(["line", "column", "code", "message"].map(String::from));
+        csv.write_record(&header).map_err(csv_err)?;
+        Ok(ErrorWriter { csv, width: original_header.len() })
+    }
+
+    /// One error about `row`. The row's cells are padded or cut to the header's width so the
+    /// error columns always line up (a ragged row's own message says how many values it had).
+    pub fn write(&mut self, row: &RawRow, line: u64, column: &str, code: &str, message: &str) -> io::Result<()> {
+        let mut cells: Vec<String> = (0..self.width)
+            .map(|i| row.fields.get(i).map(|f| neutralise(f)).unwrap_or_default())
+            .collect();
+        cells.extend([line.to_string(), neutralise(column), neutralise(code), neutralise(message)]);
+        self.csv.write_record(&cells).map_err(csv_err)
+    }
+
+    /// An error about the file as a whole (no row to echo): data cells are left empty.
+    pub fn write_file_error(&mut self, line: Option<u64>, column: &str, code: &str, message: &str) -> io::Result<()> {
+        let mut cells = vec![String::new(); self.width];
+        cells.extend([
+            line.map(|l| l.to_string()).unwrap_or_default(),
+            neutralise(column),
+            neutralise(code),
+            neutralise(message),
+        ]);
+        self.csv.write_record(&cells).map_err(csv_err)
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.csv.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralises_formulas_and_controls() {
+        assert_eq!(neutralise("=SUM(A1)"), "'=SUM(A1)");
+        assert_eq!(neutralise("-5"), "'-5");
+        assert_eq!(neutralise("@x"), "'@x");
+        assert_eq!(neutralise("\tx"), "'\tx");
+        assert_eq!(neutralise("a=b"), "a=b");
+        assert_eq!(neutralise("a\u{1b}[31m"), "a\\x1b[31m");
+        assert_eq!(neutralise("x\u{0}"), "x\\x00");
+    }
+
+    #[test]
+    fn result_file() {
+        let mut w = ResultWriter::new(Vec::new()).unwrap();
+        w.write(&ResultRow {
+            line: 2,
+            key: "SKU,1".into(),
+            outcome: Outcome::Created,
+            remote_id: "p-9".into(),
+            message: "=bad".into(),
+        })
+        .unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(out, "line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n");
+    }
+}
