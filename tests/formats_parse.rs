@@ -80,6 +80,15 @@ fn embedded_newlines_shift_line_numbers() {
 }
 
 #[test]
+fn crlf_embedded_newlines_and_missing_final_newline() {
+    let p = parse(Kind::Inventory, "sku,name,quantity\r\n\r\nA,\"two\r\nlines\",1\r\nB,n,x");
+    assert_eq!(errors(&p), vec![e(5, "quantity", "bad_integer")]);
+    assert_eq!(p.units[0].rows[0].line, 3);
+    assert_eq!(p.units[0].rows[0].fields[1], "two\r\nlines");
+    assert_eq!(p.units[1].rows[0].fields[2], "x");
+}
+
+#[test]
 fn header_only_is_fine_and_empty_is_rejected() {
     assert!(parse(Kind::Inventory, "sku,quantity\n").units.is_empty());
     let r = reject(Kind::Inventory, b"", &ParseOptions::default());
