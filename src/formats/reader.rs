@@ -176,7 +176,11 @@ impl<R: Read> RowReader<R> {
     fn line(&self) -> u64 {
         let seen = self.csv.position().line(); // 1 + newlines consumed
         let embedded = self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
-        seen.saturating_sub(embedded).saturating_sub(1).max(1)
+        let computed = seen.saturating_sub(embedded).saturating_sub(1);
+        // A quote left open at end of file leaves the record without a terminator; the record
+        // still cannot start before the line after the previous one.
+        let floor = self.record.position().map(|p| p.line()).unwrap_or(1);
+        computed.max(floor).max(1)
     }
 
     /// The record's fields, with the CR of a CRLF ending removed from the last one.
