@@ -27,7 +27,7 @@ impl Kind {
 }
 
 mod cells;
-mod codes;
+pub mod codes;
 pub mod error;
 pub mod fields;
 mod group;

@@ -103,9 +103,15 @@ fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<Reco
     (Some(parsed), c.errors)
 }
 
-/// Comparable form of an order-level cell: trimmed, and uppercased where case carries no meaning.
+/// Comparable form of an order-level cell: trimmed, defaults filled in, and uppercased where case
+/// carries no meaning (so `create` and a blank action agree).
 fn header_value(row: &Row, map: &HeaderMap, col: usize) -> String {
-    let v = row.get(map, col).unwrap_or("");
+    let v = match (row.get(map, col), col) {
+        (Some(v), _) => v,
+        (None, ord::ACTION) => "create",
+        (None, ord::SHIPPING_SPEED) => "standard",
+        (None, _) => "",
+    };
     match col {
         ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => v.to_ascii_uppercase(),
         _ => v.to_string(),

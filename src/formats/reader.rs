@@ -12,17 +12,32 @@ use super::header::HeaderMap;
 use super::{Kind, ParseOptions, RawRow};
 
 /// Counts bytes and fails the read once `limit` is passed, so an oversized file is refused
-/// while streaming rather than after it was read whole.
+/// while streaming rather than after it was read whole. Also supplies a final `\n` when the file
+/// lacks one, so every record ends with a newline (line numbering relies on it).
 pub(crate) struct LimitedReader<R> {
     inner: R,
     read: u64,
     limit: u64,
     tripped: Arc<AtomicBool>,
+    last: u8,
+    finished: bool,
 }
 
 impl<R: Read> Read for LimitedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.finished || buf.is_empty() {
+            return Ok(0);
+        }
         let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.finished = true;
+            if self.read > 0 && self.last != b'\n' {
+                buf[0] = b'\n';
+                return Ok(1);
+            }
+            return Ok(0);
+        }
+        self.last = buf[n - 1];
         self.read = self.read.saturating_add(n as u64);
         if self.read > self.limit {
             self.tripped.store(true, Ordering::Relaxed);
@@ -75,7 +90,14 @@ impl<R: Read> RowReader<R> {
     /// header does not fit the kind.
     pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
         let tripped = Arc::new(AtomicBool::new(false));
-        let limited = LimitedReader { inner: input, read: 0, limit: opts.max_file_bytes, tripped: tripped.clone() };
+        let limited = LimitedReader {
+            inner: input,
+            read: 0,
+            limit: opts.max_file_bytes,
+            tripped: tripped.clone(),
+            last: 0,
+            finished: false,
+        };
         // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
         let mut buffered = BufReader::with_capacity(64 * 1024, limited);
         let bom = match buffered.fill_buf() {
@@ -88,10 +110,14 @@ impl<R: Read> RowReader<R> {
         if bom {
             buffered.consume(3);
         }
+        // Only LF ends a record: csv's own line counter miscounts CRLF and skipped blank lines, so
+        // lines are derived from newline counts instead (see `line`). A CR before the LF is
+        // stripped from the last field. Old Mac CR-only files are not supported.
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(opts.delimiter)
+            .terminator(csv::Terminator::Any(b'\n'))
             .from_reader(buffered);
         let mut rr = RowReader {
             csv,
@@ -122,7 +148,7 @@ impl<R: Read> RowReader<R> {
         }
         let line = rr.line();
         let mut header = Vec::with_capacity(rr.record.len());
-        for (i, f) in rr.record.iter().enumerate() {
+        for (i, f) in Self::fields(&rr.record).enumerate() {
             match decode(f) {
                 Some(s) => header.push(s.to_string()),
                 None => {
@@ -144,8 +170,23 @@ impl<R: Read> RowReader<R> {
         Ok(rr)
     }
 
+    /// Physical line where the record just read starts. Every record ends with a consumed `\n`, so
+    /// the newlines seen so far, minus those inside the record's quoted fields, minus its own
+    /// terminator, are exactly the lines before it (skipped blank lines included).
     fn line(&self) -> u64 {
-        self.record.position().map(|p| p.line()).unwrap_or(1).max(1)
+        let seen = self.csv.position().line(); // 1 + newlines consumed
+        let embedded = self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let computed = seen.saturating_sub(embedded).saturating_sub(1);
+        // A quote left open at end of file leaves the record without a terminator; the record
+        // still cannot start before the line after the previous one.
+        let floor = self.record.position().map(|p| p.line()).unwrap_or(1);
+        computed.max(floor).max(1)
+    }
+
+    /// The record's fields, with the CR of a CRLF ending removed from the last one.
+    fn fields(record: &csv::ByteRecord) -> impl Iterator<Item = &[u8]> {
+        let n = record.len();
+        record.iter().enumerate().map(move |(i, f)| if i + 1 == n { f.strip_suffix(b"\r").unwrap_or(f) } else { f })
     }
 
     /// Reads the next CSV record into `self.record`, mapping I/O failures to a file rejection.
@@ -198,7 +239,7 @@ impl<R: Read> RowReader<R> {
         }
         let mut fields = Vec::with_capacity(self.record.len());
         let mut errors = Vec::new();
-        for (i, f) in self.record.iter().enumerate() {
+        for (i, f) in Self::fields(&self.record).enumerate() {
             let name = self.map.field_name(i);
             match decode(f) {
                 Some(s) => {
