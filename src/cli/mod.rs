@@ -62,7 +62,10 @@ fn init_logging(format: LogFormat, quiet: bool, default: &str) {
         .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { default }));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Human => builder.with_target(false).try_init(),
+        LogFormat::Human => {
+            use std::io::IsTerminal;
+            builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init()
+        }
         LogFormat::Json => builder.json().try_init(),
     };
 }

@@ -145,7 +145,8 @@ impl StitchClient {
             l.until_ready().await;
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        if *method != Method::GET {
+        // Standard API reads are POSTs too; only requests that change Stitch count as writes.
+        if *method != Method::GET && path != wire::SALES_ORDERS_READ {
             self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
         }
         let mut req = self
