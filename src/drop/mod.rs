@@ -3,7 +3,9 @@
 //! Paths are always relative to the drop root and use `/`. Every implementation must make
 //! `write_atomic` all-or-nothing for readers (temp name in the target folder, then rename).
 
+pub mod known_hosts;
 pub mod local;
+pub mod sftp;
 
 use std::io::{self, Read};
 use std::time::SystemTime;
