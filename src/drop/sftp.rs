@@ -715,7 +715,10 @@ impl Drop for SftpDrop {
                         };
                         out.push(entry_of(name, &st));
                     }
-                    Err(e) if e.code() == ErrorCode::SFTP(rc::FX_EOF) => break,
+                    // ssh2 reports the end of a listing as a FILE error ("no more files").
+                    Err(e) if matches!(e.code(), ErrorCode::SFTP(rc::FX_EOF) | ErrorCode::Session(rc::FILE)) => {
+                        break
+                    }
                     Err(e) => return Err(map_err(&e, &format!("list {}", path.display()))),
                 }
             }
