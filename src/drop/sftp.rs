@@ -78,7 +78,8 @@ pub struct SftpConfig {
     pub op_timeout: Duration,
     /// SSH keepalive interval in seconds (0 = off); sent at the start of operations when due.
     pub keepalive_secs: u32,
-    /// Sessions this process may hold at once to `host:port` as `user` (0 is treated as 1).
+    /// Sessions this process may hold at once to `host:port` as `user` (0 is treated as 1);
+    /// `connect` waits up to `connect_timeout` for a free slot, then fails with `ResourceBusy`.
     pub max_sessions: usize,
 }
 
@@ -114,7 +115,6 @@ pub fn is_transient(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
     )
 }
 
@@ -214,6 +214,27 @@ fn map_err(e: &ssh2::Error, what: &str) -> io::Error {
         _ => "",
     };
     io::Error::new(kind, format!("sftp: {what}: {}{hint}", e.message()))
+}
+
+const SFTP_PROTOCOL: i32 = -31;
+
+/// Re-map an `io::Error` from ssh2's `Read`/`Write` impls. ssh2 folds session-level codes
+/// (socket closed, channel closed...) into `Other`, but the session still holds the real code;
+/// SFTP status errors (code SFTP_PROTOCOL at session level) were already mapped by ssh2.
+fn remap_io(e: io::Error, sess: &Session, what: &str) -> io::Error {
+    match ssh2::Error::last_session_error(sess) {
+        Some(se)
+            if se.code() != ErrorCode::Session(SFTP_PROTOCOL)
+                && matches!(e.kind(), io::ErrorKind::Other | io::ErrorKind::TimedOut) =>
+        {
+            map_err(&se, what)
+        }
+        _ if e.kind() == io::ErrorKind::Other => io::Error::new(
+            e.kind(),
+            format!("sftp: {what}: {e} (server reported a failure, e.g. disk full or quota)"),
+        ),
+        _ => io_ctx(e, what),
+    }
 }
 
 fn io_ctx(e: io::Error, what: &str) -> io::Error {
@@ -655,13 +676,7 @@ impl Read for SftpReader {
         match self.file.read(buf) {
             Ok(n) => Ok(n),
             Err(e) => {
-                // ssh2 folds most libssh2 codes into `Other`; the session keeps the real one.
-                let mapped = match ssh2::Error::last_session_error(&self.sess) {
-                    Some(se) if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::TimedOut => {
-                        map_err(&se, &self.what)
-                    }
-                    _ => io_ctx(e, &self.what),
-                };
+                let mapped = remap_io(e, &self.sess, &self.what);
                 if is_transient(&mapped) {
                     self.broken.store(true, Ordering::SeqCst);
                 }
@@ -756,9 +771,13 @@ impl Drop for SftpDrop {
         let tmp = dir.join(format!(".{name}.{}.tmp", random_suffix()));
         self.once(|c| {
             let res = upload(c, &tmp, content).and_then(|()| rename_v3(c, &tmp, &target));
-            if res.is_err() {
-                // Best effort: a dead session cannot clean up; the dotted name stays invisible.
-                let _ = c.sftp.unlink(&tmp);
+            match &res {
+                // Best effort. A dead or stalled session cannot clean up (and trying would wait
+                // another op_timeout); the dotted .tmp name stays invisible to pollers.
+                Err(e) if !is_transient(e) => {
+                    let _ = c.sftp.unlink(&tmp);
+                }
+                _ => {}
             }
             res
         })
@@ -812,10 +831,7 @@ fn upload(c: &Conn, tmp: &Path, content: &mut dyn Read) -> io::Result<()> {
             Err(e) => return Err(io_ctx(e, "read the content to upload")),
         };
         if let Err(e) = file.write_all(&buf[..n]) {
-            return Err(match ssh2::Error::last_session_error(&c.sess) {
-                Some(se) => map_err(&se, &what),
-                None => io_ctx(e, &what),
-            });
+            return Err(remap_io(e, &c.sess, &what));
         }
     }
     // fsync@openssh.com where offered; servers without it still get a clean close.
