@@ -3,7 +3,9 @@
 //! Paths are always relative to the drop root and use `/`. Every implementation must make
 //! `write_atomic` all-or-nothing for readers (temp name in the target folder, then rename).
 
+pub mod known_hosts;
 pub mod local;
+pub mod sftp;
 
 /// Open an sFTP drop for an account (host key verified first).
 pub fn open_sftp(_acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {

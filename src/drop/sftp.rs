@@ -1,0 +1,906 @@
+//! A drop on an sFTP server, over libssh2 (`ssh2`).
+//!
+//! One `SftpDrop` owns at most one SSH session at a time. A process-wide cap
+//! (`SftpConfig::max_sessions`, default 1) per `host:port:user` stops two cycles from opening
+//! parallel sessions to a warehouse that limits them.
+//!
+//! Error kinds (what `io::Error::kind()` means for callers; see [`is_transient`]):
+//! - `TimedOut`: the server did not answer within `op_timeout` (or `connect_timeout`).
+//! - `ConnectionAborted`: the session or TCP connection died (socket errors, channel closed,
+//!   SFTP "connection lost"), or the TCP connect was refused/reset.
+//! - `NotFound` (SFTP no such file/path), `PermissionDenied` (SFTP permission denied / write
+//!   protect, authentication refused, host key refused), `AlreadyExists` (target exists),
+//!   `StorageFull` (SFTP no space / quota, SFTPv5+ servers only), `Unsupported` (no common
+//!   algorithm, operation unsupported), `InvalidInput` (bad path or unusable key file).
+//! - `Other`: SFTP generic failure. SFTPv3 servers (OpenSSH) report disk full this way and
+//!   libssh2 does not expose the server's message, so a full disk is `Other`, not transient.
+
+use super::known_hosts;
+use super::{Drop, Entry};
+use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+/// A password or passphrase. Debug and Display never show it, so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; only for handing to the SSH library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SftpAuth {
+    /// Private key file (OpenSSH or PEM format); the public key is derived from it.
+    Key { path: PathBuf, passphrase: Option<Secret> },
+    Password(Secret),
+}
+
+#[derive(Debug, Clone)]
+pub struct SftpConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Absolute folder on the server that drop paths are relative to.
+    pub root: String,
+    pub auth: SftpAuth,
+    /// OpenSSH-format known_hosts file; the server key must be in it (no trust on first use).
+    pub known_hosts: PathBuf,
+    /// Allow the SHA-1 `ssh-rsa` host-key signature for servers that offer nothing newer.
+    pub allow_legacy_ssh_rsa: bool,
+    /// TCP connect plus SSH handshake and authentication, each step.
+    pub connect_timeout: Duration,
+    /// Longest wait for any single server reply once connected.
+    pub op_timeout: Duration,
+    /// SSH keepalive interval in seconds (0 = off); sent at the start of operations when due.
+    pub keepalive_secs: u32,
+    /// Sessions this process may hold at once to `host:port` as `user` (0 is treated as 1);
+    /// `connect` waits up to `connect_timeout` for a free slot, then fails with `ResourceBusy`.
+    pub max_sessions: usize,
+}
+
+impl SftpConfig {
+    /// A config with the defaults: 15 s connect, 60 s per operation, 30 s keepalive, one session.
+    pub fn new(host: &str, port: u16, user: &str, root: &str, auth: SftpAuth, known_hosts: PathBuf) -> Self {
+        SftpConfig {
+            host: host.into(),
+            port,
+            user: user.into(),
+            root: root.into(),
+            auth,
+            known_hosts,
+            allow_legacy_ssh_rsa: false,
+            connect_timeout: Duration::from_secs(15),
+            op_timeout: Duration::from_secs(60),
+            keepalive_secs: 30,
+            max_sessions: 1,
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("sftp://{}@{}{}", self.user, known_hosts::host_pattern(&self.host, self.port), self.root)
+    }
+}
+
+/// True for errors worth retrying later (connection trouble), false for permanent ones.
+pub fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+// libssh2 session error codes (libssh2.h); the ssh2 crate does not re-export them.
+mod rc {
+    pub const SOCKET_NONE: i32 = -1;
+    pub const BANNER_RECV: i32 = -2;
+    pub const BANNER_SEND: i32 = -3;
+    pub const INVALID_MAC: i32 = -4;
+    pub const KEX_FAILURE: i32 = -5;
+    pub const SOCKET_SEND: i32 = -7;
+    pub const KEY_EXCHANGE_FAILURE: i32 = -8;
+    pub const TIMEOUT: i32 = -9;
+    pub const DECRYPT: i32 = -12;
+    pub const SOCKET_DISCONNECT: i32 = -13;
+    pub const PROTO: i32 = -14;
+    pub const PASSWORD_EXPIRED: i32 = -15;
+    pub const FILE: i32 = -16;
+    pub const METHOD_NONE: i32 = -17;
+    pub const AUTHENTICATION_FAILED: i32 = -18;
+    pub const PUBLICKEY_UNVERIFIED: i32 = -19;
+    pub const CHANNEL_OUTOFORDER: i32 = -20;
+    pub const CHANNEL_FAILURE: i32 = -21;
+    pub const CHANNEL_CLOSED: i32 = -26;
+    pub const CHANNEL_EOF_SENT: i32 = -27;
+    pub const SOCKET_TIMEOUT: i32 = -30;
+    pub const METHOD_NOT_SUPPORTED: i32 = -33;
+    pub const SOCKET_RECV: i32 = -43;
+    pub const BAD_SOCKET: i32 = -45;
+    pub const KEYFILE_AUTH_FAILED: i32 = -48;
+    pub const ALGO_UNSUPPORTED: i32 = -51;
+    // SFTP status codes (SSH_FX_*).
+    pub const FX_EOF: i32 = 1;
+    pub const FX_NO_SUCH_FILE: i32 = 2;
+    pub const FX_PERMISSION_DENIED: i32 = 3;
+    pub const FX_BAD_MESSAGE: i32 = 5;
+    pub const FX_NO_CONNECTION: i32 = 6;
+    pub const FX_CONNECTION_LOST: i32 = 7;
+    pub const FX_OP_UNSUPPORTED: i32 = 8;
+    pub const FX_NO_SUCH_PATH: i32 = 10;
+    pub const FX_FILE_ALREADY_EXISTS: i32 = 11;
+    pub const FX_WRITE_PROTECT: i32 = 12;
+    pub const FX_NO_SPACE_ON_FILESYSTEM: i32 = 14;
+    pub const FX_QUOTA_EXCEEDED: i32 = 15;
+}
+
+fn kind_of(code: ErrorCode) -> io::ErrorKind {
+    use io::ErrorKind as K;
+    match code {
+        ErrorCode::Session(c) => match c {
+            rc::TIMEOUT | rc::SOCKET_TIMEOUT => K::TimedOut,
+            rc::SOCKET_NONE
+            | rc::BANNER_RECV
+            | rc::BANNER_SEND
+            | rc::INVALID_MAC
+            | rc::SOCKET_SEND
+            | rc::DECRYPT
+            | rc::SOCKET_DISCONNECT
+            | rc::PROTO
+            | rc::CHANNEL_OUTOFORDER
+            | rc::CHANNEL_FAILURE
+            | rc::CHANNEL_CLOSED
+            | rc::CHANNEL_EOF_SENT
+            | rc::SOCKET_RECV
+            | rc::BAD_SOCKET => K::ConnectionAborted,
+            rc::AUTHENTICATION_FAILED
+            | rc::PUBLICKEY_UNVERIFIED
+            | rc::KEYFILE_AUTH_FAILED
+            | rc::PASSWORD_EXPIRED
+            | rc::METHOD_NONE => K::PermissionDenied,
+            rc::FILE => K::InvalidInput,
+            rc::KEX_FAILURE | rc::KEY_EXCHANGE_FAILURE | rc::ALGO_UNSUPPORTED | rc::METHOD_NOT_SUPPORTED => {
+                K::Unsupported
+            }
+            _ => K::Other,
+        },
+        ErrorCode::SFTP(c) => match c {
+            rc::FX_EOF => K::UnexpectedEof,
+            rc::FX_NO_SUCH_FILE | rc::FX_NO_SUCH_PATH => K::NotFound,
+            rc::FX_PERMISSION_DENIED | rc::FX_WRITE_PROTECT => K::PermissionDenied,
+            rc::FX_BAD_MESSAGE => K::InvalidData,
+            rc::FX_NO_CONNECTION | rc::FX_CONNECTION_LOST => K::ConnectionAborted,
+            rc::FX_OP_UNSUPPORTED => K::Unsupported,
+            rc::FX_FILE_ALREADY_EXISTS => K::AlreadyExists,
+            rc::FX_NO_SPACE_ON_FILESYSTEM | rc::FX_QUOTA_EXCEEDED => K::StorageFull,
+            _ => K::Other,
+        },
+    }
+}
+
+/// Map a libssh2 error, naming what we were doing. Never includes credentials: libssh2
+/// messages do not contain them and `what` is built from paths and host names only.
+fn map_err(e: &ssh2::Error, what: &str) -> io::Error {
+    let kind = kind_of(e.code());
+    let hint = match e.code() {
+        ErrorCode::SFTP(4) => " (server reported a generic failure, e.g. disk full or quota)",
+        _ => "",
+    };
+    io::Error::new(kind, format!("sftp: {what}: {}{hint}", e.message()))
+}
+
+const SFTP_PROTOCOL: i32 = -31;
+
+/// Re-map an `io::Error` from ssh2's `Read`/`Write` impls. ssh2 folds session-level codes
+/// (socket closed, channel closed...) into `Other`, but the session still holds the real code;
+/// SFTP status errors (code SFTP_PROTOCOL at session level) were already mapped by ssh2.
+fn remap_io(e: io::Error, sess: &Session, what: &str) -> io::Error {
+    match ssh2::Error::last_session_error(sess) {
+        Some(se)
+            if se.code() != ErrorCode::Session(SFTP_PROTOCOL)
+                && matches!(e.kind(), io::ErrorKind::Other | io::ErrorKind::TimedOut) =>
+        {
+            map_err(&se, what)
+        }
+        _ if e.kind() == io::ErrorKind::Other => io::Error::new(
+            e.kind(),
+            format!("sftp: {what}: {e} (server reported a failure, e.g. disk full or quota)"),
+        ),
+        _ => io_ctx(e, what),
+    }
+}
+
+fn io_ctx(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("sftp: {what}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session cap
+
+type Slots = (Mutex<HashMap<String, usize>>, Condvar);
+
+fn slots() -> &'static Slots {
+    static SLOTS: OnceLock<Slots> = OnceLock::new();
+    SLOTS.get_or_init(|| (Mutex::new(HashMap::new()), Condvar::new()))
+}
+
+/// A held session slot for one `host:port:user`; released on drop.
+struct Permit {
+    key: String,
+}
+
+impl Permit {
+    fn acquire(key: String, max: usize, wait: Duration) -> io::Result<Permit> {
+        let (lock, cv) = slots();
+        let deadline = Instant::now() + wait;
+        let mut map = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let used = map.get(&key).copied().unwrap_or(0);
+            if used < max.max(1) {
+                map.insert(key.clone(), used + 1);
+                return Ok(Permit { key });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("sftp: {} session(s) to {key} already open in this process", max.max(1)),
+                ));
+            }
+            map = cv.wait_timeout(map, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+impl std::ops::Drop for Permit {
+    fn drop(&mut self) {
+        let (lock, cv) = slots();
+        let mut map = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+        cv.notify_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+const KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,\
+ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,\
+diffie-hellman-group-exchange-sha256,diffie-hellman-group14-sha256";
+const CIPHERS: &str = "aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
+const HOSTKEYS: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
+
+/// Host-key algorithms to offer: types already recorded for the host first (so a host known
+/// by its RSA key is not refused for also having ed25519), then the modern defaults.
+fn hostkey_prefs(recorded_types: &[String], legacy_rsa: bool) -> String {
+    let mut all: Vec<&str> = HOSTKEYS.to_vec();
+    if legacy_rsa {
+        all.push("ssh-rsa");
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for t in recorded_types {
+        let algs: Vec<&str> = match t.as_str() {
+            "ssh-rsa" => vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+            other => vec![other],
+        };
+        for a in algs {
+            if all.contains(&a) && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    for a in all {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out.join(",")
+}
+
+fn tcp_connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let what = format!("connect to {}", known_hosts::host_pattern(host, port));
+    // Name resolution has no timeout in std; warehouses are normally given by stable names.
+    let addrs: Vec<_> = (host, port).to_socket_addrs().map_err(|e| io_ctx(e, &what))?.collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    // Refused/unreachable is a connection problem (transient), not a permanent one.
+    let kind = match last.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::ConnectionAborted,
+    };
+    Err(io::Error::new(kind, format!("sftp: {what}: {last}")))
+}
+
+fn handshake(host: &str, port: u16, timeout: Duration, hostkeys: &str) -> io::Result<Session> {
+    let tcp = tcp_connect(host, port, timeout)?;
+    let mut sess = Session::new().map_err(|e| map_err(&e, "create session"))?;
+    sess.set_timeout(millis(timeout));
+    let prefs = [
+        (ssh2::MethodType::Kex, KEX),
+        (ssh2::MethodType::HostKey, hostkeys),
+        (ssh2::MethodType::CryptCs, CIPHERS),
+        (ssh2::MethodType::CryptSc, CIPHERS),
+        (ssh2::MethodType::MacCs, MACS),
+        (ssh2::MethodType::MacSc, MACS),
+    ];
+    for (t, p) in prefs {
+        sess.method_pref(t, p).map_err(|e| map_err(&e, "set algorithm preferences"))?;
+    }
+    sess.set_tcp_stream(tcp);
+    sess.handshake().map_err(|e| {
+        let mut err = map_err(&e, &format!("SSH handshake with {}", known_hosts::host_pattern(host, port)));
+        if err.kind() == io::ErrorKind::Unsupported {
+            err = io::Error::new(
+                err.kind(),
+                format!("{err} (no common algorithm; only very old servers need allow_legacy_ssh_rsa)"),
+            );
+        }
+        err
+    })?;
+    Ok(sess)
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}
+
+fn host_key_of(sess: &Session) -> io::Result<(Vec<u8>, String)> {
+    let (key, _) = sess
+        .host_key()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionAborted, "sftp: server sent no host key"))?;
+    let ktype = known_hosts::key_type_of(key).unwrap_or_else(|| "unknown".into());
+    Ok((key.to_vec(), ktype))
+}
+
+/// Connect to `host:port` and return its host key `(blob, type, SHA256 fingerprint)` without
+/// authenticating, for `stitch-bridge trust` to show and record. Offers the same algorithms
+/// as `SftpDrop::connect` (plus `ssh-rsa` last, so legacy servers can be recorded at all).
+pub fn probe_host_key(host: &str, port: u16, timeout: Duration) -> io::Result<(Vec<u8>, String, String)> {
+    let sess = handshake(host, port, timeout, &hostkey_prefs(&[], true))?;
+    let (key, ktype) = host_key_of(&sess)?;
+    let _ = sess.disconnect(None, "host key probe", None);
+    let fp = known_hosts::fingerprint(&key);
+    Ok((key, ktype, fp))
+}
+
+pub use known_hosts::record_host_key;
+
+/// One live SSH session with its SFTP channel.
+struct Conn {
+    sess: Session,
+    sftp: Sftp,
+    /// Set when the session timed out or died; shared with open readers.
+    broken: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn open(cfg: &SftpConfig) -> io::Result<Conn> {
+        let recorded = known_hosts::recorded_keys(&cfg.known_hosts, &cfg.host, cfg.port)?;
+        let sess = handshake(
+            &cfg.host,
+            cfg.port,
+            cfg.connect_timeout,
+            &hostkey_prefs(&recorded.key_types(), cfg.allow_legacy_ssh_rsa),
+        )?;
+        // Verify before sending any credential: a password must never reach an impostor.
+        let (key, _) = host_key_of(&sess)?;
+        known_hosts::verify_host_key(&cfg.known_hosts, &cfg.host, cfg.port, &key)?;
+        let who = format!("{} at {}", cfg.user, known_hosts::host_pattern(&cfg.host, cfg.port));
+        match &cfg.auth {
+            SftpAuth::Key { path, passphrase } => {
+                sess.userauth_pubkey_file(&cfg.user, None, path, passphrase.as_ref().map(Secret::expose))
+                    .map_err(|e| {
+                        let base = map_err(&e, &format!("key authentication as {who} with {}", path.display()));
+                        let why = match base.kind() {
+                            io::ErrorKind::InvalidInput => "cannot load the private key (missing, unreadable, \
+                                unsupported format or wrong passphrase)",
+                            io::ErrorKind::PermissionDenied => "the server refused this key",
+                            _ => "",
+                        };
+                        io::Error::new(base.kind(), format!("{base}; {why}"))
+                    })?;
+            }
+            SftpAuth::Password(pw) => {
+                sess.userauth_password(&cfg.user, pw.expose()).map_err(|e| {
+                    let base = map_err(&e, &format!("password authentication as {who}"));
+                    io::Error::new(base.kind(), format!("{base}; the server refused the password"))
+                })?;
+            }
+        }
+        if !sess.authenticated() {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("sftp: {who}: not authenticated")));
+        }
+        sess.set_timeout(millis(cfg.op_timeout));
+        sess.set_keepalive(false, cfg.keepalive_secs);
+        let sftp = sess.sftp().map_err(|e| map_err(&e, "start the sftp subsystem"))?;
+        Ok(Conn { sess, sftp, broken: Arc::new(AtomicBool::new(false)) })
+    }
+}
+
+impl std::ops::Drop for Conn {
+    fn drop(&mut self) {
+        if self.broken.load(Ordering::SeqCst) {
+            // Closing a dead or stalled session would wait a full op_timeout per step.
+            self.sess.set_timeout(50);
+        } else {
+            let _ = self.sess.disconnect(None, "bye", None);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The drop
+
+/// Backoff before the single reconnect an operation may do after the connection died.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
+
+pub struct SftpDrop {
+    cfg: SftpConfig,
+    conn: Option<Conn>,
+    _permit: Permit,
+}
+
+impl SftpDrop {
+    /// Connect now, so configuration, host-key and credential problems surface at once.
+    /// Later operations reconnect by themselves if the session has died.
+    pub fn connect(cfg: SftpConfig) -> io::Result<SftpDrop> {
+        if !cfg.root.starts_with('/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("sftp: root {:?} must be an absolute path on the server", cfg.root),
+            ));
+        }
+        let key = format!("{}:{}:{}", cfg.host, cfg.port, cfg.user);
+        let permit = Permit::acquire(key, cfg.max_sessions, cfg.connect_timeout)?;
+        let conn = Conn::open(&cfg)?;
+        Ok(SftpDrop { cfg, conn: Some(conn), _permit: permit })
+    }
+
+    pub fn config(&self) -> &SftpConfig {
+        &self.cfg
+    }
+
+    /// Absolute server path for a drop-relative path; refuses anything leaving the root.
+    fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
+        let p = Path::new(rel);
+        if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {rel:?} is not inside the drop")));
+        }
+        let mut out = PathBuf::from(&self.cfg.root);
+        for c in p.components() {
+            if let Component::Normal(n) = c {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A usable connection: drops a broken one, reconnects if needed, sends a keepalive if due.
+    fn conn(&mut self) -> io::Result<&Conn> {
+        if self.conn.as_ref().is_some_and(|c| c.broken.load(Ordering::SeqCst)) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            self.conn = Some(Conn::open(&self.cfg)?);
+        }
+        let c = self.conn.as_ref().expect("connection just ensured");
+        if self.cfg.keepalive_secs > 0 {
+            if let Err(e) = c.sess.keepalive_send() {
+                c.broken.store(true, Ordering::SeqCst);
+                return Err(map_err(&e, "keepalive"));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Run `op`; if the connection turns out to be dead, reconnect once after a short backoff
+    /// and run it again. Timeouts are not retried (a stalled server would double the wait) but
+    /// the session is discarded so the next operation starts fresh. Only for operations that
+    /// are safe to repeat.
+    fn retry<T>(&mut self, op: impl Fn(&Conn) -> io::Result<T>) -> io::Result<T> {
+        let mut attempt = 0;
+        loop {
+            let res = self.conn().and_then(&op);
+            match res {
+                Err(e) if is_transient(&e) => {
+                    if let Some(c) = &self.conn {
+                        c.broken.store(true, Ordering::SeqCst);
+                    }
+                    self.conn = None;
+                    if attempt == 0 && e.kind() != io::ErrorKind::TimedOut {
+                        attempt += 1;
+                        std::thread::sleep(RECONNECT_BACKOFF);
+                        continue;
+                    }
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Run `op` once (it consumes input that cannot be replayed); a dead session is discarded.
+    fn once<T>(&mut self, op: impl FnOnce(&Conn) -> io::Result<T>) -> io::Result<T> {
+        let res = self.conn().and_then(op);
+        if let Err(e) = &res {
+            if is_transient(e) {
+                if let Some(c) = &self.conn {
+                    c.broken.store(true, Ordering::SeqCst);
+                }
+                self.conn = None;
+            }
+        }
+        res
+    }
+}
+
+fn lstat_opt(c: &Conn, path: &Path) -> io::Result<Option<FileStat>> {
+    match c.sftp.lstat(path) {
+        Ok(st) => Ok(Some(st)),
+        Err(e) => {
+            let err = map_err(&e, &format!("lstat {}", path.display()));
+            if err.kind() == io::ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+fn entry_of(name: String, st: &FileStat) -> Entry {
+    Entry {
+        name,
+        size: st.size.unwrap_or(0),
+        mtime: st.mtime.map(|s| UNIX_EPOCH + Duration::from_secs(s)).unwrap_or(UNIX_EPOCH),
+        is_file: st.perm.is_some() && st.is_file(),
+    }
+}
+
+fn exists_err(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::AlreadyExists, format!("sftp: {} already exists", path.display()))
+}
+
+/// SFTPv3 `SSH_FXP_RENAME`, which the protocol defines to fail when the target exists.
+///
+/// Race reasoning: the caller's `lstat` pre-check gives a clean `AlreadyExists` in the common
+/// case; the rename itself is what makes it safe, because OpenSSH implements v3 rename with
+/// `link(2)` + `unlink(2)`, which atomically refuses an existing target, so a file appearing
+/// between our check and our rename makes the rename fail instead of being replaced. We never
+/// use `posix-rename@openssh.com`: it is `rename(2)`, which replaces. The flags omit OVERWRITE
+/// (they are only sent to SFTPv5+ servers). A non-compliant server whose v3 rename replaces
+/// leaves only the window between check and rename.
+fn rename_v3(c: &Conn, from: &Path, to: &Path) -> io::Result<()> {
+    match c.sftp.rename(from, to, Some(RenameFlags::ATOMIC | RenameFlags::NATIVE)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let err = map_err(&e, &format!("rename {} to {}", from.display(), to.display()));
+            // v3 servers report "target exists" as a generic failure: look.
+            if !is_transient(&err) && matches!(lstat_opt(c, to), Ok(Some(_))) {
+                return Err(exists_err(to));
+            }
+            Err(err)
+        }
+    }
+}
+
+fn mkdir_all_in(c: &Conn, root: &Path, target: &Path) -> io::Result<()> {
+    if let Some(st) = lstat_opt(c, target)? {
+        if st.is_dir() {
+            return Ok(());
+        }
+        return Err(exists_err(target));
+    }
+    let rel = target.strip_prefix(root).unwrap_or(target);
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        match lstat_opt(c, &cur)? {
+            Some(st) if st.is_dir() => continue,
+            Some(_) => return Err(exists_err(&cur)),
+            None => {}
+        }
+        if let Err(e) = c.sftp.mkdir(&cur, 0o755) {
+            // Someone else may have created it meanwhile; that is fine.
+            match lstat_opt(c, &cur)? {
+                Some(st) if st.is_dir() => {}
+                _ => return Err(map_err(&e, &format!("mkdir {}", cur.display()))),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Streams an SFTP file; marks the session broken on connection errors so the drop reconnects.
+struct SftpReader {
+    file: ssh2::File,
+    sess: Session,
+    broken: Arc<AtomicBool>,
+    what: String,
+}
+
+impl Read for SftpReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.file.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let mapped = remap_io(e, &self.sess, &self.what);
+                if is_transient(&mapped) {
+                    self.broken.store(true, Ordering::SeqCst);
+                }
+                Err(mapped)
+            }
+        }
+    }
+}
+
+impl std::ops::Drop for SftpReader {
+    fn drop(&mut self) {
+        if self.broken.load(Ordering::SeqCst) {
+            // The handle close below would otherwise wait a full op_timeout on a dead session.
+            self.sess.set_timeout(50);
+        }
+    }
+}
+
+/// libssh2 pipelines reads up to the buffer size, so big buffers matter for throughput.
+const IO_BUF: usize = 256 * 1024;
+
+impl Drop for SftpDrop {
+    fn describe(&self) -> String {
+        self.cfg.location()
+    }
+
+    fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>> {
+        let path = self.resolve(dir)?;
+        self.retry(|c| {
+            let mut handle = match c.sftp.open_mode(&path, OpenFlags::READ, 0, OpenType::Dir) {
+                Ok(h) => h,
+                Err(e) => {
+                    let err = map_err(&e, &format!("list {}", path.display()));
+                    return if err.kind() == io::ErrorKind::NotFound { Ok(Vec::new()) } else { Err(err) };
+                }
+            };
+            let mut out = Vec::new();
+            loop {
+                match handle.readdir() {
+                    Ok((p, st)) => {
+                        let name = p.to_string_lossy().into_owned();
+                        if name == "." || name == ".." {
+                            continue;
+                        }
+                        // READDIR attributes come from lstat on OpenSSH; servers that omit
+                        // the type get an explicit lstat so links are never followed.
+                        let st = if st.perm.is_none() {
+                            lstat_opt(c, &path.join(&p))?.unwrap_or(st)
+                        } else {
+                            st
+                        };
+                        out.push(entry_of(name, &st));
+                    }
+                    // ssh2 reports the end of a listing as a FILE error ("no more files").
+                    Err(e) if matches!(e.code(), ErrorCode::SFTP(rc::FX_EOF) | ErrorCode::Session(rc::FILE)) => {
+                        break
+                    }
+                    Err(e) => return Err(map_err(&e, &format!("list {}", path.display()))),
+                }
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>> {
+        let p = self.resolve(path)?;
+        let what = format!("read {}", p.display());
+        let file = self.retry(|c| c.sftp.open(&p).map_err(|e| map_err(&e, &what)))?;
+        let c = self.conn.as_ref().expect("connected after a successful open");
+        let reader = SftpReader { file, sess: c.sess.clone(), broken: c.broken.clone(), what };
+        Ok(Box::new(BufReader::with_capacity(IO_BUF, reader)))
+    }
+
+    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()> {
+        let target = self.resolve(path)?;
+        let root = PathBuf::from(&self.cfg.root);
+        let dir = target.parent().unwrap_or(&root).to_path_buf();
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} names no file")));
+        }
+        // Everything up to here is repeatable; the upload consumes `content` and is not.
+        self.retry(|c| {
+            mkdir_all_in(c, &root, &dir)?;
+            match lstat_opt(c, &target)? {
+                Some(_) => Err(exists_err(&target)),
+                None => Ok(()),
+            }
+        })?;
+        // Dot prefix and .tmp suffix: every poller (ours included) skips it.
+        let tmp = dir.join(format!(".{name}.{}.tmp", random_suffix()));
+        self.once(|c| {
+            let res = upload(c, &tmp, content).and_then(|()| rename_v3(c, &tmp, &target));
+            match &res {
+                // Best effort. A dead or stalled session cannot clean up (and trying would wait
+                // another op_timeout); the dotted .tmp name stays invisible to pollers.
+                Err(e) if !is_transient(e) => {
+                    let _ = c.sftp.unlink(&tmp);
+                }
+                _ => {}
+            }
+            res
+        })
+    }
+
+    fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()> {
+        let (f, t) = (self.resolve(from)?, self.resolve(to)?);
+        let root = PathBuf::from(&self.cfg.root);
+        // Repeating after a lost connection is safe: if the first attempt went through, the
+        // retry reports NotFound (source gone) or AlreadyExists, never a double move.
+        self.retry(|c| {
+            if let Some(parent) = t.parent() {
+                mkdir_all_in(c, &root, parent)?;
+            }
+            if lstat_opt(c, &t)?.is_some() {
+                return Err(exists_err(&t));
+            }
+            rename_v3(c, &f, &t)
+        })
+    }
+
+    fn stat(&mut self, path: &str) -> io::Result<Option<Entry>> {
+        let p = self.resolve(path)?;
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.retry(|c| Ok(lstat_opt(c, &p)?.map(|st| entry_of(name.clone(), &st))))
+    }
+
+    fn mkdir_all(&mut self, dir: &str) -> io::Result<()> {
+        let p = self.resolve(dir)?;
+        let root = PathBuf::from(&self.cfg.root);
+        self.retry(|c| mkdir_all_in(c, &root, &p))
+    }
+
+    fn remove(&mut self, path: &str) -> io::Result<()> {
+        let p = self.resolve(path)?;
+        self.retry(|c| c.sftp.unlink(&p).map_err(|e| map_err(&e, &format!("remove {}", p.display()))))
+    }
+}
+
+/// Write `content` to a new file `tmp` (exclusive create), flush it to the server and close it.
+fn upload(c: &Conn, tmp: &Path, content: &mut dyn Read) -> io::Result<()> {
+    let what = format!("write {}", tmp.display());
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
+    let mut file = c.sftp.open_mode(tmp, flags, 0o644, OpenType::File).map_err(|e| map_err(&e, &what))?;
+    let mut buf = vec![0u8; IO_BUF];
+    loop {
+        let n = match content.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_ctx(e, "read the content to upload")),
+        };
+        if let Err(e) = file.write_all(&buf[..n]) {
+            return Err(remap_io(e, &c.sess, &what));
+        }
+    }
+    // fsync@openssh.com where offered; servers without it still get a clean close.
+    if let Err(e) = file.fsync() {
+        let err = map_err(&e, &what);
+        if is_transient(&err) {
+            return Err(err);
+        }
+    }
+    file.close().map_err(|e| map_err(&e, &what))
+}
+
+impl fmt::Debug for SftpDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SftpDrop").field("cfg", &self.cfg).field("connected", &self.conn.is_some()).finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<SftpDrop>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_printed() {
+        let cfg = SftpConfig::new(
+            "h",
+            22,
+            "u",
+            "/r",
+            SftpAuth::Key { path: "/k".into(), passphrase: Some(Secret::new("hunter2")) },
+            "/kh".into(),
+        );
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("hunter2") && dbg.contains("***"), "{dbg}");
+        let pw = SftpAuth::Password(Secret::new("pa55word"));
+        assert!(!format!("{pw:?}").contains("pa55word"));
+        assert_eq!(Secret::new("x").to_string(), "***");
+    }
+
+    #[test]
+    fn hostkey_prefs_put_recorded_first() {
+        assert!(hostkey_prefs(&[], false).starts_with("ssh-ed25519,"));
+        assert!(!hostkey_prefs(&[], false).contains("ssh-rsa,") && !hostkey_prefs(&[], false).ends_with("ssh-rsa"));
+        assert!(hostkey_prefs(&[], true).ends_with(",ssh-rsa"));
+        assert!(hostkey_prefs(&["ssh-rsa".into()], false).starts_with("rsa-sha2-512,rsa-sha2-256,ssh-ed25519"));
+    }
+
+    #[test]
+    fn error_kinds() {
+        assert_eq!(kind_of(ErrorCode::Session(rc::TIMEOUT)), io::ErrorKind::TimedOut);
+        assert_eq!(kind_of(ErrorCode::Session(rc::SOCKET_RECV)), io::ErrorKind::ConnectionAborted);
+        assert_eq!(kind_of(ErrorCode::SFTP(rc::FX_NO_SUCH_FILE)), io::ErrorKind::NotFound);
+        assert_eq!(kind_of(ErrorCode::SFTP(4)), io::ErrorKind::Other);
+        assert!(!is_transient(&io::Error::from(io::ErrorKind::NotFound)));
+    }
+
+    #[test]
+    fn permits_cap_sessions() {
+        let key = format!("test:{}", random_suffix());
+        let a = Permit::acquire(key.clone(), 1, Duration::from_millis(1)).unwrap();
+        let e = Permit::acquire(key.clone(), 1, Duration::from_millis(20)).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+        std::mem::drop(a);
+        Permit::acquire(key, 1, Duration::from_millis(1)).unwrap();
+    }
+}
