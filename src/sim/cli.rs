@@ -77,7 +77,11 @@ impl SimArgs {
 
 /// Exit codes: 0 after a signal, 1 when the simulator cannot start.
 pub fn run(args: &SimArgs) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sim: cannot start runtime: {e}");
