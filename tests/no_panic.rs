@@ -19,7 +19,10 @@ fn exercise(kind: Kind, input: &[u8], opts: &ParseOptions) {
         match item {
             Ok(unit) => {
                 assert!(!unit.rows.is_empty());
-                assert!(unit.rows.iter().all(|r| r.line >= 2), "data rows start after the header");
+                assert!(
+                    unit.rows.iter().all(|r| r.line >= 2),
+                    "data rows start after the header"
+                );
                 match &unit.result {
                     Ok(rec) => {
                         let line = match rec {
@@ -44,8 +47,20 @@ fn exercise(kind: Kind, input: &[u8], opts: &ParseOptions) {
 fn odd_options() -> impl Strategy<Value = ParseOptions> {
     (
         prop::sample::select(vec![b',', b';', b'\t', b'|', b'"', b'\n', b'\r', 0xff]),
-        prop::option::of(prop::sample::select(vec!["%d.%m.%Y", "%", "%Y%%", "%s", "%Y-%m-%d %H:%M:%S%z", ""])),
-        prop::sample::select(vec!["UTC", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu"]),
+        prop::option::of(prop::sample::select(vec![
+            "%d.%m.%Y",
+            "%",
+            "%Y%%",
+            "%s",
+            "%Y-%m-%d %H:%M:%S%z",
+            "",
+        ])),
+        prop::sample::select(vec![
+            "UTC",
+            "Pacific/Chatham",
+            "America/St_Johns",
+            "Asia/Kathmandu",
+        ]),
         any::<bool>(),
         prop::sample::select(vec![0u64, 1, 40, 10_000, u64::MAX]),
         prop::sample::select(vec![0usize, 1, 8, 4096]),
@@ -53,34 +68,78 @@ fn odd_options() -> impl Strategy<Value = ParseOptions> {
         prop::sample::select(vec![0usize, 1, 2, 1000]),
         any::<bool>(),
     )
-        .prop_map(|(delimiter, fmt, tz, delta, max_file_bytes, max_field_len, max_rows, per_group, alias)| {
-            let mut opts = ParseOptions {
+        .prop_map(
+            |(
                 delimiter,
-                date_format: fmt.map(String::from),
-                timezone: tz.parse().unwrap(),
-                inventory_delta: delta,
+                fmt,
+                tz,
+                delta,
                 max_file_bytes,
                 max_field_len,
                 max_rows,
-                max_rows_per_group: per_group,
-                ..ParseOptions::default()
-            };
-            if alias {
-                opts.column_map.insert("a".into(), "sku".into());
-                opts.column_map.insert("b".into(), "not_a_column".into());
-            }
-            opts
-        })
+                per_group,
+                alias,
+            )| {
+                let mut opts = ParseOptions {
+                    delimiter,
+                    date_format: fmt.map(String::from),
+                    timezone: tz.parse().unwrap(),
+                    inventory_delta: delta,
+                    max_file_bytes,
+                    max_field_len,
+                    max_rows,
+                    max_rows_per_group: per_group,
+                    ..ParseOptions::default()
+                };
+                if alias {
+                    opts.column_map.insert("a".into(), "sku".into());
+                    opts.column_map.insert("b".into(), "not_a_column".into());
+                }
+                opts
+            },
+        )
 }
 
 /// Cells likely to hit edge cases: quotes, delimiters, newlines, bad UTF-8, numbers, dates.
 fn cell() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::sample::select(vec![
-            "", " ", "0", "-1", "+3", "3.5", "1e9", "99999999999999999999", "12.50", "-0.01", "US", "us", "XX",
-            "USD", "ABC", "2024-03-15", "2024-03-10 02:30", "03/15/2024", "2024-01-15T10:00:00Z", "cancel",
-            "create", "Priority", "036000291452", "036000291453", "PO-1", "PO-2", "T1", "A", "\"", "\"\"", "\"a,b\"",
-            "\"x\ny\"", "\r", "\u{feff}", "=1+1", "\u{1b}",
+            "",
+            " ",
+            "0",
+            "-1",
+            "+3",
+            "3.5",
+            "1e9",
+            "99999999999999999999",
+            "12.50",
+            "-0.01",
+            "US",
+            "us",
+            "XX",
+            "USD",
+            "ABC",
+            "2024-03-15",
+            "2024-03-10 02:30",
+            "03/15/2024",
+            "2024-01-15T10:00:00Z",
+            "cancel",
+            "create",
+            "Priority",
+            "036000291452",
+            "036000291453",
+            "PO-1",
+            "PO-2",
+            "T1",
+            "A",
+            "\"",
+            "\"\"",
+            "\"a,b\"",
+            "\"x\ny\"",
+            "\r",
+            "\u{feff}",
+            "=1+1",
+            "\u{1b}",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
         prop::collection::vec(any::<u8>(), 0..12),
@@ -88,9 +147,34 @@ fn cell() -> impl Strategy<Value = Vec<u8>> {
 }
 
 const NAMES: &[&str] = &[
-    "sku", "quantity", "name", "barcode", "order_ref", "order_date", "ship_name", "ship_address1", "ship_city",
-    "ship_country", "shipping_speed", "price", "currency", "action", "fulfillment_id", "shipped_at", "carrier",
-    "tracking_number", "cost", "weight", "qty", "item", "cust_ref", "tracking_no", "a", "b", "", "\u{feff}sku",
+    "sku",
+    "quantity",
+    "name",
+    "barcode",
+    "order_ref",
+    "order_date",
+    "ship_name",
+    "ship_address1",
+    "ship_city",
+    "ship_country",
+    "shipping_speed",
+    "price",
+    "currency",
+    "action",
+    "fulfillment_id",
+    "shipped_at",
+    "carrier",
+    "tracking_number",
+    "cost",
+    "weight",
+    "qty",
+    "item",
+    "cust_ref",
+    "tracking_no",
+    "a",
+    "b",
+    "",
+    "\u{feff}sku",
 ];
 
 /// A CSV-ish file: a header of plausible names, then rows of edge-case cells, joined with
@@ -113,7 +197,12 @@ fn csvish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn full_header(kind: Kind) -> Vec<u8> {
-    formats::columns(kind).iter().map(|c| c.name).collect::<Vec<_>>().join(",").into_bytes()
+    formats::columns(kind)
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes()
 }
 
 /// A complete header followed by random rows, so the deep validation paths are reached.

@@ -42,7 +42,8 @@ pub struct ValidateArgs {
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
-    formats::kind_for_folder(s).ok_or_else(|| format!("unknown kind '{s}' (expected inventory, orders or shipments)"))
+    formats::kind_for_folder(s)
+        .ok_or_else(|| format!("unknown kind '{s}' (expected inventory, orders or shipments)"))
 }
 
 fn parse_delimiter(s: &str) -> Result<u8, String> {
@@ -75,7 +76,10 @@ fn emit(out: &mut impl Write, json: bool, p: &Problem) -> std::io::Result<()> {
         });
         writeln!(out, "{v}")
     } else {
-        let loc = p.line.map(|l| format!("{}:{l}", p.file)).unwrap_or_else(|| p.file.to_string());
+        let loc = p
+            .line
+            .map(|l| format!("{}:{l}", p.file))
+            .unwrap_or_else(|| p.file.to_string());
         let column = if p.column.is_empty() { "-" } else { p.column };
         writeln!(out, "{loc}: {column}: {}: {}", p.code, p.message)
     }
@@ -84,7 +88,11 @@ fn emit(out: &mut impl Write, json: bool, p: &Problem) -> std::io::Result<()> {
 /// Reads the first non-blank record as the header, for sniffing the kind.
 fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
     let file = File::open(path).ok()?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(file);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(file);
     let mut rec = csv::ByteRecord::new();
     while rdr.read_byte_record(&mut rec).ok()? {
         if rec.iter().any(|f| !f.iter().all(u8::is_ascii_whitespace)) {
@@ -92,7 +100,11 @@ fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
                 rec.iter()
                     .enumerate()
                     .map(|(i, f)| {
-                        let f = if i == 0 { f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f) } else { f };
+                        let f = if i == 0 {
+                            f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f)
+                        } else {
+                            f
+                        };
                         String::from_utf8_lossy(f).into_owned()
                     })
                     .collect(),
@@ -106,7 +118,10 @@ fn detect_kind(args: &ValidateArgs, path: &Path) -> Option<Kind> {
     if let Some(k) = args.kind {
         return Some(k);
     }
-    let folder = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
     if let Some(k) = folder.and_then(formats::kind_for_folder) {
         return Some(k);
     }
@@ -118,7 +133,10 @@ fn errors_path(args: &ValidateArgs, path: &Path) -> Option<PathBuf> {
     if args.files.len() == 1 {
         return Some(out.clone());
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
     Some(out.join(format!("{stem}.errors.csv")))
 }
 
@@ -142,11 +160,21 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
         Ok(f) => f,
         Err(e) => {
             let msg = format!("cannot open the file: {e}");
-            print(&Problem { file: &name, line: None, column: "", code: "read_error", message: &msg, warning: false })?;
+            print(&Problem {
+                file: &name,
+                line: None,
+                column: "",
+                code: "read_error",
+                message: &msg,
+                warning: false,
+            })?;
             return Ok(2);
         }
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let opts = ParseOptions {
         delimiter: args.delimiter,
         date_format: args.date_format.clone(),
@@ -219,8 +247,15 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
                         })?;
                         if let Some(ew) = ew.as_mut() {
                             match unit.rows.iter().find(|r| r.line == e.line) {
-                                Some(row) => ew.write(row, e.line, &e.column, e.code.as_str(), &e.message)?,
-                                None => ew.write_file_error(Some(e.line), &e.column, e.code.as_str(), &e.message)?,
+                                Some(row) => {
+                                    ew.write(row, e.line, &e.column, e.code.as_str(), &e.message)?
+                                }
+                                None => ew.write_file_error(
+                                    Some(e.line),
+                                    &e.column,
+                                    e.code.as_str(),
+                                    &e.message,
+                                )?,
                             }
                         }
                     }
@@ -249,7 +284,11 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     let summary = format!(
         "{name}: {}: {accepted} accepted, {rejected} rejected{}{}",
         kind.as_str(),
-        if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() },
+        if warnings > 0 {
+            format!(", {warnings} warning(s)")
+        } else {
+            String::new()
+        },
         if status == 2 { "; file rejected" } else { "" },
     );
     if args.json {

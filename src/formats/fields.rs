@@ -33,7 +33,10 @@ pub(crate) fn integer(column: &str, v: &str) -> Result<i64, FieldError> {
         ));
     }
     i64::from_str(v).map_err(|_| {
-        (ErrorCode::BadInteger, format!("{column} is too large, got '{}'", shown(v)))
+        (
+            ErrorCode::BadInteger,
+            format!("{column} is too large, got '{}'", shown(v)),
+        )
     })
 }
 
@@ -41,13 +44,23 @@ pub(crate) fn integer(column: &str, v: &str) -> Result<i64, FieldError> {
 pub(crate) fn positive_quantity(column: &str, v: &str) -> Result<u32, FieldError> {
     let n = integer(column, v)?;
     if n < 0 {
-        return Err((ErrorCode::NegativeQuantity, format!("{column} must be at least 1, got {n}")));
+        return Err((
+            ErrorCode::NegativeQuantity,
+            format!("{column} must be at least 1, got {n}"),
+        ));
     }
     if n == 0 {
-        return Err((ErrorCode::ZeroQuantity, format!("{column} must be at least 1, got 0")));
+        return Err((
+            ErrorCode::ZeroQuantity,
+            format!("{column} must be at least 1, got 0"),
+        ));
     }
-    u32::try_from(n)
-        .map_err(|_| (ErrorCode::BadInteger, format!("{column} is too large, got {n}")))
+    u32::try_from(n).map_err(|_| {
+        (
+            ErrorCode::BadInteger,
+            format!("{column} is too large, got {n}"),
+        )
+    })
 }
 
 /// Plain decimal notation only ("12.50", "-3", ".5"): no thousands separators, currency signs or
@@ -58,7 +71,12 @@ pub(crate) fn decimal(column: &str, v: &str) -> Result<Decimal, FieldError> {
     let ok = !(int.is_empty() && frac.is_empty())
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit());
-    let bad = || (ErrorCode::BadDecimal, format!("{column} must be a number like 12.50, got '{}'", shown(v)));
+    let bad = || {
+        (
+            ErrorCode::BadDecimal,
+            format!("{column} must be a number like 12.50, got '{}'", shown(v)),
+        )
+    };
     if !ok {
         return Err(bad());
     }
@@ -69,20 +87,31 @@ pub(crate) fn decimal(column: &str, v: &str) -> Result<Decimal, FieldError> {
 pub(crate) fn amount(column: &str, v: &str) -> Result<Decimal, FieldError> {
     let d = decimal(column, v)?;
     if d.is_sign_negative() && !d.is_zero() {
-        return Err((ErrorCode::NegativeAmount, format!("{column} must not be negative, got '{}'", shown(v))));
+        return Err((
+            ErrorCode::NegativeAmount,
+            format!("{column} must not be negative, got '{}'", shown(v)),
+        ));
     }
     Ok(d)
 }
 
 /// Places a wall-clock time in `tz`. In a DST overlap the earlier instant is taken (the warehouse
 /// clock showed that time first); a time inside a DST gap never happened and is rejected.
-fn localize(column: &str, v: &str, naive: NaiveDateTime, tz: Tz) -> Result<DateTime<FixedOffset>, FieldError> {
+fn localize(
+    column: &str,
+    v: &str,
+    naive: NaiveDateTime,
+    tz: Tz,
+) -> Result<DateTime<FixedOffset>, FieldError> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => Ok(dt.fixed_offset()),
         LocalResult::Ambiguous(a, _) => Ok(a.fixed_offset()),
         LocalResult::None => Err((
             ErrorCode::BadDate,
-            format!("{column} '{}' does not exist in time zone {tz} (clocks skipped it)", shown(v)),
+            format!(
+                "{column} '{}' does not exist in time zone {tz} (clocks skipped it)",
+                shown(v)
+            ),
         )),
     }
 }
@@ -109,7 +138,12 @@ pub(crate) fn date(
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
         return Ok(dt);
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(v, fmt) {
             return localize(column, v, n, tz);
         }
@@ -134,7 +168,10 @@ pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
     if !matches!(bytes.len(), 12..=14) || !bytes.iter().all(u8::is_ascii_digit) {
         return Err((
             ErrorCode::BadBarcode,
-            format!("{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'", shown(v)),
+            format!(
+                "{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'",
+                shown(v)
+            ),
         ));
     }
     let (payload, check) = bytes.split_at(bytes.len() - 1);
@@ -162,7 +199,10 @@ pub(crate) fn country(column: &str, v: &str) -> Result<String, FieldError> {
     } else {
         Err((
             ErrorCode::BadCountry,
-            format!("{column} must be a two-letter ISO country code like US or GB, got '{}'", shown(v)),
+            format!(
+                "{column} must be a two-letter ISO country code like US or GB, got '{}'",
+                shown(v)
+            ),
         ))
     }
 }
@@ -175,7 +215,10 @@ pub(crate) fn currency(column: &str, v: &str) -> Result<String, FieldError> {
     } else {
         Err((
             ErrorCode::BadCurrency,
-            format!("{column} must be a three-letter ISO currency code like USD, got '{}'", shown(v)),
+            format!(
+                "{column} must be a three-letter ISO currency code like USD, got '{}'",
+                shown(v)
+            ),
         ))
     }
 }
@@ -204,7 +247,9 @@ mod tests {
         for c in ["UK", "XX", "EU"] {
             assert!(!is_country(c));
         }
-        assert!(is_currency("USD") && is_currency("EUR") && !is_currency("ABC") && !is_currency("XXX"));
+        assert!(
+            is_currency("USD") && is_currency("EUR") && !is_currency("ABC") && !is_currency("XXX")
+        );
     }
 
     #[test]
@@ -212,9 +257,15 @@ mod tests {
         assert!(barcode("b", "036000291452").is_ok()); // UPC-A
         assert!(barcode("b", "4006381333931").is_ok()); // EAN-13
         assert!(barcode("b", "10012345678902").is_ok()); // GTIN-14
-        assert_eq!(barcode("b", "036000291453").unwrap_err().0, ErrorCode::BadBarcode);
+        assert_eq!(
+            barcode("b", "036000291453").unwrap_err().0,
+            ErrorCode::BadBarcode
+        );
         assert_eq!(barcode("b", "12345").unwrap_err().0, ErrorCode::BadBarcode);
-        assert_eq!(barcode("b", "03600029145x").unwrap_err().0, ErrorCode::BadBarcode);
+        assert_eq!(
+            barcode("b", "03600029145x").unwrap_err().0,
+            ErrorCode::BadBarcode
+        );
     }
 
     #[test]
@@ -222,16 +273,36 @@ mod tests {
         assert_eq!(integer("q", "+7"), Ok(7));
         assert_eq!(integer("q", "-7"), Ok(-7));
         for bad in ["3.5", "", "-", "1e3", "٣", "99999999999999999999"] {
-            assert_eq!(integer("q", bad).unwrap_err().0, ErrorCode::BadInteger, "{bad}");
+            assert_eq!(
+                integer("q", bad).unwrap_err().0,
+                ErrorCode::BadInteger,
+                "{bad}"
+            );
         }
-        assert_eq!(positive_quantity("q", "0").unwrap_err().0, ErrorCode::ZeroQuantity);
-        assert_eq!(positive_quantity("q", "-1").unwrap_err().0, ErrorCode::NegativeQuantity);
-        assert_eq!(decimal("p", "12.50").map(|d| d.to_string()), Ok("12.50".into()));
+        assert_eq!(
+            positive_quantity("q", "0").unwrap_err().0,
+            ErrorCode::ZeroQuantity
+        );
+        assert_eq!(
+            positive_quantity("q", "-1").unwrap_err().0,
+            ErrorCode::NegativeQuantity
+        );
+        assert_eq!(
+            decimal("p", "12.50").map(|d| d.to_string()),
+            Ok("12.50".into())
+        );
         assert_eq!(decimal("p", ".5").map(|d| d.to_string()), Ok("0.5".into()));
         for bad in ["1,000", "$5", "1e3", ".", "1.2.3", "nan"] {
-            assert_eq!(decimal("p", bad).unwrap_err().0, ErrorCode::BadDecimal, "{bad}");
+            assert_eq!(
+                decimal("p", bad).unwrap_err().0,
+                ErrorCode::BadDecimal,
+                "{bad}"
+            );
         }
-        assert_eq!(amount("p", "-0.01").unwrap_err().0, ErrorCode::NegativeAmount);
+        assert_eq!(
+            amount("p", "-0.01").unwrap_err().0,
+            ErrorCode::NegativeAmount
+        );
         assert!(amount("p", "-0").is_ok());
     }
 
@@ -240,12 +311,24 @@ mod tests {
         let ny: Tz = "America/New_York".parse().unwrap();
         let d = |v: &str| date("d", v, None, ny).map(|d| d.to_rfc3339());
         assert_eq!(d("2024-03-15"), Ok("2024-03-15T00:00:00-04:00".into()));
-        assert_eq!(d("2024-01-15 14:30"), Ok("2024-01-15T14:30:00-05:00".into()));
-        assert_eq!(d("2024-01-15 14:30:05"), Ok("2024-01-15T14:30:05-05:00".into()));
+        assert_eq!(
+            d("2024-01-15 14:30"),
+            Ok("2024-01-15T14:30:00-05:00".into())
+        );
+        assert_eq!(
+            d("2024-01-15 14:30:05"),
+            Ok("2024-01-15T14:30:05-05:00".into())
+        );
         assert_eq!(d("01/15/2024"), Ok("2024-01-15T00:00:00-05:00".into()));
-        assert_eq!(d("2024-01-15T10:00:00Z"), Ok("2024-01-15T10:00:00+00:00".into()));
+        assert_eq!(
+            d("2024-01-15T10:00:00Z"),
+            Ok("2024-01-15T10:00:00+00:00".into())
+        );
         assert_eq!(d("2024-03-10 02:30").unwrap_err().0, ErrorCode::BadDate); // DST gap
-        assert_eq!(d("2024-11-03 01:30"), Ok("2024-11-03T01:30:00-04:00".into())); // overlap: earlier
+        assert_eq!(
+            d("2024-11-03 01:30"),
+            Ok("2024-11-03T01:30:00-04:00".into())
+        ); // overlap: earlier
         assert_eq!(d("15/01/2024").unwrap_err().0, ErrorCode::BadDate);
         assert_eq!(d("2024-02-30").unwrap_err().0, ErrorCode::BadDate);
         let c = date("d", "15.01.2024", Some("%d.%m.%Y"), Tz::UTC).map(|d| d.to_rfc3339());

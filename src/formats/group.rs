@@ -48,7 +48,12 @@ pub(crate) struct Grouper {
 
 impl Grouper {
     pub fn new(max_rows: usize) -> Self {
-        Grouper { pending: None, seen: HashSet::new(), max_rows: max_rows.max(1), overflowing: None }
+        Grouper {
+            pending: None,
+            seen: HashSet::new(),
+            max_rows: max_rows.max(1),
+            overflowing: None,
+        }
     }
 
     pub fn next_group<R: Read>(
@@ -65,7 +70,11 @@ impl Grouper {
         };
         let Some(k) = key(&first, &rows.map) else {
             self.overflowing = None;
-            return Some(Ok(Group { key: None, rows: vec![first], problem: None }));
+            return Some(Ok(Group {
+                key: None,
+                rows: vec![first],
+                problem: None,
+            }));
         };
         let h = fingerprint(&k);
         let mut problem = if self.overflowing == Some(h) {
@@ -98,6 +107,10 @@ impl Grouper {
             }
         }
         self.seen.insert(h);
-        Some(Ok(Group { key: Some(k), rows: group, problem }))
+        Some(Ok(Group {
+            key: Some(k),
+            rows: group,
+            problem,
+        }))
     }
 }

@@ -38,7 +38,10 @@ pub struct ColumnDef {
 impl ColumnDef {
     /// Must the column appear in the header?
     pub fn header_required(&self) -> bool {
-        matches!(self.presence, Presence::Required | Presence::RequiredForCreate)
+        matches!(
+            self.presence,
+            Presence::Required | Presence::RequiredForCreate
+        )
     }
 }
 
@@ -85,8 +88,21 @@ pub(crate) mod ord {
     pub const ACTION: usize = 17;
     /// Fields repeated on every row of an order, which must agree.
     pub const HEADER_FIELDS: [usize; 15] = [
-        ORDER_DATE, SHIP_NAME, SHIP_COMPANY, SHIP_ADDRESS1, SHIP_ADDRESS2, SHIP_CITY, SHIP_STATE,
-        SHIP_ZIP, SHIP_COUNTRY, SHIP_PHONE, SHIP_EMAIL, SHIPPING_SPEED, CURRENCY, ACTION, ORDER_REF,
+        ORDER_DATE,
+        SHIP_NAME,
+        SHIP_COMPANY,
+        SHIP_ADDRESS1,
+        SHIP_ADDRESS2,
+        SHIP_CITY,
+        SHIP_STATE,
+        SHIP_ZIP,
+        SHIP_COUNTRY,
+        SHIP_PHONE,
+        SHIP_EMAIL,
+        SHIPPING_SPEED,
+        CURRENCY,
+        ACTION,
+        ORDER_REF,
     ];
 }
 
@@ -211,7 +227,10 @@ pub fn normalize(name: &str) -> String {
 
 /// Canonical name for a header cell: partner map first, then built-in aliases, else the
 /// normalised name itself.
-pub fn canonical_name(name: &str, column_map: &std::collections::HashMap<String, String>) -> String {
+pub fn canonical_name(
+    name: &str,
+    column_map: &std::collections::HashMap<String, String>,
+) -> String {
     let n = normalize(name);
     if let Some(mapped) = column_map.get(&n) {
         return normalize(mapped);
@@ -271,9 +290,17 @@ impl HeaderMap {
                     let message = if shown.is_empty() {
                         format!("column {} has no name and is ignored", i + 1)
                     } else {
-                        format!("column '{shown}' is not used for {} files and is ignored", kind.as_str())
+                        format!(
+                            "column '{shown}' is not used for {} files and is ignored",
+                            kind.as_str()
+                        )
                     };
-                    warnings.push(RecordError::new(1, &shown, ErrorCode::UnknownColumn, message));
+                    warnings.push(RecordError::new(
+                        1,
+                        &shown,
+                        ErrorCode::UnknownColumn,
+                        message,
+                    ));
                     field_names.push(shown);
                 }
             }
@@ -309,7 +336,14 @@ impl HeaderMap {
             rej.column = Some(missing.join(","));
             return Err(rej);
         }
-        Ok((HeaderMap { kind, index, field_names }, warnings))
+        Ok((
+            HeaderMap {
+                kind,
+                index,
+                field_names,
+            },
+            warnings,
+        ))
     }
 
     /// Name to report for file field `i`.
@@ -326,7 +360,9 @@ pub fn sniff(header: &[String]) -> Option<Kind> {
     let has = |n: &str| names.iter().any(|x| x == n);
     let full = |kind: Kind| {
         let defs = columns(kind);
-        defs.iter().filter(|d| d.header_required()).all(|d| has(d.name))
+        defs.iter()
+            .filter(|d| d.header_required())
+            .all(|d| has(d.name))
             && defs.iter().all(|d| match d.presence {
                 Presence::OneOf(g) => defs
                     .iter()
@@ -406,7 +442,9 @@ mod tests {
     fn every_alias_targets_a_canonical_column() {
         for (alias, target) in ALIASES {
             assert!(
-                Kind::ALL.iter().any(|k| columns(*k).iter().any(|d| d.name == *target)),
+                Kind::ALL
+                    .iter()
+                    .any(|k| columns(*k).iter().any(|d| d.name == *target)),
                 "{alias} -> {target}"
             );
             assert_eq!(normalize(alias), *alias);
@@ -419,7 +457,9 @@ mod tests {
         assert_eq!(sniff(&h("SKU,Qty")), Some(Kind::Inventory));
         assert_eq!(sniff(&h("item,qty,upc")), Some(Kind::Inventory));
         assert_eq!(
-            sniff(&h("order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity")),
+            sniff(&h(
+                "order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity"
+            )),
             Some(Kind::Orders)
         );
         assert_eq!(

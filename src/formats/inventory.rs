@@ -35,18 +35,25 @@ impl InventoryState {
                     );
                 }
             }
-            let barcode = c.parse_opt(inv::BARCODE, |n, v| fields::barcode(n, v).map(|()| v.to_string()));
+            let barcode = c.parse_opt(inv::BARCODE, |n, v| {
+                fields::barcode(n, v).map(|()| v.to_string())
+            });
             let name = c.opt(inv::NAME).map(str::to_string);
             if let Some(s) = sku {
                 if !self.seen.insert(fingerprint(s)) {
                     c.push(
                         inv::SKU,
                         ErrorCode::DuplicateSku,
-                        format!("SKU '{}' appears more than once in this file; keep one row per SKU", fields::shown(s)),
+                        format!(
+                            "SKU '{}' appears more than once in this file; keep one row per SKU",
+                            fields::shown(s)
+                        ),
                     );
                 }
             }
-            if let (Some(sku), Some(quantity), Ok(barcode), true) = (sku, quantity, barcode, c.errors.is_empty()) {
+            if let (Some(sku), Some(quantity), Ok(barcode), true) =
+                (sku, quantity, barcode, c.errors.is_empty())
+            {
                 record = Some(InventoryRecord {
                     line: row.line(),
                     sku: sku.to_string(),
@@ -61,6 +68,9 @@ impl InventoryState {
             Some(r) if errors.is_empty() => Ok(Record::Inventory(r)),
             _ => Err(errors),
         };
-        Unit { rows: vec![row.raw], result }
+        Unit {
+            rows: vec![row.raw],
+            result,
+        }
     }
 }

@@ -95,7 +95,9 @@ pub fn sniff(header_line: &[String]) -> Option<Kind> {
 
 /// Kind from the drop folder a file arrived in (case-insensitive).
 pub fn kind_for_folder(folder: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(folder.trim()))
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(folder.trim()))
 }
 
 /// Should an inventory file of this name be read in delta mode? (`*_delta.csv`)
@@ -147,10 +149,16 @@ impl<R: Read> Iterator for Units<R> {
             },
             State::Grouped(g) => {
                 let kind = self.rows.map.kind;
-                let key = if kind == Kind::Orders { orders::key } else { shipments::key };
+                let key = if kind == Kind::Orders {
+                    orders::key
+                } else {
+                    shipments::key
+                };
                 let next = g.next_group(&mut self.rows, key)?;
                 match next {
-                    Ok(group) if kind == Kind::Orders => Ok(orders::unit(group, &self.rows.map, &self.ctx)),
+                    Ok(group) if kind == Kind::Orders => {
+                        Ok(orders::unit(group, &self.rows.map, &self.ctx))
+                    }
                     Ok(group) => Ok(shipments::unit(group, &self.rows.map, &self.ctx)),
                     Err(e) => Err(e),
                 }
@@ -162,11 +170,17 @@ impl<R: Read> Iterator for Units<R> {
 }
 
 /// Opens a file of `kind`: reads and checks the header, then streams units lazily.
-pub fn parse<R: Read>(kind: Kind, input: R, opts: &ParseOptions) -> Result<Units<R>, FileRejection> {
+pub fn parse<R: Read>(
+    kind: Kind,
+    input: R,
+    opts: &ParseOptions,
+) -> Result<Units<R>, FileRejection> {
     let rows = reader::RowReader::open(kind, input, opts)?;
     let state = match kind {
         Kind::Inventory => State::Inventory(inventory::InventoryState::default()),
-        Kind::Orders | Kind::Shipments => State::Grouped(group::Grouper::new(opts.max_rows_per_group)),
+        Kind::Orders | Kind::Shipments => {
+            State::Grouped(group::Grouper::new(opts.max_rows_per_group))
+        }
     };
     let ctx = Ctx {
         date_format: opts.date_format.clone(),
@@ -174,5 +188,10 @@ pub fn parse<R: Read>(kind: Kind, input: R, opts: &ParseOptions) -> Result<Units
         inventory_delta: opts.inventory_delta,
         max_rows_per_group: opts.max_rows_per_group.max(1),
     };
-    Ok(Units { rows, state, ctx, failed: false })
+    Ok(Units {
+        rows,
+        state,
+        ctx,
+        failed: false,
+    })
 }

@@ -32,22 +32,33 @@ fn parse_action(c: &mut Cells) -> Option<OrderAction> {
         Some(v) if v.eq_ignore_ascii_case("create") => Some(OrderAction::Create),
         Some(v) if v.eq_ignore_ascii_case("cancel") => Some(OrderAction::Cancel),
         Some(v) => {
-            c.push(ord::ACTION, ErrorCode::BadChoice, format!("action must be 'create' or 'cancel', got '{}'", shown(v)));
+            c.push(
+                ord::ACTION,
+                ErrorCode::BadChoice,
+                format!("action must be 'create' or 'cancel', got '{}'", shown(v)),
+            );
             None
         }
     }
 }
 
 fn parse_speed(_: &str, v: &str) -> Result<ShippingSpeed, fields::FieldError> {
-    [ShippingSpeed::Standard, ShippingSpeed::Expedited, ShippingSpeed::Priority]
-        .into_iter()
-        .find(|s| s.as_str().eq_ignore_ascii_case(v))
-        .ok_or_else(|| {
-            (
-                ErrorCode::BadChoice,
-                format!("shipping_speed must be Standard, Expedited or Priority, got '{}'", shown(v)),
-            )
-        })
+    [
+        ShippingSpeed::Standard,
+        ShippingSpeed::Expedited,
+        ShippingSpeed::Priority,
+    ]
+    .into_iter()
+    .find(|s| s.as_str().eq_ignore_ascii_case(v))
+    .ok_or_else(|| {
+        (
+            ErrorCode::BadChoice,
+            format!(
+                "shipping_speed must be Standard, Expedited or Priority, got '{}'",
+                shown(v)
+            ),
+        )
+    })
 }
 
 fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<RecordError>) {
@@ -57,10 +68,19 @@ fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<Reco
         return (None, c.errors);
     };
     if action == OrderAction::Cancel {
-        let p = Parsed { action, order_date: None, ship_to: None, speed: ShippingSpeed::Standard, currency: None, item: None };
+        let p = Parsed {
+            action,
+            order_date: None,
+            ship_to: None,
+            speed: ShippingSpeed::Standard,
+            currency: None,
+            item: None,
+        };
         return (Some(p), c.errors);
     }
-    let order_date = c.parse_req(ord::ORDER_DATE, |n, v| fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone));
+    let order_date = c.parse_req(ord::ORDER_DATE, |n, v| {
+        fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone)
+    });
     let name = c.req(ord::SHIP_NAME);
     let address1 = c.req(ord::SHIP_ADDRESS1);
     let city = c.req(ord::SHIP_CITY);
@@ -87,9 +107,12 @@ fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<Reco
         _ => None,
     };
     let item = match (sku, quantity, &price) {
-        (Some(sku), Some(quantity), Ok(price)) => {
-            Some(OrderItem { line: row.line(), sku: sku.to_string(), quantity, price: *price })
-        }
+        (Some(sku), Some(quantity), Ok(price)) => Some(OrderItem {
+            line: row.line(),
+            sku: sku.to_string(),
+            quantity,
+            price: *price,
+        }),
         _ => None,
     };
     let parsed = Parsed {
@@ -113,7 +136,9 @@ fn header_value(row: &Row, map: &HeaderMap, col: usize) -> String {
         (None, _) => "",
     };
     match col {
-        ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => v.to_ascii_uppercase(),
+        ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => {
+            v.to_ascii_uppercase()
+        }
         _ => v.to_string(),
     }
 }
@@ -126,7 +151,11 @@ pub(crate) fn reject_group(
     what: &str,
     key_column: &str,
 ) -> Vec<RecordError> {
-    let first_bad = per_row.iter().zip(rows).find(|(e, _)| !e.is_empty()).map(|(_, r)| r.line());
+    let first_bad = per_row
+        .iter()
+        .zip(rows)
+        .find(|(e, _)| !e.is_empty())
+        .map(|(_, r)| r.line());
     let mut all = Vec::new();
     for (errs, row) in per_row.iter_mut().zip(rows) {
         if errs.is_empty() {
@@ -135,7 +164,9 @@ pub(crate) fn reject_group(
                     row.line(),
                     key_column,
                     ErrorCode::GroupRejected,
-                    format!("this {what} was rejected because line {bad} of the same {what} is invalid"),
+                    format!(
+                        "this {what} was rejected because line {bad} of the same {what} is invalid"
+                    ),
                 ));
             }
         }
@@ -169,7 +200,12 @@ pub(crate) fn problem_errors(
     let mut out = Vec::new();
     for row in rows {
         out.extend(row.errors.iter().cloned());
-        out.push(RecordError::new(row.line(), key_column, code, message.clone()));
+        out.push(RecordError::new(
+            row.line(),
+            key_column,
+            code,
+            message.clone(),
+        ));
     }
     out
 }
@@ -178,7 +214,10 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
     let Group { key, rows, problem } = group;
     if let (Some(p), Some(k)) = (problem, &key) {
         let errors = problem_errors(&rows, p, k, "order", "order_ref", ctx.max_rows_per_group);
-        return Unit { rows: rows.into_iter().map(|r| r.raw).collect(), result: Err(errors) };
+        return Unit {
+            rows: rows.into_iter().map(|r| r.raw).collect(),
+            result: Err(errors),
+        };
     }
     let mut per_row: Vec<Vec<RecordError>> = Vec::with_capacity(rows.len());
     let mut parsed: Vec<Option<Parsed>> = Vec::with_capacity(rows.len());
@@ -194,7 +233,10 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
     }
     // Order-level cells must agree with the first readable row. All-cancel orders only need to
     // agree on the action, since their other cells are ignored.
-    let all_cancel = parsed.iter().flatten().all(|p| p.action == OrderAction::Cancel);
+    let all_cancel = parsed
+        .iter()
+        .flatten()
+        .all(|p| p.action == OrderAction::Cancel);
     let reference = rows.iter().position(|r| r.errors.is_empty());
     if let Some(first) = reference {
         for (i, row) in rows.iter().enumerate().skip(first + 1) {
@@ -205,7 +247,10 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
                 if all_cancel && col != ord::ACTION {
                     continue;
                 }
-                let (mine, theirs) = (header_value(row, map, col), header_value(&rows[first], map, col));
+                let (mine, theirs) = (
+                    header_value(row, map, col),
+                    header_value(&rows[first], map, col),
+                );
                 if mine != theirs {
                     let name = super::header::ORDER_COLUMNS[col].name;
                     per_row[i].push(RecordError::new(
@@ -227,15 +272,32 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
     let raws = |rows: Vec<Row>| rows.into_iter().map(|r| r.raw).collect::<Vec<_>>();
     if !ok {
         let errors = reject_group(&rows, per_row, "order", "order_ref");
-        return Unit { rows: raws(rows), result: Err(errors) };
+        return Unit {
+            rows: raws(rows),
+            result: Err(errors),
+        };
     }
     let mut parsed = parsed.into_iter().flatten();
-    let (Some(head), Some(k)) = (parsed.next(), key.or_else(|| rows.first().and_then(|r| r.get(map, ord::ORDER_REF)).map(str::to_string)))
-    else {
+    let (Some(head), Some(k)) = (
+        parsed.next(),
+        key.or_else(|| {
+            rows.first()
+                .and_then(|r| r.get(map, ord::ORDER_REF))
+                .map(str::to_string)
+        }),
+    ) else {
         // Unreachable in practice (an error-free row always parses), but never panic on input.
         let line = rows.first().map(Row::line).unwrap_or(1);
-        let e = RecordError::new(line, "order_ref", ErrorCode::MissingValue, "order_ref is required but empty");
-        return Unit { rows: raws(rows), result: Err(vec![e]) };
+        let e = RecordError::new(
+            line,
+            "order_ref",
+            ErrorCode::MissingValue,
+            "order_ref is required but empty",
+        );
+        return Unit {
+            rows: raws(rows),
+            result: Err(vec![e]),
+        };
     };
     let mut items: Vec<OrderItem> = head.item.into_iter().collect();
     items.extend(parsed.filter_map(|p| p.item));
@@ -249,5 +311,8 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
         currency: head.currency,
         items,
     };
-    Unit { rows: raws(rows), result: Ok(Record::Order(record)) }
+    Unit {
+        rows: raws(rows),
+        result: Ok(Record::Order(record)),
+    }
 }

@@ -103,8 +103,16 @@ impl<R: Read> RowReader<R> {
         let bom = match buffered.fill_buf() {
             Ok(buf) => buf.starts_with(b"\xef\xbb\xbf"),
             Err(e) => {
-                let code = if tripped.load(Ordering::Relaxed) { ErrorCode::FileTooLarge } else { ErrorCode::ReadError };
-                return Err(FileRejection::new(code, None, format!("the file could not be read: {e}")));
+                let code = if tripped.load(Ordering::Relaxed) {
+                    ErrorCode::FileTooLarge
+                } else {
+                    ErrorCode::ReadError
+                };
+                return Err(FileRejection::new(
+                    code,
+                    None,
+                    format!("the file could not be read: {e}"),
+                ));
             }
         };
         if bom {
@@ -123,7 +131,11 @@ impl<R: Read> RowReader<R> {
             csv,
             record: csv::ByteRecord::new(),
             tripped,
-            map: HeaderMap { kind, index: Vec::new(), field_names: Vec::new() },
+            map: HeaderMap {
+                kind,
+                index: Vec::new(),
+                field_names: Vec::new(),
+            },
             header: Vec::new(),
             warnings: Vec::new(),
             max_file_bytes: opts.max_file_bytes,
@@ -175,7 +187,12 @@ impl<R: Read> RowReader<R> {
     /// terminator, are exactly the lines before it (skipped blank lines included).
     fn line(&self) -> u64 {
         let seen = self.csv.position().line(); // 1 + newlines consumed
-        let embedded = self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let embedded = self
+            .record
+            .as_slice()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
         let computed = seen.saturating_sub(embedded).saturating_sub(1);
         // A quote left open at end of file leaves the record without a terminator; the record
         // still cannot start before the line after the previous one.
@@ -186,7 +203,13 @@ impl<R: Read> RowReader<R> {
     /// The record's fields, with the CR of a CRLF ending removed from the last one.
     fn fields(record: &csv::ByteRecord) -> impl Iterator<Item = &[u8]> {
         let n = record.len();
-        record.iter().enumerate().map(move |(i, f)| if i + 1 == n { f.strip_suffix(b"\r").unwrap_or(f) } else { f })
+        record.iter().enumerate().map(move |(i, f)| {
+            if i + 1 == n {
+                f.strip_suffix(b"\r").unwrap_or(f)
+            } else {
+                f
+            }
+        })
     }
 
     /// Reads the next CSV record into `self.record`, mapping I/O failures to a file rejection.
@@ -199,10 +222,17 @@ impl<R: Read> RowReader<R> {
                     Err(FileRejection::new(
                         ErrorCode::FileTooLarge,
                         line,
-                        format!("the file is larger than the limit of {} bytes", self.max_file_bytes),
+                        format!(
+                            "the file is larger than the limit of {} bytes",
+                            self.max_file_bytes
+                        ),
                     ))
                 } else {
-                    Err(FileRejection::new(ErrorCode::ReadError, line, format!("the file could not be read: {e}")))
+                    Err(FileRejection::new(
+                        ErrorCode::ReadError,
+                        line,
+                        format!("the file could not be read: {e}"),
+                    ))
                 }
             }
         }
@@ -234,7 +264,10 @@ impl<R: Read> RowReader<R> {
             return Some(Err(FileRejection::new(
                 ErrorCode::TooManyRows,
                 Some(line),
-                format!("the file has more than {} rows; split it into smaller files", self.max_rows),
+                format!(
+                    "the file has more than {} rows; split it into smaller files",
+                    self.max_rows
+                ),
             )));
         }
         let mut fields = Vec::with_capacity(self.record.len());
@@ -286,7 +319,10 @@ impl<R: Read> RowReader<R> {
                 ),
             ));
         }
-        Some(Ok(Row { raw: RawRow { line, fields }, errors }))
+        Some(Ok(Row {
+            raw: RawRow { line, fields },
+            errors,
+        }))
     }
 }
 

@@ -22,17 +22,28 @@ pub(crate) fn key(row: &Row, map: &HeaderMap) -> Option<String> {
     if f.is_none() && o.is_none() {
         return None;
     }
-    Some(format!("{}\u{1f}{}\u{1f}{}", f.unwrap_or(""), o.unwrap_or(""), t))
+    Some(format!(
+        "{}\u{1f}{}\u{1f}{}",
+        f.unwrap_or(""),
+        o.unwrap_or(""),
+        t
+    ))
 }
 
 /// What a readable key shows in messages: "order PO-1 / tracking 1Z…".
 fn describe(row: &Row, map: &HeaderMap) -> String {
-    let id = match (row.get(map, shp::FULFILLMENT_ID), row.get(map, shp::ORDER_REF)) {
+    let id = match (
+        row.get(map, shp::FULFILLMENT_ID),
+        row.get(map, shp::ORDER_REF),
+    ) {
         (Some(f), _) => format!("fulfillment {f}"),
         (None, Some(o)) => format!("order {o}"),
         _ => String::new(),
     };
-    format!("{id} / tracking {}", row.get(map, shp::TRACKING_NUMBER).unwrap_or(""))
+    format!(
+        "{id} / tracking {}",
+        row.get(map, shp::TRACKING_NUMBER).unwrap_or("")
+    )
 }
 
 struct Parsed {
@@ -47,27 +58,47 @@ struct Parsed {
 fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<RecordError>) {
     let mut c = Cells::new(row, map);
     if c.opt(shp::FULFILLMENT_ID).is_none() && c.opt(shp::ORDER_REF).is_none() {
-        let col = if map.index[shp::FULFILLMENT_ID].is_some() { shp::FULFILLMENT_ID } else { shp::ORDER_REF };
-        c.push(col, ErrorCode::MissingValue, "either fulfillment_id or order_ref is required".to_string());
+        let col = if map.index[shp::FULFILLMENT_ID].is_some() {
+            shp::FULFILLMENT_ID
+        } else {
+            shp::ORDER_REF
+        };
+        c.push(
+            col,
+            ErrorCode::MissingValue,
+            "either fulfillment_id or order_ref is required".to_string(),
+        );
     }
     let sku = c.req(shp::SKU);
     let quantity = c.parse_req(shp::QUANTITY, fields::positive_quantity);
-    let shipped_at = c.parse_req(shp::SHIPPED_AT, |n, v| fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone));
+    let shipped_at = c.parse_req(shp::SHIPPED_AT, |n, v| {
+        fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone)
+    });
     let carrier = c.req(shp::CARRIER);
     let tracking = c.req(shp::TRACKING_NUMBER);
     let cost = c.parse_opt(shp::COST, fields::amount);
     let weight = c.parse_opt(shp::WEIGHT, fields::amount);
     let parsed = match (sku, quantity, shipped_at, carrier, tracking, cost, weight) {
-        (Some(sku), Some(quantity), Some(shipped_at), Some(carrier), Some(tracking), Ok(cost), Ok(weight)) => {
-            Some(Parsed {
-                shipped_at,
-                carrier: carrier.to_string(),
-                tracking: tracking.to_string(),
-                cost,
-                weight,
-                item: ShipmentItem { line: row.line(), sku: sku.to_string(), quantity },
-            })
-        }
+        (
+            Some(sku),
+            Some(quantity),
+            Some(shipped_at),
+            Some(carrier),
+            Some(tracking),
+            Ok(cost),
+            Ok(weight),
+        ) => Some(Parsed {
+            shipped_at,
+            carrier: carrier.to_string(),
+            tracking: tracking.to_string(),
+            cost,
+            weight,
+            item: ShipmentItem {
+                line: row.line(),
+                sku: sku.to_string(),
+                quantity,
+            },
+        }),
         _ => None,
     };
     (parsed, c.errors)
@@ -78,8 +109,18 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
     let raws = |rows: Vec<Row>| rows.into_iter().map(|r| r.raw).collect::<Vec<_>>();
     if let (Some(p), Some(_), Some(first)) = (problem, &key, rows.first()) {
         let what = describe(first, map);
-        let errors = problem_errors(&rows, p, &what, "shipment", "tracking_number", ctx.max_rows_per_group);
-        return Unit { rows: raws(rows), result: Err(errors) };
+        let errors = problem_errors(
+            &rows,
+            p,
+            &what,
+            "shipment",
+            "tracking_number",
+            ctx.max_rows_per_group,
+        );
+        return Unit {
+            rows: raws(rows),
+            result: Err(errors),
+        };
     }
     let mut per_row = Vec::with_capacity(rows.len());
     let mut parsed = Vec::with_capacity(rows.len());
@@ -99,7 +140,10 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
                 continue;
             }
             for col in shp::HEADER_FIELDS {
-                let (mine, theirs) = (row.get(map, col).unwrap_or(""), rows[first].get(map, col).unwrap_or(""));
+                let (mine, theirs) = (
+                    row.get(map, col).unwrap_or(""),
+                    rows[first].get(map, col).unwrap_or(""),
+                );
                 if mine != theirs {
                     let name = SHIPMENT_COLUMNS[col].name;
                     per_row[i].push(RecordError::new(
@@ -119,18 +163,35 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
     }
     if per_row.iter().any(|e: &Vec<RecordError>| !e.is_empty()) {
         let errors = reject_group(&rows, per_row, "shipment", "tracking_number");
-        return Unit { rows: raws(rows), result: Err(errors) };
+        return Unit {
+            rows: raws(rows),
+            result: Err(errors),
+        };
     }
     let first_row = rows.first();
     let line = first_row.map(Row::line).unwrap_or(1);
-    let fulfillment_id = first_row.and_then(|r| r.get(map, shp::FULFILLMENT_ID)).map(str::to_string);
-    let order_ref = first_row.and_then(|r| r.get(map, shp::ORDER_REF)).map(str::to_string);
-    let service = first_row.and_then(|r| r.get(map, shp::SERVICE)).map(str::to_string);
+    let fulfillment_id = first_row
+        .and_then(|r| r.get(map, shp::FULFILLMENT_ID))
+        .map(str::to_string);
+    let order_ref = first_row
+        .and_then(|r| r.get(map, shp::ORDER_REF))
+        .map(str::to_string);
+    let service = first_row
+        .and_then(|r| r.get(map, shp::SERVICE))
+        .map(str::to_string);
     let mut parsed = parsed.into_iter().flatten();
     let Some(head) = parsed.next() else {
         // Unreachable in practice (an error-free row always parses), but never panic on input.
-        let e = RecordError::new(line, "", ErrorCode::MissingValue, "the shipment has no readable rows");
-        return Unit { rows: raws(rows), result: Err(vec![e]) };
+        let e = RecordError::new(
+            line,
+            "",
+            ErrorCode::MissingValue,
+            "the shipment has no readable rows",
+        );
+        return Unit {
+            rows: raws(rows),
+            result: Err(vec![e]),
+        };
     };
     let mut items = vec![head.item];
     items.extend(parsed.map(|p| p.item));
@@ -146,5 +207,8 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
         weight: head.weight,
         items,
     };
-    Unit { rows: raws(rows), result: Ok(Record::Shipment(record)) }
+    Unit {
+        rows: raws(rows),
+        result: Ok(Record::Shipment(record)),
+    }
 }

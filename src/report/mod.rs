@@ -78,7 +78,8 @@ pub struct ResultWriter<W: Write> {
 impl<W: Write> ResultWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
         let mut csv = csv::Writer::from_writer(w);
-        csv.write_record(["line", "key", "outcome", "remote_id", "message"]).map_err(csv_err)?;
+        csv.write_record(["line", "key", "outcome", "remote_id", "message"])
+            .map_err(csv_err)?;
         Ok(ResultWriter { csv })
     }
 
@@ -86,7 +87,13 @@ impl<W: Write> ResultWriter<W> {
         let line = row.line.to_string();
         let message = neutralise(&row.message);
         self.csv
-            .write_record([line.as_str(), &row.key, row.outcome.as_str(), &row.remote_id, &message])
+            .write_record([
+                line.as_str(),
+                &row.key,
+                row.outcome.as_str(),
+                &row.remote_id,
+                &message,
+            ])
             .map_err(csv_err)
     }
 
@@ -111,21 +118,42 @@ impl<W: Write> ErrorWriter<W> {
         let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
         header.extend(["line", "column", "code", "message"].map(String::from));
         csv.write_record(&header).map_err(csv_err)?;
-        Ok(ErrorWriter { csv, width: original_header.len() })
+        Ok(ErrorWriter {
+            csv,
+            width: original_header.len(),
+        })
     }
 
     /// One error about `row`. The row's cells are padded or cut to the header's width so the
     /// error columns always line up (a ragged row's own message says how many values it had).
-    pub fn write(&mut self, row: &RawRow, line: u64, column: &str, code: &str, message: &str) -> io::Result<()> {
+    pub fn write(
+        &mut self,
+        row: &RawRow,
+        line: u64,
+        column: &str,
+        code: &str,
+        message: &str,
+    ) -> io::Result<()> {
         let mut cells: Vec<String> = (0..self.width)
             .map(|i| row.fields.get(i).map(|f| neutralise(f)).unwrap_or_default())
             .collect();
-        cells.extend([line.to_string(), neutralise(column), neutralise(code), neutralise(message)]);
+        cells.extend([
+            line.to_string(),
+            neutralise(column),
+            neutralise(code),
+            neutralise(message),
+        ]);
         self.csv.write_record(&cells).map_err(csv_err)
     }
 
     /// An error about the file as a whole (no row to echo): data cells are left empty.
-    pub fn write_file_error(&mut self, line: Option<u64>, column: &str, code: &str, message: &str) -> io::Result<()> {
+    pub fn write_file_error(
+        &mut self,
+        line: Option<u64>,
+        column: &str,
+        code: &str,
+        message: &str,
+    ) -> io::Result<()> {
         let mut cells = vec![String::new(); self.width];
         cells.extend([
             line.map(|l| l.to_string()).unwrap_or_default(),
@@ -169,6 +197,9 @@ mod tests {
         })
         .unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
-        assert_eq!(out, "line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n");
+        assert_eq!(
+            out,
+            "line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n"
+        );
     }
 }
