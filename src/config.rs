@@ -49,6 +49,8 @@ struct RawAccount {
     known_hosts: Option<String>,
     #[serde(default)]
     sftp_allow_legacy_ssh_rsa: bool,
+    #[serde(default = "default_sessions")]
+    sftp_max_sessions: usize,
     marker_suffixes: Option<Vec<String>>,
     // Schedules
     #[serde(default = "default_poll")]
@@ -93,6 +95,9 @@ struct RawAccount {
 
 fn default_settle() -> u64 {
     10
+}
+fn default_sessions() -> usize {
+    1
 }
 fn default_poll() -> u64 {
     60
@@ -217,6 +222,8 @@ pub struct SftpSettings {
     pub key_passphrase_env: Option<String>,
     pub known_hosts: PathBuf,
     pub allow_legacy_ssh_rsa: bool,
+    /// Concurrent sessions to this server (partner servers fall over under many).
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -315,6 +322,7 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
                 key_passphrase_env: a.sftp_key_passphrase_env.clone(),
                 known_hosts,
                 allow_legacy_ssh_rsa: a.sftp_allow_legacy_ssh_rsa,
+                max_sessions: a.sftp_max_sessions.max(1),
             })
         }
         DropLocation::Local(_) => {

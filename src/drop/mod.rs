@@ -7,9 +7,33 @@ pub mod known_hosts;
 pub mod local;
 pub mod sftp;
 
-/// Open an sFTP drop for an account (host key verified first).
-pub fn open_sftp(_acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {
-    Err("sftp:// drops are not available in this build yet".into())
+/// The sFTP settings of an account, with secrets read from the environment now (and kept
+/// out of every log and message).
+pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, String> {
+    use crate::config::DropLocation;
+    let (DropLocation::Sftp { user, host, port, path }, Some(s)) = (&acct.drop, &acct.sftp) else {
+        return Err(format!("account {} does not use an sftp:// drop", acct.name));
+    };
+    let env = |var: &str| std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
+    let auth = match (&s.key_file, &s.password_env) {
+        (Some(k), _) => sftp::SftpAuth::Key {
+            path: k.clone(),
+            passphrase: s.key_passphrase_env.as_deref().map(env).transpose()?.map(sftp::Secret::new),
+        },
+        (None, Some(p)) => sftp::SftpAuth::Password(sftp::Secret::new(env(p)?)),
+        (None, None) => return Err("no sFTP credentials configured".into()),
+    };
+    let mut cfg = sftp::SftpConfig::new(host, *port, user, path, auth, s.known_hosts.clone());
+    cfg.allow_legacy_ssh_rsa = s.allow_legacy_ssh_rsa;
+    cfg.op_timeout = acct.timeout.max(std::time::Duration::from_secs(10));
+    cfg.max_sessions = s.max_sessions;
+    Ok(cfg)
+}
+
+/// Open an sFTP drop for an account (host key verified before any credential is sent).
+pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {
+    let cfg = sftp_config(acct)?;
+    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Drop>).map_err(|e| e.to_string())
 }
 
 use std::io::{self, Read};
