@@ -91,6 +91,9 @@ struct RawAccount {
     max_field_len: usize,
     #[serde(default = "default_max_rows_per_order")]
     max_rows_per_order: usize,
+    // Alerts
+    alert_command: Option<String>,
+    alert_url: Option<String>,
 }
 
 fn default_settle() -> u64 {
@@ -208,6 +211,15 @@ pub enum DropLocation {
     Sftp { user: String, host: String, port: u16, path: String },
 }
 
+/// Where to tell an operator that an account halted or a file was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertHook {
+    /// Run through `sh -c`, the alert text on stdin.
+    Command(String),
+    /// POST JSON `{account, event, text, at}`.
+    Url(String),
+}
+
 /// How the Stitch token is obtained; the token itself is read only when needed, never logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -246,6 +258,7 @@ pub struct Account {
     pub zero_missing_max_share: f64,
     pub folders: Folders,
     pub parse: crate::formats::ParseOptions,
+    pub alerts: Vec<AlertHook>,
 }
 
 #[derive(Debug, Clone)]
@@ -364,6 +377,17 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
             return Err(ctx(format!("folders.{k} = {v:?} must be a relative path inside the drop")));
         }
     }
+    let mut alerts = Vec::new();
+    if let Some(c) = &a.alert_command {
+        alerts.push(AlertHook::Command(c.clone()));
+    }
+    if let Some(u) = &a.alert_url {
+        let parsed = reqwest::Url::parse(u).map_err(|e| ctx(format!("alert_url {u:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ctx(format!("alert_url {u:?} must be http or https")));
+        }
+        alerts.push(AlertHook::Url(u.clone()));
+    }
     let mut column_map = std::collections::HashMap::new();
     for (partner, canonical) in &a.columns {
         column_map.insert(partner.trim().to_lowercase(), canonical.trim().to_lowercase());
@@ -398,6 +422,7 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         zero_missing_max_share: a.zero_missing_max_share,
         folders: a.folders,
         parse,
+        alerts,
     })
 }
 

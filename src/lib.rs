@@ -9,6 +9,7 @@ pub mod drop;
 pub mod engine;
 pub mod formats;
 pub mod ledger;
+pub mod metrics;
 pub mod reconcile;
 pub mod report;
 pub mod sim;

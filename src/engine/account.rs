@@ -95,6 +95,7 @@ pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError>
 pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountReport {
     let mut report = AccountReport::new(&acct.name);
     let started = crate::ledger::now();
+    let clock = std::time::Instant::now();
     let ledger = match Ledger::open(ledger_path) {
         Ok(l) => l,
         Err(e) => {
@@ -155,6 +156,7 @@ pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountR
                 tracing::error!(account = %acct.name, "could not write the alert file: {e}");
             }
             cx.report.halted = Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
+            super::alert::fire(&acct.alerts, &acct.name, "halted", &text).await;
             "halted".to_string()
         }
         Err(Stop::Pending(why)) => {
@@ -168,6 +170,10 @@ pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountR
             "fatal".to_string()
         }
     };
+    for f in cx.report.files.iter().filter(|f| f.state == "rejected") {
+        let text = format!("file {} was rejected: {}", f.path, f.message);
+        super::alert::fire(&acct.alerts, &acct.name, "file_rejected", &text).await;
+    }
     let summary = format!(
         "{} files, {} orders sent, {} cancels sent",
         cx.report.files.len(),
@@ -175,6 +181,9 @@ pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountR
         cx.report.cancels_sent
     );
     let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let oldest = cx.ledger.oldest_waiting_ms(&acct.name).ok().flatten().map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
+    crate::metrics::record_cycle(&cx.report, clock.elapsed().as_secs_f64(), oldest);
     cx.report
 }
 

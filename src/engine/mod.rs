@@ -5,6 +5,7 @@
 //! HTTP client, so one account's halt, bad files or slow server never stops or delays another.
 
 pub mod account;
+pub mod alert;
 pub mod apply;
 pub mod download;
 pub mod halt;

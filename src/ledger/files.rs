@@ -166,6 +166,11 @@ impl Ledger {
         Ok(Observation { since_ms: now_ms })
     }
 
+    /// When the longest-waiting file still in `inbound/` was first seen as it is now.
+    pub fn oldest_waiting_ms(&self, account: &str) -> Result<Option<i64>> {
+        self.sql(self.conn.query_row("SELECT MIN(since_ms) FROM observations WHERE account=?1", [account], |r| r.get(0)))
+    }
+
     pub fn forget_observation(&self, account: &str, path: &str) -> Result<()> {
         self.sql(self.conn.execute("DELETE FROM observations WHERE account=?1 AND path=?2", (account, path)))?;
         Ok(())

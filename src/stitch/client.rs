@@ -159,10 +159,26 @@ impl StitchClient {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(Attempt::Retry { wait: None, why: format!("cannot connect: {e}") }),
-            Err(e) => return Err(Attempt::Unknown(describe(&e))),
+            Err(e) => {
+                metrics::counter!(
+                    "stitch_bridge_api_requests_total",
+                    "endpoint" => crate::metrics::endpoint_label(method.as_str(), path),
+                    "status" => if e.is_timeout() { "timeout" } else { "connection_error" }
+                )
+                .increment(1);
+                if e.is_connect() {
+                    return Err(Attempt::Retry { wait: None, why: format!("cannot connect: {e}") });
+                }
+                return Err(Attempt::Unknown(describe(&e)));
+            }
         };
         let status = resp.status();
+        metrics::counter!(
+            "stitch_bridge_api_requests_total",
+            "endpoint" => crate::metrics::endpoint_label(method.as_str(), path),
+            "status" => status.as_str().to_string()
+        )
+        .increment(1);
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -194,6 +210,7 @@ impl StitchClient {
         for attempt in 0..=self.opts.max_retries {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
             match self.attempt(&method, path, body).await {
                 Ok(b) => return b.json(path),
@@ -218,6 +235,7 @@ impl StitchClient {
         for attempt in 0..=self.opts.max_retries {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
             match self.attempt(&method, path, Some(body)).await {
                 Ok(b) => return b.json(path),

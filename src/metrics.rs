@@ -1,0 +1,83 @@
+//! Prometheus metrics for long-running `watch` processes.
+//!
+//! Code anywhere records through the `metrics` macros (cheap no-ops until a recorder is
+//! installed); `install` sets up the Prometheus recorder once and `serve` exposes `/metrics`
+//! and `/healthz` on a loopback address of the operator's choosing.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the recorder (idempotent). Cycle durations get buckets suited to seconds-long cycles.
+pub fn install() -> Result<PrometheusHandle, String> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("stitch_bridge_cycle_duration_seconds".into()),
+            &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Serve `/metrics` (Prometheus text) and `/healthz` until the process ends.
+pub async fn serve(addr: SocketAddr, handle: PrometheusHandle) -> std::io::Result<()> {
+    use axum::{routing::get, Router};
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| std::future::ready("ok\n")));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+/// API paths with ids folded, so the endpoint label has a bounded set of values.
+pub fn endpoint_label(method: &str, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let mut out = String::from(method);
+    out.push(' ');
+    let mut after_fulfillments = false;
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        if after_fulfillments {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+        after_fulfillments = seg == "fulfillments" && !after_fulfillments;
+    }
+    out
+}
+
+/// Record what a finished cycle did (files and records by outcome, duration, halt state).
+pub fn record_cycle(report: &crate::engine::AccountReport, seconds: f64, oldest_waiting_secs: Option<f64>) {
+    let account = report.account.clone();
+    for f in &report.files {
+        metrics::counter!("stitch_bridge_files_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => f.state.clone()).increment(1);
+        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => "accepted").increment(f.accepted);
+        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => "rejected").increment(f.rejected);
+    }
+    metrics::counter!("stitch_bridge_orders_sent_total", "account" => account.clone()).increment(report.orders_sent);
+    metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone()).increment(report.cancels_sent);
+    metrics::histogram!("stitch_bridge_cycle_duration_seconds", "account" => account.clone()).record(seconds);
+    metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if report.halted.is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!("stitch_bridge_oldest_unprocessed_file_age_seconds", "account" => account).set(oldest_waiting_secs.unwrap_or(0.0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_labels_fold_ids() {
+        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/fulfillments/123/line_items"), "GET /api2/v1/integrations/fulfillments/{id}/line_items");
+        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/fulfillments?page=2"), "GET /api2/v1/integrations/fulfillments");
+        assert_eq!(endpoint_label("PUT", "/api2/v1/integrations/fulfillments/9"), "PUT /api2/v1/integrations/fulfillments/{id}");
+        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/shipments?fulfillment_id=9"), "GET /api2/v1/integrations/shipments");
+    }
+}
