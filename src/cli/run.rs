@@ -27,13 +27,38 @@ pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
             return engine::exit::USAGE;
         }
     }
+    let progress = progress_spinner(cli.quiet, config.accounts.len());
     let report = engine::run_cycle(&config, &args.accounts, Parts::ALL);
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         print_report(&report);
     }
     report.exit_code()
+}
+
+/// A spinner on a terminal for long runs; nothing when stderr is not a TTY or with `--quiet`.
+fn progress_spinner(quiet: bool, accounts: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let b = bar.clone();
+    std::thread::spawn(move || {
+        while !b.is_finished() {
+            b.set_message(format!("cycle over {accounts} account(s): {} files done", engine::files_done()));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    Some(bar)
 }
 
 pub fn print_report(report: &RunReport) {

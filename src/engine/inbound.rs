@@ -376,6 +376,7 @@ impl AccountCtx<'_> {
         self.ledger.finish_file(row.id, state, &target)?;
         self.ledger.forget_observation(&self.acct.name, path)?;
         let rejected = outcomes.iter().filter(|o| o.outcome == "rejected").count() as u64;
+        super::note_file_done();
         tracing::info!(
             account = %self.acct.name, file = %path, kind = kind.as_str(), state = if row.reject_file { "rejected" } else { "archived" },
             accepted = outcomes.len() as u64 - rejected, rejected, "file processed"

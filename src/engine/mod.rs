@@ -15,6 +15,17 @@ pub mod settle;
 use crate::config::Config;
 use serde::Serialize;
 
+/// Files finished by this process, for progress display on a terminal.
+static FILES_DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn files_done() -> u64 {
+    FILES_DONE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn note_file_done() {
+    FILES_DONE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Which flows a cycle runs. `watch` runs downloads on their own interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
