@@ -2,7 +2,6 @@
 
 use super::Cli;
 use crate::engine::{exit, halt};
-use crate::ledger::Ledger;
 
 #[derive(clap::Args, Debug)]
 pub struct ResumeArgs {
@@ -11,22 +10,14 @@ pub struct ResumeArgs {
 }
 
 pub fn resume(cli: &Cli, args: &ResumeArgs) -> i32 {
-    let config = match super::load_config(&cli.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let Some(acct) = config.account(&args.account) else {
-        eprintln!("error: no account named {:?}", args.account);
-        return exit::USAGE;
-    };
-    let ledger = match Ledger::open(&config.ledger_path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    match ledger.resume(&acct.name) {
+    resume_inner(cli, args).unwrap_or_else(|code| code)
+}
+
+fn resume_inner(cli: &Cli, args: &ResumeArgs) -> Result<i32, i32> {
+    let config = super::load_config(&cli.config)?;
+    let acct = super::find_account(&config, &args.account)?;
+    let ledger = super::open_ledger(&config)?;
+    Ok(match ledger.resume(&acct.name) {
         Ok(true) => {
             if let Ok(mut d) = crate::engine::account::open_drop(acct) {
                 let _ = d.remove(&halt::alert_name(&acct.name));
@@ -42,5 +33,5 @@ pub fn resume(cli: &Cli, args: &ResumeArgs) -> i32 {
             eprintln!("error: {e}");
             exit::USAGE
         }
-    }
+    })
 }

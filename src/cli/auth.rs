@@ -36,9 +36,9 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(acct) = config.account(&args.account) else {
-        eprintln!("error: no account named {:?}", args.account);
-        return exit::USAGE;
+    let acct = match super::find_account(&config, &args.account) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let TokenSource::File(token_path) = &acct.token else {
         eprintln!("error: account {} reads its token from the environment; set token_file in the config so `auth` can store the token", acct.name);

@@ -70,6 +70,22 @@ fn init_logging(format: LogFormat, quiet: bool, default: &str) {
     };
 }
 
+/// Find a configured account or explain; exit code 2.
+pub fn find_account<'a>(config: &'a crate::config::Config, name: &str) -> Result<&'a crate::config::Account, i32> {
+    config.account(name).ok_or_else(|| {
+        eprintln!("error: no account named {name:?} in the configuration");
+        crate::engine::exit::USAGE
+    })
+}
+
+/// Open the ledger or explain (locked, damaged, newer); exit code 2.
+pub fn open_ledger(config: &crate::config::Config) -> Result<crate::ledger::Ledger, i32> {
+    crate::ledger::Ledger::open(&config.ledger_path).map_err(|e| {
+        eprintln!("error: {e}");
+        crate::engine::exit::USAGE
+    })
+}
+
 /// Load the configuration or explain why not; exit code 2 on failure.
 pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32> {
     match crate::config::Config::load(path) {

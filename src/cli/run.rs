@@ -22,9 +22,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
         Err(code) => return code,
     };
     for a in &args.accounts {
-        if config.account(a).is_none() {
-            eprintln!("error: no account named {a:?} in {}", cli.config.display());
-            return engine::exit::USAGE;
+        if let Err(code) = super::find_account(&config, a) {
+            return code;
         }
     }
     let progress = progress_spinner(cli.quiet, config.accounts.len());

@@ -2,7 +2,6 @@
 
 use super::Cli;
 use crate::engine::exit;
-use crate::ledger::Ledger;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -31,23 +30,15 @@ struct AccountStatus {
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
-    let config = match super::load_config(&cli.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    inner(cli, args).unwrap_or_else(|code| code)
+}
+
+fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
+    let config = super::load_config(&cli.config)?;
     if let Some(a) = &args.account {
-        if config.account(a).is_none() {
-            eprintln!("error: no account named {a:?}");
-            return exit::USAGE;
-        }
+        super::find_account(&config, a)?;
     }
-    let ledger = match Ledger::open(&config.ledger_path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+    let ledger = super::open_ledger(&config)?;
     let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
     let mut out = Vec::new();
     for a in config.accounts.iter().filter(|a| args.account.as_ref().is_none_or(|n| n == &a.name)) {
@@ -70,13 +61,13 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
             Ok(s) => out.push(s),
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::USAGE;
+                return Err(exit::USAGE);
             }
         }
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return exit::OK;
+        return Ok(exit::OK);
     }
     for s in &out {
         println!("account {}", s.account);
@@ -100,5 +91,5 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
             println!("    {} {:<8} {} ({} ok, {} rejected)", f.updated_at, state, f.path, f.accepted, f.rejected);
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
