@@ -48,24 +48,8 @@ pub enum OrderAction {
     Cancel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub enum ShippingSpeed {
-    #[default]
-    Standard,
-    Expedited,
-    Priority,
-}
-
-impl ShippingSpeed {
-    /// The spelling the Stitch API uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShippingSpeed::Standard => "Standard",
-            ShippingSpeed::Expedited => "Expedited",
-            ShippingSpeed::Priority => "Priority",
-        }
-    }
-}
+/// The same three speeds Stitch knows; one type, so nothing translates between them.
+pub use crate::stitch::wire::ShippingSpeed;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Address {
