@@ -122,3 +122,144 @@ fn inventory_zero_missing_guard_rejects_the_whole_snapshot() {
     assert_eq!((green["line"].as_str(), green["outcome"].as_str()), ("0", "updated"));
     assert_eq!(env.state().products["GREEN"].stock, 0);
 }
+
+// ---- orders and downloads ----------------------------------------------------------------------
+
+#[test]
+fn orders_every_outcome_and_download_of_orders_and_cancels() {
+    let env = Env::new();
+    env.put(
+        "inbound/orders/o1.csv",
+        &orders_file(&[
+            order_row("SAME-1", "RED", 1, "9.99"),
+            order_row("LOCK-2", "RED", 1, "9.99"),
+            order_row("VOID-L", "RED", 1, "9.99"),
+            order_row("SHIP-1", "BLUE", 2, "5.00"),
+            // More than the 5 in stock: no fulfillment, so it stays editable.
+            order_row("EDIT", "GREEN", 10, "1.00"),
+        ]),
+    );
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    let rows = env.result("o1.csv");
+    assert!(rows.iter().all(|r| r["outcome"] == "created" && !r["remote_id"].is_empty()), "{rows:?}");
+    let st = env.state();
+    assert_eq!(st.orders.len(), 5);
+    for r in &rows {
+        let o = st.orders.values().find(|o| o.po_num == r["key"]).expect("order in Stitch");
+        assert_eq!(o.id.to_string(), r["remote_id"]);
+    }
+    // Order download: one file per released fulfillment, status set, acknowledged.
+    assert_eq!(acct(&r).orders_sent, 4);
+    let sent = env.list("outbound/orders");
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    for po in ["SAME-1", "LOCK-2", "VOID-L", "SHIP-1"] {
+        let f = env.fulfillment_of(po).expect("released");
+        assert_eq!(f.status, "Sent to warehouse");
+        assert!(f.acknowledged);
+        let name = format!("order_{po}_{}.csv", f.id);
+        assert!(sent.contains(&name), "{name} in {sent:?}");
+        let rows = read_csv(&env.path(&format!("outbound/orders/{name}")));
+        assert_eq!(rows[0]["fulfillment_id"], f.id.to_string());
+        assert_eq!(rows[0]["line_item_id"], f.lines[0].id.to_string());
+    }
+    assert!(env.fulfillment_of("EDIT").is_none());
+
+    // A second run writes no order file again.
+    let r = env.cycle();
+    assert_eq!(acct(&r).orders_sent, 0);
+    assert_eq!(env.list("outbound/orders").len(), 4);
+
+    // Something of SHIP-1 ships, so it can no longer be cancelled.
+    let ship1 = env.fulfillment_of("SHIP-1").unwrap();
+    env.put("inbound/shipments/s1.csv", &shipments_file(&[ship_row(&ship1.id.to_string(), "", "BLUE", 1, "T-SHIP1")]));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+
+    env.put(
+        "inbound/orders/o2.csv",
+        &orders_file(&[
+            order_row("SAME-1", "RED", 1, "9.99"),
+            order_row("LOCK-2", "RED", 2, "9.99"),
+            cancel_row("VOID-L"),
+            cancel_row("SHIP-1"),
+            order_row("EDIT", "GREEN", 3, "1.00"),
+            order_row("NEW-1", "GADGET", 1, "24.50"),
+            order_row("UNK", "NOPE-SKU", 1, "1.00"),
+            cancel_row("GHOST"),
+        ]),
+    );
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    let rows = env.result("o2.csv");
+    assert_eq!(
+        outcomes(&rows),
+        vec![
+            ("SAME-1".into(), "unchanged".into()),
+            ("LOCK-2".into(), "rejected".into()),
+            ("VOID-L".into(), "updated".into()),
+            ("SHIP-1".into(), "rejected".into()),
+            ("EDIT".into(), "updated".into()),
+            ("NEW-1".into(), "created".into()),
+            ("UNK".into(), "rejected".into()),
+            ("GHOST".into(), "rejected".into()),
+        ]
+    );
+    let msg = |k: &str| rows.iter().find(|r| r["key"] == k).unwrap()["message"].clone();
+    assert!(msg("LOCK-2").contains("acknowledged"), "{}", msg("LOCK-2"));
+    assert!(msg("VOID-L").contains("cancelled"), "{}", msg("VOID-L"));
+    assert!(msg("SHIP-1").contains("shipped"), "{}", msg("SHIP-1"));
+    assert!(msg("UNK").contains("NOPE-SKU"), "{}", msg("UNK"));
+    assert!(msg("GHOST").contains("no order"), "{}", msg("GHOST"));
+    let st = env.state();
+    let order = |po: &str| st.orders.values().find(|o| o.po_num == po).unwrap().clone();
+    assert_eq!(order("LOCK-2").lines[0].quantity, 1, "locked order unchanged");
+    assert!(order("VOID-L").void);
+    assert!(!order("SHIP-1").void);
+    assert_eq!(order("EDIT").lines[0].quantity, 3);
+    assert!(!st.orders.values().any(|o| o.po_num == "UNK"));
+    assert_eq!(env.fulfillment_state("VOID-L"), Some(FulfillmentState::Cancelled));
+    // The errors file lists each refused order's rows with a code.
+    let errs = env.errors("o2.csv");
+    let codes: Vec<(&str, &str)> = errs.iter().map(|e| (e["order_ref"].as_str(), e["code"].as_str())).collect();
+    assert_eq!(
+        codes,
+        vec![("LOCK-2", "order_locked"), ("SHIP-1", "already_shipped"), ("UNK", "invalid"), ("GHOST", "unknown_order")]
+    );
+    assert!(errs.iter().all(|e| !e["line"].is_empty() && !e["message"].is_empty()));
+
+    // Cancel download: the voided, already-sent fulfillment becomes exactly one cancel file.
+    assert_eq!(acct(&r).cancels_sent, 1);
+    let voided = env.fulfillment_of("VOID-L").unwrap();
+    assert_eq!(env.list("outbound/cancellations"), vec![format!("cancel_VOID-L_{}.csv", voided.id)]);
+    let c = read_csv(&env.path(&format!("outbound/cancellations/cancel_VOID-L_{}.csv", voided.id)));
+    assert_eq!((c[0]["fulfillment_id"].as_str(), c[0]["order_ref"].as_str()), (voided.id.to_string().as_str(), "VOID-L"));
+    // EDIT and NEW-1 were released by this cycle's writes and sent out.
+    assert_eq!(acct(&r).orders_sent, 2);
+    assert_eq!(env.list("outbound/orders").len(), 6);
+
+    // Nothing new: the next run writes nothing to Stitch and no files.
+    let before = env.counters();
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK);
+    let after = env.counters();
+    assert_eq!(before.writes_applied, after.writes_applied);
+    assert_eq!(write_requests(&before), write_requests(&after), "{:?}", after.requests);
+    assert_eq!((acct(&r).orders_sent, acct(&r).cancels_sent), (0, 0));
+    assert_eq!(env.list("outbound/cancellations").len(), 1);
+}
+
+#[test]
+fn unacknowledged_order_is_updated_in_place() {
+    let env = Env::new();
+    env.put("inbound/orders/a.csv", &orders_file(&[order_row("PO-9", "RED", 2, "3.00")]));
+    assert_eq!(env.inbound_only().exit_code(), exit::OK);
+    assert!(!env.fulfillment_of("PO-9").unwrap().acknowledged);
+    env.put("inbound/orders/b.csv", &orders_file(&[order_row("PO-9", "RED", 4, "3.00")]));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    assert_eq!(outcomes(&env.result("b.csv")), vec![("PO-9".into(), "updated".into())]);
+    let st = env.state();
+    assert_eq!(st.orders.len(), 1);
+    let f = env.fulfillment_of("PO-9").unwrap();
+    assert_eq!(f.lines[0].quantity, 4, "the re-released fulfillment carries the update");
+    assert_eq!(env.list("outbound/orders").len(), 1);
+}

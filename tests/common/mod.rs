@@ -87,6 +87,11 @@ impl Env {
         self.drop.join(rel).exists()
     }
 
+    /// Inbound files only: no order download, so nothing gets acknowledged.
+    pub fn inbound_only(&self) -> RunReport {
+        engine::run_cycle(&self.config, &[], Parts { inbound: true, download: false })
+    }
+
     pub fn cycle(&self) -> RunReport {
         engine::run_cycle(&self.config, &[], Parts::ALL)
     }
@@ -107,6 +112,24 @@ impl Env {
             let r = reqwest::Client::new().post(&url).json(&body).send().await.expect("admin request");
             assert!(r.status().is_success(), "admin {path}: {}", r.status());
         });
+    }
+
+    /// An authenticated API request straight to the simulator, as another client would make.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base_url);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut req = reqwest::Client::new()
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url)
+                .header("access_token", TOKEN);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.expect("api request");
+            let status = r.status().as_u16();
+            let v = r.json::<Value>().await.unwrap_or(Value::Null);
+            (status, v)
+        })
     }
 
     /// Replaces the simulator's fault configuration.
