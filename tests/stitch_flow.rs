@@ -263,3 +263,122 @@ fn unacknowledged_order_is_updated_in_place() {
     assert_eq!(f.lines[0].quantity, 4, "the re-released fulfillment carries the update");
     assert_eq!(env.list("outbound/orders").len(), 1);
 }
+
+// ---- shipments ---------------------------------------------------------------------------------
+
+#[test]
+fn shipments_every_outcome_and_fulfillment_status() {
+    let env = Env::new();
+    env.put(
+        "inbound/orders/o.csv",
+        &orders_file(&[
+            order_row("S-A", "RED", 2, "1.00"),
+            order_row("S-A", "GADGET", 1, "1.00"),
+            order_row("S-B", "BLUE", 1, "1.00"),
+            order_row("S-C", "RED", 1, "1.00"),
+            order_row("S-D", "GADGET", 1, "1.00"),
+            order_row("S-K", "KIT", 1, "1.00"),
+        ]),
+    );
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    let fid = |po: &str| env.fulfillment_of(po).unwrap().id.to_string();
+    let (fa, fc, fd, fk) = (fid("S-A"), fid("S-C"), fid("S-D"), fid("S-K"));
+
+    env.put("inbound/orders/cancel.csv", &orders_file(&[cancel_row("S-C")]));
+    env.put(
+        "inbound/shipments/s1.csv",
+        &shipments_file(&[
+            ship_row(&fa, "", "RED", 1, "T-A1"),
+            ship_row("", "S-B", "BLUE", 1, "T-B1"),
+            ship_row(&fd, "", "GADGET", 5, "T-D1"),
+            ship_row(&fa, "", "NOPE", 1, "T-A2"),
+            ship_row(&fk, "", "KIT", 1, "T-K1"),
+            ship_row(&fc, "", "RED", 1, "T-C1"),
+            ship_row("", "NO-SUCH-ORDER", "RED", 1, "T-X"),
+        ]),
+    );
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    let rows = env.result("s1.csv");
+    let fb = fid("S-B");
+    assert_eq!(
+        outcomes(&rows),
+        vec![
+            (format!("{fa}/T-A1"), "created".into()),
+            (format!("{fb}/T-B1"), "created".into()),
+            (format!("{fd}/T-D1"), "rejected".into()),
+            (format!("{fa}/T-A2"), "rejected".into()),
+            (format!("{fk}/T-K1"), "rejected".into()),
+            (format!("{fc}/T-C1"), "rejected".into()),
+            ("NO-SUCH-ORDER/T-X".into(), "rejected".into()),
+        ]
+    );
+    let msg = |i: usize| rows[i]["message"].clone();
+    assert!(msg(2).contains("over-shipment") && msg(2).contains("only 1 remain"), "{}", msg(2));
+    assert!(msg(3).contains("NOPE"), "{}", msg(3));
+    assert!(msg(4).contains("KIT") && msg(4).contains("ship its components"), "{}", msg(4));
+    assert!(msg(5).contains("cancelled"), "{}", msg(5));
+    assert!(msg(6).contains("NO-SUCH-ORDER"), "{}", msg(6));
+    let st = env.state();
+    assert_eq!(st.shipments.len(), 2, "only T-A1 and T-B1 recorded: {:?}", st.shipments);
+    let ship_a1 = st.shipments.values().find(|s| s.tracking_number == "T-A1").unwrap();
+    assert_eq!(rows[0]["remote_id"], ship_a1.id);
+    assert_eq!(env.fulfillment_of("S-A").unwrap().status, "Partially shipped");
+    assert_eq!(env.fulfillment_of("S-B").unwrap().status, "Shipped");
+    assert_eq!(env.fulfillment_state("S-B"), Some(FulfillmentState::Complete));
+    let errs = env.errors("s1.csv");
+    let codes: Vec<(&str, &str)> = errs.iter().map(|e| (e["tracking_number"].as_str(), e["code"].as_str())).collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("T-D1", "over_shipment"),
+            ("T-A2", "sku_not_on_fulfillment"),
+            ("T-K1", "sku_not_on_fulfillment"),
+            ("T-C1", "fulfillment_cancelled"),
+            ("T-X", "unknown_fulfillment"),
+        ]
+    );
+
+    // A tracking number another client already recorded is unchanged, not sent again; a closed
+    // fulfillment refuses more; the rest of S-A completes it.
+    let line = |po: &str, sku: &str| {
+        let f = env.fulfillment_of(po).unwrap();
+        f.lines.iter().find(|l| l.sku == sku).unwrap().id.to_string()
+    };
+    let (status, _) = env.api(
+        "POST",
+        "/api2/v1/integrations/shipments",
+        Some(serde_json::json!({"shipments": [{"fulfillment_id": fd, "shipped_at": "2024-03-16T10:00:00Z", "carrier": "UPS",
+            "tracking_number": "T-D-ELSEWHERE", "line_items": [{"line_item_id": line("S-D", "GADGET"), "quantity": 1}]}]})),
+    );
+    assert_eq!(status, 201);
+    env.put(
+        "inbound/shipments/s2.csv",
+        &shipments_file(&[
+            ship_row(&fd, "", "GADGET", 1, "T-D-ELSEWHERE"),
+            ship_row(&fb, "", "BLUE", 1, "T-B2"),
+            ship_row(&fa, "", "RED", 1, "T-A3"),
+            ship_row(&fa, "", "GADGET", 1, "T-A3"),
+        ]),
+    );
+    let shipments_before = env.state().shipments.len();
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    let rows = env.result("s2.csv");
+    assert_eq!(
+        outcomes(&rows),
+        vec![
+            (format!("{fd}/T-D-ELSEWHERE"), "unchanged".into()),
+            (format!("{fb}/T-B2"), "rejected".into()),
+            (format!("{fa}/T-A3"), "created".into()),
+        ]
+    );
+    assert!(rows[1]["message"].contains("complete"), "{:?}", rows[1]);
+    let st = env.state();
+    assert_eq!(st.shipments.len(), shipments_before + 1);
+    let a3 = st.shipments.values().find(|s| s.tracking_number == "T-A3").unwrap();
+    assert_eq!(a3.line_items.len(), 2, "one shipment with both SKUs");
+    assert_eq!(env.fulfillment_of("S-A").unwrap().status, "Shipped");
+    assert_eq!(env.fulfillment_state("S-A"), Some(FulfillmentState::Complete));
+    assert_eq!(env.errors("s2.csv")[0]["code"], "fulfillment_complete");
+}
