@@ -382,3 +382,53 @@ fn shipments_every_outcome_and_fulfillment_status() {
     assert_eq!(env.fulfillment_state("S-A"), Some(FulfillmentState::Complete));
     assert_eq!(env.errors("s2.csv")[0]["code"], "fulfillment_complete");
 }
+
+// ---- idempotence -------------------------------------------------------------------------------
+
+#[test]
+fn the_same_cycle_twice_makes_no_write_the_second_time() {
+    let env = Env::new();
+    let inventory = "sku,quantity,name\nGREEN,7,Green widget\nNEW-X,3,New thing\n";
+    let orders = orders_file(&[order_row("I-1", "RED", 2, "1.00"), order_row("I-1", "BLUE", 1, "2.00"), order_row("I-2", "GADGET", 3, "1.50")]);
+    // Shipments by order reference, found in the open list in the same cycle.
+    let shipments = shipments_file(&[
+        ship_row("", "I-1", "RED", 2, "T-I1"),
+        ship_row("", "I-1", "BLUE", 1, "T-I1"),
+        ship_row("", "I-2", "GADGET", 1, "T-I2"),
+    ]);
+    env.put("inbound/inventory/inv.csv", inventory);
+    env.put("inbound/orders/ord.csv", &orders);
+    env.put("inbound/shipments/shp.csv", &shipments);
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    assert!(env.result("shp.csv").iter().all(|r| r["outcome"] == "created"));
+    assert_eq!(env.fulfillment_of("I-1").unwrap().status, "Shipped");
+    assert_eq!(env.fulfillment_of("I-2").unwrap().status, "Partially shipped");
+    assert_eq!(env.list("outbound/orders").len(), 1, "only I-2 is still open to send");
+
+    // The same content again (other bytes: CRLF line ends, so not skipped as duplicates).
+    let crlf = |s: &str| s.replace('\n', "\r\n");
+    env.put("inbound/inventory/inv2.csv", &crlf(inventory));
+    env.put("inbound/orders/ord2.csv", &crlf(&orders));
+    env.put("inbound/shipments/shp2.csv", &crlf(&shipments));
+    let before = env.counters();
+    let state_before = env.state();
+    let r = env.cycle();
+    let after = env.counters();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}\n{:?}", env.result("shp2.csv"));
+    for name in ["inv2.csv", "ord2.csv", "shp2.csv"] {
+        let rows = env.result(name);
+        assert!(!rows.is_empty() && rows.iter().all(|r| r["outcome"] == "unchanged"), "{name}: {rows:?}");
+    }
+    assert_eq!(before.writes_applied, after.writes_applied);
+    let writes: Vec<_> = after
+        .requests
+        .iter()
+        .filter(|(k, n)| is_write_request(k) && before.requests.get(*k) != Some(n))
+        .collect();
+    assert!(writes.is_empty(), "write requests in the repeat run: {writes:?}");
+    assert_eq!(acct(&r).write_requests, 0);
+    assert_eq!(state_before.shipments, env.state().shipments);
+    assert_eq!(state_before.orders, env.state().orders);
+    assert_eq!(env.list("outbound/orders").len(), 1);
+}
