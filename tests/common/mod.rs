@@ -34,6 +34,7 @@ pub fn base_seed() -> Value {
 /// One test's world: simulator, drop, ledger and config in a temporary folder.
 pub struct Env {
     pub sim: Option<BackgroundSim>,
+    pub seed: Value,
     pub base_url: String,
     pub dir: tempfile::TempDir,
     pub drop: PathBuf,
@@ -48,7 +49,7 @@ impl Env {
 
     /// `extra` is appended to the account's table (e.g. `"zero_missing = true\n"`).
     pub fn with(seed: Value, extra: &str) -> Env {
-        let sim = sim::start_in_background(SimOptions { token: TOKEN.into(), seed: Some(Seed::Json(seed)), ..Default::default() })
+        let sim = sim::start_in_background(SimOptions { token: TOKEN.into(), seed: Some(Seed::Json(seed.clone())), ..Default::default() })
             .expect("simulator starts");
         let base_url = sim.base_url();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -60,7 +61,7 @@ impl Env {
         let config_path = dir.path().join("stitch-bridge.toml");
         std::fs::write(&config_path, &text).unwrap();
         let config = Config::load(&config_path).expect("config parses");
-        Env { sim: Some(sim), base_url, dir, drop, config_path, config }
+        Env { sim: Some(sim), seed, base_url, dir, drop, config_path, config }
     }
 
     pub fn sim(&self) -> &BackgroundSim {
@@ -70,6 +71,13 @@ impl Env {
     /// Stops the simulator: later requests find nothing listening (connection refused).
     pub fn stop_sim(&mut self) {
         self.sim = None;
+    }
+
+    /// A fresh simulator (seed state) on the address the config points at.
+    pub fn restart_sim(&mut self) {
+        let addr = self.base_url.trim_start_matches("http://").parse().unwrap();
+        let opts = SimOptions { listen: addr, token: TOKEN.into(), seed: Some(Seed::Json(self.seed.clone())), ..Default::default() };
+        self.sim = Some(sim::start_in_background(opts).expect("simulator restarts on the same port"));
     }
 
     /// Writes a file into the drop (parents created).
