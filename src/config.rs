@@ -65,6 +65,8 @@ struct RawAccount {
     timeout_seconds: u64,
     #[serde(default = "default_retries")]
     max_retries: u32,
+    #[serde(default = "default_backoff_ms")]
+    backoff_ms: u64,
     // Policies
     #[serde(default)]
     inventory_mode: InventoryMode,
@@ -116,6 +118,9 @@ fn default_timeout() -> u64 {
 }
 fn default_retries() -> u32 {
     5
+}
+fn default_backoff_ms() -> u64 {
+    200
 }
 fn default_zero_share() -> f64 {
     0.2
@@ -253,6 +258,8 @@ pub struct Account {
     pub requests_per_second: Option<u32>,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// First retry backoff step (doubled per attempt, jittered).
+    pub backoff: Duration,
     pub inventory_mode: InventoryMode,
     pub zero_missing: bool,
     pub zero_missing_max_share: f64,
@@ -417,6 +424,7 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         requests_per_second: a.requests_per_second,
         timeout: Duration::from_secs(a.timeout_seconds),
         max_retries: a.max_retries,
+        backoff: Duration::from_millis(a.backoff_ms),
         inventory_mode: a.inventory_mode,
         zero_missing: a.zero_missing,
         zero_missing_max_share: a.zero_missing_max_share,
@@ -474,6 +482,8 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # zero_missing_max_share = 0.2       # ... unless that would zero more than this share
 # concurrency = 8                    # Stitch requests in flight
 # requests_per_second = 10           # optional cap
+# max_retries = 5                    # retries of a request that failed transiently
+# backoff_ms = 200                   # first retry delay (doubled per attempt, jittered)
 # timezone = "UTC"                   # for dates without an offset
 # delimiter = ","
 # date_format = "%d.%m.%Y"           # partner's own date format, tried first

@@ -89,6 +89,7 @@ pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError>
     o.concurrency = acct.concurrency;
     o.requests_per_second = acct.requests_per_second;
     o.max_retries = acct.max_retries;
+    o.backoff_base = acct.backoff;
     StitchClient::new(o, token)
 }
 

@@ -236,10 +236,24 @@ impl AccountCtx<'_> {
         for r in recs {
             let fid = match (&r.fulfillment_id, &r.order_ref) {
                 (Some(f), _) => Some(f.clone()),
-                (None, Some(o)) => match self.ledger.fulfillment_for_order(&acct, o)? {
-                    Some(f) => Some(f),
-                    None => self.open_fulfillments().await?.iter().find(|f| &f.order_number == o).map(|f| f.id.clone()),
-                },
+                (None, Some(o)) => {
+                    // Remembered when first found in the open list: once the fulfillment is
+                    // complete it leaves that list, and a re-sent file must still resolve.
+                    let mark = format!("order-fulfillment:{acct}:{o}");
+                    match self.ledger.fulfillment_for_order(&acct, o)? {
+                        Some(f) => Some(f),
+                        None => match self.ledger.get_mark(&mark)? {
+                            Some(f) => Some(f),
+                            None => {
+                                let f = self.open_fulfillments().await?.iter().find(|f| &f.order_number == o).map(|f| f.id.clone());
+                                if let Some(f) = &f {
+                                    self.ledger.set_mark(&mark, f)?;
+                                }
+                                f
+                            }
+                        },
+                    }
+                }
                 (None, None) => None,
             };
             match fid {

@@ -61,7 +61,11 @@ impl AccountCtx<'_> {
             self.ledger.mark_fulfillment_sent(&acct, &f.id, &f.order_number, &path)?;
             tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
             self.report.orders_sent += 1;
-            to_status.push(f.id.clone());
+            // A shipment recorded already (e.g. earlier in this cycle) set a later status;
+            // "Sent to warehouse" must not overwrite it.
+            if items.iter().all(|li| li.quantity_shipped == 0) {
+                to_status.push(f.id.clone());
+            }
         }
         drop(fetched);
         if let Some(s) = stop {

@@ -35,6 +35,11 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
     if policy.zero_missing && !policy.delta {
         if let Some(why) = zero_guard(records, remote, policy.zero_missing_max_share) {
             out.settled = records.iter().map(|r| Decision::rejected(r.line, "bad_export", &r.sku, &why)).collect();
+            if out.settled.is_empty() {
+                // An empty snapshot has no row to carry the refusal: report it for the file
+                // (line 0), or it would be archived as if it had been applied.
+                out.settled.push(Decision::rejected(0, "bad_export", "", why));
+            }
             return out;
         }
     }
@@ -186,7 +191,9 @@ mod tests {
         let p = plan(&recs[..7], &remote, policy);
         assert!(p.upserts.is_empty());
         assert!(p.settled.iter().all(|d| d.outcome == Outcome::Rejected && d.message.contains("bad export")));
-        // Empty snapshot: refused.
-        assert!(zero_guard(&[], &remote, 0.2).is_some());
+        // Empty snapshot: refused, with a file-level rejection to say so.
+        let p = plan(&[], &remote, policy);
+        assert!(p.upserts.is_empty());
+        assert!(matches!(&p.settled[..], [d] if d.line == 0 && d.outcome == Outcome::Rejected && d.code == "bad_export"));
     }
 }
