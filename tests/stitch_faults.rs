@@ -110,3 +110,29 @@ fn lost_answer_504_to_an_order_cancel_is_resolved_by_reading_back() {
     assert_eq!(env.fulfillment_state("L-4"), Some(FulfillmentState::Cancelled));
     assert_eq!(env.list("outbound/cancellations").len(), 1);
 }
+
+#[test]
+fn lost_shipment_answer_left_uncertain_is_resolved_next_run_as_created() {
+    let env = Env::new();
+    env.put("inbound/orders/ord.csv", &orders_file(&[order_row("L-5", "BLUE", 1, "2.00")]));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    let fid = env.fulfillment_of("L-5").unwrap().id.to_string();
+    // The answer is lost, and Stitch stays unreachable for the check: left for the next run.
+    let mut queue = vec![json!({"fault": "lost_answer", "method": "POST", "path_prefix": "/api2/v1/integrations/shipments"})];
+    queue.extend((0..4).map(|_| json!({"fault": "502", "method": "GET", "path_prefix": "/api2/v1/integrations/shipments"})));
+    env.faults(json!({ "queue": queue }));
+    env.put("inbound/shipments/s.csv", &shipments_file(&[ship_row(&fid, "", "BLUE", 1, "T-L5")]));
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
+    assert!(env.exists("inbound/shipments/s.csv"));
+    assert_eq!(env.state().shipments.len(), 1, "the POST did land");
+
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    assert_eq!(env.state().shipments.len(), 1, "and was not sent again");
+    let s = env.state().shipments.values().next().unwrap().clone();
+    let rows = env.result("s.csv");
+    assert_eq!(outcomes(&rows), vec![(format!("{fid}/T-L5"), "created".into())], "{rows:?}");
+    assert_eq!(rows[0]["remote_id"], s.id);
+    assert_eq!(env.fulfillment_of("L-5").unwrap().status, "Shipped");
+}
