@@ -35,7 +35,7 @@ impl AccountCtx<'_> {
             }
             Kind::Shipments => {
                 let recs = records.into_iter().filter_map(|r| if let Record::Shipment(s) = r { Some(s) } else { None }).collect();
-                self.apply_shipments(recs).await
+                self.apply_shipments(sha, recs).await
             }
         }
     }
@@ -227,9 +227,11 @@ impl AccountCtx<'_> {
 
     // ---- shipments -----------------------------------------------------------------------------
 
-    async fn apply_shipments(&mut self, recs: Vec<ShipmentRecord>) -> Step<Vec<Decision>> {
+    async fn apply_shipments(&mut self, sha: &str, recs: Vec<ShipmentRecord>) -> Step<Vec<Decision>> {
         let acct = self.acct.name.clone();
         let mut decisions = Vec::new();
+        // Per fulfillment, line items shipped by this run (their status is set afterwards).
+        let mut shipped: HashMap<String, HashMap<String, u32>> = HashMap::new();
         // Resolve each shipment's fulfillment: given, or via the order reference (what we sent
         // the warehouse, else the open list).
         let mut by_fid: BTreeMap<String, Vec<ShipmentRecord>> = BTreeMap::new();
@@ -313,7 +315,13 @@ impl AccountCtx<'_> {
                     Some(i) if i.state == IntentState::Done => {
                         let mut d = from_intent(r.line, &i);
                         d.key = shipments::key(fid, r);
-                        if d.outcome == Outcome::Created {
+                        // Sent while processing this very file (a run that stopped before
+                        // finishing it): still this file's creation, and its status is due.
+                        let same_file = serde_json::from_str::<serde_json::Value>(&i.payload)
+                            .is_ok_and(|v| v["file"].as_str() == Some(sha));
+                        if d.outcome == Outcome::Created && same_file {
+                            shipped.entry(fid.clone()).or_default();
+                        } else if d.outcome == Outcome::Created {
                             d.outcome = Outcome::Unchanged;
                             d.message = "already sent to Stitch".into();
                         }
@@ -347,7 +355,7 @@ impl AccountCtx<'_> {
         for b in &batches {
             let items: Vec<(String, &str, String)> = b
                 .iter()
-                .map(|(_, n)| (format!("shp:{}/{}", n.fulfillment_id, n.tracking_number), "shipment", json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number}).to_string()))
+                .map(|(_, n)| (format!("shp:{}/{}", n.fulfillment_id, n.tracking_number), "shipment", json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number, "file": sha}).to_string()))
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
@@ -362,7 +370,6 @@ impl AccountCtx<'_> {
             })
             .buffer_unordered(self.acct.concurrency);
         let mut stop: Option<Stop> = None;
-        let mut shipped: HashMap<String, HashMap<String, u32>> = HashMap::new();
         let mut retry_single: Vec<(u64, NewShipment)> = Vec::new();
         while let Some((b, r)) = results.next().await {
             match r {

@@ -49,8 +49,12 @@ impl Env {
 
     /// `extra` is appended to the account's table (e.g. `"zero_missing = true\n"`).
     pub fn with(seed: Value, extra: &str) -> Env {
-        let sim = sim::start_in_background(SimOptions { token: TOKEN.into(), seed: Some(Seed::Json(seed.clone())), ..Default::default() })
-            .expect("simulator starts");
+        let sim = sim::start_in_background(SimOptions {
+            token: TOKEN.into(),
+            seed: Some(Seed::Json(seed.clone())),
+            ..Default::default()
+        })
+        .expect("simulator starts");
         let base_url = sim.base_url();
         let dir = tempfile::tempdir().expect("temp dir");
         let drop = dir.path().join("drop");
@@ -61,7 +65,15 @@ impl Env {
         let config_path = dir.path().join("stitch-bridge.toml");
         std::fs::write(&config_path, &text).unwrap();
         let config = Config::load(&config_path).expect("config parses");
-        Env { sim: Some(sim), seed, base_url, dir, drop, config_path, config }
+        Env {
+            sim: Some(sim),
+            seed,
+            base_url,
+            dir,
+            drop,
+            config_path,
+            config,
+        }
     }
 
     pub fn sim(&self) -> &BackgroundSim {
@@ -76,8 +88,14 @@ impl Env {
     /// A fresh simulator (seed state) on the address the config points at.
     pub fn restart_sim(&mut self) {
         let addr = self.base_url.trim_start_matches("http://").parse().unwrap();
-        let opts = SimOptions { listen: addr, token: TOKEN.into(), seed: Some(Seed::Json(self.seed.clone())), ..Default::default() };
-        self.sim = Some(sim::start_in_background(opts).expect("simulator restarts on the same port"));
+        let opts = SimOptions {
+            listen: addr,
+            token: TOKEN.into(),
+            seed: Some(Seed::Json(self.seed.clone())),
+            ..Default::default()
+        };
+        self.sim =
+            Some(sim::start_in_background(opts).expect("simulator restarts on the same port"));
     }
 
     /// Writes a file into the drop (parents created).
@@ -97,7 +115,14 @@ impl Env {
 
     /// Inbound files only: no order download, so nothing gets acknowledged.
     pub fn inbound_only(&self) -> RunReport {
-        engine::run_cycle(&self.config, &[], Parts { inbound: true, download: false })
+        engine::run_cycle(
+            &self.config,
+            &[],
+            Parts {
+                inbound: true,
+                download: false,
+            },
+        )
     }
 
     pub fn cycle(&self) -> RunReport {
@@ -115,9 +140,17 @@ impl Env {
     /// `POST /_admin/<path>` with a JSON body; panics unless it succeeds.
     pub fn admin(&self, path: &str, body: Value) {
         let url = format!("{}/_admin/{path}", self.base_url);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let r = reqwest::Client::new().post(&url).json(&body).send().await.expect("admin request");
+            let r = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .expect("admin request");
             assert!(r.status().is_success(), "admin {path}: {}", r.status());
         });
     }
@@ -125,10 +158,16 @@ impl Env {
     /// An authenticated API request straight to the simulator, as another client would make.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base_url);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut req = reqwest::Client::new()
-                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url)
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    &url,
+                )
                 .header("access_token", TOKEN);
             if let Some(b) = body {
                 req = req.json(&b);
@@ -158,7 +197,10 @@ impl Env {
     /// Names of the files in a drop folder, sorted.
     pub fn list(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> = match std::fs::read_dir(self.drop.join(rel)) {
-            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
@@ -231,13 +273,18 @@ pub fn is_write_request(key: &str) -> bool {
 
 pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf".as_slice()).unwrap_or(&bytes);
+    let bytes = bytes
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(&bytes);
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let h = r.headers().unwrap().clone();
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            h.iter().zip(rec.iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            h.iter()
+                .zip(rec.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         })
         .collect()
 }
@@ -250,7 +297,9 @@ pub fn acct(r: &RunReport) -> &engine::AccountReport {
 
 /// Outcome per key in a result file.
 pub fn outcomes(rows: &[BTreeMap<String, String>]) -> Vec<(String, String)> {
-    rows.iter().map(|r| (r["key"].clone(), r["outcome"].clone())).collect()
+    rows.iter()
+        .map(|r| (r["key"].clone(), r["outcome"].clone()))
+        .collect()
 }
 
 pub const ORDERS_HEADER: &str = "order_ref,order_date,ship_name,ship_address1,ship_city,ship_state,ship_zip,ship_country,shipping_speed,sku,quantity,price,currency,action";
@@ -274,7 +323,8 @@ pub fn orders_file(rows: &[String]) -> String {
     s
 }
 
-pub const SHIPMENTS_HEADER: &str = "fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,tracking_number";
+pub const SHIPMENTS_HEADER: &str =
+    "fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,tracking_number";
 
 /// One shipments-file row; `fid` or `order_ref` may be empty.
 pub fn ship_row(fid: &str, order_ref: &str, sku: &str, qty: u32, tracking: &str) -> String {
