@@ -23,8 +23,8 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
             ("RED".into(), "updated".into()),
             ("BLUE".into(), "unchanged".into()),
             ("NEW-1".into(), "created".into()),
-            // A row that failed to parse has no trusted key; the error file shows the row.
-            ("".into(), "rejected".into()),
+            // A rejected row still names its SKU in the result file.
+            ("GREEN".into(), "rejected".into()),
         ]
     );
     assert_eq!(

@@ -51,11 +51,42 @@ struct Parsed {
     file_rejection: Option<formats::FileRejection>,
 }
 
-fn unit_decision(u: &Unit, errs: &[formats::RecordError]) -> Decision {
+/// Where a rejected row's key is, so its result row still names the SKU, order or shipment.
+/// Each inner list: the first non-empty of these columns is one part of the key.
+struct KeyColumns(Vec<Vec<usize>>);
+
+impl KeyColumns {
+    fn new(kind: Kind, header: &[String], opts: &formats::ParseOptions) -> Self {
+        let names: Vec<String> = header.iter().map(|h| formats::header::canonical_name(h, &opts.column_map)).collect();
+        let find = |c: &str| names.iter().position(|n| n == c);
+        let part = |cs: &[&str]| cs.iter().filter_map(|c| find(c)).collect::<Vec<usize>>();
+        KeyColumns(match kind {
+            Kind::Inventory => vec![part(&["sku"])],
+            Kind::Orders => vec![part(&["order_ref"])],
+            // Same shape as an accepted shipment's key: fulfillment (or order) / tracking.
+            Kind::Shipments => vec![part(&["fulfillment_id", "order_ref"]), part(&["tracking_number"])],
+        })
+    }
+
+    fn key(&self, u: &Unit) -> String {
+        let Some(row) = u.rows.first() else { return String::new() };
+        let value = |cols: &Vec<usize>| {
+            cols.iter().filter_map(|&i| row.fields.get(i)).map(|s| s.trim()).find(|s| !s.is_empty()).unwrap_or("").to_string()
+        };
+        let parts: Vec<String> = self.0.iter().map(value).collect();
+        if parts.iter().all(|p| p.is_empty()) {
+            String::new()
+        } else {
+            parts.join("/")
+        }
+    }
+}
+
+fn unit_decision(u: &Unit, errs: &[formats::RecordError], key: String) -> Decision {
     let line = u.rows.first().map(|r| r.line).unwrap_or(0);
     let first = errs.first();
     let msg = errs.iter().map(|e| format!("line {} {}: {}", e.line, e.column, e.message)).collect::<Vec<_>>().join("; ");
-    Decision::rejected(line, first.map(|e| e.code.as_str()).unwrap_or("invalid"), "", msg)
+    Decision::rejected(line, first.map(|e| e.code.as_str()).unwrap_or("invalid"), key, msg)
 }
 
 fn unique_name_in(existing: &HashSet<String>, name: &str) -> String {
@@ -216,6 +247,7 @@ impl AccountCtx<'_> {
             match formats::parse(kind, &mut h, &opts) {
                 Err(r) => file_rejection = Some(r),
                 Ok(units) => {
+                    let keys = KeyColumns::new(kind, units.header(), &opts);
                     for u in units {
                         match u {
                             Err(r) => {
@@ -224,7 +256,7 @@ impl AccountCtx<'_> {
                             }
                             Ok(u) => match &u.result {
                                 Ok(rec) => accepted.push(rec.clone()),
-                                Err(errs) => rejected.push(unit_decision(&u, errs)),
+                                Err(errs) => rejected.push(unit_decision(&u, errs, keys.key(&u))),
                             },
                         }
                     }
