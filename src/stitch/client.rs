@@ -278,19 +278,26 @@ impl StitchClient {
 
     // ---- typed endpoints -----------------------------------------------------------------------
 
-    pub async fn list_products(&self) -> Result<Vec<wire::Product>, ApiError> {
-        let mut out = Vec::new();
+    /// Every page of an Integrations list: the first page tells the total, the rest are
+    /// fetched concurrently (within the client's limits), in order.
+    async fn all_pages<P: DeserializeOwned, T>(&self, base: &str, split: impl Fn(P) -> (Vec<T>, wire::PageMeta)) -> Result<Vec<T>, ApiError> {
         let size = wire::INTEGRATIONS_MAX_PAGE_SIZE;
-        for page in 1.. {
-            let p: wire::ProductsPage =
-                self.idempotent::<(), _>(Method::GET, &format!("{}?page={page}&page_size={size}", wire::PRODUCTS), None).await?;
-            let more = p.meta.has_more() && !p.products.is_empty();
-            out.extend(p.products);
-            if !more {
-                break;
-            }
+        let url = |page: u64| format!("{base}?page={page}&page_size={size}");
+        let (mut out, meta) = split(self.idempotent::<(), P>(Method::GET, &url(1), None).await?);
+        let pages = meta.total.div_ceil(u64::from(meta.page_size.max(1)));
+        let rest = futures::future::try_join_all((2..=pages).map(|n| {
+            let u = url(n);
+            async move { self.idempotent::<(), P>(Method::GET, &u, None).await }
+        }))
+        .await?;
+        for p in rest {
+            out.extend(split(p).0);
         }
         Ok(out)
+    }
+
+    pub async fn list_products(&self) -> Result<Vec<wire::Product>, ApiError> {
+        self.all_pages(wire::PRODUCTS, |p: wire::ProductsPage| (p.products, p.meta)).await
     }
 
     /// Upsert by SKU with absolute stock: repeating it sets the same values, so it is retried
@@ -302,18 +309,7 @@ impl StitchClient {
     }
 
     pub async fn list_open_fulfillments(&self) -> Result<Vec<wire::Fulfillment>, ApiError> {
-        let mut out = Vec::new();
-        let size = wire::INTEGRATIONS_MAX_PAGE_SIZE;
-        for page in 1.. {
-            let p: wire::FulfillmentsPage =
-                self.idempotent::<(), _>(Method::GET, &format!("{}?page={page}&page_size={size}", wire::FULFILLMENTS), None).await?;
-            let more = p.meta.has_more() && !p.fulfillments.is_empty();
-            out.extend(p.fulfillments);
-            if !more {
-                break;
-            }
-        }
-        Ok(out)
+        self.all_pages(wire::FULFILLMENTS, |p: wire::FulfillmentsPage| (p.fulfillments, p.meta)).await
     }
 
     /// `None` when Stitch does not know the id.
