@@ -34,7 +34,10 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
         return engine::exit::USAGE;
     }
     // Signal handlers go in before any cycle starts, so a signal never kills a cycle midway.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -42,7 +45,12 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
         }
     };
     use tokio::signal::unix::{signal, SignalKind};
-    let signals = rt.block_on(async { Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)) });
+    let signals = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    });
     let (mut term, mut int) = match signals {
         Ok(s) => s,
         Err(e) => {

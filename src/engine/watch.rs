@@ -78,8 +78,15 @@ impl Watcher {
 /// Start one loop per selected account.
 pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
     let holder = holder_id();
-    let mut w = Watcher { wakers: Vec::new(), threads: Vec::new() };
-    for acct in config.accounts.iter().filter(|a| opts.accounts.is_empty() || opts.accounts.contains(&a.name)) {
+    let mut w = Watcher {
+        wakers: Vec::new(),
+        threads: Vec::new(),
+    };
+    for acct in config
+        .accounts
+        .iter()
+        .filter(|a| opts.accounts.is_empty() || opts.accounts.contains(&a.name))
+    {
         let (tx, rx) = mpsc::channel();
         let mut acct = acct.clone();
         if let Some(p) = opts.poll_override {
@@ -96,7 +103,11 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
             rx,
         };
         let name = lp.acct.name.clone();
-        w.threads.push(std::thread::Builder::new().name(format!("watch-{name}")).spawn(move || lp.run())?);
+        w.threads.push(
+            std::thread::Builder::new()
+                .name(format!("watch-{name}"))
+                .spawn(move || lp.run())?,
+        );
         w.wakers.push(tx);
     }
     Ok(w)
@@ -113,7 +124,11 @@ fn holder_id() -> String {
     } else {
         "unknown-host".into()
     };
-    format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -152,7 +167,10 @@ impl AccountLoop {
 
     fn run(self) {
         let name = self.acct.name.clone();
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(account = %name, "cannot start a runtime: {e}; not watching this account");
@@ -175,6 +193,10 @@ impl AccountLoop {
         'lease: loop {
             if !self.acquire(&ledger) {
                 return;
+            }
+            // Before the first cycle, so a file arriving while it runs still wakes us.
+            if fs_watch.is_none() {
+                fs_watch = self.watch_folders();
             }
             let mut next_inbound = Instant::now();
             let mut next_download = Instant::now();
@@ -199,7 +221,10 @@ impl AccountLoop {
                         }
                     }
                     let download = now >= next_download;
-                    let parts = Parts { inbound: true, download };
+                    let parts = Parts {
+                        inbound: true,
+                        download,
+                    };
                     let (report, l) = self.cycle_renewing(&rt, ledger, parts);
                     ledger = l;
                     let done = Instant::now();
@@ -241,7 +266,9 @@ impl AccountLoop {
         drop(fs_watch);
         match ledger.release_lease(&self.lease, &self.holder) {
             Ok(()) => tracing::info!(account = %name, "stopped; lease released"),
-            Err(e) => tracing::warn!(account = %name, "stopped; could not release the lease (it lapses by itself): {e}"),
+            Err(e) => {
+                tracing::warn!(account = %name, "stopped; could not release the lease (it lapses by itself): {e}")
+            }
         }
     }
 
@@ -260,7 +287,12 @@ impl AccountLoop {
                 }
                 Ok(false) => {
                     if !told {
-                        let other = ledger.lease_holder(&self.lease).ok().flatten().map(|(h, _)| h).unwrap_or_default();
+                        let other = ledger
+                            .lease_holder(&self.lease)
+                            .ok()
+                            .flatten()
+                            .map(|(h, _)| h)
+                            .unwrap_or_default();
                         tracing::info!(
                             account = %name, holder = %other,
                             "another watcher holds this drop's lease; waiting for it to stop or for its lease to lapse"
@@ -277,7 +309,12 @@ impl AccountLoop {
     }
 
     /// Run one cycle while a helper thread keeps the lease fresh (a cycle can outlast the ttl).
-    fn cycle_renewing(&self, rt: &tokio::runtime::Runtime, ledger: Ledger, parts: Parts) -> (AccountReport, Ledger) {
+    fn cycle_renewing(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        ledger: Ledger,
+        parts: Parts,
+    ) -> (AccountReport, Ledger) {
         let name = &self.acct.name;
         if let Ok(Some(h)) = ledger.halted(name) {
             tracing::warn!(account = %name, code = %h.code, since = %h.at, "account halted; skipped (run `stitch-bridge resume {name}` once fixed)");
@@ -300,7 +337,9 @@ impl AccountLoop {
         let _ = done_tx.send(());
         let ledger = match renewer.join() {
             Ok(l) => l,
-            Err(_) => Ledger::open(&self.ledger_path).expect("ledger reopened after a renewer panic"),
+            Err(_) => {
+                Ledger::open(&self.ledger_path).expect("ledger reopened after a renewer panic")
+            }
         };
         (report, ledger)
     }
@@ -309,7 +348,9 @@ impl AccountLoop {
     /// filesystems without events, e.g. network mounts).
     fn watch_folders(&self) -> Option<notify::RecommendedWatcher> {
         use notify::{EventKind, RecursiveMode, Watcher as _};
-        let DropLocation::Local(root) = &self.acct.drop else { return None };
+        let DropLocation::Local(root) = &self.acct.drop else {
+            return None;
+        };
         let tx = self.tx.clone();
         let handler = move |ev: notify::Result<notify::Event>| {
             let Ok(ev) = ev else { return };
@@ -317,7 +358,9 @@ impl AccountLoop {
             // *from*. Neither means new work.
             let relevant = match ev.kind {
                 EventKind::Create(_) => true,
-                EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::From)) => false,
+                EventKind::Modify(notify::event::ModifyKind::Name(
+                    notify::event::RenameMode::From,
+                )) => false,
                 EventKind::Modify(_) => true,
                 _ => false,
             };
@@ -333,11 +376,24 @@ impl AccountLoop {
             }
         };
         let f = &self.acct.folders;
-        let mut dirs: Vec<&str> = vec![&f.inbound_inventory, &f.inbound_orders, &f.inbound_shipments];
+        let mut dirs: Vec<&str> = vec![
+            &f.inbound_inventory,
+            &f.inbound_orders,
+            &f.inbound_shipments,
+        ];
         dirs.sort();
         dirs.dedup();
+        if !root.is_dir() {
+            // The cycle reports the missing drop; try again after it.
+            return None;
+        }
         for d in &dirs {
-            if let Err(e) = w.watch(&root.join(d), RecursiveMode::Recursive) {
+            let dir = root.join(d);
+            let made = std::fs::create_dir_all(&dir);
+            if let Err(e) = made.and_then(|()| {
+                w.watch(&dir, RecursiveMode::Recursive)
+                    .map_err(std::io::Error::other)
+            }) {
                 tracing::warn!(account = %self.acct.name, "cannot watch {d} ({e}); polling every {:?}", self.acct.poll_interval);
             }
         }
@@ -346,7 +402,9 @@ impl AccountLoop {
 }
 
 fn is_ignored(p: &Path) -> bool {
-    p.file_name().map(|n| crate::drop::is_ignored_name(&n.to_string_lossy())).unwrap_or(false)
+    p.file_name()
+        .map(|n| crate::drop::is_ignored_name(&n.to_string_lossy()))
+        .unwrap_or(false)
 }
 
 /// The settle deadline of the report as an `Instant` (plus a little slack for clock rounding).
