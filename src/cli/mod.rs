@@ -7,7 +7,9 @@ pub mod init;
 pub mod run;
 pub mod status;
 pub mod test_cmd;
+pub mod trust;
 pub mod validate;
+pub mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -54,6 +56,11 @@ pub enum Command {
     Resume(accounts::ResumeArgs),
     /// Write a commented configuration for a local drop.
     Init(init::InitArgs),
+    /// Run cycles continuously: local drops on file events, sFTP drops by polling; downloads on
+    /// their own interval. One watcher per drop (lease in the ledger). SIGINT/SIGTERM stop cleanly.
+    Watch(watch::WatchArgs),
+    /// Show an sFTP server's host key fingerprint and, once confirmed, record it in known_hosts.
+    Trust(trust::TrustArgs),
 }
 
 fn init_logging(format: LogFormat, quiet: bool, default: &str) {
@@ -136,5 +143,7 @@ pub fn main() -> i32 {
         Command::Status(args) => status::run(&cli, args),
         Command::Resume(args) => accounts::resume(&cli, args),
         Command::Init(args) => init::run(&cli, args),
+        Command::Watch(args) => watch::run(&cli, args),
+        Command::Trust(args) => trust::run(&cli, args),
     }
 }

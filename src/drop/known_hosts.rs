@@ -228,6 +228,50 @@ pub fn record_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) ->
     f.sync_all()
 }
 
+/// Remove the non-revoked lines recording a `key_type` key for exactly `host:port` (what
+/// `trust --replace` does after a confirmed key change). Other hosts, other key types,
+/// comments and `@revoked` lines stay. The file is replaced atomically, keeping mode 0600.
+/// Returns how many lines were removed.
+pub fn remove_host_key_type(known_hosts: &Path, host: &str, port: u16, key_type: &str) -> io::Result<usize> {
+    let text = match fs::read_to_string(known_hosts) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let pattern = host_pattern(host, port);
+    let session = ssh2::Session::new().map_err(|e| io::Error::other(e.to_string()))?;
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = 0;
+    for raw in text.lines() {
+        let line = raw.trim();
+        let matches = !line.starts_with('@') && !line.starts_with('#') && {
+            let mut f = line.split_whitespace();
+            match (f.next(), f.next().and(f.next()).and_then(base64_decode)) {
+                (Some(_), Some(key)) if key_type_of(&key).as_deref() == Some(key_type) => {
+                    let mut kh = session.known_hosts().map_err(|e| io::Error::other(e.to_string()))?;
+                    kh.read_str(line, ssh2::KnownHostFileKind::OpenSSH).is_ok()
+                        && matches!(kh.check(&pattern, &key), ssh2::CheckResult::Match)
+                }
+                _ => false,
+            }
+        };
+        if matches {
+            removed += 1;
+        } else {
+            kept.push_str(raw);
+            kept.push('\n');
+        }
+    }
+    if removed > 0 {
+        let dir = known_hosts.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(kept.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(known_hosts).map_err(|e| e.error)?;
+    }
+    Ok(removed)
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard padded base64 (what known_hosts uses).
@@ -325,6 +369,23 @@ mod tests {
         assert!(verify_host_key(&kh, "127.0.0.1", 22, &a).is_err());
         let e = verify_host_key(&kh, "10.0.0.9", 22, &b).unwrap_err();
         assert!(matches!(e.get_ref().unwrap().downcast_ref::<HostKeyError>(), Some(HostKeyError::Revoked { .. })));
+    }
+
+    #[test]
+    fn remove_only_that_hosts_key_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("known_hosts");
+        let text = format!(
+            "# keep\n[h]:2222 ssh-ed25519 {KEY_A}\n[h]:2223 ssh-ed25519 {KEY_A}\n@revoked [h]:2222 ssh-ed25519 {KEY_B}\n{HASHED_LINE}\n"
+        );
+        fs::write(&kh, &text).unwrap();
+        assert_eq!(remove_host_key_type(&kh, "h", 2222, "ssh-rsa").unwrap(), 0);
+        assert_eq!(remove_host_key_type(&kh, "h", 2222, "ssh-ed25519").unwrap(), 1);
+        assert_eq!(remove_host_key_type(&kh, "127.0.0.1", 2222, "ssh-ed25519").unwrap(), 1, "hashed line");
+        let left = fs::read_to_string(&kh).unwrap();
+        assert_eq!(left, format!("# keep\n[h]:2223 ssh-ed25519 {KEY_A}\n@revoked [h]:2222 ssh-ed25519 {KEY_B}\n"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&kh).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     /// `[127.0.0.1]:2222` with KEY_A, hashed by `ssh-keygen -H` (HMAC-SHA1 keyed by the salt).

@@ -197,7 +197,7 @@ impl AccountCtx<'_> {
                 self.inbound(kind).await?;
             }
         }
-        if parts.download {
+        if parts.download && !super::watch::stopping() {
             self.download_orders().await?;
             self.download_cancels().await?;
         }

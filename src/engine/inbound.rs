@@ -146,10 +146,17 @@ impl AccountCtx<'_> {
             let path = format!("{dir}/{}", e.name);
             if markers.is_empty() {
                 let obs = self.ledger.observe(&self.acct.name, &path, e.size, settle::millis(e.mtime), now_ms)?;
-                if !settle::is_settled(now_ms, settle::millis(e.mtime), obs.since_ms, self.acct.settle) {
+                let mtime_ms = settle::millis(e.mtime);
+                if !settle::is_settled(now_ms, mtime_ms, obs.since_ms, self.acct.settle) {
                     tracing::debug!(account = %self.acct.name, file = %path, "waiting for the file to settle");
+                    let due = obs.since_ms.min(mtime_ms) + self.acct.settle.as_millis() as i64;
+                    self.report.settle_due_ms = Some(self.report.settle_due_ms.map_or(due, |d| d.min(due)));
                     continue;
                 }
+            }
+            // A shutdown finishes the file in hand, never starts another.
+            if super::watch::stopping() {
+                return Ok(());
             }
             self.process_file(kind, &path, &e).await?;
             for m in &markers {

@@ -11,6 +11,7 @@ pub mod download;
 pub mod halt;
 pub mod inbound;
 pub mod settle;
+pub mod watch;
 
 use crate::config::Config;
 use serde::Serialize;
@@ -64,6 +65,10 @@ pub struct AccountReport {
     pub fatal: Vec<String>,
     pub requests: u64,
     pub write_requests: u64,
+    /// Earliest moment (ms since the epoch) a file seen but not yet settled could be taken,
+    /// so `watch` can look again then instead of a whole poll interval later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle_due_ms: Option<i64>,
 }
 
 impl AccountReport {

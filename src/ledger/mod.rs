@@ -243,6 +243,15 @@ impl Ledger {
         Ok(n > 0)
     }
 
+    /// Who holds a lease and until when (ms since the epoch), expired or not.
+    pub fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
+        self.sql(
+            self.conn
+                .query_row("SELECT holder, expires_ms FROM leases WHERE name=?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional(),
+        )
+    }
+
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         self.sql(self.conn.execute("DELETE FROM leases WHERE name=?1 AND holder=?2", (name, holder)))?;
         Ok(())

@@ -1,0 +1,101 @@
+//! `stitch-bridge watch`: cycles continuously until SIGINT/SIGTERM (see `engine::watch`).
+
+use super::Cli;
+use crate::engine::{self, watch::WatchOptions};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// Only these accounts (repeatable).
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
+    /// Lease time to live: a watcher killed without shutting down frees its drop after this.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_seconds: u64,
+    /// Poll interval in milliseconds for every account, replacing `poll_seconds` (for tests and
+    /// diagnostics that need sub-second polls).
+    #[arg(long, env = "STITCH_BRIDGE_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_ms: Option<u64>,
+}
+
+pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
+    let config = match super::load_config(&cli.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for a in &args.accounts {
+        if config.account(a).is_none() {
+            eprintln!("error: no account named {a:?} in {}", cli.config.display());
+            return engine::exit::USAGE;
+        }
+    }
+    if config.accounts.is_empty() {
+        eprintln!("error: {} configures no accounts", cli.config.display());
+        return engine::exit::USAGE;
+    }
+    // Signal handlers go in before any cycle starts, so a signal never kills a cycle midway.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return engine::exit::USAGE;
+        }
+    };
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    });
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return engine::exit::USAGE;
+        }
+    };
+    let opts = WatchOptions {
+        accounts: args.accounts.clone(),
+        lease_ttl: Duration::from_secs(args.lease_seconds),
+        poll_override: args.poll_ms.map(Duration::from_millis),
+    };
+    let watcher = match engine::watch::start(&config, &opts) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: cannot start the watch threads: {e}");
+            return engine::exit::USAGE;
+        }
+    };
+    let name = rt.block_on(async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    });
+    tracing::info!("{name} received: finishing the file in hand, then stopping (send it again to stop at once)");
+    watcher.stop();
+    let forced = rt.block_on(async {
+        loop {
+            if watcher.finished() {
+                return false;
+            }
+            tokio::select! {
+                _ = term.recv() => return true,
+                _ = int.recv() => return true,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    });
+    if forced {
+        // Every step is recorded before it is done, so the next run resumes where this stopped.
+        tracing::warn!("second signal: stopping now; the next run finishes what was in progress");
+        return 130;
+    }
+    watcher.join();
+    tracing::info!("stopped");
+    engine::exit::OK
+}

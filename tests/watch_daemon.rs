@@ -1,0 +1,301 @@
+//! `stitch-bridge watch` as a process: file events, SIGTERM mid-cycle, one watcher per drop.
+
+#[path = "support/bridge.rs"]
+mod bridge;
+
+use bridge::*;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stitch_bridge::sim::faults::FaultConfig;
+
+/// A running `watch` with its stderr collected line by line.
+struct Watch {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(config: &Path, extra: &[&str]) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+            .arg("--config")
+            .arg(config)
+            .arg("watch")
+            .args(extra)
+            .env("STITCH_BRIDGE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (err, l) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        Watch { child, log }
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn wait_log(&mut self, needle: &str, limit: Duration) {
+        let ok = wait_for(limit, || self.logged(needle));
+        assert!(
+            ok,
+            "{needle:?} not logged within {limit:?}:\n{}",
+            self.log_text()
+        );
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Exit code, waiting at most `limit`.
+    fn exit_code(&mut self, limit: Duration) -> Option<i32> {
+        let mut code = None;
+        let done = wait_for(limit, || match self.child.try_wait().unwrap() {
+            Some(st) => {
+                code = st.code();
+                true
+            }
+            None => false,
+        });
+        assert!(
+            done,
+            "watch did not exit within {limit:?}:\n{}",
+            self.log_text()
+        );
+        code
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(dir: &Path, sim_url: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let root = dir.join("drop");
+    fs::create_dir_all(&root).unwrap();
+    let cfg = write_config(dir, root.to_str().unwrap(), sim_url, extra);
+    (root, cfg)
+}
+
+#[test]
+fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    // Long polls: only the filesystem event can explain a fast pick-up.
+    let (root, cfg) = setup(
+        dir.path(),
+        &sim.base_url(),
+        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+    );
+    let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
+    w.wait_log("watching the drop", Duration::from_secs(20));
+    // Folders are watched before the first cycle starts, so no need to wait for it.
+    assert!(root.join("inbound/inventory").is_dir());
+    let requests_before = sim.counters().requests.values().sum::<u64>();
+    drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
+    let dropped = Instant::now();
+    let result = root.join("results/stock.csv.result.csv");
+    let fast = wait_for(Duration::from_secs(2), || result.exists());
+    assert!(fast, "not processed within 2 s:\n{}", w.log_text());
+    eprintln!("processed {:?} after the drop", dropped.elapsed());
+    assert!(tree(&root).contains(&"archive/DATE/stock.csv".to_string()));
+    assert!(sim.counters().requests.values().sum::<u64>() > requests_before);
+    w.wait_log("file processed", Duration::from_secs(5));
+    w.signal(libc::SIGTERM);
+    assert_eq!(
+        w.exit_code(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+    assert!(w.logged("lease released"), "{}", w.log_text());
+}
+
+#[test]
+fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow Stitch answers so the signal lands while files are being worked on.
+    let sim = sim_with(FaultConfig {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    let (root, cfg) = setup(
+        dir.path(),
+        &sim.base_url(),
+        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+    );
+    let names: Vec<String> = (0..5).map(|i| format!("stock_{i}.csv")).collect();
+    for (i, n) in names.iter().enumerate() {
+        // Different quantities: not duplicates of one another.
+        let text = INVENTORY.replace(",120,", &format!(",{},", 100 + i));
+        drop_file(&root, &format!("inbound/inventory/{n}"), text.as_bytes());
+    }
+    let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || fs::read_dir(
+            root.join("results")
+        )
+        .map(|d| d.count() > 0)
+        .unwrap_or(false)),
+        "no file finished:\n{}",
+        w.log_text()
+    );
+    w.signal(libc::SIGTERM);
+    assert_eq!(
+        w.exit_code(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+    let t = tree(&root);
+    let mut left = 0;
+    for n in &names {
+        let inbound = t.contains(&format!("inbound/inventory/{n}"));
+        let archived = t.contains(&format!("archive/DATE/{n}"));
+        let result = t.contains(&format!("results/{n}.result.csv"));
+        assert!(inbound != archived, "{n} in exactly one place: {t:?}");
+        assert_eq!(
+            archived, result,
+            "{n}: a result exactly when archived: {t:?}"
+        );
+        left += inbound as usize;
+    }
+    assert!(
+        left > 0,
+        "stopped between files, not after all of them: {t:?}"
+    );
+    assert!(visible_temp_files(&root).is_empty(), "{t:?}");
+    let ledger =
+        stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    assert!(
+        ledger.unfinished_files("wh").unwrap().is_empty(),
+        "no file left half-way in the ledger"
+    );
+    assert!(
+        ledger.lease_holder("drop:wh").unwrap().is_none(),
+        "lease released"
+    );
+    // The rest is taken by the next run, without redoing the finished ones.
+    let r = stitch_bridge::engine::run_cycle(&load(&cfg), &[], stitch_bridge::engine::Parts::ALL);
+    assert_eq!(r.accounts[0].files.len(), left, "{r:?}");
+    assert!(!tree(&root).iter().any(|p| p.starts_with("inbound/")));
+}
+
+#[test]
+fn second_watcher_waits_and_takes_over_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let (root, cfg) = setup(
+        dir.path(),
+        &sim.base_url(),
+        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+    );
+    let lease = ["--lease-seconds", "2"];
+    let mut first = Watch::start(&cfg, &lease);
+    first.wait_log("watching the drop", Duration::from_secs(20));
+    let mut second = Watch::start(&cfg, &lease);
+    second.wait_log(
+        "another watcher holds this drop's lease",
+        Duration::from_secs(20),
+    );
+    // While the first lives (it renews every ttl/3), the second keeps waiting.
+    drop_file(&root, "inbound/inventory/a.csv", INVENTORY.as_bytes());
+    assert!(
+        wait_for(Duration::from_secs(10), || root
+            .join("results/a.csv.result.csv")
+            .exists()),
+        "{}",
+        first.log_text()
+    );
+    assert!(!second.logged("watching the drop"), "{}", second.log_text());
+    first.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    first.exit_code(Duration::from_secs(10));
+    second.wait_log("watching the drop", Duration::from_secs(15));
+    eprintln!("took over {:?} after SIGKILL", killed.elapsed());
+    // The second now does the work.
+    let text = INVENTORY.replace(",120,", ",121,");
+    drop_file(&root, "inbound/inventory/b.csv", text.as_bytes());
+    assert!(
+        wait_for(Duration::from_secs(10), || root
+            .join("results/b.csv.result.csv")
+            .exists()),
+        "{}",
+        second.log_text()
+    );
+    second.signal(libc::SIGTERM);
+    assert_eq!(
+        second.exit_code(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        second.log_text()
+    );
+}
+
+#[test]
+fn halted_account_is_skipped_and_others_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let (root, cfg) = setup(
+        dir.path(),
+        &sim.base_url(),
+        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+    );
+    // A second account on its own drop, halted in the ledger.
+    let other = dir.path().join("drop2");
+    fs::create_dir_all(&other).unwrap();
+    let mut text = fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "\n[[account]]\nname = \"halted\"\ndrop = \"{}\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/token\"\nsettle_seconds = 0\n",
+        other.display(),
+        sim.base_url()
+    );
+    fs::write(&cfg, text).unwrap();
+    let ledger =
+        stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    ledger
+        .halt("halted", "unauthorized", "401 from Stitch")
+        .unwrap();
+    drop(ledger);
+    drop_file(&other, "inbound/inventory/x.csv", INVENTORY.as_bytes());
+    let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
+    w.wait_log("account halted; skipped", Duration::from_secs(20));
+    drop_file(&root, "inbound/inventory/a.csv", INVENTORY.as_bytes());
+    assert!(
+        wait_for(Duration::from_secs(10), || root
+            .join("results/a.csv.result.csv")
+            .exists()),
+        "{}",
+        w.log_text()
+    );
+    assert!(
+        other.join("inbound/inventory/x.csv").exists(),
+        "halted account's files untouched"
+    );
+    w.signal(libc::SIGINT);
+    assert_eq!(
+        w.exit_code(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+}
