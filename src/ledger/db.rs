@@ -1,13 +1,17 @@
 //! The two SQL backends behind one small interface, so every ledger method is written once.
 //!
+//! The synchronous `postgres` client drives its own async runtime and panics inside another
+//! one, and every account's cycle runs inside a tokio runtime; so each PostgreSQL connection
+//! lives on its own thread and the ledger sends it one job per statement.
+//!
 //! SQL is written in SQLite's dialect with numbered placeholders (`?1`), which PostgreSQL
 //! accepts once they are renamed `$1`; the few statements that differ (DDL, clocks, `rowid`)
 //! branch on [`Dialect`]. Values cross the boundary as [`Val`] and come back as [`Row`]s, which
 //! keeps the per-row mapping code shared too. Prepared statements are cached per connection on
 //! both sides: the engine issues the same few statements thousands of times per cycle.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::mpsc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -101,6 +105,8 @@ pub(crate) enum DbError {
     Sqlite(rusqlite::Error),
     Pg(postgres::Error),
     Row(String),
+    /// The connection's thread is gone (it panicked); the ledger must be reopened.
+    Gone,
 }
 
 impl From<rusqlite::Error> for DbError {
@@ -116,28 +122,96 @@ impl From<postgres::Error> for DbError {
 
 pub(crate) type DbResult<T> = std::result::Result<T, DbError>;
 
-pub(crate) struct Pg {
+/// What the connection thread owns.
+pub(crate) struct PgConn {
     pub client: postgres::Client,
     stmts: HashMap<String, postgres::Statement>,
 }
 
+type Job = Box<dyn FnOnce(&mut PgConn) + Send>;
+
+/// A PostgreSQL connection on its own thread; dropping the handle closes it.
+pub(crate) struct Pg {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
 impl Pg {
-    pub fn new(client: postgres::Client) -> Pg {
-        Pg { client, stmts: HashMap::new() }
+    /// Connect on a new thread; returns once connected (or not).
+    pub fn connect(cfg: postgres::Config) -> std::result::Result<Pg, postgres::Error> {
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<std::result::Result<(), postgres::Error>>(1);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("ledger-pg".into())
+            .spawn(move || {
+                let mut conn = match cfg.connect(postgres::NoTls) {
+                    Ok(client) => PgConn { client, stmts: HashMap::new() },
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                for job in rx {
+                    job(&mut conn);
+                }
+            })
+            .expect("spawn the ledger's connection thread");
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Pg { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => panic!("the ledger's connection thread ended while connecting"),
+        }
+    }
+
+    /// Run `f` on the connection's thread and wait for its answer.
+    pub fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut PgConn) -> T + Send + 'static) -> DbResult<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.jobs.as_ref().ok_or(DbError::Gone)?.send(job).map_err(|_| DbError::Gone)?;
+        rx.recv().map_err(|_| DbError::Gone)
+    }
+
+    fn exec(&self, sql: &str, params: &[Val]) -> DbResult<u64> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.call(move |c| pg_exec(&mut c.client, &mut c.stmts, &sql, &params))?
+    }
+
+    fn query(&self, sql: &str, params: &[Val]) -> DbResult<Vec<Row>> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.call(move |c| pg_query(&mut c.client, &mut c.stmts, &sql, &params))?
+    }
+
+    fn batch(&self, sql: &'static str) -> DbResult<()> {
+        Ok(self.call(move |c| c.client.batch_execute(sql))??)
     }
 }
 
-/// A connection. PostgreSQL's client needs `&mut` for every call while the ledger's methods
-/// take `&self` (as SQLite allows), hence the `RefCell`; a ledger lives on one thread.
+impl Drop for Pg {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connection.
 pub(crate) enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<Pg>),
+    Postgres(Pg),
 }
 
 /// An open transaction on either backend.
 pub(crate) enum Tx<'a> {
     Sqlite(rusqlite::Transaction<'a>),
-    Postgres(postgres::Transaction<'a>, &'a mut HashMap<String, postgres::Statement>),
+    /// Between the `BEGIN` and `COMMIT` sent by [`Db::transaction`].
+    Postgres(&'a Pg),
 }
 
 impl Db {
@@ -151,20 +225,14 @@ impl Db {
     pub fn exec(&self, sql: &str, params: &[Val]) -> DbResult<u64> {
         match self {
             Db::Sqlite(c) => sqlite_exec(c, sql, params),
-            Db::Postgres(cell) => {
-                let pg = &mut *cell.borrow_mut();
-                pg_exec(&mut pg.client, &mut pg.stmts, sql, params)
-            }
+            Db::Postgres(pg) => pg.exec(sql, params),
         }
     }
 
     pub fn query(&self, sql: &str, params: &[Val]) -> DbResult<Vec<Row>> {
         match self {
             Db::Sqlite(c) => sqlite_query(c, sql, params),
-            Db::Postgres(cell) => {
-                let pg = &mut *cell.borrow_mut();
-                pg_query(&mut pg.client, &mut pg.stmts, sql, params)
-            }
+            Db::Postgres(pg) => pg.query(sql, params),
         }
     }
 
@@ -174,15 +242,23 @@ impl Db {
             Db::Sqlite(c) => {
                 let mut tx = Tx::Sqlite(c.transaction()?);
                 let out = f(&mut tx)?;
-                tx.commit()?;
+                if let Tx::Sqlite(t) = tx {
+                    t.commit()?;
+                }
                 Ok(out)
             }
-            Db::Postgres(cell) => {
-                let Pg { client, stmts } = cell.get_mut();
-                let mut tx = Tx::Postgres(client.transaction()?, stmts);
-                let out = f(&mut tx)?;
-                tx.commit()?;
-                Ok(out)
+            Db::Postgres(pg) => {
+                pg.batch("BEGIN")?;
+                match f(&mut Tx::Postgres(pg)) {
+                    Ok(out) => {
+                        pg.batch("COMMIT")?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        let _ = pg.batch("ROLLBACK");
+                        Err(e)
+                    }
+                }
             }
         }
     }
@@ -192,21 +268,14 @@ impl Tx<'_> {
     pub fn exec(&mut self, sql: &str, params: &[Val]) -> DbResult<u64> {
         match self {
             Tx::Sqlite(t) => sqlite_exec(t, sql, params),
-            Tx::Postgres(t, stmts) => pg_exec(t, stmts, sql, params),
+            Tx::Postgres(pg) => pg.exec(sql, params),
         }
     }
 
     pub fn query(&mut self, sql: &str, params: &[Val]) -> DbResult<Vec<Row>> {
         match self {
             Tx::Sqlite(t) => sqlite_query(t, sql, params),
-            Tx::Postgres(t, stmts) => pg_query(t, stmts, sql, params),
-        }
-    }
-
-    fn commit(self) -> DbResult<()> {
-        match self {
-            Tx::Sqlite(t) => Ok(t.commit()?),
-            Tx::Postgres(t, _) => Ok(t.commit()?),
+            Tx::Postgres(pg) => pg.query(sql, params),
         }
     }
 }

@@ -18,7 +18,6 @@ pub use outbox::{Intent, IntentState};
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
 use rusqlite::{Connection, OpenFlags};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -169,12 +168,14 @@ impl Ledger {
             cfg.connect_timeout(Duration::from_secs(10));
         }
         cfg.application_name("stitch-bridge");
-        let mut client = cfg.connect(postgres::NoTls).map_err(|e| classify_pg(&at, e, true))?;
-        migrations::migrate_pg(&mut client).map_err(|e| match e {
-            migrations::PgMigrateError::TooNew { found, known } => LedgerError::TooNew { at: at.clone(), found, known },
-            migrations::PgMigrateError::Sql(e) => classify_pg(&at, e, false),
+        let pg = db::Pg::connect(cfg).map_err(|e| classify_pg(&at, e, true))?;
+        let ledger = Ledger { db: Db::Postgres(pg), at };
+        let Db::Postgres(pg) = &ledger.db else { unreachable!() };
+        pg.call(|c| migrations::migrate_pg(&mut c.client)).map_err(|e| ledger.err(e))?.map_err(|e| match e {
+            migrations::PgMigrateError::TooNew { found, known } => LedgerError::TooNew { at: ledger.at.clone(), found, known },
+            migrations::PgMigrateError::Sql(e) => classify_pg(&ledger.at, e, false),
         })?;
-        Ok(Ledger { db: Db::Postgres(RefCell::new(db::Pg::new(client))), at })
+        Ok(ledger)
     }
 
     fn init_sqlite(&mut self) -> Result<()> {
@@ -215,6 +216,7 @@ impl Ledger {
             DbError::Sqlite(e) => classify(&self.at, e),
             DbError::Pg(e) => classify_pg(&self.at, e, false),
             DbError::Row(message) => LedgerError::Corrupt { at: self.at.clone(), message },
+            DbError::Gone => LedgerError::Unreachable { at: self.at.clone(), message: "the connection's thread ended".into() },
         }
     }
 

@@ -7,6 +7,8 @@
 //! turns a missing server into a failure.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use stitch_bridge::ledger::LedgerLocation;
