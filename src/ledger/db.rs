@@ -177,6 +177,16 @@ impl Pg {
         rx.recv().map_err(|_| DbError::Gone)
     }
 
+    /// Move the connection out, leaving an empty handle whose drop does nothing.
+    pub fn take(&mut self) -> Pg {
+        Pg { jobs: self.jobs.take(), thread: self.thread.take() }
+    }
+
+    /// Still usable: connected and not inside a transaction.
+    pub fn healthy(&self) -> bool {
+        self.call(|c| !c.client.is_closed() && c.client.is_valid(std::time::Duration::from_secs(2)).is_ok()).unwrap_or(false)
+    }
+
     fn exec(&self, sql: &str, params: &[Val]) -> DbResult<u64> {
         let (sql, params) = (sql.to_string(), params.to_vec());
         self.call(move |c| pg_exec(&mut c.client, &mut c.stmts, &sql, &params))?

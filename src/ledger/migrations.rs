@@ -209,6 +209,17 @@ const PG_MIGRATION_LOCK: i64 = 0x5354_4954_4348;
 /// lock, so exactly one of them applies each migration.
 pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), PgMigrateError> {
     let known = PG_MIGRATIONS.len() as i64;
+    // Every cycle opens the ledger: an up-to-date schema is recognised with one read, without
+    // the lock that would serialise all workers' opens (a missing table falls through).
+    if let Ok(Some(row)) = client.query_opt("SELECT version FROM schema_version", &[]) {
+        let found: i64 = row.get(0);
+        if found == known {
+            return Ok(());
+        }
+        if found > known {
+            return Err(PgMigrateError::TooNew { found, known });
+        }
+    }
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;

@@ -88,6 +88,29 @@ pub struct Ledger {
     db: Db,
     /// Where, for messages: a file path or a redacted URL.
     at: String,
+    /// PostgreSQL: the key under which the connection returns to [`IDLE`] when dropped.
+    pool_key: Option<String>,
+}
+
+/// Idle PostgreSQL connections of this process, by URL and password variable. Cycles open a
+/// ledger per account per cycle; reusing connections saves a TCP and SCRAM handshake each time.
+static IDLE: std::sync::Mutex<Vec<(String, db::Pg)>> = std::sync::Mutex::new(Vec::new());
+/// More idle connections than this are closed (a process uses `max_connections` + 1 at once).
+const MAX_IDLE: usize = 64;
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let (Some(key), Db::Postgres(pg)) = (self.pool_key.take(), &mut self.db) {
+            let pg = pg.take();
+            if pg.healthy() {
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() >= MAX_IDLE {
+                    idle.remove(0);
+                }
+                idle.push((key, pg));
+            }
+        }
+    }
 }
 
 /// A halted account: why, and since when.
@@ -132,7 +155,7 @@ impl Ledger {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
-        let mut ledger = Ledger { db: Db::Sqlite(conn), at };
+        let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
         ledger.init_sqlite()?;
         Ok(ledger)
     }
@@ -168,8 +191,17 @@ impl Ledger {
             cfg.connect_timeout(Duration::from_secs(10));
         }
         cfg.application_name("stitch-bridge");
-        let pg = db::Pg::connect(cfg).map_err(|e| classify_pg(&at, e, true))?;
-        let ledger = Ledger { db: Db::Postgres(pg), at };
+        let key = format!("{url}\n{password_env:?}");
+        let idle = {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            idle.iter().rposition(|(k, _)| *k == key).map(|i| idle.remove(i).1)
+        };
+        let pg = match idle {
+            Some(pg) => pg,
+            None => db::Pg::connect(cfg).map_err(|e| classify_pg(&at, e, true))?,
+        };
+        // The schema is checked on every open, pooled or not: another process may have moved it.
+        let ledger = Ledger { db: Db::Postgres(pg), at, pool_key: Some(key) };
         let Db::Postgres(pg) = &ledger.db else { unreachable!() };
         pg.call(|c| migrations::migrate_pg(&mut c.client)).map_err(|e| ledger.err(e))?.map_err(|e| match e {
             migrations::PgMigrateError::TooNew { found, known } => LedgerError::TooNew { at: ledger.at.clone(), found, known },
