@@ -12,6 +12,9 @@ use support_pg::scenario::Scenario;
 
 const INBOUND: Parts = Parts { inbound: true, download: false };
 
+/// What one worker reported: every (account, file path, state), and how many accounts it skipped.
+type Seen = (Vec<(String, String, String)>, usize);
+
 #[test]
 fn three_workers_process_twenty_accounts_exactly_once() {
     let Some(pg) = support_pg::server("three_workers_process_twenty_accounts_exactly_once") else { return };
@@ -20,8 +23,7 @@ fn three_workers_process_twenty_accounts_exactly_once() {
     let config = sc.config();
     let deadline = Instant::now() + Duration::from_secs(120);
     let start = std::sync::Barrier::new(3);
-    // Per worker: every (account, file path, state) it reported, and how many accounts it skipped.
-    let seen: Vec<(Vec<(String, String, String)>, usize)> = std::thread::scope(|s| {
+    let seen: Vec<Seen> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..3)
             .map(|w| {
                 let (config, sc, start) = (&config, &sc, &start);

@@ -299,7 +299,7 @@ mod tests {
             let mut t: Vec<String> = sql
                 .split("CREATE TABLE ")
                 .skip(1)
-                .map(|s| s.split(|c: char| c == ' ' || c == '(').next().unwrap().to_string())
+                .map(|s| s.split([' ', '(']).next().unwrap().to_string())
                 .collect();
             t.sort();
             t

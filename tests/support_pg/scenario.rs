@@ -28,8 +28,7 @@ impl Scenario {
             {"sku": "SKU-A", "name": "A", "stock": 0},
             {"sku": "SKU-B", "name": "B", "stock": 0}
         ]});
-        let mut faults = sim::faults::FaultConfig::default();
-        faults.latency_ms = latency_ms;
+        let faults = sim::faults::FaultConfig { latency_ms, ..Default::default() };
         let sim = sim::start_in_background(SimOptions { token: "tok".into(), seed: Some(Seed::Json(seed)), faults, ..Default::default() })
             .expect("start simulator");
         let dir = tempfile::tempdir().unwrap();
