@@ -30,6 +30,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLedger {
     path: Option<String>,
+    url: Option<String>,
+    password_env: Option<String>,
+    lease_seconds: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,7 +274,14 @@ pub struct Account {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub ledger_path: PathBuf,
+    /// `[ledger] path` (SQLite, the default) or `url` (PostgreSQL, shared by several workers).
+    pub ledger: crate::ledger::LedgerLocation,
+    /// `[ledger] lease_seconds`: how long a worker's claim on an account lasts without renewal,
+    /// i.e. how soon a dead worker's accounts are taken over.
+    pub lease_ttl: Duration,
+    /// `[ledger] max_connections`: ledger connections, and so accounts cycled at once, per
+    /// process. `None`: every account at once (SQLite's default; PostgreSQL defaults to 16).
+    pub max_connections: Option<usize>,
     pub accounts: Vec<Account>,
     /// Where the file was read from; relative paths in it resolved against its folder.
     pub source: Option<PathBuf>,
@@ -292,7 +303,7 @@ impl Config {
     /// Parse and check a config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        let ledger_path = base.join(raw.ledger.path.as_deref().unwrap_or("state/ledger.sqlite"));
+        let (ledger, lease_ttl, max_connections) = check_ledger(&raw.ledger, base)?;
         let mut accounts = Vec::new();
         let mut names = std::collections::HashSet::new();
         for a in raw.accounts {
@@ -302,12 +313,46 @@ impl Config {
             }
             accounts.push(acct);
         }
-        Ok(Config { ledger_path, accounts, source: None })
+        Ok(Config { ledger, lease_ttl, max_connections, accounts, source: None })
     }
 
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name == name)
     }
+}
+
+fn check_ledger(l: &RawLedger, base: &Path) -> Result<(crate::ledger::LedgerLocation, Duration, Option<usize>), String> {
+    use crate::ledger::LedgerLocation;
+    let location = match (&l.path, &l.url) {
+        (Some(_), Some(_)) => return Err("[ledger]: set either path (SQLite) or url (PostgreSQL), not both".into()),
+        (_, Some(url)) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(format!("[ledger] url {:?} must start with postgres://", crate::ledger::redact_url(url)));
+            }
+            if crate::ledger::redact_url(url) != *url {
+                return Err("[ledger] url must not contain the password: put it in an environment variable named by password_env".into());
+            }
+            LedgerLocation::Postgres { url: url.clone(), password_env: l.password_env.clone() }
+        }
+        (path, None) => {
+            if l.password_env.is_some() {
+                return Err("[ledger] password_env applies only with url (PostgreSQL)".into());
+            }
+            LedgerLocation::Sqlite(base.join(path.as_deref().unwrap_or("state/ledger.sqlite")))
+        }
+    };
+    let lease = l.lease_seconds.unwrap_or(60);
+    if lease == 0 {
+        return Err("[ledger] lease_seconds must be at least 1".into());
+    }
+    if l.max_connections == Some(0) {
+        return Err("[ledger] max_connections must be at least 1".into());
+    }
+    let max_connections = l.max_connections.or(match location {
+        LedgerLocation::Postgres { .. } => Some(16),
+        LedgerLocation::Sqlite(_) => None,
+    });
+    Ok((location, Duration::from_secs(lease), max_connections))
 }
 
 fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
@@ -470,6 +515,10 @@ pub fn template(drop_path: &str, stitch_url: &str) -> String {
 
 [ledger]
 path = "state/ledger.sqlite"         # SQLite file: what was seen, sent and decided
+# url = "postgres://bridge@db.internal:5432/bridge"  # instead of path: PostgreSQL, shared by workers
+# password_env = "STITCH_BRIDGE_DB_PASSWORD"         # the database password, from the environment
+# lease_seconds = 60                 # a dead worker's accounts are taken over after this long
+# max_connections = 16               # accounts cycled at once by one process
 
 [[account]]                          # one entry per warehouse/Stitch account pair
 name = "main"
@@ -510,7 +559,7 @@ token_env = "ACME_STITCH_TOKEN"
     #[test]
     fn relative_paths_resolve_against_config_folder() {
         let c = Config::parse(MIN, Path::new("/etc/sb")).unwrap();
-        assert_eq!(c.ledger_path, PathBuf::from("/etc/sb/state/ledger.sqlite"));
+        assert_eq!(c.ledger, crate::ledger::LedgerLocation::Sqlite(PathBuf::from("/etc/sb/state/ledger.sqlite")));
         assert_eq!(c.accounts[0].drop, DropLocation::Local(PathBuf::from("/etc/sb/drops/acme")));
         assert_eq!(c.accounts[0].settle, Duration::from_secs(10));
     }
@@ -543,6 +592,25 @@ token_env = "ACME_STITCH_TOKEN"
             let err = Config::parse(&text, Path::new(".")).unwrap_err();
             assert!(err.contains(k), "{k}: {err}");
         }
+    }
+
+    #[test]
+    fn ledger_is_a_path_or_a_url_without_password() {
+        use crate::ledger::LedgerLocation;
+        let pg = format!("[ledger]\nurl = \"postgres://sb@127.0.0.1:5432/sb\"\npassword_env = \"SB_DB_PW\"\nlease_seconds = 5\n{MIN}");
+        let c = Config::parse(&pg, Path::new("/c")).unwrap();
+        assert_eq!(
+            c.ledger,
+            LedgerLocation::Postgres { url: "postgres://sb@127.0.0.1:5432/sb".into(), password_env: Some("SB_DB_PW".into()) }
+        );
+        assert_eq!((c.lease_ttl, c.max_connections), (Duration::from_secs(5), Some(16)));
+        let both = format!("[ledger]\npath = \"l.sqlite\"\nurl = \"postgres://h/db\"\n{MIN}");
+        assert!(Config::parse(&both, Path::new("/c")).unwrap_err().contains("not both"));
+        let inline = format!("[ledger]\nurl = \"postgres://sb:hunter2@h/db\"\n{MIN}");
+        let err = Config::parse(&inline, Path::new("/c")).unwrap_err();
+        assert!(err.contains("password_env") && !err.contains("hunter2"), "{err}");
+        let stray = format!("[ledger]\npassword_env = \"X\"\n{MIN}");
+        assert!(Config::parse(&stray, Path::new("/c")).unwrap_err().contains("only with url"));
     }
 
     #[test]

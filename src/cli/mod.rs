@@ -87,7 +87,7 @@ pub fn find_account<'a>(config: &'a crate::config::Config, name: &str) -> Result
 
 /// Open the ledger or explain (locked, damaged, newer); exit code 2.
 pub fn open_ledger(config: &crate::config::Config) -> Result<crate::ledger::Ledger, i32> {
-    crate::ledger::Ledger::open(&config.ledger_path).map_err(|e| {
+    crate::ledger::Ledger::open_at(&config.ledger).map_err(|e| {
         eprintln!("error: {e}");
         crate::engine::exit::USAGE
     })

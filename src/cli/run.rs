@@ -86,6 +86,9 @@ pub fn print_report(report: &RunReport) {
         for p in &a.pending {
             println!("  PENDING (will resume next run): {p}");
         }
+        if let Some(s) = &a.skipped {
+            println!("  skipped: {s}");
+        }
         for p in &a.fatal {
             println!("  ERROR: {p}");
         }

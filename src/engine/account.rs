@@ -1,14 +1,13 @@
-//! One account's cycle: open its ledger, drop and client; refuse if halted; resolve writes a
+//! One account's cycle: open its ledger, claim the account, open drop and client; refuse if halted; resolve writes a
 //! crash left uncertain; take inbound files in the order inventory → orders → shipments; then
 //! send new fulfillments and cancellations to the warehouse.
 
-use super::{halt, AccountReport, Parts};
+use super::{halt, AccountReport, Parts, Worker};
 use crate::config::{Account, DropLocation, TokenSource};
 use crate::drop::{local::LocalDrop, Drop};
 use crate::formats::Kind;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, LedgerLocation};
 use crate::stitch::{ApiError, ClientOptions, HaltKind, StitchClient};
-use std::path::Path;
 
 /// Why a cycle stopped early.
 #[derive(Debug)]
@@ -93,43 +92,67 @@ pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError>
     StitchClient::new(o, token)
 }
 
-pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountReport {
+/// One cycle of one account as `worker`: claim the account, run, release it. An account that
+/// another live worker holds is skipped (reported, not an error); it is that worker's to finish.
+pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, worker: &Worker) -> AccountReport {
     let mut report = AccountReport::new(&acct.name);
-    let started = crate::ledger::now();
-    let clock = std::time::Instant::now();
-    let ledger = match Ledger::open(ledger_path) {
+    let ledger = match Ledger::open_at(location) {
         Ok(l) => l,
         Err(e) => {
             report.fatal.push(e.to_string());
             return report;
         }
     };
+    match ledger.claim_account(&acct.name, &worker.id, worker.lease_ttl) {
+        Ok(true) => {}
+        Ok(false) => {
+            let holder = ledger.account_claim(&acct.name).ok().flatten().map(|l| l.holder).unwrap_or_default();
+            tracing::info!(account = %acct.name, holder = %holder, "skipped: another worker holds the account");
+            report.skipped = Some(format!("another worker ({holder}) is processing this account"));
+            return report;
+        }
+        Err(e) => {
+            report.fatal.push(e.to_string());
+            return report;
+        }
+    }
+    let (report, ledger) = claimed(acct, ledger, parts, report).await;
+    if let Err(e) = ledger.release_account(&acct.name, &worker.id) {
+        // Harmless: the claim lapses after its ttl.
+        tracing::warn!(account = %acct.name, "could not release the account's claim: {e}");
+    }
+    report
+}
+
+async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: AccountReport) -> (AccountReport, Ledger) {
+    let started = crate::ledger::now();
+    let clock = std::time::Instant::now();
     match ledger.halted(&acct.name) {
         Ok(Some(h)) => {
             report.halted = Some(format!(
                 "halted since {} ({}); fix the cause, then run `stitch-bridge resume {}`",
                 h.at, h.code, acct.name
             ));
-            return report;
+            return (report, ledger);
         }
         Ok(None) => {}
         Err(e) => {
             report.fatal.push(e.to_string());
-            return report;
+            return (report, ledger);
         }
     }
     let token = match read_token(&acct.token) {
         Ok(t) => t,
         Err(e) => {
             report.fatal.push(e);
-            return report;
+            return (report, ledger);
         }
     };
     let client = match client_for(acct, &token) {
         Ok(c) => c,
         Err(e) => {
             report.fatal.push(e.to_string());
-            return report;
+            return (report, ledger);
         }
     };
     let drop = match open_drop(acct) {
@@ -138,7 +161,7 @@ pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountR
             tracing::warn!(account = %acct.name, "drop unavailable: {e}");
             report.pending.push(format!("drop unavailable: {e}"));
             let _ = ledger.record_cycle(&acct.name, &started, "pending", &e);
-            return report;
+            return (report, ledger);
         }
     };
     let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None };
@@ -185,7 +208,7 @@ pub async fn cycle(acct: &Account, ledger_path: &Path, parts: Parts) -> AccountR
     let now_ms = chrono::Utc::now().timestamp_millis();
     let oldest = cx.ledger.oldest_waiting_ms(&acct.name).ok().flatten().map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
     crate::metrics::record_cycle(&cx.report, clock.elapsed().as_secs_f64(), oldest);
-    cx.report
+    (cx.report, cx.ledger)
 }
 
 impl AccountCtx<'_> {

@@ -63,6 +63,8 @@ pub struct AccountReport {
     pub pending: Vec<String>,
     /// Problems of set-up (config, ledger, token) that need an operator.
     pub fatal: Vec<String>,
+    /// Not cycled by this worker because another live worker holds the account (not an error).
+    pub skipped: Option<String>,
     pub requests: u64,
     pub write_requests: u64,
     /// Earliest moment (ms since the epoch) a file seen but not yet settled could be taken,
@@ -114,46 +116,131 @@ impl RunReport {
     }
 }
 
-/// Run one cycle for the named accounts (all when `only` is empty), each on its own thread.
+/// One processing worker: its identity in account claims and how long a claim lasts unrenewed.
+/// Several workers (processes, or threads in tests and benches) share accounts through one
+/// ledger; each account is cycled by at most one of them at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    pub id: String,
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Worker {
+    /// This process. The id names host and pid for operators, plus a random tag so a restarted
+    /// process that reuses a pid is a new worker and does not inherit a dead one's claims.
+    pub fn this_process(lease_ttl: std::time::Duration) -> Worker {
+        static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let id = ID.get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = if host.trim().is_empty() { "host" } else { host.trim() };
+            format!("{host}/{}/{:08x}", std::process::id(), rand::random::<u32>())
+        });
+        Worker { id: id.clone(), lease_ttl }
+    }
+}
+
+/// Run one cycle for the named accounts (all when `only` is empty) as this process's worker.
 pub fn run_cycle(config: &Config, only: &[String], parts: Parts) -> RunReport {
+    run_cycle_as(config, only, parts, &Worker::this_process(config.lease_ttl))
+}
+
+/// Run one cycle as `worker`: accounts on at most `config.max_connections` threads, each with its
+/// own runtime and ledger connection; accounts another live worker holds are reported skipped.
+/// While the cycle runs, a heartbeat renews this worker's claims every third of their ttl, so a
+/// long cycle keeps its accounts and a killed one loses them within one ttl.
+pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Worker) -> RunReport {
+    use std::sync::{Arc, Mutex};
     let accounts: Vec<_> = config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).cloned().collect();
-    let ledger_path = config.ledger_path.clone();
-    let handles: Vec<_> = accounts
-        .into_iter()
-        .map(|acct| {
-            let ledger_path = ledger_path.clone();
-            let name = acct.name.clone();
-            let h = std::thread::Builder::new().name(format!("account-{name}")).spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let mut r = AccountReport::new(&acct.name);
-                        r.fatal.push(format!("cannot start runtime: {e}"));
-                        return r;
+    let n = accounts.len();
+    if n == 0 {
+        return RunReport::default();
+    }
+    let slots = config.max_connections.unwrap_or(n).clamp(1, n);
+    // Workers start at different accounts, so they spread over the accounts instead of queuing
+    // behind each other's claims in the same order.
+    let start = rand::random::<u32>() as usize % n;
+    let queue: Arc<Mutex<std::collections::VecDeque<(usize, crate::config::Account)>>> = Arc::new(Mutex::new(
+        accounts.into_iter().enumerate().cycle().skip(start).take(n).collect(),
+    ));
+    let results: Arc<Mutex<Vec<Option<AccountReport>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let (stop_heartbeat, heartbeat) = start_heartbeat(config.ledger.clone(), worker.clone());
+    let threads: Vec<_> = (0..slots)
+        .filter_map(|i| {
+            let (queue, results, ledger, worker) = (queue.clone(), results.clone(), config.ledger.clone(), worker.clone());
+            let spawned = std::thread::Builder::new().name(format!("accounts-{i}")).spawn(move || loop {
+                let Some((idx, acct)) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(rt) => rt.block_on(account::cycle(&acct, &ledger, parts, &worker)),
+                        Err(e) => {
+                            let mut r = AccountReport::new(&acct.name);
+                            r.fatal.push(format!("cannot start runtime: {e}"));
+                            r
+                        }
                     }
-                };
-                rt.block_on(account::cycle(&acct, &ledger_path, parts))
+                }))
+                .unwrap_or_else(|_| {
+                    let mut r = AccountReport::new(&acct.name);
+                    r.fatal.push("internal error: the account's cycle panicked; nothing after the last recorded step was done".into());
+                    r
+                });
+                results.lock().unwrap_or_else(|e| e.into_inner())[idx] = Some(r);
             });
-            (name, h)
+            match spawned {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!("cannot start an account thread: {e}");
+                    None
+                }
+            }
         })
         .collect();
-    let mut report = RunReport::default();
-    for (name, h) in handles {
-        match h {
-            Ok(h) => match h.join() {
-                Ok(r) => report.accounts.push(r),
-                Err(_) => {
-                    let mut r = AccountReport::new(&name);
-                    r.fatal.push("internal error: the account's cycle panicked; nothing after the last recorded step was done".into());
-                    report.accounts.push(r);
-                }
-            },
-            Err(e) => {
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(stop_heartbeat);
+    if let Some(h) = heartbeat {
+        let _ = h.join();
+    }
+    let names: Vec<String> = config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).map(|a| a.name.clone()).collect();
+    let results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
+    let accounts = results
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| {
+            r.unwrap_or_else(|| {
                 let mut r = AccountReport::new(&name);
-                r.fatal.push(format!("cannot start thread: {e}"));
-                report.accounts.push(r);
+                r.fatal.push("cannot start a thread for this account".into());
+                r
+            })
+        })
+        .collect();
+    RunReport { accounts }
+}
+
+/// The heartbeat thread; it stops when the returned sender is dropped.
+fn start_heartbeat(
+    location: crate::ledger::LedgerLocation,
+    worker: Worker,
+) -> (std::sync::mpsc::Sender<()>, Option<std::thread::JoinHandle<()>>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let every = (worker.lease_ttl / 3).max(std::time::Duration::from_millis(100));
+    let h = std::thread::Builder::new().name("lease-heartbeat".into()).spawn(move || {
+        let mut ledger = None;
+        // A timer, not synchronisation: wake every `every` until the cycle ends.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+            if ledger.is_none() {
+                ledger = crate::ledger::Ledger::open_at(&location)
+                    .map_err(|e| tracing::warn!("lease heartbeat cannot open the ledger: {e}"))
+                    .ok();
+            }
+            if let Some(l) = &ledger {
+                if let Err(e) = l.renew_leases(&worker.id, worker.lease_ttl) {
+                    tracing::warn!("lease heartbeat: {e}");
+                    ledger = None;
+                }
             }
         }
-    }
-    report
+    });
+    (tx, h.ok())
 }

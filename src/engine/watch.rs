@@ -14,7 +14,7 @@
 use super::{account, AccountReport, Parts};
 use crate::config::{Account, Config, DropLocation};
 use crate::ledger::Ledger;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -95,7 +95,8 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
         let lease = format!("drop:{}", acct.name);
         let lp = AccountLoop {
             acct,
-            ledger_path: config.ledger_path.clone(),
+            ledger_path: config.ledger.clone(),
+            worker: super::Worker::this_process(config.lease_ttl),
             lease,
             holder: holder.clone(),
             ttl: opts.lease_ttl,
@@ -137,7 +138,8 @@ fn jitter(d: Duration) -> Duration {
 
 struct AccountLoop {
     acct: Account,
-    ledger_path: PathBuf,
+    ledger_path: crate::ledger::LedgerLocation,
+    worker: super::Worker,
     lease: String,
     holder: String,
     ttl: Duration,
@@ -178,7 +180,7 @@ impl AccountLoop {
             }
         };
         let mut ledger = loop {
-            match Ledger::open(&self.ledger_path) {
+            match Ledger::open_at(&self.ledger_path) {
                 Ok(l) => break l,
                 Err(e) => {
                     tracing::error!(account = %name, "{e}; retrying");
@@ -333,12 +335,12 @@ impl AccountLoop {
             }
             ledger
         });
-        let report = rt.block_on(account::cycle(&self.acct, &self.ledger_path, parts));
+        let report = rt.block_on(account::cycle(&self.acct, &self.ledger_path, parts, &self.worker));
         let _ = done_tx.send(());
         let ledger = match renewer.join() {
             Ok(l) => l,
             Err(_) => {
-                Ledger::open(&self.ledger_path).expect("ledger reopened after a renewer panic")
+                Ledger::open_at(&self.ledger_path).expect("ledger reopened after a renewer panic")
             }
         };
         (report, ledger)

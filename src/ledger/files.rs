@@ -6,8 +6,8 @@
 //! `ErrorsWritten` → `Moved`. A crash between any two steps leaves a row whose `step` says
 //! exactly what remains, and every step is safe to redo (see `engine::file`).
 
+use super::db::{p, Dialect, Row, RowResult};
 use super::{now, Ledger, Result};
-use rusqlite::OptionalExtension;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileState {
@@ -117,62 +117,60 @@ pub struct Observation {
 const COLS: &str = "id, account, kind, path, size, mtime, sha256, state, step, duplicate_of, result_path, \
                     errors_path, final_path, reject_file, accepted, rejected, message, first_seen, updated_at";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+fn row(r: &Row) -> RowResult<FileRow> {
     Ok(FileRow {
-        id: r.get(0)?,
-        account: r.get(1)?,
-        kind: r.get(2)?,
-        path: r.get(3)?,
-        size: r.get(4)?,
-        mtime: r.get(5)?,
-        sha256: r.get(6)?,
-        state: FileState::parse(&r.get::<_, String>(7)?),
-        step: FileStep::parse(&r.get::<_, String>(8)?),
-        duplicate_of: r.get(9)?,
-        result_path: r.get(10)?,
-        errors_path: r.get(11)?,
-        final_path: r.get(12)?,
-        reject_file: r.get(13)?,
-        accepted: r.get(14)?,
-        rejected: r.get(15)?,
-        message: r.get(16)?,
-        first_seen: r.get(17)?,
-        updated_at: r.get(18)?,
+        id: r.int(0)?,
+        account: r.text(1)?,
+        kind: r.text(2)?,
+        path: r.text(3)?,
+        size: r.int(4)?,
+        mtime: r.int(5)?,
+        sha256: r.opt_text(6)?,
+        state: FileState::parse(&r.text(7)?),
+        step: FileStep::parse(&r.text(8)?),
+        duplicate_of: r.opt_int(9)?,
+        result_path: r.opt_text(10)?,
+        errors_path: r.opt_text(11)?,
+        final_path: r.opt_text(12)?,
+        reject_file: r.flag(13)?,
+        accepted: r.int(14)?,
+        rejected: r.int(15)?,
+        message: r.opt_text(16)?,
+        first_seen: r.text(17)?,
+        updated_at: r.text(18)?,
     })
 }
 
 impl Ledger {
     /// Record this poll's view of a path; returns since when it has looked exactly like this.
     pub fn observe(&self, account: &str, path: &str, size: u64, mtime_ms: i64, now_ms: i64) -> Result<Observation> {
-        let prev: Option<(i64, i64, i64)> = self.sql(
-            self.conn
-                .query_row(
-                    "SELECT size, mtime, since_ms FROM observations WHERE account=?1 AND path=?2",
-                    (account, path),
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional(),
+        let prev = self.query_opt(
+            "SELECT size, mtime, since_ms FROM observations WHERE account=?1 AND path=?2",
+            p![account, path],
+            |r| Ok((r.int(0)?, r.int(1)?, r.int(2)?)),
         )?;
         if let Some((s, m, since)) = prev {
             if s == size as i64 && m == mtime_ms {
                 return Ok(Observation { since_ms: since });
             }
         }
-        self.sql(self.conn.execute(
+        self.exec(
             "INSERT INTO observations(account, path, size, mtime, since_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(account, path) DO UPDATE SET size=excluded.size, mtime=excluded.mtime, since_ms=excluded.since_ms",
-            (account, path, size as i64, mtime_ms, now_ms),
-        ))?;
+            p![account, path, size as i64, mtime_ms, now_ms],
+        )?;
         Ok(Observation { since_ms: now_ms })
     }
 
     /// When the longest-waiting file still in `inbound/` was first seen as it is now.
     pub fn oldest_waiting_ms(&self, account: &str) -> Result<Option<i64>> {
-        self.sql(self.conn.query_row("SELECT MIN(since_ms) FROM observations WHERE account=?1", [account], |r| r.get(0)))
+        Ok(self
+            .query_opt("SELECT MIN(since_ms) FROM observations WHERE account=?1", p![account], |r| r.opt_int(0))?
+            .flatten())
     }
 
     pub fn forget_observation(&self, account: &str, path: &str) -> Result<()> {
-        self.sql(self.conn.execute("DELETE FROM observations WHERE account=?1 AND path=?2", (account, path)))?;
+        self.exec("DELETE FROM observations WHERE account=?1 AND path=?2", p![account, path])?;
         Ok(())
     }
 
@@ -183,60 +181,46 @@ impl Ledger {
             return Ok(f);
         }
         let t = now();
-        self.sql(self.conn.execute(
+        let id = self.query_opt(
             "INSERT INTO files(account, kind, path, size, mtime, state, step, first_seen, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'processing', 'taken', ?6, ?6)",
-            (account, kind, path, size as i64, mtime_ms, &t),
-        ))?;
-        let id = self.conn.last_insert_rowid();
+             VALUES (?1, ?2, ?3, ?4, ?5, 'processing', 'taken', ?6, ?6) RETURNING id",
+            p![account, kind, path, size as i64, mtime_ms, &t],
+            |r| r.int(0),
+        )?;
+        let id = id.ok_or_else(|| self.err(super::db::DbError::Row("INSERT … RETURNING gave no row".into())))?;
         self.file(id).map(|f| f.expect("row just inserted"))
     }
 
     pub fn unfinished_file(&self, account: &str, path: &str) -> Result<Option<FileRow>> {
-        self.sql(
-            self.conn
-                .query_row(
-                    &format!("SELECT {COLS} FROM files WHERE account=?1 AND path=?2 AND state='processing' ORDER BY id DESC LIMIT 1"),
-                    (account, path),
-                    row,
-                )
-                .optional(),
+        self.query_opt(
+            &format!("SELECT {COLS} FROM files WHERE account=?1 AND path=?2 AND state='processing' ORDER BY id DESC LIMIT 1"),
+            p![account, path],
+            row,
         )
     }
 
     pub fn unfinished_files(&self, account: &str) -> Result<Vec<FileRow>> {
-        let mut st = self.sql(self.conn.prepare(&format!(
-            "SELECT {COLS} FROM files WHERE account=?1 AND state='processing' ORDER BY id"
-        )))?;
-        let rows = self.sql(st.query_map([account], row))?;
-        self.sql(rows.collect())
+        self.query(&format!("SELECT {COLS} FROM files WHERE account=?1 AND state='processing' ORDER BY id"), p![account], row)
     }
 
     pub fn file(&self, id: i64) -> Result<Option<FileRow>> {
-        self.sql(self.conn.query_row(&format!("SELECT {COLS} FROM files WHERE id=?1"), [id], row).optional())
+        self.query_opt(&format!("SELECT {COLS} FROM files WHERE id=?1"), p![id], row)
     }
 
     pub fn set_hash(&self, id: i64, sha256: &str, size: u64) -> Result<()> {
-        self.sql(self.conn.execute(
-            "UPDATE files SET sha256=?2, size=?3, updated_at=?4 WHERE id=?1",
-            (id, sha256, size as i64, now()),
-        ))?;
+        self.exec("UPDATE files SET sha256=?2, size=?3, updated_at=?4 WHERE id=?1", p![id, sha256, size as i64, now()])?;
         Ok(())
     }
 
     /// An earlier, finished file of this account with the same content.
     pub fn processed_with_hash(&self, account: &str, sha256: &str, except: i64) -> Result<Option<FileRow>> {
-        self.sql(
-            self.conn
-                .query_row(
-                    &format!(
-                        "SELECT {COLS} FROM files WHERE account=?1 AND sha256=?2 AND id<>?3 AND state='archived'
-                         AND duplicate_of IS NULL ORDER BY id LIMIT 1"
-                    ),
-                    (account, sha256, except),
-                    row,
-                )
-                .optional(),
+        self.query_opt(
+            &format!(
+                "SELECT {COLS} FROM files WHERE account=?1 AND sha256=?2 AND id<>?3 AND state='archived'
+                 AND duplicate_of IS NULL ORDER BY id LIMIT 1"
+            ),
+            p![account, sha256, except],
+            row,
         )
     }
 
@@ -250,87 +234,91 @@ impl Ledger {
         reject_file: bool,
         message: Option<&str>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let map = |e| super::classify(&path, e);
-        let tx = self.conn.transaction().map_err(map)?;
-        tx.execute("DELETE FROM records WHERE file_id=?1", [id]).map_err(map)?;
-        let (mut acc, mut rej) = (0i64, 0i64);
-        {
-            let mut st = tx
-                .prepare("INSERT INTO records(file_id, line, key, outcome, remote_id, code, message) VALUES (?1,?2,?3,?4,?5,?6,?7)")
-                .map_err(map)?;
+        self.transaction(|tx| {
+            tx.exec("DELETE FROM records WHERE file_id=?1", p![id])?;
+            let (mut acc, mut rej) = (0i64, 0i64);
             for r in records {
                 if r.outcome == "rejected" {
                     rej += 1
                 } else {
                     acc += 1
                 }
-                st.execute((id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.code, &r.message)).map_err(map)?;
+                tx.exec(
+                    "INSERT INTO records(file_id, line, key, outcome, remote_id, code, message) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    p![id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.code, &r.message],
+                )?;
             }
-        }
-        tx.execute(
-            "UPDATE files SET step='applied', accepted=?2, rejected=?3, duplicate_of=?4, message=?5, updated_at=?6, reject_file=?7 WHERE id=?1",
-            (id, acc, rej, duplicate_of, message, now(), reject_file),
-        )
-        .map_err(map)?;
-        tx.commit().map_err(map)
+            tx.exec(
+                "UPDATE files SET step='applied', accepted=?2, rejected=?3, duplicate_of=?4, message=?5, updated_at=?6, reject_file=?7 WHERE id=?1",
+                p![id, acc, rej, duplicate_of, message, now(), reject_file],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn outcomes(&self, id: i64) -> Result<Vec<StoredRecord>> {
-        let mut st = self.sql(self.conn.prepare(
-            "SELECT line, key, outcome, remote_id, code, message FROM records WHERE file_id=?1 ORDER BY line, rowid",
-        ))?;
-        let rows = self.sql(st.query_map([id], |r| {
-            Ok(StoredRecord {
-                line: r.get::<_, i64>(0)? as u64,
-                key: r.get(1)?,
-                outcome: r.get(2)?,
-                remote_id: r.get(3)?,
-                code: r.get(4)?,
-                message: r.get(5)?,
-            })
-        }))?;
-        self.sql(rows.collect())
+        // Insertion order breaks ties between records on one line: SQLite's implicit rowid,
+        // PostgreSQL's identity column.
+        let tiebreak = match self.dialect() {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "id",
+        };
+        self.query(
+            &format!("SELECT line, key, outcome, remote_id, code, message FROM records WHERE file_id=?1 ORDER BY line, {tiebreak}"),
+            p![id],
+            |r| {
+                Ok(StoredRecord {
+                    line: r.int(0)? as u64,
+                    key: r.text(1)?,
+                    outcome: r.text(2)?,
+                    remote_id: r.text(3)?,
+                    code: r.text(4)?,
+                    message: r.text(5)?,
+                })
+            },
+        )
     }
 
     pub fn set_step(&self, id: i64, step: FileStep, result_path: Option<&str>, errors_path: Option<&str>) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "UPDATE files SET step=?2, result_path=COALESCE(?3, result_path), errors_path=COALESCE(?4, errors_path), updated_at=?5 WHERE id=?1",
-            (id, step.as_str(), result_path, errors_path, now()),
-        ))?;
+            p![id, step.as_str(), result_path, errors_path, now()],
+        )?;
         Ok(())
     }
 
     /// Record where the original will be moved *before* moving it, so a crash between the two
     /// is recognised (target present, source gone) instead of looking like a lost file.
     pub fn plan_final_path(&self, id: i64, final_path: &str) -> Result<()> {
-        self.sql(self.conn.execute("UPDATE files SET final_path=?2, updated_at=?3 WHERE id=?1", (id, final_path, now())))?;
+        self.exec("UPDATE files SET final_path=?2, updated_at=?3 WHERE id=?1", p![id, final_path, now()])?;
         Ok(())
     }
 
     pub fn finish_file(&self, id: i64, state: FileState, final_path: &str) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "UPDATE files SET state=?2, step='moved', final_path=?3, updated_at=?4 WHERE id=?1",
-            (id, state.as_str(), final_path, now()),
-        ))?;
+            p![id, state.as_str(), final_path, now()],
+        )?;
         Ok(())
     }
 
     pub fn recent_files(&self, account: Option<&str>, limit: usize) -> Result<Vec<FileRow>> {
-        let mut st = self.sql(self.conn.prepare(&format!(
-            "SELECT {COLS} FROM files WHERE (?1 IS NULL OR account=?1) ORDER BY id DESC LIMIT ?2"
-        )))?;
-        let rows = self.sql(st.query_map((account, limit as i64), row))?;
-        self.sql(rows.collect())
+        self.query(
+            &format!("SELECT {COLS} FROM files WHERE (CAST(?1 AS TEXT) IS NULL OR account=?1) ORDER BY id DESC LIMIT ?2"),
+            p![account, limit as i64],
+            row,
+        )
     }
 
     /// (archived, rejected) files finished since `since` (RFC 3339).
     pub fn file_counts_since(&self, account: &str, since: &str) -> Result<(i64, i64)> {
-        self.sql(self.conn.query_row(
-            "SELECT COALESCE(SUM(state='archived'),0), COALESCE(SUM(state='rejected'),0) FROM files
-             WHERE account=?1 AND updated_at >= ?2",
-            (account, since),
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        ))
+        let r = self.query_opt(
+            "SELECT COALESCE(SUM(CASE WHEN state='archived' THEN 1 ELSE 0 END),0),
+                    COALESCE(SUM(CASE WHEN state='rejected' THEN 1 ELSE 0 END),0)
+             FROM files WHERE account=?1 AND updated_at >= ?2",
+            p![account, since],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )?;
+        Ok(r.unwrap_or((0, 0)))
     }
 }

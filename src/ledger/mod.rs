@@ -1,11 +1,14 @@
-//! The ledger: one SQLite file that remembers what was seen, decided and sent.
+//! The ledger: what was seen, decided and sent, in SQLite (one file, the default) or PostgreSQL
+//! (shared by several worker processes).
 //!
 //! It is the memory that makes "nothing lost, nothing twice" possible: files by content hash,
 //! each remote write as an intent recorded before the request and completed after it
 //! (`outbox.rs`), fulfillments already sent to the warehouse, and account halts.
 //! A ledger that cannot be opened is an error, never a silent fresh start: a new empty ledger
-//! would re-send everything.
+//! would re-send everything. Several workers share accounts through leases ([`Ledger::claim_account`]):
+//! an account is processed by at most one live worker at a time.
 
+mod db;
 mod files;
 mod migrations;
 mod outbox;
@@ -13,29 +16,101 @@ mod outbox;
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use outbox::{Intent, IntentState};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use db::{p, Db, DbError, Dialect, Row, RowResult};
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("ledger {path} is locked by another process (is another stitch-bridge running?)")]
-    Locked { path: PathBuf },
-    #[error("ledger {path} is damaged or not a stitch-bridge ledger: {message}. Restore it from a backup; do not delete it (a fresh ledger would send everything again)")]
-    Corrupt { path: PathBuf, message: String },
-    #[error("ledger {path} was written by a newer stitch-bridge (schema {found}, this build knows {known})")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
-    #[error("ledger {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
-    #[error("ledger {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("ledger {at} is locked by another process (is another stitch-bridge running?)")]
+    Locked { at: String },
+    #[error("ledger {at} is damaged or not a stitch-bridge ledger: {message}. Restore it from a backup; do not delete it (a fresh ledger would send everything again)")]
+    Corrupt { at: String, message: String },
+    #[error("ledger {at} was written by a newer stitch-bridge (schema {found}, this build knows {known})")]
+    TooNew { at: String, found: i64, known: i64 },
+    #[error("ledger {at}: {source}")]
+    Sql { at: String, source: rusqlite::Error },
+    #[error("ledger {at}: {source}")]
+    Io { at: String, source: std::io::Error },
+    #[error("ledger {at}: {message}")]
+    Config { at: String, message: String },
+    #[error("cannot reach the PostgreSQL ledger {at}: {message}. Nothing was processed; the work waits for the database")]
+    Unreachable { at: String, message: String },
+    #[error("the PostgreSQL ledger {at} refused the credentials: {message}. Check the user in the URL and the password variable")]
+    Auth { at: String, message: String },
+    #[error("ledger {at}: {source}")]
+    Postgres { at: String, source: postgres::Error },
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
 
+/// Where the ledger lives: `[ledger] path = …` or `[ledger] url = "postgres://…"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerLocation {
+    Sqlite(PathBuf),
+    /// The password is never part of the config: it is read from `password_env` at connect time.
+    Postgres { url: String, password_env: Option<String> },
+}
+
+impl LedgerLocation {
+    /// For messages and logs: PostgreSQL URLs with any password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            LedgerLocation::Sqlite(p) => p.display().to_string(),
+            LedgerLocation::Postgres { url, .. } => redact_url(url),
+        }
+    }
+}
+
+/// Mask a password in a URL's user info or in a `password=` parameter.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                out = format!("{}***{}", &out[..scheme_end + 3 + colon + 1], &out[scheme_end + 3 + at..]);
+            }
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    if let Some(i) = lower.find("password=") {
+        let v = i + "password=".len();
+        let end = out[v..].find(['&', ' ']).map_or(out.len(), |e| v + e);
+        out = format!("{}***{}", &out[..v], &out[end..]);
+    }
+    out
+}
+
 pub struct Ledger {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
+    /// Where, for messages: a file path or a redacted URL.
+    at: String,
+    /// PostgreSQL: the key under which the connection returns to [`IDLE`] when dropped.
+    pool_key: Option<String>,
+}
+
+/// Idle PostgreSQL connections of this process, by URL and password variable. Cycles open a
+/// ledger per account per cycle; reusing connections saves a TCP and SCRAM handshake each time.
+static IDLE: std::sync::Mutex<Vec<(String, db::Pg)>> = std::sync::Mutex::new(Vec::new());
+/// More idle connections than this are closed (a process uses `max_connections` + 1 at once).
+const MAX_IDLE: usize = 64;
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let (Some(key), Db::Postgres(pg)) = (self.pool_key.take(), &mut self.db) {
+            let pg = pg.take();
+            if pg.healthy() {
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() >= MAX_IDLE {
+                    idle.remove(0);
+                }
+                idle.push((key, pg));
+            }
+        }
+    }
 }
 
 /// A halted account: why, and since when.
@@ -47,16 +122,26 @@ pub struct Halt {
     pub at: String,
 }
 
+/// A lease row: who holds a name, and until when (milliseconds since the epoch, in the
+/// database's clock for PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_ms: i64,
+}
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Ledger {
-    /// Open (creating if absent) and migrate. The file is made 0600: it names customers' orders.
+    /// Open (creating if absent) and migrate a SQLite ledger. The file is made 0600: it names
+    /// customers' orders.
     pub fn open(path: &Path) -> Result<Ledger> {
+        let at = path.display().to_string();
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: path.into(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { at: at.clone(), source })?;
             }
         }
         let existed = path.exists();
@@ -64,216 +149,359 @@ impl Ledger {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| classify(path, e))?;
+        .map_err(|e| classify(&at, e))?;
         if !existed {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(path, e))?;
-        let mut ledger = Ledger { conn, path: path.to_path_buf() };
-        ledger.init()?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
+        let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
+        ledger.init_sqlite()?;
         Ok(ledger)
     }
 
-    fn init(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        // quick_check reads every page header: a damaged file is caught here, not mid-cycle.
-        let check: String = self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| classify(&path, e))?;
-        if check != "ok" {
-            return Err(LedgerError::Corrupt { path, message: check });
+    /// Open the ledger a config names: SQLite file or PostgreSQL server.
+    pub fn open_at(location: &LedgerLocation) -> Result<Ledger> {
+        match location {
+            LedgerLocation::Sqlite(p) => Ledger::open(p),
+            LedgerLocation::Postgres { url, password_env } => Ledger::connect_pg(url, password_env.as_deref()),
         }
-        self.conn
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(|e| classify(&path, e))?;
-        migrations::migrate(&mut self.conn).map_err(|e| match e {
-            migrations::MigrateError::TooNew { found, known } => LedgerError::TooNew { path: path.clone(), found, known },
-            migrations::MigrateError::Sql(e) => classify(&path, e),
+    }
+
+    fn connect_pg(url: &str, password_env: Option<&str>) -> Result<Ledger> {
+        let at = redact_url(url);
+        // The parser's messages name options, never their values, so they cannot leak a password.
+        let mut cfg: postgres::Config = url
+            .parse()
+            .map_err(|e| LedgerError::Config { at: at.clone(), message: format!("not a usable PostgreSQL URL ({e})") })?;
+        if let Some(var) = password_env {
+            match std::env::var(var) {
+                Ok(pw) if !pw.is_empty() => {
+                    cfg.password(pw);
+                }
+                _ => {
+                    return Err(LedgerError::Config {
+                        at,
+                        message: format!("the database password is expected in environment variable {var}, which is not set"),
+                    })
+                }
+            }
+        }
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(10));
+        }
+        cfg.application_name("stitch-bridge");
+        let key = format!("{url}\n{password_env:?}");
+        let idle = {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            idle.iter().rposition(|(k, _)| *k == key).map(|i| idle.remove(i).1)
+        };
+        let pg = match idle {
+            Some(pg) => pg,
+            None => db::Pg::connect(cfg).map_err(|e| classify_pg(&at, e, true))?,
+        };
+        // The schema is checked on every open, pooled or not: another process may have moved it.
+        let ledger = Ledger { db: Db::Postgres(pg), at, pool_key: Some(key) };
+        let Db::Postgres(pg) = &ledger.db else { unreachable!() };
+        pg.call(|c| migrations::migrate_pg(&mut c.client)).map_err(|e| ledger.err(e))?.map_err(|e| match e {
+            migrations::PgMigrateError::TooNew { found, known } => LedgerError::TooNew { at: ledger.at.clone(), found, known },
+            migrations::PgMigrateError::Sql(e) => classify_pg(&ledger.at, e, false),
+        })?;
+        Ok(ledger)
+    }
+
+    fn init_sqlite(&mut self) -> Result<()> {
+        let at = self.at.clone();
+        let Db::Sqlite(conn) = &mut self.db else { unreachable!("init_sqlite on a SQLite ledger") };
+        // quick_check reads every page header: a damaged file is caught here, not mid-cycle.
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| classify(&at, e))?;
+        if check != "ok" {
+            return Err(LedgerError::Corrupt { at, message: check });
+        }
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| classify(&at, e))?;
+        migrations::migrate(conn).map_err(|e| match e {
+            migrations::MigrateError::TooNew { found, known } => LedgerError::TooNew { at: at.clone(), found, known },
+            migrations::MigrateError::Sql(e) => classify(&at, e),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where this ledger is, for messages (file path or redacted URL).
+    pub fn location(&self) -> &str {
+        &self.at
     }
 
-    pub(crate) fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| classify(&self.path, e))
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.db.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    pub(crate) fn err(&self, e: DbError) -> LedgerError {
+        match e {
+            DbError::Sqlite(e) => classify(&self.at, e),
+            DbError::Pg(e) => classify_pg(&self.at, e, false),
+            DbError::Row(message) => LedgerError::Corrupt { at: self.at.clone(), message },
+            DbError::Gone => LedgerError::Unreachable { at: self.at.clone(), message: "the connection's thread ended".into() },
+        }
+    }
+
+    pub(crate) fn exec(&self, sql: &str, params: &[db::Val]) -> Result<u64> {
+        self.db.exec(sql, params).map_err(|e| self.err(e))
+    }
+
+    pub(crate) fn query<T>(&self, sql: &str, params: &[db::Val], f: impl Fn(&Row) -> RowResult<T>) -> Result<Vec<T>> {
+        let rows = self.db.query(sql, params).map_err(|e| self.err(e))?;
+        rows.iter().map(|r| f(r).map_err(|e| self.err(DbError::Row(e)))).collect()
+    }
+
+    pub(crate) fn query_opt<T>(&self, sql: &str, params: &[db::Val], f: impl Fn(&Row) -> RowResult<T>) -> Result<Option<T>> {
+        Ok(self.query(sql, params, f)?.into_iter().next())
+    }
+
+    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut db::Tx<'_>) -> db::DbResult<T>) -> Result<T> {
+        let r = self.db.transaction(f);
+        r.map_err(|e| self.err(e))
     }
 
     // ---- halts -------------------------------------------------------------------------------
 
     pub fn halt(&self, account: &str, code: &str, reason: &str) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "INSERT INTO halts(account, code, reason, at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(account) DO UPDATE SET code=excluded.code, reason=excluded.reason, at=excluded.at",
-            (account, code, reason, now()),
-        ))?;
+            p![account, code, reason, now()],
+        )?;
         Ok(())
     }
 
     pub fn halted(&self, account: &str) -> Result<Option<Halt>> {
-        self.sql(
-            self.conn
-                .query_row("SELECT account, code, reason, at FROM halts WHERE account = ?1", [account], |r| {
-                    Ok(Halt { account: r.get(0)?, code: r.get(1)?, reason: r.get(2)?, at: r.get(3)? })
-                })
-                .optional(),
-        )
+        self.query_opt("SELECT account, code, reason, at FROM halts WHERE account = ?1", p![account], |r| {
+            Ok(Halt { account: r.text(0)?, code: r.text(1)?, reason: r.text(2)?, at: r.text(3)? })
+        })
     }
 
     /// Returns whether the account was halted.
     pub fn resume(&self, account: &str) -> Result<bool> {
-        Ok(self.sql(self.conn.execute("DELETE FROM halts WHERE account = ?1", [account]))? > 0)
+        Ok(self.exec("DELETE FROM halts WHERE account = ?1", p![account])? > 0)
     }
 
     // ---- fulfillments sent to the warehouse ----------------------------------------------------
 
     pub fn fulfillment_sent(&self, account: &str, fulfillment_id: &str) -> Result<bool> {
-        self.sql(
-            self.conn
-                .query_row(
-                    "SELECT 1 FROM sent_fulfillments WHERE account=?1 AND fulfillment_id=?2",
-                    (account, fulfillment_id),
-                    |_| Ok(()),
-                )
-                .optional(),
+        self.query_opt(
+            "SELECT 1 FROM sent_fulfillments WHERE account=?1 AND fulfillment_id=?2",
+            p![account, fulfillment_id],
+            |_| Ok(()),
         )
         .map(|o| o.is_some())
     }
 
     pub fn mark_fulfillment_sent(&self, account: &str, fulfillment_id: &str, order_ref: &str, file: &str) -> Result<()> {
-        self.sql(self.conn.execute(
-            "INSERT OR IGNORE INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'sent')",
-            (account, fulfillment_id, order_ref, file, now()),
-        ))?;
+        self.exec(
+            "INSERT INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'sent') ON CONFLICT DO NOTHING",
+            p![account, fulfillment_id, order_ref, file, now()],
+        )?;
         Ok(())
     }
 
     /// Fulfillments sent to the warehouse whose fate (complete or cancelled) is not yet known.
     pub fn fulfillments_in_flight(&self, account: &str) -> Result<Vec<(String, String)>> {
-        let mut st = self.sql(self.conn.prepare(
+        self.query(
             "SELECT fulfillment_id, order_ref FROM sent_fulfillments WHERE account=?1 AND state='sent' ORDER BY sent_at",
-        ))?;
-        let rows = self.sql(st.query_map([account], |r| Ok((r.get(0)?, r.get(1)?))))?;
-        self.sql(rows.collect())
+            p![account],
+            |r| Ok((r.text(0)?, r.text(1)?)),
+        )
     }
 
     /// The fulfillment sent for an order reference, for shipment files that name only the order.
     pub fn fulfillment_for_order(&self, account: &str, order_ref: &str) -> Result<Option<String>> {
-        self.sql(
-            self.conn
-                .query_row(
-                    "SELECT fulfillment_id FROM sent_fulfillments WHERE account=?1 AND order_ref=?2 ORDER BY sent_at DESC LIMIT 1",
-                    (account, order_ref),
-                    |r| r.get(0),
-                )
-                .optional(),
+        self.query_opt(
+            "SELECT fulfillment_id FROM sent_fulfillments WHERE account=?1 AND order_ref=?2 ORDER BY sent_at DESC LIMIT 1",
+            p![account, order_ref],
+            |r| r.text(0),
         )
     }
 
     /// `state`: `complete` or `cancelled`; `cancel_file` set once the cancel file is written.
     pub fn set_fulfillment_state(&self, account: &str, fulfillment_id: &str, state: &str, cancel_file: Option<&str>) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "UPDATE sent_fulfillments SET state=?3, cancel_file=COALESCE(?4, cancel_file), closed_at=?5
              WHERE account=?1 AND fulfillment_id=?2",
-            (account, fulfillment_id, state, cancel_file, now()),
-        ))?;
+            p![account, fulfillment_id, state, cancel_file, now()],
+        )?;
         Ok(())
     }
 
     pub fn count_sent_fulfillments(&self, account: &str) -> Result<(i64, i64)> {
-        self.sql(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(state='cancelled'),0) FROM sent_fulfillments WHERE account=?1",
-            [account],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        ))
+        let r = self.query_opt(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state='cancelled' THEN 1 ELSE 0 END),0) FROM sent_fulfillments WHERE account=?1",
+            p![account],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )?;
+        Ok(r.unwrap_or((0, 0)))
     }
 
     // ---- cycles and schedules ----------------------------------------------------------------
 
     pub fn record_cycle(&self, account: &str, started: &str, outcome: &str, summary: &str) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "INSERT INTO cycles(account, started_at, finished_at, outcome, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
-            (account, started, now(), outcome, summary),
-        ))?;
+            p![account, started, now(), outcome, summary],
+        )?;
         Ok(())
     }
 
     pub fn last_cycle(&self, account: &str) -> Result<Option<(String, String, String)>> {
-        self.sql(
-            self.conn
-                .query_row(
-                    "SELECT finished_at, outcome, summary FROM cycles WHERE account=?1 ORDER BY id DESC LIMIT 1",
-                    [account],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional(),
+        self.query_opt(
+            "SELECT finished_at, outcome, summary FROM cycles WHERE account=?1 ORDER BY id DESC LIMIT 1",
+            p![account],
+            |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)),
         )
     }
 
     /// Generic small key/value memory (e.g. when an account last pulled fulfillments).
     pub fn get_mark(&self, key: &str) -> Result<Option<String>> {
-        self.sql(self.conn.query_row("SELECT value FROM marks WHERE key=?1", [key], |r| r.get(0)).optional())
+        self.query_opt("SELECT value FROM marks WHERE key=?1", p![key], |r| r.text(0))
     }
 
     pub fn set_mark(&self, key: &str, value: &str) -> Result<()> {
-        self.sql(self.conn.execute(
+        self.exec(
             "INSERT INTO marks(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (key, value),
-        ))?;
+            p![key, value],
+        )?;
         Ok(())
     }
 
-    // ---- leases (one watcher per drop) ---------------------------------------------------------
+    // ---- leases ----------------------------------------------------------------------------------
 
-    /// Take or renew a lease. Succeeds if free, expired, or already ours. A holder that dies
-    /// simply stops renewing, so its lease lapses after `ttl`.
+    /// The clock leases are judged by, as SQL taking parameter `?n` (bound by [`Self::lease_params`]).
+    /// PostgreSQL uses its own clock, so workers on machines whose clocks disagree can never both
+    /// believe they hold one lease; SQLite ledgers are local, so this machine's clock serves.
+    fn lease_now(&self, n: usize) -> String {
+        match self.dialect() {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)".into(),
+        }
+    }
+
+    fn lease_params(&self, mut params: Vec<db::Val>) -> Vec<db::Val> {
+        if self.dialect() == Dialect::Sqlite {
+            params.push(db::Val::Int(chrono::Utc::now().timestamp_millis()));
+        }
+        params
+    }
+
+    /// Take or renew a lease in one atomic upsert. Succeeds if free, expired, or already ours. A
+    /// holder that dies simply stops renewing, so its lease lapses after `ttl`.
     pub fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let expires = now_ms + ttl.as_millis() as i64;
-        let n = self.sql(self.conn.execute(
-            "INSERT INTO leases(name, holder, expires_ms) VALUES (?1, ?2, ?3)
+        let now = self.lease_now(4);
+        // On conflict the row is locked and the WHERE re-checked against its latest version, so
+        // of two workers racing for a lapsed lease exactly one update applies.
+        let sql = format!(
+            "INSERT INTO leases(name, holder, expires_ms) VALUES (?1, ?2, {now} + ?3)
              ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, expires_ms=excluded.expires_ms
-             WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4",
-            (name, holder, expires, now_ms),
-        ))?;
+             WHERE leases.holder = excluded.holder OR leases.expires_ms <= {now}"
+        );
+        let n = self.exec(&sql, &self.lease_params(p![name, holder, ttl.as_millis() as i64].to_vec()))?;
         Ok(n > 0)
     }
 
     /// Who holds a lease and until when (ms since the epoch), expired or not.
     pub fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
-        self.sql(
-            self.conn
-                .query_row("SELECT holder, expires_ms FROM leases WHERE name=?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional(),
-        )
+        Ok(self.lease(name)?.map(|l| (l.holder, l.expires_ms)))
     }
 
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        self.sql(self.conn.execute("DELETE FROM leases WHERE name=?1 AND holder=?2", (name, holder)))?;
+        self.exec("DELETE FROM leases WHERE name=?1 AND holder=?2", p![name, holder])?;
         Ok(())
+    }
+
+    pub fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        self.query_opt("SELECT holder, expires_ms FROM leases WHERE name=?1", p![name], |r| {
+            Ok(Lease { holder: r.text(0)?, expires_ms: r.int(1)? })
+        })
+    }
+
+    /// Extend every lease `holder` still has (a worker's heartbeat); returns how many. A lease
+    /// that lapsed and was taken by another worker has another holder, so it is not touched.
+    pub fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<u64> {
+        let sql = format!("UPDATE leases SET expires_ms = {} + ?2 WHERE holder = ?1", self.lease_now(3));
+        self.exec(&sql, &self.lease_params(p![holder, ttl.as_millis() as i64].to_vec()))
+    }
+
+    /// Claim an account for one worker: true if this worker may process it now. False while
+    /// another live worker holds it; a dead worker's claim lapses after its `ttl`.
+    pub fn claim_account(&self, account: &str, worker: &str, ttl: Duration) -> Result<bool> {
+        self.acquire_lease(&account_lease(account), worker, ttl)
+    }
+
+    /// Extend this worker's claim; false if it lapsed and another worker took the account.
+    pub fn renew_account(&self, account: &str, worker: &str, ttl: Duration) -> Result<bool> {
+        let sql = format!("UPDATE leases SET expires_ms = {} + ?3 WHERE name = ?1 AND holder = ?2", self.lease_now(4));
+        Ok(self.exec(&sql, &self.lease_params(p![account_lease(account), worker, ttl.as_millis() as i64].to_vec()))? > 0)
+    }
+
+    /// Give the account back at the end of a cycle, so the next worker need not wait for expiry.
+    pub fn release_account(&self, account: &str, worker: &str) -> Result<()> {
+        self.release_lease(&account_lease(account), worker)
+    }
+
+    /// Who holds the account's claim (possibly expired), for "skipped" reports.
+    pub fn account_claim(&self, account: &str) -> Result<Option<Lease>> {
+        self.lease(&account_lease(account))
     }
 }
 
+fn account_lease(account: &str) -> String {
+    format!("account:{account}")
+}
+
 /// Map SQLite's error codes onto what an operator can act on.
-fn classify(path: &Path, e: rusqlite::Error) -> LedgerError {
+fn classify(at: &str, e: rusqlite::Error) -> LedgerError {
     use rusqlite::ErrorCode as C;
     if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
         match f.code {
-            C::DatabaseBusy | C::DatabaseLocked => return LedgerError::Locked { path: path.into() },
+            C::DatabaseBusy | C::DatabaseLocked => return LedgerError::Locked { at: at.into() },
             C::NotADatabase | C::DatabaseCorrupt => {
-                return LedgerError::Corrupt {
-                    path: path.into(),
-                    message: msg.clone().unwrap_or_else(|| f.to_string()),
-                }
+                return LedgerError::Corrupt { at: at.into(), message: msg.clone().unwrap_or_else(|| f.to_string()) }
             }
             _ => {}
         }
     }
-    LedgerError::Sql { path: path.into(), source: e }
+    LedgerError::Sql { at: at.into(), source: e }
+}
+
+/// Map PostgreSQL errors the same way: credentials, reachability, or a plain SQL failure.
+fn classify_pg(at: &str, e: postgres::Error, connecting: bool) -> LedgerError {
+    use postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            return LedgerError::Auth { at: at.into(), message: db.message().to_string() };
+        }
+        if connecting {
+            return LedgerError::Unreachable { at: at.into(), message: db.message().to_string() };
+        }
+        return LedgerError::Postgres { at: at.into(), source: e };
+    }
+    if connecting || e.is_closed() {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message = format!("{message}: {s}");
+            src = s.source();
+        }
+        return LedgerError::Unreachable { at: at.into(), message };
+    }
+    LedgerError::Postgres { at: at.into(), source: e }
 }
 
 #[cfg(test)]

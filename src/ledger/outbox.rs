@@ -14,8 +14,8 @@
 //! the same write planned twice, by the same file retried or by a re-dropped copy, is one
 //! intent.
 
+use super::db::{p, Row, RowResult};
 use super::{now, Ledger, Result};
-use rusqlite::OptionalExtension;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntentState {
@@ -46,58 +46,50 @@ pub struct Intent {
     pub attempts: i64,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Intent> {
+fn row(r: &Row) -> RowResult<Intent> {
     Ok(Intent {
-        key: r.get(0)?,
-        kind: r.get(1)?,
-        payload: r.get(2)?,
-        state: IntentState::parse(&r.get::<_, String>(3)?),
-        remote_id: r.get(4)?,
-        outcome: r.get(5)?,
-        message: r.get(6)?,
-        attempts: r.get(7)?,
+        key: r.text(0)?,
+        kind: r.text(1)?,
+        payload: r.text(2)?,
+        state: IntentState::parse(&r.text(3)?),
+        remote_id: r.opt_text(4)?,
+        outcome: r.opt_text(5)?,
+        message: r.opt_text(6)?,
+        attempts: r.int(7)?,
     })
 }
 
 const COLS: &str = "key, kind, payload, state, remote_id, outcome, message, attempts";
 
 impl Ledger {
-    /// Record intents (one transaction, fsynced) and return each key's current row: a key that
-    /// is already `done` comes back `done`, and the caller must not send it again.
+    /// Record intents (one transaction, durable on commit) and return each key's current row: a
+    /// key that is already `done` comes back `done`, and the caller must not send it again.
     pub fn begin_intents(&mut self, account: &str, items: &[(String, &str, String)]) -> Result<Vec<Intent>> {
-        let path = self.path.clone();
-        let map = |e| super::classify(&path, e);
-        let tx = self.conn.transaction().map_err(map)?;
         let t = now();
-        let mut out = Vec::with_capacity(items.len());
-        {
-            let mut ins = tx
-                .prepare(
+        let get = format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2");
+        self.transaction(|tx| {
+            let mut out = Vec::with_capacity(items.len());
+            for (key, kind, payload) in items {
+                tx.exec(
                     "INSERT INTO intents(account, key, kind, payload, state, attempts, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?5)
                      ON CONFLICT(account, key) DO UPDATE SET
                         state = CASE WHEN intents.state='failed' THEN 'pending' ELSE intents.state END,
                         payload = CASE WHEN intents.state='done' THEN intents.payload ELSE excluded.payload END,
-                        attempts = intents.attempts + (intents.state <> 'done'),
+                        attempts = intents.attempts + CASE WHEN intents.state <> 'done' THEN 1 ELSE 0 END,
                         updated_at = excluded.updated_at",
-                )
-                .map_err(map)?;
-            let mut get = tx.prepare(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2")).map_err(map)?;
-            for (key, kind, payload) in items {
-                ins.execute((account, key, kind, payload, &t)).map_err(map)?;
-                out.push(get.query_row((account, key), row).map_err(map)?);
+                    p![account, key, *kind, payload, &t],
+                )?;
+                let rows = tx.query(&get, p![account, key])?;
+                let r = rows.first().ok_or_else(|| super::db::DbError::Row(format!("intent {key} vanished")))?;
+                out.push(row(r).map_err(super::db::DbError::Row)?);
             }
-        }
-        tx.commit().map_err(map)?;
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn intent(&self, account: &str, key: &str) -> Result<Option<Intent>> {
-        self.sql(
-            self.conn
-                .query_row(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2"), (account, key), row)
-                .optional(),
-        )
+        self.query_opt(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2"), p![account, key], row)
     }
 
     /// Mark intents done with what Stitch answered (or what the resolver found).
@@ -112,38 +104,27 @@ impl Ledger {
 
     /// `items`: (key, outcome, remote_id, message).
     fn finish_intents(&mut self, account: &str, items: &[(String, String, String, String)], state: &str) -> Result<()> {
-        let path = self.path.clone();
-        let map = |e| super::classify(&path, e);
-        let tx = self.conn.transaction().map_err(map)?;
         let t = now();
-        {
-            let mut st = tx
-                .prepare(
+        self.transaction(|tx| {
+            for (key, outcome, remote_id, message) in items {
+                tx.exec(
                     "UPDATE intents SET state=?3, outcome=?4, remote_id=?5, message=?6, updated_at=?7
                      WHERE account=?1 AND key=?2",
-                )
-                .map_err(map)?;
-            for (key, outcome, remote_id, message) in items {
-                st.execute((account, key, state, outcome, remote_id, message, &t)).map_err(map)?;
+                    p![account, key, state, outcome, remote_id, message, &t],
+                )?;
             }
-        }
-        tx.commit().map_err(map)
+            Ok(())
+        })
     }
 
     pub fn pending_intents(&self, account: &str) -> Result<Vec<Intent>> {
-        let mut st = self.sql(self.conn.prepare(&format!(
-            "SELECT {COLS} FROM intents WHERE account=?1 AND state='pending' ORDER BY id"
-        )))?;
-        let rows = self.sql(st.query_map([account], row))?;
-        self.sql(rows.collect())
+        self.query(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND state='pending' ORDER BY id"), p![account], row)
     }
 
     pub fn count_intents(&self, account: &str, state: &str) -> Result<i64> {
-        self.sql(self.conn.query_row(
-            "SELECT COUNT(*) FROM intents WHERE account=?1 AND state=?2",
-            (account, state),
-            |r| r.get(0),
-        ))
+        Ok(self
+            .query_opt("SELECT COUNT(*) FROM intents WHERE account=?1 AND state=?2", p![account, state], |r| r.int(0))?
+            .unwrap_or(0))
     }
 }
 
