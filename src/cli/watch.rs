@@ -9,9 +9,10 @@ pub struct WatchArgs {
     /// Only these accounts (repeatable).
     #[arg(long = "account")]
     pub accounts: Vec<String>,
-    /// Lease time to live: a watcher killed without shutting down frees its drop after this.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    pub lease_seconds: u64,
+    /// Lease time to live: a watcher killed without shutting down frees its drop (and its claim
+    /// on the account) after this. Default: `[ledger] lease_seconds` (60).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_seconds: Option<u64>,
     /// Poll interval in milliseconds for every account, replacing `poll_seconds` (for tests and
     /// diagnostics that need sub-second polls).
     #[arg(long, env = "STITCH_BRIDGE_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
@@ -60,7 +61,10 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
     };
     let opts = WatchOptions {
         accounts: args.accounts.clone(),
-        lease_ttl: Duration::from_secs(args.lease_seconds),
+        lease_ttl: args
+            .lease_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(config.lease_ttl),
         poll_override: args.poll_ms.map(Duration::from_millis),
     };
     let watcher = match engine::watch::start(&config, &opts) {

@@ -96,7 +96,7 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
         let lp = AccountLoop {
             acct,
             ledger_path: config.ledger.clone(),
-            worker: super::Worker::this_process(config.lease_ttl),
+            worker: super::Worker::this_process(opts.lease_ttl),
             lease,
             holder: holder.clone(),
             ttl: opts.lease_ttl,
@@ -200,6 +200,7 @@ impl AccountLoop {
             if fs_watch.is_none() {
                 fs_watch = self.watch_folders();
             }
+            tracing::info!(account = %name, holder = %self.holder, "watching the drop");
             let mut next_inbound = Instant::now();
             let mut next_download = Instant::now();
             let mut next_renew = Instant::now() + self.renew_every();
@@ -283,10 +284,7 @@ impl AccountLoop {
                 return false;
             }
             match ledger.acquire_lease(&self.lease, &self.holder, self.ttl) {
-                Ok(true) => {
-                    tracing::info!(account = %name, holder = %self.holder, "watching the drop");
-                    return true;
-                }
+                Ok(true) => return true,
                 Ok(false) => {
                     if !told {
                         let other = ledger

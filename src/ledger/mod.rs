@@ -156,8 +156,18 @@ impl Ledger {
         }
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
         let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
-        ledger.init_sqlite()?;
-        Ok(ledger)
+        // Switching a brand-new file to WAL can answer BUSY at once, without the busy handler,
+        // while another process does the same; a short bounded retry rides that out. A ledger
+        // that stays locked still fails with `Locked` after the deadline.
+        let started = std::time::Instant::now();
+        loop {
+            match ledger.init_sqlite() {
+                Err(LedgerError::Locked { .. }) if started.elapsed() < Duration::from_secs(2) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r.map(|()| ledger),
+            }
+        }
     }
 
     /// Open the ledger a config names: SQLite file or PostgreSQL server.
