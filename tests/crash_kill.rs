@@ -32,6 +32,10 @@ fn scenario(label: &str, lost_answer: f64) {
     let n_orders = w.orders.len();
     let a = drive(&inst, &mut rng, kills * 3 / 5, |i| i.inbound_left().is_empty() && i.outbound_orders().len() >= n_orders);
     assert_eq!(inst.outbound_orders().len(), n_orders, "one order file per released order");
+    for f in sim.snapshot().fulfillments.values() {
+        let want = stitch_bridge::engine::download::SENT_STATUS;
+        assert_eq!(f.status, want, "fulfillment {} ({}) sent to the warehouse but not marked so", f.id, f.order_number);
+    }
 
     // Phase 2: the warehouse ships every line it received, over several files.
     let ships = shipments_from_outbound(&inst.drop().join("outbound/orders"));
@@ -42,7 +46,7 @@ fn scenario(label: &str, lost_answer: f64) {
 
     let inputs: Vec<String> =
         w.inventory_files.iter().chain(&w.order_files).chain(&ship_files).map(|(n, _)| n.clone()).collect();
-    verify(&inst, &sim, &Expect { workload: &w, inputs, shipments: &ships });
+    verify(&inst, &sim, &Expect { workload: &w, inputs, shipments: &ships, applied_elsewhere: 0 });
 
     // A further run has nothing left to write.
     let (code, report, err) = inst.run_json();

@@ -338,6 +338,8 @@ pub struct Expect<'a> {
     /// Every file dropped into inbound (names are unique across folders).
     pub inputs: Vec<String>,
     pub shipments: &'a [ShipLine],
+    /// Shipments applied by an earlier simulator instance (its counters are gone).
+    pub applied_elsewhere: u64,
 }
 
 pub fn verify(inst: &Install, sim: &BackgroundSim, e: &Expect<'_>) {
@@ -415,7 +417,8 @@ pub fn verify(inst: &Install, sim: &BackgroundSim, e: &Expect<'_>) {
         e.shipments.iter().map(|l| (l.fulfillment_id.as_str(), l.tracking.as_str())).collect();
     assert_eq!(by_tracking.keys().copied().collect::<BTreeSet<_>>(), want_ship, "shipments in Stitch");
     let c = sim.counters();
-    assert_eq!(c.writes_applied.get("shipments").copied().unwrap_or(0), e.shipments.len() as u64, "shipments applied: {c:?}");
+    let applied = c.writes_applied.get("shipments").copied().unwrap_or(0) + e.applied_elsewhere;
+    assert_eq!(applied, e.shipments.len() as u64, "shipments applied: {c:?}");
     // 4. Outbound: exactly one order file per fulfillment.
     let mut per_f: BTreeMap<String, u32> = BTreeMap::new();
     for p in inst.outbound_orders() {
@@ -446,4 +449,43 @@ pub fn start_sim(seed: serde_json::Value, token: &str, faults: FaultConfig, stat
 
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
+}
+
+/// Run `run --once --json` until the work is done. Every exit must be 0 (only once nothing
+/// is left), 4 (work left pending, with a reason) or `also_ok`; returns the exit codes seen.
+pub fn converge(inst: &Install, max_runs: usize, done: impl Fn(&Install) -> bool) -> Vec<i32> {
+    let mut codes = Vec::new();
+    for _ in 0..max_runs {
+        let (code, report, err) = inst.run_json();
+        codes.push(code);
+        match code {
+            0 => {
+                assert!(done(inst), "run exited 0 while work is pending: inbound {:?}; report {report}", inst.inbound_left());
+                return codes;
+            }
+            4 => {
+                let pending = &report["accounts"][0]["pending"];
+                assert!(pending.as_array().is_some_and(|a| !a.is_empty()), "exit 4 names what is pending: {report}");
+            }
+            other => panic!("unexpected exit {other}; report {report}; stderr:\n{err}"),
+        }
+    }
+    panic!("no convergence after {max_runs} runs: exits {codes:?}");
+}
+
+/// Phase 1 (inventory + orders) then phase 2 (shipments built from the order files), each
+/// driven by `converge`; `between` runs before each phase's runs.
+pub fn whole_loop(inst: &Install, w: &Workload, max_runs: usize, mut between: impl FnMut(u32)) -> (Vec<ShipLine>, Vec<String>, Vec<i32>) {
+    inst.put("inbound/inventory", &w.inventory_files);
+    inst.put("inbound/orders", &w.order_files);
+    let n = w.orders.len();
+    between(1);
+    let mut codes = converge(inst, max_runs, |i| i.inbound_left().is_empty() && i.outbound_orders().len() == n);
+    let ships = shipments_from_outbound(&inst.drop().join("outbound/orders"));
+    let files = shipment_files(&ships, 2);
+    inst.put("inbound/shipments", &files);
+    between(2);
+    codes.extend(converge(inst, max_runs, |i| i.inbound_left().is_empty()));
+    let inputs = w.inventory_files.iter().chain(&w.order_files).chain(&files).map(|(n, _)| n.clone()).collect();
+    (ships, inputs, codes)
 }
