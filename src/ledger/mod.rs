@@ -237,7 +237,7 @@ impl Ledger {
         let n = self.sql(self.conn.execute(
             "INSERT INTO leases(name, holder, expires_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, expires_ms=excluded.expires_ms
-             WHERE leases.holder = excluded.holder OR leases.expires_ms < ?4",
+             WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4",
             (name, holder, expires, now_ms),
         ))?;
         Ok(n > 0)
