@@ -221,8 +221,13 @@ fn with_full_header() -> impl Strategy<Value = (Kind, Vec<u8>)> {
         })
 }
 
+/// `STITCH_BRIDGE_FUZZ_CASES` scales the run (default 1000 per property).
+fn cases() -> u32 {
+    std::env::var("STITCH_BRIDGE_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..600), opts in odd_options()) {

@@ -115,7 +115,13 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
         .truncate(true)
         .mode(0o600)
         .open(token_path)
-        .and_then(|mut f| f.write_all(token.as_bytes()));
+        .and_then(|mut f| {
+            // `mode` applies only when the file is created: tighten an existing one before
+            // the token goes in.
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(token.as_bytes())
+        });
     if let Err(e) = written {
         eprintln!("error: cannot store the token in {}: {e}", token_path.display());
         return exit::USAGE;

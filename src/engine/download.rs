@@ -4,7 +4,9 @@
 //!
 //! Crash safety: the order file is written atomically under a name derived from the
 //! fulfillment; finding it already present after a crash means it was written, so the ledger
-//! row is completed without writing again.
+//! row is completed without writing again. The "Sent to warehouse" status update is an outbox
+//! intent recorded before the fulfillment is marked sent; if the update fails or a crash cuts
+//! it off, the next run's `resolve_pending` sends it (setting a status twice is harmless).
 
 use super::account::{AccountCtx, Step, Stop};
 use crate::reconcile::download as render;
@@ -14,6 +16,12 @@ use std::collections::HashSet;
 use std::io;
 
 pub const SENT_STATUS: &str = "Sent to warehouse";
+
+/// Outbox key of the "Sent to warehouse" status update: recorded before the fulfillment is
+/// marked sent, so a status update lost to a crash or an outage is redone by `resolve_pending`.
+fn sent_status_key(fulfillment_id: &str) -> String {
+    format!("sts:{fulfillment_id}:sent")
+}
 
 impl AccountCtx<'_> {
     fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
@@ -58,6 +66,8 @@ impl AccountCtx<'_> {
             };
             let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
             self.write_once(&path, &render::render_order(&f, &items))?;
+            let payload = serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string();
+            self.ledger.begin_intents(&acct, &[(sent_status_key(&f.id), "status", payload)])?;
             self.ledger.mark_fulfillment_sent(&acct, &f.id, &f.order_number, &path)?;
             tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
             self.report.orders_sent += 1;
@@ -74,13 +84,25 @@ impl AccountCtx<'_> {
         let mut sets = stream::iter(to_status)
             .map(|id| {
                 let client = client.clone();
-                async move { client.set_status(&id, SENT_STATUS).await }
+                async move {
+                    let r = client.set_status(&id, SENT_STATUS).await;
+                    (id, r)
+                }
             })
             .buffer_unordered(self.acct.concurrency);
-        while let Some(r) = sets.next().await {
-            r?;
+        let mut stop: Option<Stop> = None;
+        while let Some((id, r)) = sets.next().await {
+            match r {
+                Ok(()) => self.ledger.complete_intents(&acct, &[(sent_status_key(&id), "updated".into(), String::new(), String::new())])?,
+                Err(e) => {
+                    stop.get_or_insert(e.into());
+                }
+            }
         }
-        Ok(())
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(()),
+        }
     }
 
     pub async fn download_cancels(&mut self) -> Step<()> {
@@ -140,6 +162,17 @@ impl AccountCtx<'_> {
                     let Some(po) = v["po_num"].as_str() else { continue };
                     if let Some(o) = self.client.find_order(po).await? {
                         self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), o.order.id, "confirmed after an interrupted run".into())])?;
+                    }
+                }
+                "status" => {
+                    let (Some(fid), Some(status)) = (v["fulfillment_id"].as_str(), v["status"].as_str()) else { continue };
+                    match self.client.set_status(fid, status).await {
+                        Ok(()) => self.ledger.complete_intents(&acct, &[(i.key.clone(), "updated".into(), String::new(), String::new())])?,
+                        Err(crate::stitch::ApiError::Rejected { status, message, .. }) => {
+                            let msg = format!("status update refused ({status}): {message}");
+                            self.ledger.fail_intents(&acct, &[(i.key.clone(), "rejected".into(), String::new(), msg)])?;
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 _ => {}

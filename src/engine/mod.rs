@@ -131,9 +131,7 @@ impl Worker {
     pub fn this_process(lease_ttl: std::time::Duration) -> Worker {
         static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let id = ID.get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let host = if host.trim().is_empty() { "host" } else { host.trim() };
-            format!("{host}/{}/{:08x}", std::process::id(), rand::random::<u32>())
+            format!("{}/{}/{:08x}", crate::ledger::this_host(), std::process::id(), rand::random::<u32>())
         });
         Worker { id: id.clone(), lease_ttl }
     }

@@ -77,7 +77,8 @@ impl Watcher {
 
 /// Start one loop per selected account.
 pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
-    let holder = holder_id();
+    // The same id as this process's account claims: host/pid/tag (see `Worker`).
+    let holder = super::Worker::this_process(opts.lease_ttl).id;
     let mut w = Watcher {
         wakers: Vec::new(),
         threads: Vec::new(),
@@ -112,24 +113,6 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
         w.wakers.push(tx);
     }
     Ok(w)
-}
-
-/// `<hostname>:<pid>:<random>`: names the holder in logs, unique even across PID reuse.
-fn holder_id() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let host = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown-host".into()
-    };
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
 }
 
 fn jitter(d: Duration) -> Duration {

@@ -421,7 +421,23 @@ impl Ledger {
              WHERE leases.holder = excluded.holder OR leases.expires_ms <= {now}"
         );
         let n = self.exec(&sql, &self.lease_params(p![name, holder, ttl.as_millis() as i64].to_vec()))?;
-        Ok(n > 0)
+        if n > 0 {
+            return Ok(true);
+        }
+        // A SQLite ledger is local, so a holder naming this host is a process here: if it is
+        // gone (killed, crashed), its lease is taken at once instead of after the ttl, and a
+        // cron run that follows a crash does not skip the account. PostgreSQL ledgers are
+        // shared between machines whose host names may repeat, so there only expiry counts.
+        if self.dialect() == Dialect::Sqlite {
+            if let Some(old) = self.lease(name)? {
+                if old.holder != holder && holder_died_here(&old.holder) {
+                    let sql = format!("UPDATE leases SET holder=?3, expires_ms={} + ?4 WHERE name=?1 AND holder=?2", self.lease_now(5));
+                    let params = self.lease_params(p![name, old.holder.as_str(), holder, ttl.as_millis() as i64].to_vec());
+                    return Ok(self.exec(&sql, &params)? > 0);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Who holds a lease and until when (ms since the epoch), expired or not.
@@ -468,6 +484,34 @@ impl Ledger {
     pub fn account_claim(&self, account: &str) -> Result<Option<Lease>> {
         self.lease(&account_lease(account))
     }
+}
+
+/// True when `holder` (`HOST<sep>PID<sep>TAG`, sep `:` or `/`) names this host and a process
+/// that no longer exists. A reused pid reads as alive, which only means waiting for the ttl.
+fn holder_died_here(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, [':', '/']);
+    let (Some(_tag), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else { return false };
+    if pid <= 0 || host != this_host() {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// This machine's host name, as lease holders spell it.
+pub fn this_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn account_lease(account: &str) -> String {
@@ -550,6 +594,26 @@ mod tests {
         assert!(l.acquire_lease("drop:b", "w2", Duration::from_millis(0)).unwrap());
         // w2's lease on b has ttl 0: already expired, so w1 may take it.
         assert!(l.acquire_lease("drop:b", "w1", Duration::from_secs(60)).unwrap());
+    }
+
+    #[test]
+    fn lease_of_a_dead_local_process_is_taken_at_once_a_live_ones_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let host = this_host();
+        let hour = Duration::from_secs(3600);
+        assert!(l.acquire_lease("account:a", &format!("{host}/{dead}/0a"), hour).unwrap());
+        assert!(l.acquire_lease("account:a", &format!("{host}:4242:0b"), hour).unwrap(), "holder's process is gone");
+        assert_eq!(l.lease("account:a").unwrap().unwrap().holder, format!("{host}:4242:0b"));
+        // This test's own process is alive, and a holder on another host is never judged here.
+        let me = std::process::id();
+        assert!(l.acquire_lease("account:b", &format!("{host}/{me}/0c"), hour).unwrap());
+        assert!(!l.acquire_lease("account:b", "other/1/0d", hour).unwrap());
+        assert!(l.acquire_lease("account:c", &format!("elsewhere/{dead}/0e"), hour).unwrap());
+        assert!(!l.acquire_lease("account:c", "other/1/0f", hour).unwrap());
     }
 
     #[test]
