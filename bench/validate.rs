@@ -15,6 +15,7 @@ mod common;
 
 use common::{measure, mb, mib, row, Measured, Rng};
 use std::collections::BTreeSet;
+use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +37,7 @@ fn barcode(n: u64) -> String {
 }
 
 fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
-    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut rng = Rng(42);
     writeln!(w, "sku,quantity,name,barcode")?;
     const WORDS: [&str; 8] = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Cable", "Bracket", "Valve"];
@@ -48,11 +49,11 @@ fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
         writeln!(w, "SKU-{i:08},{q},{name},{bc}")?;
     }
     w.flush()?;
-    Ok(std::fs::metadata(path)?.len())
+    Ok(fs::metadata(path)?.len())
 }
 
 fn gen_orders(path: &Path, lines: usize) -> std::io::Result<u64> {
-    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut rng = Rng(7);
     writeln!(w, "order_ref,order_date,ship_name,ship_company,ship_address1,ship_address2,ship_city,ship_state,ship_zip,ship_country,ship_phone,ship_email,shipping_speed,sku,quantity,price,currency,action")?;
     const PLACES: [(&str, &str, &str, &str, &str); 4] = [
@@ -84,7 +85,7 @@ fn gen_orders(path: &Path, lines: usize) -> std::io::Result<u64> {
         written += n;
     }
     w.flush()?;
-    Ok(std::fs::metadata(path)?.len())
+    Ok(fs::metadata(path)?.len())
 }
 
 /// Raw csv crate: every record into one reused `ByteRecord`.
@@ -122,10 +123,19 @@ fn frictionless() -> Option<PathBuf> {
     common::find_program("frictionless", &[])
 }
 
-fn friction(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
+/// `frictionless validate --json --schema S FILE`, run in FILE's folder with relative paths
+/// (frictionless refuses absolute paths and paths outside the working folder as "not safe").
+fn run_frictionless(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
     let exe = frictionless()?;
-    let schema = Path::new(ROOT).join(format!("schemas/{kind}.json"));
-    let m = measure(Command::new(exe).args(["validate", "--json", "--schema"]).arg(schema).arg(file), Some(out)).ok()?;
+    let dir = file.parent()?;
+    let schema = format!("{kind}.schema.json");
+    fs::copy(Path::new(ROOT).join(format!("schemas/{kind}.json")), dir.join(&schema)).ok()?;
+    let name = file.file_name()?;
+    measure(Command::new(exe).current_dir(dir).args(["validate", "--json", "--schema", &schema]).arg(name), Some(out)).ok()
+}
+
+fn friction(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
+    let m = run_frictionless(kind, file, out)?;
     if m.status != 0 {
         common::note(&format!("frictionless reported problems in the generated {kind} file (exit {}); its figure still counts the full read", m.status));
     }
@@ -154,7 +164,9 @@ fn fmt_set(s: &BTreeSet<u64>) -> String {
 /// Lines flagged on the broken samples by us (own errors, not `group_rejected`) and by frictionless.
 fn broken_samples(tmp: &Path) {
     for kind in ["inventory", "orders", "shipments"] {
-        let file = Path::new(ROOT).join(format!("samples/{kind}_broken.csv"));
+        let sample = Path::new(ROOT).join(format!("samples/{kind}_broken.csv"));
+        let file = tmp.join(format!("{kind}_broken.csv"));
+        fs::copy(&sample, &file).unwrap();
         let out = Command::new(BIN).args(["validate", "--json", "--kind", kind]).arg(&file).output().expect("run validate");
         let mut mine = BTreeSet::new();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -168,12 +180,11 @@ fn broken_samples(tmp: &Path) {
         }
         let theirs = match frictionless() {
             None => None,
-            Some(exe) => {
+            Some(_) => {
                 let json = tmp.join(format!("{kind}_broken.frictionless.json"));
-                let schema = Path::new(ROOT).join(format!("schemas/{kind}.json"));
-                let _ = measure(Command::new(exe).args(["validate", "--json", "--schema"]).arg(schema).arg(&file), Some(&json));
+                let _ = run_frictionless(kind, &file, &json);
                 let lines = record_lines(&file);
-                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
                 let mut set = BTreeSet::new();
                 for t in v["tasks"].as_array().into_iter().flatten() {
                     for e in t["errors"].as_array().into_iter().flatten() {
@@ -261,6 +272,15 @@ fn main() {
     for (kind, label, o, r) in &rss_rows {
         if *kind == "inventory" {
             let worst = o.max_rss.max(big.max_rss);
+            let per_row = big.max_rss.saturating_sub(o.max_rss) as f64 / (3 * inv_rows) as f64;
+            if per_row > 1.0 {
+                common::note(&format!(
+                    "validator peak RSS is not flat: +{:.1} MiB from {} to {} inventory rows, about {per_row:.0} bytes per extra row",
+                    mib(big.max_rss.saturating_sub(o.max_rss)),
+                    k(inv_rows),
+                    k(inv_rows * 4)
+                ));
+            }
             row(
                 &format!("validate peak RSS: inventory {} / {} rows", k(inv_rows), k(inv_rows * 4)),
                 &format!("{:.1} / {:.1} MiB", mib(o.max_rss), mib(big.max_rss)),
