@@ -1,0 +1,530 @@
+//! sFTP throughput (issue 4): our `SftpDrop` against OpenSSH's own `sftp -b` client, same run,
+//! same server: OpenSSH `sshd` started as the current user with its own keys and config.
+//!
+//! - one 200 MB file: `SftpDrop::open_read` streamed into a sink with 256 KiB reads, vs
+//!   `sftp -b` `get FILE /dev/null`; both timed from connect to the last byte, best of two;
+//! - 2,000 small files: list the folder, read every file, vs `sftp -b` `ls -l` + `get dir/*`
+//!   (which writes them into a local folder), best of two;
+//! - the 200 MB file over a link with 25 ms added RTT: a network namespace pair (veth) with
+//!   `netem delay 12.5ms` on both ends and sshd inside the namespace, created and deleted here.
+//!   Where netem (or `ip netns`) is not available, a userspace relay on loopback adds 12.5 ms in
+//!   each direction instead, and the row says so. Over that link a pipelined prototype (several
+//!   sessions reading ranges concurrently, this file only) shows what more reads in flight give.
+//!
+//! `cargo bench --bench sftp [-- --quick]`; sizes: `BENCH_BIG_MB`, `BENCH_SMALL_FILES`.
+
+mod common;
+
+use common::{find_program, mb, note, row, Rng};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use stitch_bridge::drop::sftp::{SftpAuth, SftpConfig, SftpDrop};
+use stitch_bridge::drop::Drop as _;
+
+const READ_BUF: usize = 256 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// OpenSSH sshd as the current user (after tests/support/sshd.rs)
+
+struct Sshd {
+    child: Child,
+    host: String,
+    port: u16,
+    user: String,
+    key: PathBuf,
+    known_hosts: PathBuf,
+    host_key: Vec<u8>,
+}
+
+fn keygen(kg: &Path, path: &Path) {
+    let st = Command::new(kg).args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"]).arg(path).stdin(Stdio::null()).status().unwrap();
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.trim_end_matches('=').bytes() {
+        acc = (acc << 6) | A.iter().position(|&x| x == c).unwrap() as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Sshd {
+    /// Starts sshd listening on `host` (inside `netns` when given); keys and config under `dir`.
+    fn start(dir: &Path, host: &str, netns: Option<&str>) -> Result<Sshd, String> {
+        let sbin = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
+        let (Some(sshd), Some(kg)) = (find_program("sshd", &sbin), find_program("ssh-keygen", &sbin)) else {
+            return Err("sshd or ssh-keygen not found (install openssh-server)".into());
+        };
+        let mut last = String::new();
+        for attempt in 0..5 {
+            let d = dir.join(format!("sshd-{}-{attempt}", netns.unwrap_or("lo")));
+            fs::create_dir_all(&d).unwrap();
+            keygen(&kg, &d.join("host_ed25519"));
+            keygen(&kg, &d.join("client_ed25519"));
+            fs::copy(d.join("client_ed25519.pub"), d.join("authorized_keys")).unwrap();
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let cfg = d.join("sshd_config");
+            fs::write(
+                &cfg,
+                format!(
+                    "Port {port}\nListenAddress {host}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\nUsePAM no\n\
+                     StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                     PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel INFO\n",
+                    hk = d.join("host_ed25519").display(),
+                    pid = d.join("sshd.pid").display(),
+                    ak = d.join("authorized_keys").display(),
+                ),
+            )
+            .unwrap();
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(&sshd);
+                    c
+                }
+                None => Command::new(&sshd),
+            };
+            let mut child = cmd.args(["-D", "-e", "-f"]).arg(&cfg).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+            let (tx, rx) = mpsc::channel();
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut log = Vec::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("Server listening on") {
+                        let _ = tx.send(Ok(()));
+                    }
+                    if log.len() < 50 {
+                        log.push(line);
+                        let _ = tx.send(Err(log.join("\n")));
+                    }
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let ready = loop {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(())) => break true,
+                    Ok(Err(log)) => last = log,
+                    Err(_) => {}
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break false;
+                }
+                if Instant::now() > deadline {
+                    break false;
+                }
+            };
+            if !ready {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Some(dir) = last.split("Missing privilege separation directory: ").nth(1) {
+                    let _ = fs::create_dir_all(dir.lines().next().unwrap_or("").trim());
+                }
+                continue;
+            }
+            let text = fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
+            let host_key = decode_b64(text.split_whitespace().nth(1).unwrap());
+            let known_hosts = d.join("known_hosts");
+            stitch_bridge::drop::sftp::record_host_key(&known_hosts, host, port, &host_key).unwrap();
+            return Ok(Sshd { child, host: host.into(), port, user: current_user(), key: d.join("client_ed25519"), known_hosts, host_key });
+        }
+        Err(format!("sshd did not start: {last}"))
+    }
+
+    fn config(&self, root: &Path) -> SftpConfig {
+        let mut cfg = SftpConfig::new(
+            &self.host,
+            self.port,
+            &self.user,
+            root.to_str().unwrap(),
+            SftpAuth::Key { path: self.key.clone(), passphrase: None },
+            self.known_hosts.clone(),
+        );
+        cfg.connect_timeout = Duration::from_secs(10);
+        cfg.op_timeout = Duration::from_secs(60);
+        cfg.max_sessions = 16;
+        cfg
+    }
+
+    /// OpenSSH `sftp -b` with this batch; returns the wall time.
+    fn openssh(&self, batch: &Path, port: u16, host: &str) -> Duration {
+        let t = Instant::now();
+        let out = Command::new("sftp")
+            .arg("-q")
+            .arg("-b")
+            .arg(batch)
+            .arg("-i")
+            .arg(&self.key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args(["-o", "CheckHostIP=no", "-P"])
+            .arg(port.to_string())
+            .arg(format!("{}@{host}", self.user))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .expect("run sftp");
+        let wall = t.elapsed();
+        assert!(out.status.success(), "sftp -b failed: {}", String::from_utf8_lossy(&out.stderr));
+        wall
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our client
+
+fn ours_big(cfg: SftpConfig, name: &str, expect: u64) -> Duration {
+    let t = Instant::now();
+    let mut d = SftpDrop::connect(cfg).expect("connect");
+    let mut r = d.open_read(name).expect("open");
+    let mut buf = vec![0u8; READ_BUF];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf).expect("read");
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    let wall = t.elapsed();
+    assert_eq!(n, expect, "whole file read");
+    wall
+}
+
+fn ours_small(cfg: SftpConfig, dir: &str, files: usize) -> Duration {
+    let t = Instant::now();
+    let mut d = SftpDrop::connect(cfg).expect("connect");
+    let entries = d.list(dir).expect("list");
+    assert_eq!(entries.len(), files);
+    let mut buf = Vec::with_capacity(8192);
+    for e in &entries {
+        buf.clear();
+        d.open_read(&format!("{dir}/{}", e.name)).expect("open").read_to_end(&mut buf).expect("read");
+        assert!(!buf.is_empty());
+    }
+    t.elapsed()
+}
+
+/// Prototype (bench only): `ways` sessions, each reading its own range of the file with 256 KiB
+/// reads, concurrently, so `ways` × 256 KiB are in flight instead of 256 KiB.
+fn pipelined_big(s: &Sshd, connect: (&str, u16), path: &Path, size: u64, ways: u64) -> Duration {
+    let t = Instant::now();
+    let chunk = size.div_ceil(ways);
+    let threads: Vec<_> = (0..ways)
+        .map(|i| {
+            let (host, port, user, key, host_key, path) = (connect.0.to_string(), connect.1, s.user.clone(), s.key.clone(), s.host_key.clone(), path.to_path_buf());
+            std::thread::spawn(move || {
+                let tcp = TcpStream::connect((host.as_str(), port)).unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let mut sess = ssh2::Session::new().unwrap();
+                sess.set_tcp_stream(tcp);
+                sess.handshake().unwrap();
+                assert_eq!(sess.host_key().map(|k| k.0.to_vec()), Some(host_key), "host key");
+                sess.userauth_pubkey_file(&user, None, &key, None).unwrap();
+                let sftp = sess.sftp().unwrap();
+                let mut f = sftp.open(&path).unwrap();
+                let (start, end) = (i * chunk, ((i + 1) * chunk).min(size));
+                f.seek(SeekFrom::Start(start)).unwrap();
+                let mut buf = vec![0u8; READ_BUF];
+                let mut at = start;
+                while at < end {
+                    let want = ((end - at) as usize).min(READ_BUF);
+                    let k = f.read(&mut buf[..want]).unwrap();
+                    assert!(k > 0, "early end of file");
+                    at += k as u64;
+                }
+                at - start
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, size);
+    t.elapsed()
+}
+
+/// Cipher and MAC each client negotiates with this server (they explain CPU-bound gaps).
+fn ciphers(s: &Sshd) -> (String, String) {
+    let tcp = TcpStream::connect((s.host.as_str(), s.port)).unwrap();
+    let mut sess = ssh2::Session::new().unwrap();
+    sess.set_tcp_stream(tcp);
+    sess.handshake().unwrap();
+    let ours = format!(
+        "{} / {}",
+        sess.methods(ssh2::MethodType::CryptSc).unwrap_or("?"),
+        sess.methods(ssh2::MethodType::MacSc).unwrap_or("?")
+    );
+    let out = Command::new("ssh")
+        .args(["-v", "-i"])
+        .arg(&s.key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", s.known_hosts.display()))
+        .args(["-p", &s.port.to_string()])
+        .arg(format!("{}@{}", s.user, s.host))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output();
+    let theirs = out
+        .ok()
+        .and_then(|o| {
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            err.lines().find_map(|l| l.split("kex: server->client cipher: ").nth(1).and_then(|c| c.split_whitespace().next()).map(str::to_string))
+        })
+        .unwrap_or_else(|| "?".into());
+    (ours, theirs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A link with added delay
+
+/// A namespace pair with netem on both veth ends; deleted on drop.
+struct NetemLink {
+    ns: String,
+}
+
+impl NetemLink {
+    const HOST_IP: &'static str = "10.213.77.1";
+    const NS_IP: &'static str = "10.213.77.2";
+
+    fn create(delay_ms_each_way: f64) -> Result<NetemLink, String> {
+        if find_program("ip", &["/usr/sbin", "/sbin"]).is_none() || find_program("tc", &["/usr/sbin", "/sbin"]).is_none() {
+            return Err("`ip`/`tc` not installed".into());
+        }
+        let id = std::process::id() % 100_000;
+        let link = NetemLink { ns: format!("sbbench{id}") };
+        let (a, b) = (format!("sbb{id}a"), format!("sbb{id}b"));
+        let delay = format!("{delay_ms_each_way}ms");
+        let ns = link.ns.clone();
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", &ns],
+            vec!["ip", "link", "add", &a, "type", "veth", "peer", "name", &b],
+            vec!["ip", "link", "set", &b, "netns", &ns],
+            vec!["ip", "addr", "add", "10.213.77.1/30", "dev", &a],
+            vec!["ip", "link", "set", &a, "up"],
+            vec!["ip", "netns", "exec", &ns, "ip", "addr", "add", "10.213.77.2/30", "dev", &b],
+            vec!["ip", "netns", "exec", &ns, "ip", "link", "set", &b, "up"],
+            vec!["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"],
+            vec!["tc", "qdisc", "add", "dev", &a, "root", "netem", "delay", &delay],
+            vec!["ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &b, "root", "netem", "delay", &delay],
+        ];
+        for s in steps {
+            let out = Command::new(s[0]).args(&s[1..]).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                let _ = Command::new("ip").args(["link", "del", &a]).stderr(Stdio::null()).status();
+                return Err(format!("`{}` failed: {why}", s.join(" ")));
+            }
+        }
+        Ok(link)
+    }
+}
+
+impl Drop for NetemLink {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it the peer.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Userspace fallback: a loopback TCP relay that delivers every chunk `delay` after it was read,
+/// in each direction. It buffers without limit, like a link with plenty of bandwidth.
+fn delay_relay(target: u16, delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(client) = c else { break };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            for (from, to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+                let mut from = from;
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+                let mut to = to;
+                std::thread::spawn(move || {
+                    while let Ok((due, bytes)) = rx.recv() {
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        if to.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn write_big(path: &Path, size: u64) {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    let mut rng = Rng(99);
+    let mut left = size;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        for c in block.chunks_mut(8) {
+            c.copy_from_slice(&rng.next().to_le_bytes()[..c.len()]);
+        }
+        let n = (left as usize).min(block.len());
+        w.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    w.flush().unwrap();
+}
+
+fn ratio_row(what: &str, ours: Duration, theirs: Duration, unit: &str, amount: f64, target: f64) {
+    let (o, t) = (amount / ours.as_secs_f64(), amount / theirs.as_secs_f64());
+    let r = o / t;
+    row(what, &format!("{o:.1} {unit} ({:.2} s)", ours.as_secs_f64()), &format!("sftp -b {t:.1} {unit} ({:.2} s)", theirs.as_secs_f64()), &format!("{r:.2}x"), &format!(">= {target}x"), Some(r >= target));
+}
+
+fn main() {
+    let big_mb = common::size("BENCH_BIG_MB", 200, 20) as u64;
+    let small_files = common::size("BENCH_SMALL_FILES", 2000, 200);
+    if find_program("sftp", &[]).is_none() {
+        row("sftp", "n/a", "n/a", "n/a", "-", None);
+        note("sftp bench skipped: OpenSSH `sftp` client not installed");
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("bench-sftp-").tempdir().unwrap();
+    let root = tmp.path().join("drop");
+    fs::create_dir_all(root.join("small")).unwrap();
+    let size = big_mb * 1_000_000;
+    write_big(&root.join("big.bin"), size);
+    let mut rng = Rng(5);
+    for i in 0..small_files {
+        let lines = 20 + rng.below(60);
+        let mut text = String::from("sku,quantity\n");
+        for j in 0..lines {
+            text.push_str(&format!("SKU-{i:05}-{j:03},{}\n", rng.below(1000)));
+        }
+        fs::write(root.join(format!("small/stock_{i:05}.csv")), text).unwrap();
+    }
+    let out = tmp.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let batch_big = tmp.path().join("big.batch");
+    fs::write(&batch_big, format!("get {} /dev/null\n", root.join("big.bin").display())).unwrap();
+    let batch_small = tmp.path().join("small.batch");
+    fs::write(&batch_small, format!("ls -l {0}/small\nget {0}/small/* {1}/\n", root.display(), out.display())).unwrap();
+
+    let s = match Sshd::start(tmp.path(), "127.0.0.1", None) {
+        Ok(s) => s,
+        Err(e) => {
+            row("sftp", "n/a", "n/a", "n/a", "-", None);
+            note(&format!("sftp bench skipped: {e}"));
+            return;
+        }
+    };
+    println!("sftp: OpenSSH sshd on 127.0.0.1:{}, {big_mb} MB file, {small_files} small files", s.port);
+    let (c_ours, c_theirs) = ciphers(&s);
+    println!("  negotiated server->client: ours (libssh2) {c_ours}; OpenSSH sftp {c_theirs}");
+
+    // One big file, loopback: each side twice, alternating, best of two (the machine is shared;
+    // the first read also warms the page cache for both).
+    let mut ours = Duration::MAX;
+    let mut theirs = Duration::MAX;
+    for _ in 0..2 {
+        ours = ours.min(ours_big(s.config(&root), "big.bin", size));
+        theirs = theirs.min(s.openssh(&batch_big, s.port, "127.0.0.1"));
+    }
+    println!("  big file: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+    ratio_row(&format!("sftp: one {big_mb} MB file, loopback"), ours, theirs, "MB/s", big_mb as f64, 0.9);
+    if ours > theirs.mul_f64(1.0 / 0.9) {
+        note(&format!("loopback big file is CPU-bound; ciphers negotiated server->client: ours (libssh2) {c_ours}, OpenSSH sftp {c_theirs}"));
+    }
+
+    // Many small files.
+    let mut ours = Duration::MAX;
+    let mut theirs = Duration::MAX;
+    for _ in 0..2 {
+        theirs = theirs.min(s.openssh(&batch_small, s.port, "127.0.0.1"));
+        ours = ours.min(ours_small(s.config(&root), "small", small_files));
+    }
+    println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+    ratio_row(&format!("sftp: {small_files} small files (list + read), loopback"), ours, theirs, "files/s", small_files as f64, 1.5);
+
+    // 25 ms RTT: netem on a namespace pair, else the userspace relay.
+    let one_way = 12.5;
+    let (label, server, host, port, _link) = match NetemLink::create(one_way) {
+        Ok(link) => match Sshd::start(tmp.path(), NetemLink::NS_IP, Some(&link.ns)) {
+            Ok(srv) => {
+                let p = srv.port;
+                ("netns + netem", Some(srv), NetemLink::NS_IP.to_string(), p, Some(link))
+            }
+            Err(e) => {
+                note(&format!("sshd inside the namespace did not start ({e}); using the userspace delay relay"));
+                ("userspace delay relay", None, "127.0.0.1".to_string(), delay_relay(s.port, Duration::from_micros(12_500)), None)
+            }
+        },
+        Err(e) => {
+            note(&format!("25 ms RTT row: netem link not available ({e}); the delay comes from a userspace relay on loopback adding 12.5 ms each way"));
+            ("userspace delay relay", None, "127.0.0.1".to_string(), delay_relay(s.port, Duration::from_micros(12_500)), None)
+        }
+    };
+    let srv = server.as_ref().unwrap_or(&s);
+    let _ = NetemLink::HOST_IP;
+    // Through the relay the server is reached on the relay's port; host keys are per host:port.
+    if server.is_none() {
+        stitch_bridge::drop::sftp::record_host_key(&srv.known_hosts, &host, port, &srv.host_key).unwrap();
+    }
+    let mut cfg = srv.config(&root);
+    cfg.host = host.clone();
+    cfg.port = port;
+    let theirs = srv.openssh(&batch_big, port, &host);
+    let ours = ours_big(cfg, "big.bin", size);
+    println!("  big file, 25 ms RTT ({label}): ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+    ratio_row(&format!("sftp: one {big_mb} MB file, 25 ms RTT ({label})"), ours, theirs, "MB/s", big_mb as f64, 0.8);
+    let ways = 8;
+    let piped = pipelined_big(srv, (&host, port), &root.join("big.bin"), size, ways);
+    println!("  big file, 25 ms RTT, prototype {ways} sessions x ranged reads: {:.2} s", piped.as_secs_f64());
+    let (p, t) = (mb(size) / piped.as_secs_f64(), mb(size) / theirs.as_secs_f64());
+    row(
+        &format!("sftp: same, prototype {ways} ranged reads in flight (bench only)"),
+        &format!("{p:.1} MB/s ({:.2} s)", piped.as_secs_f64()),
+        &format!("sftp -b {t:.1} MB/s"),
+        &format!("{:.2}x", p / t),
+        ">= 0.8x",
+        Some(p / t >= 0.8),
+    );
+}

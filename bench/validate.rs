@@ -1,0 +1,297 @@
+//! Validation throughput and memory (issue 2).
+//!
+//! Generates a deterministic inventory file (1,000,000 rows, and 4× that to show memory stays
+//! flat) and an orders file (200,000 lines) in a temp folder, then runs, one after the other:
+//! - `stitch-bridge validate` (the release binary users run), as a child process;
+//! - the raw `csv` crate reading the same file into `ByteRecord`s (this program, `--raw-csv`);
+//! - `frictionless validate --schema schemas/<kind>.json` (Python), when installed.
+//!
+//! Throughput is file MB / wall time; peak RSS is each child's own `ru_maxrss` (`wait4`).
+//! On the broken samples, lists which rows each of the two validators flags.
+//!
+//! `cargo bench --bench validate [-- --quick]`; sizes: `BENCH_INVENTORY_ROWS`, `BENCH_ORDER_LINES`.
+
+mod common;
+
+use common::{measure, mb, mib, row, Measured, Rng};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stitch-bridge");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const RSS_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// GTIN check digit over the leading digits.
+fn check_digit(digits: &[u8]) -> u8 {
+    let sum: u32 = digits.iter().rev().enumerate().map(|(i, d)| (*d as u32) * if i % 2 == 0 { 3 } else { 1 }).sum();
+    ((10 - sum % 10) % 10) as u8
+}
+
+fn barcode(n: u64) -> String {
+    let body = format!("{:011}", n % 100_000_000_000);
+    let digits: Vec<u8> = body.bytes().map(|b| b - b'0').collect();
+    format!("{body}{}", check_digit(&digits))
+}
+
+fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut rng = Rng(42);
+    writeln!(w, "sku,quantity,name,barcode")?;
+    const WORDS: [&str; 8] = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Cable", "Bracket", "Valve"];
+    for i in 0..rows {
+        let q = rng.below(5000);
+        let word = WORDS[rng.below(8) as usize];
+        let name = if rng.below(4) == 0 { format!("\"{word}, size {}\"", rng.below(50)) } else { format!("{word} {i}") };
+        let bc = if rng.below(3) == 0 { String::new() } else { barcode(10_000_000 + i as u64) };
+        writeln!(w, "SKU-{i:08},{q},{name},{bc}")?;
+    }
+    w.flush()?;
+    Ok(fs::metadata(path)?.len())
+}
+
+fn gen_orders(path: &Path, lines: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut rng = Rng(7);
+    writeln!(w, "order_ref,order_date,ship_name,ship_company,ship_address1,ship_address2,ship_city,ship_state,ship_zip,ship_country,ship_phone,ship_email,shipping_speed,sku,quantity,price,currency,action")?;
+    const PLACES: [(&str, &str, &str, &str, &str); 4] = [
+        ("Springfield", "IL", "62701", "US", "USD"),
+        ("Toronto", "ON", "M5H 2N2", "CA", "CAD"),
+        ("London", "", "SW1A 2AA", "GB", "GBP"),
+        ("Berlin", "", "10115", "DE", "EUR"),
+    ];
+    const SPEEDS: [&str; 3] = ["Standard", "Expedited", "Priority"];
+    let (mut written, mut order) = (0usize, 0u64);
+    while written < lines {
+        order += 1;
+        let n = (1 + rng.below(3) as usize).min(lines - written);
+        let (city, state, zip, country, cur) = PLACES[rng.below(4) as usize];
+        let date = format!("2024-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28));
+        let speed = SPEEDS[rng.below(3) as usize];
+        let street = format!("{} Main St", 1 + rng.below(999));
+        for _ in 0..n {
+            let sku = rng.below(1_000_000);
+            let q = 1 + rng.below(9);
+            let price = rng.below(10_000);
+            writeln!(
+                w,
+                "PO-{order:07},{date},Customer {order},,{street},,{city},{state},{zip},{country},555-0100,c{order}@example.com,{speed},SKU-{sku:08},{q},{}.{:02},{cur},create",
+                price / 100,
+                price % 100
+            )?;
+        }
+        written += n;
+    }
+    w.flush()?;
+    Ok(fs::metadata(path)?.len())
+}
+
+/// Raw csv crate: every record into one reused `ByteRecord`.
+fn raw_csv(path: &str) -> ! {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_path(path).expect("open");
+    let mut rec = csv::ByteRecord::new();
+    let mut n = 0u64;
+    while rdr.read_byte_record(&mut rec).expect("read") {
+        n += 1;
+    }
+    println!("{n}");
+    std::process::exit(0)
+}
+
+fn best_of_two(mut f: impl FnMut() -> Measured) -> Measured {
+    let a = f();
+    let b = f();
+    if b.wall < a.wall { Measured { max_rss: a.max_rss.max(b.max_rss), ..b } } else { Measured { max_rss: a.max_rss.max(b.max_rss), ..a } }
+}
+
+fn ours(kind: &str, file: &Path) -> Measured {
+    best_of_two(|| {
+        let m = measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
+        assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
+        m
+    })
+}
+
+fn raw(file: &Path) -> Measured {
+    let me = std::env::current_exe().unwrap();
+    best_of_two(|| measure(Command::new(&me).arg("--raw-csv").arg(file), None).expect("run raw csv"))
+}
+
+fn frictionless() -> Option<PathBuf> {
+    common::find_program("frictionless", &[])
+}
+
+/// `frictionless validate --json --schema S FILE`, run in FILE's folder with relative paths
+/// (frictionless refuses absolute paths and paths outside the working folder as "not safe").
+fn run_frictionless(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
+    let exe = frictionless()?;
+    let dir = file.parent()?;
+    let schema = format!("{kind}.schema.json");
+    fs::copy(Path::new(ROOT).join(format!("schemas/{kind}.json")), dir.join(&schema)).ok()?;
+    let name = file.file_name()?;
+    measure(Command::new(exe).current_dir(dir).args(["validate", "--json", "--schema", &schema]).arg(name), Some(out)).ok()
+}
+
+fn friction(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
+    let m = run_frictionless(kind, file, out)?;
+    if m.status != 0 {
+        common::note(&format!("frictionless reported problems in the generated {kind} file (exit {}); its figure still counts the full read", m.status));
+    }
+    Some(m)
+}
+
+fn rate(bytes: u64, m: &Measured) -> f64 {
+    mb(bytes) / m.wall.as_secs_f64()
+}
+
+/// Start line of each record (1-based record number, header = 1) in a CSV file.
+fn record_lines(path: &Path) -> Vec<u64> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_path(path).unwrap();
+    let mut rec = csv::ByteRecord::new();
+    let mut out = Vec::new();
+    while rdr.read_byte_record(&mut rec).unwrap_or(false) {
+        out.push(rec.position().map_or(0, |p| p.line()));
+    }
+    out
+}
+
+fn fmt_set(s: &BTreeSet<u64>) -> String {
+    if s.is_empty() { "-".into() } else { s.iter().map(u64::to_string).collect::<Vec<_>>().join(" ") }
+}
+
+/// Lines flagged on the broken samples by us (own errors, not `group_rejected`) and by frictionless.
+fn broken_samples(tmp: &Path) {
+    for kind in ["inventory", "orders", "shipments"] {
+        let sample = Path::new(ROOT).join(format!("samples/{kind}_broken.csv"));
+        let file = tmp.join(format!("{kind}_broken.csv"));
+        fs::copy(&sample, &file).unwrap();
+        let out = Command::new(BIN).args(["validate", "--json", "--kind", kind]).arg(&file).output().expect("run validate");
+        let mut mine = BTreeSet::new();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
+                if v["severity"] == "error" && v["code"] != "group_rejected" {
+                    if let Some(n) = v["line"].as_u64() {
+                        mine.insert(n);
+                    }
+                }
+            }
+        }
+        let theirs = match frictionless() {
+            None => None,
+            Some(_) => {
+                let json = tmp.join(format!("{kind}_broken.frictionless.json"));
+                let _ = run_frictionless(kind, &file, &json);
+                let lines = record_lines(&file);
+                let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+                let mut set = BTreeSet::new();
+                for t in v["tasks"].as_array().into_iter().flatten() {
+                    for e in t["errors"].as_array().into_iter().flatten() {
+                        if let Some(r) = e["rowNumber"].as_u64() {
+                            set.insert(lines.get(r as usize - 1).copied().unwrap_or(r));
+                        }
+                    }
+                }
+                Some(set)
+            }
+        };
+        let (theirs_s, only_us, only_them) = match &theirs {
+            None => ("n/a".to_string(), "n/a".to_string(), "n/a".to_string()),
+            Some(t) => (fmt_set(t), fmt_set(&mine.difference(t).copied().collect()), fmt_set(&t.difference(&mine).copied().collect())),
+        };
+        println!("SIDE|{kind}_broken.csv|{}|{theirs_s}|{only_us}|{only_them}", fmt_set(&mine));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--raw-csv") {
+        raw_csv(&args[i + 1]);
+    }
+    let inv_rows = common::size("BENCH_INVENTORY_ROWS", 1_000_000, 100_000);
+    let order_lines = common::size("BENCH_ORDER_LINES", 200_000, 20_000);
+    let tmp = tempfile::Builder::new().prefix("bench-validate-").tempdir().unwrap();
+    let d = tmp.path();
+    let inv = d.join("inventory.csv");
+    let inv_big = d.join("inventory_x4.csv");
+    let orders = d.join("orders.csv");
+    let inv_bytes = gen_inventory(&inv, inv_rows).unwrap();
+    let big_bytes = gen_inventory(&inv_big, inv_rows * 4).unwrap();
+    let ord_bytes = gen_orders(&orders, order_lines).unwrap();
+    println!(
+        "validate: inventory {inv_rows} rows ({:.1} MB) and {} rows ({:.1} MB), orders {order_lines} lines ({:.1} MB)",
+        mb(inv_bytes),
+        inv_rows * 4,
+        mb(big_bytes),
+        mb(ord_bytes)
+    );
+    if frictionless().is_none() {
+        common::note("frictionless not installed (pip install frictionless): its comparisons are n/a");
+    }
+
+    let k = |n: usize| if n >= 1_000_000 && n % 1_000_000 == 0 { format!("{}M", n / 1_000_000) } else { format!("{}k", n / 1000) };
+    let mut rss_rows = Vec::new();
+    for (kind, file, bytes, label) in [
+        ("inventory", &inv, inv_bytes, format!("inventory {} rows", k(inv_rows))),
+        ("orders", &orders, ord_bytes, format!("orders {} lines", k(order_lines))),
+    ] {
+        let o = ours(kind, file);
+        let r = raw(file);
+        let f = friction(kind, file, &d.join(format!("{kind}.frictionless.json")));
+        let (ro, rr) = (rate(bytes, &o), rate(bytes, &r));
+        println!(
+            "  {label}: ours {ro:.1} MB/s ({:.2} s, {:.1} MiB), raw csv {rr:.1} MB/s ({:.2} s, {:.1} MiB){}",
+            o.wall.as_secs_f64(),
+            mib(o.max_rss),
+            r.wall.as_secs_f64(),
+            mib(r.max_rss),
+            f.as_ref().map_or(String::new(), |f| format!(", frictionless {:.2} MB/s ({:.1} s, {:.0} MiB)", rate(bytes, f), f.wall.as_secs_f64(), mib(f.max_rss)))
+        );
+        row(&format!("validate {label}: vs raw csv"), &format!("{ro:.1} MB/s"), &format!("{rr:.1} MB/s"), &format!("{:.2}x", ro / rr), ">= 0.50x", Some(ro / rr >= 0.5));
+        match f {
+            Some(f) => {
+                let rf = rate(bytes, &f);
+                row(&format!("validate {label}: vs frictionless"), &format!("{ro:.1} MB/s"), &format!("{rf:.2} MB/s"), &format!("{:.0}x", ro / rf), ">= 20x", Some(ro / rf >= 20.0));
+            }
+            None => row(&format!("validate {label}: vs frictionless"), &format!("{ro:.1} MB/s"), "n/a", "n/a", ">= 20x", None),
+        }
+        rss_rows.push((kind, label, o, r));
+    }
+    // Memory: the same validator on a file 4x the size.
+    let big = ours("inventory", &inv_big);
+    let rb = raw(&inv_big);
+    println!(
+        "  inventory {} rows: ours {:.1} MB/s, {:.1} MiB; raw csv {:.1} MB/s, {:.1} MiB",
+        k(inv_rows * 4),
+        rate(big_bytes, &big),
+        mib(big.max_rss),
+        rate(big_bytes, &rb),
+        mib(rb.max_rss)
+    );
+    for (kind, label, o, r) in &rss_rows {
+        if *kind == "inventory" {
+            let worst = o.max_rss.max(big.max_rss);
+            let per_row = big.max_rss.saturating_sub(o.max_rss) as f64 / (3 * inv_rows) as f64;
+            if per_row > 1.0 {
+                common::note(&format!(
+                    "validator peak RSS is not flat: +{:.1} MiB from {} to {} inventory rows, about {per_row:.0} bytes per extra row",
+                    mib(big.max_rss.saturating_sub(o.max_rss)),
+                    k(inv_rows),
+                    k(inv_rows * 4)
+                ));
+            }
+            row(
+                &format!("validate peak RSS: inventory {} / {} rows", k(inv_rows), k(inv_rows * 4)),
+                &format!("{:.1} / {:.1} MiB", mib(o.max_rss), mib(big.max_rss)),
+                &format!("raw csv {:.1} / {:.1} MiB", mib(r.max_rss), mib(rb.max_rss)),
+                "-",
+                "< 64 MiB, flat (4x rows: <= +25%)",
+                Some(worst < RSS_LIMIT && big.max_rss as f64 <= o.max_rss as f64 * 1.25),
+            );
+        } else {
+            row(&format!("validate peak RSS: {label}"), &format!("{:.1} MiB", mib(o.max_rss)), &format!("raw csv {:.1} MiB", mib(r.max_rss)), "-", "< 64 MiB", Some(o.max_rss < RSS_LIMIT));
+        }
+    }
+    broken_samples(d);
+}
