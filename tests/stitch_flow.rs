@@ -602,3 +602,46 @@ fn the_same_cycle_twice_makes_no_write_the_second_time() {
     assert_eq!(state_before.orders, env.state().orders);
     assert_eq!(env.list("outbound/orders").len(), 1);
 }
+
+/// Shipping many sent fulfillments costs one paged list plus one status update each: line items
+/// come from what the download fetched, fulfillments from the open list. Partial shipments keep
+/// the cache in step, and shipped fulfillments leave the cancel check.
+#[test]
+fn shipments_of_sent_fulfillments_use_the_list_and_cached_line_items() {
+    let env = Env::new();
+    let n = 40;
+    let orders: Vec<String> = (0..n).map(|i| order_row(&format!("M-{i}"), "RED", 1, "1.00")).collect();
+    let mut two = orders.clone();
+    two.push(order_row("M-TWO", "GADGET", 2, "1.00"));
+    env.put("inbound/orders/o.csv", &orders_file(&two));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    let fid = |po: &str| env.fulfillment_of(po).unwrap().id.to_string();
+    let mut rows: Vec<String> = (0..n).map(|i| ship_row(&fid(&format!("M-{i}")), "", "RED", 1, &format!("T-{i}"))).collect();
+    rows.push(ship_row(&fid("M-TWO"), "", "GADGET", 1, "T-TWO-1"));
+    env.put("inbound/shipments/s.csv", &shipments_file(&rows));
+    let before = env.counters();
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    let after = env.counters();
+    let delta = |k: &str| after.requests.get(k).copied().unwrap_or(0) - before.requests.get(k).copied().unwrap_or(0);
+    assert_eq!(delta("GET /api2/v1/integrations/fulfillments/{id}"), 0, "{:?}", after.requests);
+    assert_eq!(delta("GET /api2/v1/integrations/fulfillments/{id}/line_items"), 0, "{:?}", after.requests);
+    assert_eq!(delta("PUT /api2/v1/integrations/fulfillments/{id}"), n as u64 + 1);
+    let st = env.state();
+    let status = |po: &str| st.fulfillments.values().find(|f| f.order_number == po).unwrap().status.clone();
+    assert_eq!(status("M-0"), "Shipped");
+    assert_eq!(status("M-TWO"), "Partially shipped");
+    // The rest of M-TWO: the cache knows one of two was shipped, so this completes it.
+    env.put("inbound/shipments/s2.csv", &shipments_file(&[ship_row(&fid("M-TWO"), "", "GADGET", 1, "T-TWO-2")]));
+    let before = env.counters();
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    let after = env.counters();
+    let delta = |k: &str| after.requests.get(k).copied().unwrap_or(0) - before.requests.get(k).copied().unwrap_or(0);
+    assert_eq!(delta("GET /api2/v1/integrations/fulfillments/{id}/line_items"), 0, "{:?}", after.requests);
+    // One: the fulfillment this file ships. None of the forty shipped earlier is checked for
+    // cancellation any more.
+    assert_eq!(delta("GET /api2/v1/integrations/fulfillments/{id}"), 1, "{:?}", after.requests);
+    assert_eq!(env.fulfillment_state("M-TWO"), Some(FulfillmentState::Complete));
+    let st = env.state();
+    assert_eq!(st.fulfillments.values().find(|f| f.order_number == "M-TWO").unwrap().status, "Shipped");
+}

@@ -17,6 +17,18 @@ use std::collections::{BTreeMap, HashMap};
 /// refused batch (validated whole by Stitch) is cheap to retry one by one.
 const SHIPMENT_BATCH: usize = 50;
 
+/// A file shipping more fulfillments than this reads the paged open list (500 per request)
+/// instead of one `GET /fulfillments/{id}` each.
+const OPEN_LIST_AFTER: usize = 32;
+
+/// Ledger mark caching a fulfillment's line items, kept from the order download. An
+/// acknowledged fulfillment is locked in Stitch, so its lines cannot change; only
+/// `quantity_shipped` moves, and the bridge adds what it ships itself. Any doubt (a refusal, an
+/// interrupted run, a shipment confirmed after a crash) drops the mark and Stitch is asked again.
+pub(crate) fn line_items_mark(account: &str, fulfillment_id: &str) -> String {
+    format!("line-items:{account}:{fulfillment_id}")
+}
+
 fn from_intent(line: u64, i: &Intent) -> Decision {
     let outcome = reconcile::outcome_from(i.outcome.as_deref().unwrap_or("unchanged"));
     Decision::new(line, i.key.split(':').next_back().unwrap_or(&i.key), outcome, i.remote_id.clone().unwrap_or_default(), i.message.clone().unwrap_or_default())
@@ -271,9 +283,32 @@ impl AccountCtx<'_> {
                 }
             }
         }
+        let key = |fid: &str, r: &ShipmentRecord| format!("shp:{}", shipments::key(fid, r));
         // Snapshot per fulfillment, concurrently: its state and line items. Recorded shipments
         // are fetched only when the plan needs them (a re-sent file), which keeps the common
         // case at one read per fulfillment.
+        if self.open_cache.is_none() && by_fid.len() > OPEN_LIST_AFTER {
+            self.open_fulfillments().await?;
+        }
+        // Cached line items serve only fulfillments this bridge has no earlier shipment intent
+        // for in this file: a shipment from an interrupted run is not in the cache's counts.
+        let mut cached: HashMap<String, Vec<wire::FulfillmentLineItem>> = HashMap::new();
+        for (fid, recs) in &by_fid {
+            let mut fresh = true;
+            for r in recs {
+                if self.ledger.intent(&acct, &key(fid, r))?.is_some() {
+                    fresh = false;
+                    break;
+                }
+            }
+            if fresh {
+                if let Some(v) = self.ledger.get_mark(&line_items_mark(&acct, fid))? {
+                    if let Ok(items) = serde_json::from_str(&v) {
+                        cached.insert(fid.clone(), items);
+                    }
+                }
+            }
+        }
         let open: HashMap<String, wire::Fulfillment> = match &self.open_cache {
             Some(v) => v.iter().map(|f| (f.id.clone(), f.clone())).collect(),
             None => HashMap::new(),
@@ -285,6 +320,7 @@ impl AccountCtx<'_> {
             .map(|fid| {
                 let client = client.clone();
                 let known = open.get(&fid).cloned();
+                let items = cached.remove(&fid);
                 async move {
                     let f = match known {
                         Some(f) => Some(f),
@@ -293,7 +329,10 @@ impl AccountCtx<'_> {
                     let snap = match f {
                         None => None,
                         Some(f) => {
-                            let line_items = client.line_items(&f.id).await?;
+                            let line_items = match items {
+                                Some(items) if f.state == wire::FulfillmentState::Open => items,
+                                _ => client.line_items(&f.id).await?,
+                            };
                             Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
                         }
                     };
@@ -306,7 +345,6 @@ impl AccountCtx<'_> {
             snaps.insert(fid, snap);
         }
         drop(fetches);
-        let key = |fid: &str, r: &ShipmentRecord| format!("shp:{}", shipments::key(fid, r));
         let mut posts: Vec<(u64, NewShipment)> = Vec::new();
         for (fid, recs) in &by_fid {
             let mut pending_recs: Vec<&ShipmentRecord> = Vec::new();
@@ -370,6 +408,8 @@ impl AccountCtx<'_> {
             })
             .buffer_unordered(self.acct.concurrency);
         let mut stop: Option<Stop> = None;
+        // Fulfillments whose cached line items can no longer be trusted.
+        let mut stale: Vec<String> = Vec::new();
         let mut retry_single: Vec<(u64, NewShipment)> = Vec::new();
         while let Some((b, r)) = results.next().await {
             match r {
@@ -393,6 +433,7 @@ impl AccountCtx<'_> {
                 Err(ApiError::Rejected { .. }) if b.len() > 1 => retry_single.extend(b),
                 Err(ApiError::Rejected { status, code, message }) => {
                     for (line, n) in b {
+                        stale.push(n.fulfillment_id.clone());
                         self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?;
                     }
                 }
@@ -418,6 +459,7 @@ impl AccountCtx<'_> {
                     }
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
+                    stale.push(n.fulfillment_id.clone());
                     self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?
                 }
                 Err(e) => {
@@ -433,6 +475,28 @@ impl AccountCtx<'_> {
                 Some((fid.clone(), shipments::status_after(&snap.line_items, now)))
             })
             .collect();
+        // The line-item cache follows what was shipped; a complete fulfillment leaves it, and
+        // leaves the cancel check (a shipped fulfillment cannot be cancelled any more).
+        let mut keep = Vec::new();
+        let mut forget: Vec<String> = stale.iter().map(|f| line_items_mark(&acct, f)).collect();
+        for (fid, now) in &shipped {
+            let Some(Some(snap)) = snaps.get(fid) else { continue };
+            if stale.contains(fid) {
+                continue;
+            }
+            let mut items = snap.line_items.clone();
+            for li in &mut items {
+                li.quantity_shipped += now.get(&li.id).copied().unwrap_or(0);
+            }
+            if items.iter().all(|li| li.quantity_shipped >= li.quantity) {
+                forget.push(line_items_mark(&acct, fid));
+                self.ledger.set_fulfillment_state(&acct, fid, "complete", None)?;
+            } else if let Ok(v) = serde_json::to_string(&items) {
+                keep.push((line_items_mark(&acct, fid), v));
+            }
+        }
+        self.ledger.set_marks(&keep)?;
+        self.ledger.delete_marks(&forget)?;
         let mut sets = stream::iter(statuses)
             .map(|(fid, st)| {
                 let client = client.clone();

@@ -64,16 +64,23 @@ impl AccountCtx<'_> {
                     continue;
                 }
             };
+            // Kept for the shipments that will come back for it (see `line_items_mark`).
+            if let Ok(v) = serde_json::to_string(&items) {
+                self.ledger.set_mark(&super::apply::line_items_mark(&acct, &f.id), &v)?;
+            }
             let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
             self.write_once(&path, &render::render_order(&f, &items))?;
-            let payload = serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string();
-            self.ledger.begin_intents(&acct, &[(sent_status_key(&f.id), "status", payload)])?;
+            // A shipment recorded already (e.g. earlier in this cycle) set a later status;
+            // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
+            let set_status = items.iter().all(|li| li.quantity_shipped == 0);
+            if set_status {
+                let payload = serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string();
+                self.ledger.begin_intents(&acct, &[(sent_status_key(&f.id), "status", payload)])?;
+            }
             self.ledger.mark_fulfillment_sent(&acct, &f.id, &f.order_number, &path)?;
             tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
             self.report.orders_sent += 1;
-            // A shipment recorded already (e.g. earlier in this cycle) set a later status;
-            // "Sent to warehouse" must not overwrite it.
-            if items.iter().all(|li| li.quantity_shipped == 0) {
+            if set_status {
                 to_status.push(f.id.clone());
             }
         }
@@ -155,6 +162,8 @@ impl AccountCtx<'_> {
                 "shipment" => {
                     let (Some(fid), Some(t)) = (v["fulfillment_id"].as_str(), v["tracking_number"].as_str()) else { continue };
                     if let Some(s) = self.client.find_shipment(fid, t).await? {
+                        // Landed unseen: the cached shipped counts miss it.
+                        self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, fid)])?;
                         self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), s.id, "confirmed after an interrupted run".into())])?;
                     }
                 }

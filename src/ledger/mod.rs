@@ -382,6 +382,34 @@ impl Ledger {
         self.query_opt("SELECT value FROM marks WHERE key=?1", p![key], |r| r.text(0))
     }
 
+    /// Set several marks in one transaction (one sync instead of one per mark).
+    pub fn set_marks(&mut self, items: &[(String, String)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.transaction(|tx| {
+            for (k, v) in items {
+                tx.exec(
+                    "INSERT INTO marks(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    p![k, v],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn delete_marks(&mut self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.transaction(|tx| {
+            for k in keys {
+                tx.exec("DELETE FROM marks WHERE key=?1", p![k])?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn set_mark(&self, key: &str, value: &str) -> Result<()> {
         self.exec(
             "INSERT INTO marks(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
