@@ -5,7 +5,6 @@
 //! and `/healthz` on a loopback address of the operator's choosing.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -26,13 +25,13 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serve `/metrics` (Prometheus text) and `/healthz` until the process ends.
-pub async fn serve(addr: SocketAddr, handle: PrometheusHandle) -> std::io::Result<()> {
+/// Serve `/metrics` (Prometheus text) and `/healthz` on an already bound listener (binding
+/// first lets the caller report a taken port before anything starts) until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> std::io::Result<()> {
     use axum::{routing::get, Router};
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))
         .route("/healthz", get(|| std::future::ready("ok\n")));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }
 

@@ -299,3 +299,55 @@ fn halted_account_is_skipped_and_others_continue() {
         w.log_text()
     );
 }
+
+/// GET over plain HTTP/1.0 (the server closes after answering): status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_endpoint_counts_files_requests_and_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let (root, cfg) = setup(
+        dir.path(),
+        &sim.base_url(),
+        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+    );
+    let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
+    w.wait_log("metrics on http://", Duration::from_secs(20));
+    let addr = {
+        let log = w.log_text();
+        let at = log.find("metrics on http://").unwrap() + "metrics on http://".len();
+        log[at..].split('/').next().unwrap().to_string()
+    };
+    let (status, body) = http_get(&addr, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+    w.wait_log("watching the drop", Duration::from_secs(20));
+    drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
+    let result = root.join("results/stock.csv.result.csv");
+    assert!(wait_for(Duration::from_secs(10), || result.exists()), "{}", w.log_text());
+    // The counters are recorded when the cycle ends, just after the result file is written.
+    let mut text = String::new();
+    let seen = wait_for(Duration::from_secs(10), || {
+        text = http_get(&addr, "/metrics").1;
+        text.contains("stitch_bridge_files_total{")
+    });
+    assert!(seen, "{text}");
+    let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}")).to_string();
+    let files = line("stitch_bridge_files_total{");
+    assert!(files.contains("account=\"wh\"") && files.contains("kind=\"inventory\"") && files.ends_with(" 1"), "{files}");
+    assert!(line("stitch_bridge_api_requests_total{").contains("endpoint=\""), "{text}");
+    assert!(text.contains("stitch_bridge_cycle_duration_seconds_bucket"), "{text}");
+    assert!(line("stitch_bridge_account_halted{").ends_with(" 0"), "{text}");
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
+}

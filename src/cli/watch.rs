@@ -17,6 +17,10 @@ pub struct WatchArgs {
     /// diagnostics that need sub-second polls).
     #[arg(long, env = "STITCH_BRIDGE_POLL_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_ms: Option<u64>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and a liveness check on /healthz
+    /// (e.g. 127.0.0.1:9464; port 0 picks a free one, logged at start).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
@@ -59,6 +63,30 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
             return engine::exit::USAGE;
         }
     };
+    if let Some(addr) = args.metrics_listen {
+        let handle = match crate::metrics::install() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: cannot set up metrics: {e}");
+                return engine::exit::USAGE;
+            }
+        };
+        let listener = match rt.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen for metrics on {addr}: {e}");
+                return engine::exit::USAGE;
+            }
+        };
+        let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/healthz");
+        // Served by this thread's runtime while it waits for a signal below.
+        rt.spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, handle).await {
+                tracing::error!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
     let opts = WatchOptions {
         accounts: args.accounts.clone(),
         lease_ttl: args
