@@ -219,3 +219,38 @@ fn lost_shipment_answer_left_uncertain_is_resolved_next_run_as_created() {
     assert_eq!(rows[0]["remote_id"], s.id);
     assert_eq!(env.fulfillment_of("L-5").unwrap().status, "Shipped");
 }
+
+/// A shipment status that cannot be set (Stitch failing every try) leaves the run pending
+/// (exit 4); the next run sets it, once.
+#[test]
+fn failed_shipment_status_is_set_by_the_next_run() {
+    let env = Env::new();
+    env.put("inbound/orders/o.csv", &orders_file(&[order_row("ST-1", "GADGET", 2, "1.00")]));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    let fid = env.fulfillment_of("ST-1").unwrap().id.to_string();
+    let status = || env.fulfillment_of("ST-1").unwrap().status;
+    assert_eq!(status(), "Sent to warehouse");
+    // max_retries = 3: four failures exhaust one status update.
+    let fail_put = json!({"fault": "500", "method": "PUT", "path_prefix": "/api2/v1/integrations/fulfillments/"});
+    env.faults(json!({"queue": [fail_put, fail_put, fail_put, fail_put]}));
+    env.put("inbound/shipments/s1.csv", &shipments_file(&[ship_row(&fid, "", "GADGET", 1, "T-S1")]));
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
+    assert!(acct(&r).pending.iter().any(|p| p.contains("Partially shipped")), "{r:?}");
+    assert_eq!(status(), "Sent to warehouse", "the update failed");
+    assert_eq!(env.result("s1.csv")[0]["outcome"], "created", "the shipment itself is done");
+    // Next run: the pending "Partially shipped" is sent, then a second file completes it.
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    assert_eq!(status(), "Partially shipped");
+    env.faults(json!({"queue": [fail_put, fail_put, fail_put, fail_put]}));
+    env.put("inbound/shipments/s2.csv", &shipments_file(&[ship_row(&fid, "", "GADGET", 1, "T-S2")]));
+    assert_eq!(env.cycle().exit_code(), exit::PENDING);
+    assert_eq!(env.fulfillment_state("ST-1"), Some(FulfillmentState::Complete));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    assert_eq!(status(), "Shipped");
+    let puts = |c: &stitch_bridge::sim::Counters| c.requests.get("PUT /api2/v1/integrations/fulfillments/{id}").copied().unwrap_or(0);
+    let before = puts(&env.counters());
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    assert_eq!(puts(&env.counters()), before, "nothing left to set");
+}

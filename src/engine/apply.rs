@@ -497,18 +497,37 @@ impl AccountCtx<'_> {
         }
         self.ledger.set_marks(&keep)?;
         self.ledger.delete_marks(&forget)?;
+        // Through the outbox too: a status update lost to an outage or a crash is redone by the
+        // next run's `resolve_pending`, which never lets an older status overwrite a newer one.
+        let intents: Vec<(String, &str, String)> = statuses
+            .iter()
+            .map(|(fid, st)| (super::download::status_key(fid, st), "status", json!({"fulfillment_id": fid, "status": st}).to_string()))
+            .collect();
+        self.ledger.begin_intents(&acct, &intents)?;
         let mut sets = stream::iter(statuses)
             .map(|(fid, st)| {
                 let client = client.clone();
-                async move { client.set_status(&fid, st).await }
+                async move {
+                    let r = client.set_status(&fid, st).await;
+                    (fid, st, r)
+                }
             })
             .buffer_unordered(self.acct.concurrency);
-        while let Some(r) = sets.next().await {
-            if let Err(e) = r {
-                if e.is_halt() {
+        while let Some((fid, st, r)) = sets.next().await {
+            let key = super::download::status_key(&fid, st);
+            match r {
+                Ok(()) => self.ledger.complete_intents(&acct, &[(key, "updated".into(), String::new(), String::new())])?,
+                Err(e) if e.is_halt() => {
                     stop.get_or_insert(e.into());
-                } else {
-                    tracing::warn!(account = %acct, "could not set fulfillment status: {e}");
+                }
+                Err(ApiError::Rejected { status, message, .. }) => {
+                    let msg = format!("status update refused ({status}): {message}");
+                    tracing::warn!(account = %acct, fulfillment = %fid, "{msg}");
+                    self.ledger.fail_intents(&acct, &[(key, "rejected".into(), String::new(), msg)])?;
+                }
+                Err(e) => {
+                    tracing::warn!(account = %acct, fulfillment = %fid, "could not set the status {st:?}: {e}; the next run sets it");
+                    self.report.pending.push(format!("status {st:?} of fulfillment {fid} not set yet: {e}"));
                 }
             }
         }

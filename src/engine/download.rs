@@ -10,6 +10,7 @@
 
 use super::account::{AccountCtx, Step, Stop};
 use crate::reconcile::download as render;
+use crate::reconcile::shipments;
 use crate::stitch::wire::FulfillmentState;
 use futures::stream::{self, StreamExt};
 use std::collections::HashSet;
@@ -17,10 +18,21 @@ use std::io;
 
 pub const SENT_STATUS: &str = "Sent to warehouse";
 
-/// Outbox key of the "Sent to warehouse" status update: recorded before the fulfillment is
-/// marked sent, so a status update lost to a crash or an outage is redone by `resolve_pending`.
+/// The statuses the bridge sets, in the order a fulfillment goes through them.
+const STATUS_ORDER: [&str; 3] = [SENT_STATUS, shipments::PARTIALLY_SHIPPED, shipments::SHIPPED];
+
+/// Outbox key of a status update: recorded before the update, so one lost to a crash or an
+/// outage is redone by `resolve_pending` (setting a status twice is harmless).
+pub(crate) fn status_key(fulfillment_id: &str, status: &str) -> String {
+    let tag = match status {
+        SENT_STATUS => "sent".to_string(),
+        other => other.to_ascii_lowercase().replace(' ', "-"),
+    };
+    format!("sts:{fulfillment_id}:{tag}")
+}
+
 fn sent_status_key(fulfillment_id: &str) -> String {
-    format!("sts:{fulfillment_id}:sent")
+    status_key(fulfillment_id, SENT_STATUS)
 }
 
 impl AccountCtx<'_> {
@@ -175,6 +187,18 @@ impl AccountCtx<'_> {
                 }
                 "status" => {
                     let (Some(fid), Some(status)) = (v["fulfillment_id"].as_str(), v["status"].as_str()) else { continue };
+                    // A later status already set must not be overwritten by an older one.
+                    let rank = STATUS_ORDER.iter().position(|s| *s == status).unwrap_or(0);
+                    let mut superseded = false;
+                    for later in &STATUS_ORDER[rank + 1..] {
+                        if let Some(l) = self.ledger.intent(&acct, &status_key(fid, later))? {
+                            superseded |= l.state == crate::ledger::IntentState::Done;
+                        }
+                    }
+                    if superseded {
+                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "unchanged".into(), String::new(), "superseded by a later status".into())])?;
+                        continue;
+                    }
                     match self.client.set_status(fid, status).await {
                         Ok(()) => self.ledger.complete_intents(&acct, &[(i.key.clone(), "updated".into(), String::new(), String::new())])?,
                         Err(crate::stitch::ApiError::Rejected { status, message, .. }) => {

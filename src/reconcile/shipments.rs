@@ -113,15 +113,18 @@ fn display_key(wanted: &str, r: &ShipmentRecord) -> String {
     format!("{wanted}/{}", r.tracking_number)
 }
 
+pub const SHIPPED: &str = "Shipped";
+pub const PARTIALLY_SHIPPED: &str = "Partially shipped";
+
 /// The status to set after shipping: Stitch shows it to the merchant [doc].
 pub fn status_after(line_items: &[FulfillmentLineItem], shipped_now: &HashMap<String, u32>) -> &'static str {
     let all = line_items
         .iter()
         .all(|l| l.quantity_shipped + shipped_now.get(&l.id).copied().unwrap_or(0) >= l.quantity);
     if all {
-        "Shipped"
+        SHIPPED
     } else {
-        "Partially shipped"
+        PARTIALLY_SHIPPED
     }
 }
 
