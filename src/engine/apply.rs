@@ -21,6 +21,9 @@ const SHIPMENT_BATCH: usize = 50;
 /// instead of one `GET /fulfillments/{id}` each.
 const OPEN_LIST_AFTER: usize = 32;
 
+/// Status intents completed per ledger transaction.
+pub(crate) const STATUS_DONE_BATCH: usize = 256;
+
 /// Ledger mark caching a fulfillment's line items, kept from the order download. An
 /// acknowledged fulfillment is locked in Stitch, so its lines cannot change; only
 /// `quantity_shipped` moves, and the bridge adds what it ships itself. Any doubt (a refusal, an
@@ -513,10 +516,18 @@ impl AccountCtx<'_> {
                 }
             })
             .buffer_unordered(self.acct.concurrency);
+        // Completed in batches: one sync per batch, not per update, so the ledger never holds
+        // back the requests in flight. A crash before a batch commits only repeats status
+        // updates, which is harmless.
+        let mut set_done: Vec<(String, String, String, String)> = Vec::new();
         while let Some((fid, st, r)) = sets.next().await {
             let key = super::download::status_key(&fid, st);
+            if set_done.len() >= STATUS_DONE_BATCH {
+                self.ledger.complete_intents(&acct, &set_done)?;
+                set_done.clear();
+            }
             match r {
-                Ok(()) => self.ledger.complete_intents(&acct, &[(key, "updated".into(), String::new(), String::new())])?,
+                Ok(()) => set_done.push((key, "updated".into(), String::new(), String::new())),
                 Err(e) if e.is_halt() => {
                     stop.get_or_insert(e.into());
                 }
@@ -531,6 +542,8 @@ impl AccountCtx<'_> {
                 }
             }
         }
+        drop(sets);
+        self.ledger.complete_intents(&acct, &set_done)?;
         match stop {
             Some(s) => Err(s),
             None => Ok(decisions),

@@ -18,6 +18,9 @@ use std::io;
 
 pub const SENT_STATUS: &str = "Sent to warehouse";
 
+/// Order files recorded in the ledger per transaction.
+const SENT_BATCH: usize = 64;
+
 /// The statuses the bridge sets, in the order a fulfillment goes through them.
 const STATUS_ORDER: [&str; 3] = [SENT_STATUS, shipments::PARTIALLY_SHIPPED, shipments::SHIPPED];
 
@@ -68,6 +71,9 @@ impl AccountCtx<'_> {
             .buffer_unordered(self.acct.concurrency);
         let mut to_status = Vec::new();
         let mut stop: Option<Stop> = None;
+        // Ledger rows are committed per batch (one sync for many files), after the batch's
+        // files are written: a crash in between leaves files the next run finds in place.
+        let mut batch: Vec<crate::ledger::SentOrder> = Vec::new();
         while let Some((f, items)) = fetched.next().await {
             let items = match items {
                 Ok(i) => i,
@@ -76,26 +82,33 @@ impl AccountCtx<'_> {
                     continue;
                 }
             };
-            // Kept for the shipments that will come back for it (see `line_items_mark`).
-            if let Ok(v) = serde_json::to_string(&items) {
-                self.ledger.set_mark(&super::apply::line_items_mark(&acct, &f.id), &v)?;
-            }
             let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
             self.write_once(&path, &render::render_order(&f, &items))?;
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
             let set_status = items.iter().all(|li| li.quantity_shipped == 0);
-            if set_status {
-                let payload = serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string();
-                self.ledger.begin_intents(&acct, &[(sent_status_key(&f.id), "status", payload)])?;
-            }
-            self.ledger.mark_fulfillment_sent(&acct, &f.id, &f.order_number, &path)?;
+            let status_intent = set_status.then(|| {
+                (sent_status_key(&f.id), serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string())
+            });
+            batch.push(crate::ledger::SentOrder {
+                fulfillment_id: f.id.clone(),
+                order_ref: f.order_number.clone(),
+                file: path.clone(),
+                // Kept for the shipments that will come back for it (see `line_items_mark`).
+                mark: (super::apply::line_items_mark(&acct, &f.id), serde_json::to_string(&items).unwrap_or_default()),
+                status_intent,
+            });
             tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
             self.report.orders_sent += 1;
             if set_status {
                 to_status.push(f.id.clone());
             }
+            if batch.len() >= SENT_BATCH {
+                self.ledger.record_orders_sent(&acct, &batch)?;
+                batch.clear();
+            }
         }
+        self.ledger.record_orders_sent(&acct, &batch)?;
         drop(fetched);
         if let Some(s) = stop {
             return Err(s);
@@ -110,14 +123,22 @@ impl AccountCtx<'_> {
             })
             .buffer_unordered(self.acct.concurrency);
         let mut stop: Option<Stop> = None;
+        // Completed in batches, as in `apply` (a crash before a commit only repeats updates).
+        let mut done = Vec::new();
         while let Some((id, r)) = sets.next().await {
+            if done.len() >= super::apply::STATUS_DONE_BATCH {
+                self.ledger.complete_intents(&acct, &done)?;
+                done.clear();
+            }
             match r {
-                Ok(()) => self.ledger.complete_intents(&acct, &[(sent_status_key(&id), "updated".into(), String::new(), String::new())])?,
+                Ok(()) => done.push((sent_status_key(&id), "updated".into(), String::new(), String::new())),
                 Err(e) => {
                     stop.get_or_insert(e.into());
                 }
             }
         }
+        drop(sets);
+        self.ledger.complete_intents(&acct, &done)?;
         match stop {
             Some(s) => Err(s),
             None => Ok(()),

@@ -313,6 +313,34 @@ impl Ledger {
         .map(|o| o.is_some())
     }
 
+    /// Record a batch of order files written to the warehouse, in one transaction: each
+    /// fulfillment marked sent, its line items cached (mark), and its status intent recorded.
+    /// Only call once the files are durably written: a crash before the commit means the next
+    /// run finds the files already there and records them then.
+    pub fn record_orders_sent(&mut self, account: &str, sent: &[SentOrder]) -> Result<()> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        self.transaction(|tx| {
+            for o in sent {
+                tx.exec(
+                    "INSERT INTO marks(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    p![&o.mark.0, &o.mark.1],
+                )?;
+                if let Some((key, payload)) = &o.status_intent {
+                    outbox::upsert_intent(tx, account, key, "status", payload, &t)?;
+                }
+                tx.exec(
+                    "INSERT INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'sent') ON CONFLICT DO NOTHING",
+                    p![account, &o.fulfillment_id, &o.order_ref, &o.file, &t],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn mark_fulfillment_sent(&self, account: &str, fulfillment_id: &str, order_ref: &str, file: &str) -> Result<()> {
         self.exec(
             "INSERT INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
@@ -512,6 +540,18 @@ impl Ledger {
     pub fn account_claim(&self, account: &str) -> Result<Option<Lease>> {
         self.lease(&account_lease(account))
     }
+}
+
+/// One order file written to the warehouse, as [`Ledger::record_orders_sent`] records it.
+#[derive(Debug, Clone)]
+pub struct SentOrder {
+    pub fulfillment_id: String,
+    pub order_ref: String,
+    pub file: String,
+    /// (key, value) of the line-item cache mark.
+    pub mark: (String, String),
+    /// (key, payload) of the "Sent to warehouse" status intent, when that status is due.
+    pub status_intent: Option<(String, String)>,
 }
 
 /// True when `holder` (`HOST<sep>PID<sep>TAG`, sep `:` or `/`) names this host and a process

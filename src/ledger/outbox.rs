@@ -61,6 +61,21 @@ fn row(r: &Row) -> RowResult<Intent> {
 
 const COLS: &str = "key, kind, payload, state, remote_id, outcome, message, attempts";
 
+/// Record one intent inside a caller's transaction: new → pending; failed → pending again; a
+/// done intent keeps its payload and state.
+pub(crate) fn upsert_intent(tx: &mut super::db::Tx<'_>, account: &str, key: &str, kind: &str, payload: &str, t: &str) -> super::db::DbResult<u64> {
+    tx.exec(
+        "INSERT INTO intents(account, key, kind, payload, state, attempts, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?5)
+         ON CONFLICT(account, key) DO UPDATE SET
+            state = CASE WHEN intents.state='failed' THEN 'pending' ELSE intents.state END,
+            payload = CASE WHEN intents.state='done' THEN intents.payload ELSE excluded.payload END,
+            attempts = intents.attempts + CASE WHEN intents.state <> 'done' THEN 1 ELSE 0 END,
+            updated_at = excluded.updated_at",
+        p![account, key, kind, payload, t],
+    )
+}
+
 impl Ledger {
     /// Record intents (one transaction, durable on commit) and return each key's current row: a
     /// key that is already `done` comes back `done`, and the caller must not send it again.
@@ -70,16 +85,7 @@ impl Ledger {
         self.transaction(|tx| {
             let mut out = Vec::with_capacity(items.len());
             for (key, kind, payload) in items {
-                tx.exec(
-                    "INSERT INTO intents(account, key, kind, payload, state, attempts, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?5)
-                     ON CONFLICT(account, key) DO UPDATE SET
-                        state = CASE WHEN intents.state='failed' THEN 'pending' ELSE intents.state END,
-                        payload = CASE WHEN intents.state='done' THEN intents.payload ELSE excluded.payload END,
-                        attempts = intents.attempts + CASE WHEN intents.state <> 'done' THEN 1 ELSE 0 END,
-                        updated_at = excluded.updated_at",
-                    p![account, key, *kind, payload, &t],
-                )?;
+                upsert_intent(tx, account, key, kind, payload, &t)?;
                 let rows = tx.query(&get, p![account, key])?;
                 let r = rows.first().ok_or_else(|| super::db::DbError::Row(format!("intent {key} vanished")))?;
                 out.push(row(r).map_err(super::db::DbError::Row)?);
@@ -104,6 +110,9 @@ impl Ledger {
 
     /// `items`: (key, outcome, remote_id, message).
     fn finish_intents(&mut self, account: &str, items: &[(String, String, String, String)], state: &str) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let t = now();
         self.transaction(|tx| {
             for (key, outcome, remote_id, message) in items {
