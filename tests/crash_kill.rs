@@ -70,6 +70,7 @@ fn scenario(label: &str, lost_answer: f64) {
         leftovers.len(),
         t0.elapsed().as_secs_f64()
     );
+    assert!(leftovers.is_empty(), "temp files a killed run left are removed by the next run: {leftovers:?}");
     assert!(
         a.kills_mid_work + b.kills_mid_work >= kills,
         "the work finished before {kills} kills landed; lower STITCH_BRIDGE_CRASH_MAX_DELAY_MS"

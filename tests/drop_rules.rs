@@ -105,3 +105,19 @@ fn results_never_overwrite_and_identical_content_is_detected() {
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(names(&env.drop_path(&format!("archive/{day}"))), vec!["copy.csv", "stock.csv", "stock~2.csv"]);
 }
+
+#[test]
+fn temp_files_a_killed_run_left_are_removed_and_nothing_else() {
+    let env = Env::new(0);
+    let old = Duration::from_secs(60);
+    // What `write_atomic` leaves when the process dies mid-write.
+    env.put("results/.stock.csv.result.csv.Ab12Cd.tmp", "line,key\n", old);
+    env.put("outbound/orders/.order-7.csv.Zz9Yy8.tmp", "partial", old);
+    // Not ours: the warehouse's own upload in progress, and other hidden files.
+    env.put("inbound/inventory/.upload.csv.x1.tmp", STOCK, old);
+    env.put("results/.keep", "", old);
+    env.cycle();
+    assert_eq!(names(&env.drop_path("results")), vec![".keep"]);
+    assert!(names(&env.drop_path("outbound/orders")).is_empty());
+    assert_eq!(names(&env.drop_path("inbound/inventory")), vec![".upload.csv.x1.tmp"]);
+}

@@ -71,6 +71,15 @@ pub trait Drop: Send {
     fn remove(&mut self, path: &str) -> io::Result<()>;
 }
 
+/// The temp names `write_atomic` uses (`.NAME.RANDOM.tmp`, both drops): hidden from every
+/// poller, and recognisable so a later run can remove what a killed one left.
+pub fn is_temp_of_ours(name: &str) -> bool {
+    name.len() >= ".x.r.tmp".len()
+        && name.starts_with('.')
+        && name.ends_with(".tmp")
+        && name[1..name.len() - 4].contains('.')
+}
+
 /// Why a name found on a drop is refused before anything reads it. Hostile names must never
 /// reach a path join on the server or a cell in a spreadsheet.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
@@ -93,4 +102,19 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
 pub fn is_ignored_name(name: &str) -> bool {
     name.starts_with('.')
         || [".tmp", ".part", ".filepart"].iter().any(|s| name.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_of_ours_are_recognised_and_nothing_else() {
+        for ours in [".stock.csv.result.csv.a1B2c3.tmp", ".o.csv.x.tmp"] {
+            assert!(is_temp_of_ours(ours), "{ours}");
+        }
+        for other in ["stock.csv", ".tmp", ".x.tmp", "a.b.tmp", ".hidden", ".a.b.part", ""] {
+            assert!(!is_temp_of_ours(other), "{other}");
+        }
+    }
 }

@@ -214,6 +214,7 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
 impl AccountCtx<'_> {
     async fn run(&mut self, parts: Parts) -> Step<()> {
         self.ensure_layout()?;
+        self.sweep_temp_files();
         self.resolve_pending().await?;
         if parts.inbound {
             for kind in [Kind::Inventory, Kind::Orders, Kind::Shipments] {
@@ -243,6 +244,23 @@ impl AccountCtx<'_> {
             self.drop.mkdir_all(dir)?;
         }
         Ok(())
+    }
+
+    /// Remove temp files a killed run left in the folders only the bridge writes. Safe: this
+    /// worker holds the account's claim, so no other bridge process is writing there now, and
+    /// the warehouse's own folders (`inbound/`) are never touched. Failures only cost a log line.
+    fn sweep_temp_files(&mut self) {
+        let f = &self.acct.folders;
+        for dir in [&f.outbound_orders, &f.outbound_cancellations, &f.results, &f.errors] {
+            let Ok(entries) = self.drop.list(dir) else { continue };
+            for e in entries.iter().filter(|e| crate::drop::is_temp_of_ours(&e.name)) {
+                let path = format!("{dir}/{}", e.name);
+                match self.drop.remove(&path) {
+                    Ok(()) => tracing::info!(account = %self.acct.name, file = %path, "removed a temp file left by an interrupted run"),
+                    Err(err) => tracing::warn!(account = %self.acct.name, file = %path, "cannot remove a stale temp file: {err}"),
+                }
+            }
+        }
     }
 
     pub async fn open_fulfillments(&mut self) -> Step<&[crate::stitch::wire::Fulfillment]> {
