@@ -149,15 +149,42 @@ fn header_value<'a>(row: &'a Row, map: &HeaderMap, col: usize) -> &'a str {
     }
 }
 
+/// Byte equality for short cells, inlined: a `memcmp` call per cell was a fifth of checking an
+/// orders file.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    tail == 0
+        && ca.zip(cb).all(|(x, y)| {
+            let w = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+            w(x) == w(y)
+        })
+}
+
 /// Do two rows agree on an order-level cell? Case carries no meaning in codes and choices (so
 /// `create` and a blank action agree).
 fn header_agrees(a: &Row, b: &Row, map: &HeaderMap, col: usize) -> bool {
+    // The same untrimmed cell (the usual case) agrees whatever the column.
+    if let Some(Some(i)) = map.index.get(col) {
+        if let (Some(x), Some(y)) = (a.raw.fields.get(*i), b.raw.fields.get(*i)) {
+            if same(x.as_bytes(), y.as_bytes()) {
+                return true;
+            }
+        }
+    }
     let (x, y) = (header_value(a, map, col), header_value(b, map, col));
     match col {
         ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => {
             x.eq_ignore_ascii_case(y)
         }
-        _ => x == y,
+        _ => same(x.as_bytes(), y.as_bytes()),
     }
 }
 
