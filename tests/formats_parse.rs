@@ -582,3 +582,162 @@ fn error_codes_are_stable_and_unique() {
     assert_eq!(ErrorCode::RaggedRow.as_str(), "ragged_row");
     assert!(ErrorCode::UnknownColumn.is_warning() && !ErrorCode::RaggedRow.is_warning());
 }
+
+/// Reads one byte at a time: line-ending detection must not depend on how reads are cut.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((b, rest)), Some(slot)) => {
+                *slot = *b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// (line, sku) of accepted inventory rows and (line, code) of errors, reading all of `input`.
+fn outcome<R: std::io::Read>(input: R) -> (Vec<(u64, String)>, Vec<(u64, &'static str)>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    match formats::parse(Kind::Inventory, input, &ParseOptions::default()) {
+        Err(r) => bad.push((r.line.unwrap_or(0), r.code.as_str())),
+        Ok(units) => {
+            for u in units {
+                match u {
+                    Err(r) => bad.push((r.line.unwrap_or(0), r.code.as_str())),
+                    Ok(u) => match u.result {
+                        Ok(Record::Inventory(r)) => ok.push((r.line, r.sku)),
+                        Ok(_) => unreachable!(),
+                        Err(es) => bad.extend(es.iter().map(|e| (e.line, e.code.as_str()))),
+                    },
+                }
+            }
+        }
+    }
+    (ok, bad)
+}
+
+#[test]
+fn cr_only_line_endings_are_read_as_lines() {
+    let cr = b"sku,quantity,name\rA,1,\"two\rlines\"\r\rB,x,b\rC,3,c";
+    let (ok, bad) = outcome(&cr[..]);
+    assert_eq!(ok, [(2, "A".to_string()), (6, "C".to_string())]);
+    assert_eq!(bad, [(5, "bad_integer")]);
+    assert_eq!(outcome(Trickle(cr)), (ok, bad), "same when read byte by byte");
+    // CRLF and LF files are not touched, however the reads are cut.
+    for (text, b_line) in [
+        (&b"sku,quantity\r\nA,1\r\n\r\nB,2\r\n"[..], 4),
+        (b"sku,quantity\nA,1\n\nB,2", 4),
+        (b"sku,quantity\r\nA,1\nB,2\r", 3),
+    ] {
+        let (ok, bad) = outcome(text);
+        assert_eq!(ok, [(2, "A".to_string()), (b_line, "B".to_string())], "{text:?}");
+        assert!(bad.is_empty());
+        assert_eq!(outcome(Trickle(text)), (ok, bad));
+    }
+    // A lone CR as the very last byte after a header.
+    assert_eq!(outcome(&b"sku,quantity\r"[..]), (vec![], vec![]));
+}
+
+#[test]
+fn unterminated_quote_rejects_the_file_at_its_line() {
+    let text = "sku,quantity,name\nA,1,ok\nB,2,\"never closed\nC,3,c\nD,4,d\n";
+    let r = reject(Kind::Inventory, text.as_bytes(), &ParseOptions::default());
+    assert_eq!((r.code, r.line), (ErrorCode::UnterminatedQuote, Some(3)));
+    assert!(r.message.contains("2 more lines"), "{}", r.message);
+    // In the header too, and without a final newline.
+    let r = reject(Kind::Inventory, b"sku,\"quantity\nA,1", &ParseOptions::default());
+    assert_eq!((r.code, r.line), (ErrorCode::UnterminatedQuote, Some(1)));
+    // A closed multi-line value at the very end is fine.
+    let p = parse(Kind::Inventory, "sku,quantity,name\nA,1,\"two\nlines\"");
+    assert_eq!(inventory(&p), [("A".to_string(), 1)]);
+}
+
+/// Inventory text with repeated SKUs (some on rows that are bad for another reason).
+fn repeated_skus() -> String {
+    let mut text = String::from("sku,quantity\n");
+    for i in 0..3000u32 {
+        let sku = if i % 11 == 5 { format!("S{}", i / 3) } else { format!("S{i}") };
+        let q = if i % 13 == 0 { "x".to_string() } else { i.to_string() };
+        text.push_str(&format!("{sku},{q}\n"));
+        if i % 500 == 0 {
+            text.push_str(",,\n\n");
+        }
+    }
+    text
+}
+
+/// What `validate` reports in flat-memory mode: (line, column, code, message) of every error
+/// (streamed, then the late repeats), and how many units were accepted.
+fn checked_late(text: &str, in_memory: usize) -> (Vec<(u64, String, &'static str, String)>, usize) {
+    let opts = ParseOptions::default();
+    let mut units = formats::parse(Kind::Inventory, text.as_bytes(), &opts).unwrap().late_duplicates(in_memory);
+    let mut errs = Vec::new();
+    let mut accepted = 0;
+    while let Some(u) = units.next_checked() {
+        let u = u.unwrap();
+        accepted += usize::from(u.is_accepted());
+        errs.extend(u.errors().iter().map(|e| (e.line, e.column.clone(), e.code.as_str(), e.message.clone())));
+    }
+    let late = units.finish().unwrap();
+    for (row, e) in formats::resolve_duplicates(Kind::Inventory, text.as_bytes(), &opts, &late).unwrap() {
+        assert_eq!(row.line, e.line);
+        let d = late.iter().find(|d| d.line == e.line).unwrap();
+        accepted -= usize::from(d.otherwise_valid);
+        errs.push((e.line, e.column, e.code.as_str(), e.message));
+    }
+    errs.sort_by_key(|e| e.0);
+    (errs, accepted)
+}
+
+#[test]
+fn late_duplicate_check_matches_the_inline_one_whatever_spills() {
+    let text = repeated_skus();
+    let p = parse(Kind::Inventory, &text);
+    let mut inline: Vec<_> = p
+        .units
+        .iter()
+        .flat_map(|u| u.result.as_ref().err().into_iter().flatten())
+        .map(|e| (e.line, e.column.clone(), e.code.as_str(), e.message.clone()))
+        .collect();
+    inline.sort_by_key(|e| e.0);
+    let accepted = p.units.iter().filter(|u| u.result.is_ok()).count();
+    let repeats = inline.iter().filter(|e| e.2 == "duplicate_sku").count();
+    assert!(repeats > 150, "{repeats}");
+    assert!(inline.iter().any(|e| e.2 == "bad_integer"));
+    for in_memory in [1, 2, 7, 100, 1000, formats::LATE_DUPLICATES_IN_MEMORY] {
+        assert_eq!(checked_late(&text, in_memory), (inline.clone(), accepted), "in_memory = {in_memory}");
+    }
+}
+
+#[test]
+fn checked_units_report_what_units_report() {
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    for (kind, name) in [
+        (Kind::Inventory, "inventory_broken.csv"),
+        (Kind::Orders, "orders_broken.csv"),
+        (Kind::Shipments, "shipments_broken.csv"),
+        (Kind::Orders, "orders_good.csv"),
+    ] {
+        let bytes = std::fs::read(samples.join(name)).unwrap();
+        let opts = ParseOptions::default();
+        let owned: Vec<_> = formats::parse(kind, &bytes[..], &opts)
+            .unwrap()
+            .map(|u| {
+                let u = u.unwrap();
+                (u.rows.clone(), u.result.err().unwrap_or_default())
+            })
+            .collect();
+        let mut it = formats::parse(kind, &bytes[..], &opts).unwrap();
+        let mut lent = Vec::new();
+        while let Some(u) = it.next_checked() {
+            let u = u.unwrap();
+            lent.push((u.rows().cloned().collect::<Vec<_>>(), u.errors().to_vec()));
+        }
+        assert_eq!(owned, lent, "{name}");
+    }
+}

@@ -141,17 +141,15 @@ fn huge_quoted_field_is_refused_by_the_field_limit() {
     assert!(!skus(&o).contains(&"SKU-1".to_string()));
 }
 
-// ---- known gaps (src/formats is not owned by the reliability work; see RELIABILITY.md) ------
+// ---- formerly known gaps (RELIABILITY.md), now closed ------------------------------------------
 
 #[test]
-#[ignore = "known gap: CR-only files are read as one header line and accepted with 0 records"]
 fn cr_only_line_endings_are_not_silently_empty() {
     let o = inv("inventory_cr_only.csv");
     assert!(o.file_rejected.is_some() || o.accepted.len() == 2, "{o:?}");
 }
 
 #[test]
-#[ignore = "known gap: a quote left open swallows the following rows into one field"]
 fn unterminated_quote_does_not_swallow_rows() {
     let o = inv("unterminated_quote.csv");
     assert!(o.file_rejected.is_some() || !o.rejected_codes.is_empty(), "{o:?}");

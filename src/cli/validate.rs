@@ -193,7 +193,11 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     };
     let (mut accepted, mut rejected, mut warnings) = (0u64, 0u64, 0usize);
     let mut status = 0;
-    let mut units = match formats::parse(kind, std::io::BufReader::new(file), &opts) {
+    // The parser buffers its input itself. Repeated SKUs are found after the last row, so memory
+    // stays flat whatever the file size.
+    let units = formats::parse(kind, file, &opts)
+        .map(|u| u.late_duplicates(formats::LATE_DUPLICATES_IN_MEMORY));
+    let mut units = match units {
         Ok(u) => u,
         Err(rej) => {
             let column = rej.column.clone().unwrap_or_default();
@@ -229,38 +233,36 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
         Some(w) => Some(ErrorWriter::new(w, units.header())?),
         None => None,
     };
-    for unit in &mut units {
+    while let Some(unit) = units.next_checked() {
         match unit {
-            Ok(unit) => match &unit.result {
-                Ok(_) => accepted += 1,
-                Err(errors) => {
-                    rejected += 1;
-                    status = 1;
-                    for e in errors {
-                        print(&Problem {
-                            file: &name,
-                            line: Some(e.line),
-                            column: &e.column,
-                            code: e.code.as_str(),
-                            message: &e.message,
-                            warning: false,
-                        })?;
-                        if let Some(ew) = ew.as_mut() {
-                            match unit.rows.iter().find(|r| r.line == e.line) {
-                                Some(row) => {
-                                    ew.write(row, e.line, &e.column, e.code.as_str(), &e.message)?
-                                }
-                                None => ew.write_file_error(
-                                    Some(e.line),
-                                    &e.column,
-                                    e.code.as_str(),
-                                    &e.message,
-                                )?,
+            Ok(unit) if unit.is_accepted() => accepted += 1,
+            Ok(unit) => {
+                rejected += 1;
+                status = 1;
+                for e in unit.errors() {
+                    print(&Problem {
+                        file: &name,
+                        line: Some(e.line),
+                        column: &e.column,
+                        code: e.code.as_str(),
+                        message: &e.message,
+                        warning: false,
+                    })?;
+                    if let Some(ew) = ew.as_mut() {
+                        match unit.row_at(e.line) {
+                            Some(row) => {
+                                ew.write(row, e.line, &e.column, e.code.as_str(), &e.message)?
                             }
+                            None => ew.write_file_error(
+                                Some(e.line),
+                                &e.column,
+                                e.code.as_str(),
+                                &e.message,
+                            )?,
                         }
                     }
                 }
-            },
+            }
             Err(rej) => {
                 status = 2;
                 let column = rej.column.clone().unwrap_or_default();
@@ -275,6 +277,64 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
                 if let Some(ew) = ew.as_mut() {
                     ew.write_file_error(rej.line, &column, rej.code.as_str(), &rej.message)?;
                 }
+            }
+        }
+    }
+    // Repeated SKUs come last, in line order: they are only known once every row was seen.
+    if status != 2 {
+        let late = units.finish().and_then(|late| {
+            if late.is_empty() {
+                return Ok(Vec::new());
+            }
+            let again = File::open(path)?;
+            formats::resolve_duplicates(kind, again, &opts, &late)
+                .map(|found| (late, found))
+                .map_err(std::io::Error::other)
+                .map(|(late, found)| {
+                    found
+                        .into_iter()
+                        .map(|(row, e)| {
+                            let valid = late
+                                .binary_search_by_key(&e.line, |d| d.line)
+                                .map(|i| late[i].otherwise_valid)
+                                .unwrap_or(false);
+                            (row, e, valid)
+                        })
+                        .collect()
+                })
+        });
+        match late {
+            Ok(found) => {
+                for (row, e, otherwise_valid) in found {
+                    if otherwise_valid {
+                        accepted = accepted.saturating_sub(1);
+                        rejected += 1;
+                    }
+                    status = 1;
+                    print(&Problem {
+                        file: &name,
+                        line: Some(e.line),
+                        column: &e.column,
+                        code: e.code.as_str(),
+                        message: &e.message,
+                        warning: false,
+                    })?;
+                    if let Some(ew) = ew.as_mut() {
+                        ew.write(&row, e.line, &e.column, e.code.as_str(), &e.message)?;
+                    }
+                }
+            }
+            Err(e) => {
+                status = 2;
+                let msg = format!("the check for repeated SKUs failed: {e}");
+                print(&Problem {
+                    file: &name,
+                    line: None,
+                    column: "",
+                    code: "read_error",
+                    message: &msg,
+                    warning: false,
+                })?;
             }
         }
     }

@@ -43,10 +43,12 @@ pub enum ErrorCode {
     EmptyFile,
     /// The input could not be read (file rejected).
     ReadError,
+    /// A quote opened and never closed: the rest of the file would be one value (file rejected).
+    UnterminatedQuote,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::MissingColumn,
         ErrorCode::DuplicateColumn,
         ErrorCode::MissingValue,
@@ -75,6 +77,7 @@ impl ErrorCode {
         ErrorCode::TooManyRows,
         ErrorCode::EmptyFile,
         ErrorCode::ReadError,
+        ErrorCode::UnterminatedQuote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::TooManyRows => "too_many_rows",
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::ReadError => "read_error",
+            ErrorCode::UnterminatedQuote => "unterminated_quote",
         }
     }
 

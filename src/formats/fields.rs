@@ -95,6 +95,38 @@ pub(crate) fn amount(column: &str, v: &str) -> Result<Decimal, FieldError> {
     Ok(d)
 }
 
+/// The common shapes without an offset, read directly: `YYYY-MM-DD`, and `YYYY-MM-DD HH:MM[:SS]`
+/// (space or `T`). Gives exactly what the chrono formats below would, or `None` to let them
+/// decide (any other shape, an impossible date, a leap second).
+fn common_date(b: &[u8]) -> Option<NaiveDateTime> {
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    if !matches!(b.len(), 10 | 16 | 19) || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    if b.len() == 10 {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    if !matches!(b[10], b' ' | b'T') || b[13] != b':' {
+        return None;
+    }
+    let sec = if b.len() == 19 {
+        if b[16] != b':' {
+            return None;
+        }
+        num(17..19)?
+    } else {
+        0
+    };
+    if sec >= 60 {
+        return None;
+    }
+    let time = NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, sec)?;
+    Some(date.and_time(time))
+}
+
 /// Places a wall-clock time in `tz`. In a DST overlap the earlier instant is taken (the warehouse
 /// clock showed that time first); a time inside a DST gap never happened and is rejected.
 fn localize(
@@ -103,6 +135,9 @@ fn localize(
     naive: NaiveDateTime,
     tz: Tz,
 ) -> Result<DateTime<FixedOffset>, FieldError> {
+    if tz == Tz::UTC {
+        return Ok(naive.and_utc().fixed_offset());
+    }
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => Ok(dt.fixed_offset()),
         LocalResult::Ambiguous(a, _) => Ok(a.fixed_offset()),
@@ -133,6 +168,11 @@ pub(crate) fn date(
         }
         if let Ok(d) = NaiveDate::parse_from_str(v, fmt) {
             return localize(column, v, d.and_time(NaiveTime::MIN), tz);
+        }
+    }
+    if custom.is_none() {
+        if let Some(n) = common_date(v.as_bytes()) {
+            return localize(column, v, n, tz);
         }
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
@@ -191,36 +231,47 @@ pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// `v` uppercased, if it is `N` ASCII letters long; no allocation.
+fn upper<const N: usize>(v: &str) -> Option<[u8; N]> {
+    let b: [u8; N] = v.as_bytes().try_into().ok()?;
+    Some(b.map(|c| c.to_ascii_uppercase()))
+}
+
+/// Finds `v` (case-insensitively) in a sorted list of `N`-letter uppercase codes. Codes compare
+/// as big-endian integers (the same order as the strings), which avoids a `memcmp` per probe.
+fn lookup<const N: usize>(list: &[&'static str], v: &str) -> Option<&'static str> {
+    let key = |b: &[u8]| b.iter().fold(0u32, |k, &c| (k << 8) | u32::from(c));
+    let up = upper::<N>(v)?;
+    let want = key(&up);
+    let i = list.binary_search_by_key(&want, |c| key(c.as_bytes())).ok()?;
+    // Codes of another length never match (all codes in a list have `N` letters).
+    (list[i].len() == N).then_some(list[i])
+}
+
 /// ISO 3166-1 alpha-2, case-insensitive; returns the uppercase code.
-pub(crate) fn country(column: &str, v: &str) -> Result<String, FieldError> {
-    let up = v.to_ascii_uppercase();
-    if COUNTRIES.binary_search(&up.as_str()).is_ok() {
-        Ok(up)
-    } else {
-        Err((
+pub(crate) fn country(column: &str, v: &str) -> Result<&'static str, FieldError> {
+    lookup::<2>(&COUNTRIES, v).ok_or_else(|| {
+        (
             ErrorCode::BadCountry,
             format!(
                 "{column} must be a two-letter ISO country code like US or GB, got '{}'",
                 shown(v)
             ),
-        ))
-    }
+        )
+    })
 }
 
 /// ISO 4217, case-insensitive; returns the uppercase code.
-pub(crate) fn currency(column: &str, v: &str) -> Result<String, FieldError> {
-    let up = v.to_ascii_uppercase();
-    if CURRENCIES.binary_search(&up.as_str()).is_ok() {
-        Ok(up)
-    } else {
-        Err((
+pub(crate) fn currency(column: &str, v: &str) -> Result<&'static str, FieldError> {
+    lookup::<3>(&CURRENCIES, v).ok_or_else(|| {
+        (
             ErrorCode::BadCurrency,
             format!(
                 "{column} must be a three-letter ISO currency code like USD, got '{}'",
                 shown(v)
             ),
-        ))
-    }
+        )
+    })
 }
 
 /// Is `code` a known ISO 3166-1 alpha-2 country (uppercase)?
@@ -304,6 +355,30 @@ mod tests {
             ErrorCode::NegativeAmount
         );
         assert!(amount("p", "-0").is_ok());
+    }
+
+    #[test]
+    fn common_shapes_read_like_the_formats() {
+        let slow = |v: &str| {
+            for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+                if let Ok(n) = NaiveDateTime::parse_from_str(v, fmt) {
+                    return Some(n);
+                }
+            }
+            NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN))
+        };
+        for v in [
+            "2024-03-15", "2024-02-29", "2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01",
+            "2024-03-15 14:30", "2024-03-15T14:30", "2024-03-15 14:30:59", "2024-03-15T23:59:59",
+            "2024-03-15 24:00", "2024-03-15 14:60", "2024-03-15 14:30:60", "2024-3-15",
+            "2024-03-15x14:30", "2024-03-15 14-30", "2024/03/15", "+024-03-15", "2024-03-1a",
+            "2024-03-15 14:30:5x", "2024-03-15 14:30 ",
+        ] {
+            if let Some(fast) = common_date(v.as_bytes()) {
+                assert_eq!(Some(fast), slow(v), "{v}");
+            }
+        }
+        assert!(common_date(b"2024-03-15").is_some() && common_date(b"2024-03-15 14:30:05").is_some());
     }
 
     #[test]

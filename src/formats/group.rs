@@ -4,23 +4,43 @@
 //! hashes, so a key that comes back later is detected at ~16 bytes per group.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io::Read;
 
 use super::error::FileRejection;
 use super::header::HeaderMap;
 use super::reader::{Row, RowReader};
 
-/// 128-bit fingerprint from two independently seeded SipHashes (deterministic across runs).
+/// 128-bit fingerprint from two independently seeded hashes (deterministic across runs). Wide
+/// enough that two different keys sharing one is negligible (about 2^-64 for 2^32 keys).
 pub(crate) fn fingerprint(key: &str) -> u128 {
-    let half = |seed: u8| {
-        let mut h = DefaultHasher::new();
-        seed.hash(&mut h);
-        key.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    const A: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_0001);
+    const B: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_0002);
+    (u128::from(A.hash_one(key)) << 64) | u128::from(B.hash_one(key))
 }
+
+/// Hasher for fingerprints, which are already uniformly distributed: use their bits as they are
+/// instead of hashing them again.
+#[derive(Default)]
+pub(crate) struct FpHasher(u64);
+
+impl Hasher for FpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used for u128 keys; kept correct for any other input.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// A set of fingerprints.
+pub(crate) type FpSet = HashSet<u128, BuildHasherDefault<FpHasher>>;
 
 /// Why a group is rejected before its rows are even looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,44 +58,86 @@ pub(crate) struct Group {
     pub problem: Option<GroupProblem>,
 }
 
+impl Default for Group {
+    fn default() -> Self {
+        Group {
+            key: None,
+            rows: Vec::new(),
+            problem: None,
+        }
+    }
+}
+
+/// Writes a row's group key into `out` (cleared first); `false` when the row has none.
+pub(crate) type KeyFn = fn(&Row, &HeaderMap, &mut String) -> bool;
+
 pub(crate) struct Grouper {
     pending: Option<Row>,
-    seen: HashSet<u128>,
+    seen: FpSet,
     max_rows: usize,
     /// Key hash of the previous group if it was cut short for size.
     overflowing: Option<u128>,
+    /// Rows of finished groups, reused for the next ones.
+    spare: Vec<Row>,
+    /// The next row's key, compared with the group's.
+    next_key: String,
 }
 
 impl Grouper {
     pub fn new(max_rows: usize) -> Self {
         Grouper {
             pending: None,
-            seen: HashSet::new(),
+            seen: FpSet::default(),
             max_rows: max_rows.max(1),
             overflowing: None,
+            spare: Vec::new(),
+            next_key: String::new(),
         }
     }
 
+    fn read<R: Read>(&mut self, rows: &mut RowReader<R>) -> Option<Result<Row, FileRejection>> {
+        let mut row = self.spare.pop().unwrap_or_default();
+        match rows.next_row_into(&mut row)? {
+            Ok(()) => Some(Ok(row)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The next group, owned.
     pub fn next_group<R: Read>(
         &mut self,
         rows: &mut RowReader<R>,
-        key: impl Fn(&Row, &HeaderMap) -> Option<String>,
+        key: KeyFn,
     ) -> Option<Result<Group, FileRejection>> {
+        let mut group = Group::default();
+        match self.next_group_into(rows, key, &mut group)? {
+            Ok(()) => Some(Ok(group)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The next group, into `group`, whose rows and key buffer are reused.
+    pub fn next_group_into<R: Read>(
+        &mut self,
+        rows: &mut RowReader<R>,
+        key: KeyFn,
+        group: &mut Group,
+    ) -> Option<Result<(), FileRejection>> {
+        self.spare.append(&mut group.rows);
+        let mut k = group.key.take().unwrap_or_default();
+        group.problem = None;
         let first = match self.pending.take() {
             Some(r) => r,
-            None => match rows.next_row()? {
+            None => match self.read(rows)? {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             },
         };
-        let Some(k) = key(&first, &rows.map) else {
+        if !key(&first, &rows.map, &mut k) {
             self.overflowing = None;
-            return Some(Ok(Group {
-                key: None,
-                rows: vec![first],
-                problem: None,
-            }));
-        };
+            group.rows.push(first);
+            return Some(Ok(()));
+        }
         let h = fingerprint(&k);
         let mut problem = if self.overflowing == Some(h) {
             Some(GroupProblem::TooLarge)
@@ -85,32 +147,33 @@ impl Grouper {
             None
         };
         self.overflowing = None;
-        let mut group = vec![first];
+        group.rows.push(first);
         loop {
-            match rows.next_row() {
+            match self.read(rows) {
                 None => break,
                 Some(Err(e)) => return Some(Err(e)),
                 Some(Ok(r)) => {
-                    if key(&r, &rows.map).as_deref() != Some(k.as_str()) {
+                    let mut next = std::mem::take(&mut self.next_key);
+                    let same = key(&r, &rows.map, &mut next) && next == k;
+                    self.next_key = next;
+                    if !same {
                         self.pending = Some(r);
                         break;
                     }
-                    if group.len() >= self.max_rows {
+                    if group.rows.len() >= self.max_rows {
                         // Cut here to bound memory; the rest of the run is rejected as well.
                         self.pending = Some(r);
                         self.overflowing = Some(h);
                         problem = Some(GroupProblem::TooLarge);
                         break;
                     }
-                    group.push(r);
+                    group.rows.push(r);
                 }
             }
         }
         self.seen.insert(h);
-        Some(Ok(Group {
-            key: Some(k),
-            rows: group,
-            problem,
-        }))
+        group.key = Some(k);
+        group.problem = problem;
+        Some(Ok(()))
     }
 }

@@ -28,6 +28,7 @@ impl Kind {
 
 mod cells;
 pub mod codes;
+mod dups;
 pub mod error;
 pub mod fields;
 mod group;
@@ -41,6 +42,7 @@ mod shipments;
 use std::collections::HashMap;
 use std::io::Read;
 
+pub use dups::{LateDuplicate, DEFAULT_IN_MEMORY as LATE_DUPLICATES_IN_MEMORY};
 pub use error::{ErrorCode, FileRejection, RecordError};
 pub use header::{columns, ColType, ColumnDef, Presence, ALIASES};
 pub use records::*;
@@ -117,6 +119,38 @@ pub struct Units<R> {
     state: State,
     ctx: Ctx,
     failed: bool,
+    /// Buffers reused by `next_checked`.
+    group: group::Group,
+    errors: Vec<RecordError>,
+}
+
+/// One unit as checked by `Units::next_checked`, borrowed from the iterator's buffers: nothing is
+/// allocated for a valid unit.
+pub struct Checked<'a> {
+    rows: &'a [reader::Row],
+    errors: &'a [RecordError],
+}
+
+impl Checked<'_> {
+    /// Accepted (no errors)?
+    pub fn is_accepted(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// Why the unit is rejected (empty when accepted).
+    pub fn errors(&self) -> &[RecordError] {
+        self.errors
+    }
+
+    /// The unit's rows as they were in the file.
+    pub fn rows(&self) -> impl Iterator<Item = &RawRow> {
+        self.rows.iter().map(|r| &r.raw)
+    }
+
+    /// The unit's row starting on `line`, if any.
+    pub fn row_at(&self, line: u64) -> Option<&RawRow> {
+        self.rows().find(|r| r.line == line)
+    }
 }
 
 impl<R> Units<R> {
@@ -132,6 +166,96 @@ impl<R> Units<R> {
 
     pub fn kind(&self) -> Kind {
         self.rows.map.kind
+    }
+
+    /// For checking very large files in flat memory: repeated inventory SKUs are no longer
+    /// flagged on their rows as they stream by, but found after the last row by `finish`
+    /// (keeping at most `in_memory` entries of 24 bytes in memory, the rest in sorted runs in a
+    /// temporary file). Other kinds are unaffected. Call before reading any unit.
+    pub fn late_duplicates(mut self, in_memory: usize) -> Self {
+        if let State::Inventory(st) = &mut self.state {
+            st.seen = inventory::Seen::Late(dups::LateDuplicates::new(in_memory));
+        }
+        self
+    }
+
+    /// After the last unit: the repeats found late (see `late_duplicates`), ordered by line;
+    /// empty in the usual mode. Each is a `duplicate_sku` error on `line`, which
+    /// `resolve_duplicates` turns into the same error (and row) the usual mode reports.
+    /// Fails only if the temporary file failed.
+    pub fn finish(&mut self) -> std::io::Result<Vec<LateDuplicate>> {
+        match &mut self.state {
+            State::Inventory(st) => match std::mem::replace(
+                &mut st.seen,
+                inventory::Seen::Inline(group::FpSet::default()),
+            ) {
+                inventory::Seen::Late(late) => late.finish(),
+                inventory::Seen::Inline(_) => Ok(Vec::new()),
+            },
+            State::Grouped(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+impl<R: Read> Units<R> {
+    /// Like `next`, for checking only: the same errors, but no records are built and the rows
+    /// are lent, so a valid unit costs no allocation.
+    pub fn next_checked(&mut self) -> Option<Result<Checked<'_>, FileRejection>> {
+        if self.failed {
+            return None;
+        }
+        self.errors.clear();
+        let kind = self.rows.map.kind;
+        let read = match &mut self.state {
+            State::Inventory(st) => {
+                let rows = &mut self.group.rows;
+                rows.truncate(1);
+                if rows.is_empty() {
+                    rows.push(reader::Row::default());
+                }
+                match self.rows.next_row_into(&mut rows[0]) {
+                    None => None,
+                    Some(Err(e)) => Some(Err(e)),
+                    Some(Ok(())) => {
+                        let delta = self.ctx.inventory_delta;
+                        st.evaluate(&rows[0], &self.rows.map, delta, false, &mut self.errors);
+                        Some(Ok(()))
+                    }
+                }
+            }
+            State::Grouped(g) => {
+                let key = if kind == Kind::Orders { orders::key } else { shipments::key };
+                match g.next_group_into(&mut self.rows, key, &mut self.group) {
+                    None => None,
+                    Some(Err(e)) => Some(Err(e)),
+                    Some(Ok(())) => {
+                        let result = if kind == Kind::Orders {
+                            orders::evaluate(&self.group, &self.rows.map, &self.ctx, false).map(|_| ())
+                        } else {
+                            shipments::evaluate(&self.group, &self.rows.map, &self.ctx).map(|_| ())
+                        };
+                        if let Err(e) = result {
+                            self.errors = e;
+                        }
+                        Some(Ok(()))
+                    }
+                }
+            }
+        };
+        match read {
+            None => {
+                self.failed = true;
+                None
+            }
+            Some(Err(e)) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+            Some(Ok(())) => Some(Ok(Checked {
+                rows: &self.group.rows,
+                errors: &self.errors,
+            })),
+        }
     }
 }
 
@@ -169,6 +293,46 @@ impl<R: Read> Iterator for Units<R> {
     }
 }
 
+/// Second pass for `Units::finish`: reads the file again and returns, for each late repeat whose
+/// SKU really equals the first one's (fingerprints are only checked here), its row and the same
+/// `duplicate_sku` error the usual mode gives, ordered by line.
+pub fn resolve_duplicates<R: Read>(
+    kind: Kind,
+    input: R,
+    opts: &ParseOptions,
+    late: &[LateDuplicate],
+) -> Result<Vec<(RawRow, RecordError)>, FileRejection> {
+    if late.is_empty() || kind != Kind::Inventory {
+        return Ok(Vec::new());
+    }
+    let mut wanted: Vec<u64> = late.iter().flat_map(|d| [d.line, d.first_line]).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut found: HashMap<u64, reader::Row> = HashMap::new();
+    let mut rows = reader::RowReader::open(kind, input, opts)?;
+    let mut row = reader::Row::default();
+    while let Some(r) = rows.next_row_into(&mut row) {
+        r?;
+        if wanted.binary_search(&row.line()).is_ok() {
+            found.insert(row.line(), std::mem::take(&mut row));
+        }
+        if found.len() == wanted.len() {
+            break;
+        }
+    }
+    let sku = |line: u64| found.get(&line).and_then(|r| r.get(&rows.map, header::inv::SKU));
+    let mut out = Vec::with_capacity(late.len());
+    for d in late {
+        if let (Some(s), Some(first)) = (sku(d.line), sku(d.first_line)) {
+            if s == first {
+                let raw = found.get(&d.line).map(|r| r.raw.clone()).unwrap_or_default();
+                out.push((raw, inventory::duplicate_sku(d.line, s)));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Opens a file of `kind`: reads and checks the header, then streams units lazily.
 pub fn parse<R: Read>(
     kind: Kind,
@@ -193,5 +357,7 @@ pub fn parse<R: Read>(
         state,
         ctx,
         failed: false,
+        group: group::Group::default(),
+        errors: Vec::new(),
     })
 }

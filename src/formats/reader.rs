@@ -11,9 +11,21 @@ use super::fields::shown;
 use super::header::HeaderMap;
 use super::{Kind, ParseOptions, RawRow};
 
+/// How the file ends its lines, decided by the first line break in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endings {
+    /// No line break seen yet.
+    Unknown,
+    /// LF or CRLF: passed through (a CR before the LF is stripped from the last field).
+    Lf,
+    /// Old Mac files that end lines with a lone CR: every CR is read as LF.
+    Cr,
+}
+
 /// Counts bytes and fails the read once `limit` is passed, so an oversized file is refused
 /// while streaming rather than after it was read whole. Also supplies a final `\n` when the file
-/// lacks one, so every record ends with a newline (line numbering relies on it).
+/// lacks one, so every record ends with a newline (line numbering relies on it), and turns the
+/// lone-CR line breaks of old Mac files into LF.
 pub(crate) struct LimitedReader<R> {
     inner: R,
     read: u64,
@@ -21,6 +33,52 @@ pub(crate) struct LimitedReader<R> {
     tripped: Arc<AtomicBool>,
     last: u8,
     finished: bool,
+    endings: Endings,
+    /// A CR held back because it ended a chunk before the line endings were known.
+    carry: bool,
+}
+
+impl<R> LimitedReader<R> {
+    fn new(inner: R, limit: u64, tripped: Arc<AtomicBool>) -> Self {
+        LimitedReader {
+            inner,
+            read: 0,
+            limit,
+            tripped,
+            last: 0,
+            finished: false,
+            endings: Endings::Unknown,
+            carry: false,
+        }
+    }
+
+    /// Decides the line endings from `buf` (the bytes after any held-back CR) and translates CRs
+    /// in CR mode. Returns how many bytes of `buf` may be handed out now.
+    fn endings(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len();
+        if self.endings == Endings::Unknown {
+            match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                None => return n,
+                Some(i) if buf[i] == b'\n' => self.endings = Endings::Lf,
+                Some(i) if i + 1 < n => {
+                    self.endings = if buf[i + 1] == b'\n' { Endings::Lf } else { Endings::Cr }
+                }
+                Some(_) => {
+                    // A CR ends the chunk: hold it back until the next byte tells.
+                    self.carry = true;
+                    return n - 1;
+                }
+            }
+        }
+        if self.endings == Endings::Cr {
+            for b in buf.iter_mut() {
+                if *b == b'\r' {
+                    *b = b'\n';
+                }
+            }
+        }
+        n
+    }
 }
 
 impl<R: Read> Read for LimitedReader<R> {
@@ -28,27 +86,59 @@ impl<R: Read> Read for LimitedReader<R> {
         if self.finished || buf.is_empty() {
             return Ok(0);
         }
-        let n = self.inner.read(buf)?;
+        let start = usize::from(self.carry);
+        if start >= buf.len() {
+            // A one-byte buffer while a CR is held back: hand the CR out alone.
+            self.carry = false;
+            self.endings = Endings::Lf;
+            buf[0] = b'\r';
+            self.last = b'\r';
+            return Ok(1);
+        }
+        let n = self.inner.read(&mut buf[start..])?;
         if n == 0 {
             self.finished = true;
+            if self.carry {
+                // The file's only line break is a final lone CR.
+                self.carry = false;
+                buf[0] = b'\n';
+                self.last = b'\n';
+                return Ok(1);
+            }
             if self.read > 0 && self.last != b'\n' {
                 buf[0] = b'\n';
                 return Ok(1);
             }
             return Ok(0);
         }
-        self.last = buf[n - 1];
         self.read = self.read.saturating_add(n as u64);
         if self.read > self.limit {
             self.tripped.store(true, Ordering::Relaxed);
             return Err(io::Error::other("file exceeds the size limit"));
         }
-        Ok(n)
+        let mut len = start + n;
+        if self.carry {
+            self.carry = false;
+            buf[0] = b'\r';
+            self.endings = if buf[1] == b'\n' { Endings::Lf } else { Endings::Cr };
+            if self.endings == Endings::Cr {
+                buf[0] = b'\n';
+            }
+            len = 1 + self.endings(&mut buf[1..len]);
+        } else {
+            len = self.endings(&mut buf[..len]);
+        }
+        if len == 0 {
+            // Only a held-back CR so far: read on (never report 0 bytes before the end).
+            return self.read(buf);
+        }
+        self.last = buf[len - 1];
+        Ok(len)
     }
 }
 
 /// One data row, decoded, with its row-level problems (encoding, raggedness, length).
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Row {
     pub raw: RawRow,
     /// Problems that make the row's values untrustworthy; field parsing is skipped when non-empty.
@@ -90,14 +180,7 @@ impl<R: Read> RowReader<R> {
     /// header does not fit the kind.
     pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
         let tripped = Arc::new(AtomicBool::new(false));
-        let limited = LimitedReader {
-            inner: input,
-            read: 0,
-            limit: opts.max_file_bytes,
-            tripped: tripped.clone(),
-            last: 0,
-            finished: false,
-        };
+        let limited = LimitedReader::new(input, opts.max_file_bytes, tripped.clone());
         // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
         let mut buffered = BufReader::with_capacity(64 * 1024, limited);
         let bom = match buffered.fill_buf() {
@@ -120,7 +203,8 @@ impl<R: Read> RowReader<R> {
         }
         // Only LF ends a record: csv's own line counter miscounts CRLF and skipped blank lines, so
         // lines are derived from newline counts instead (see `line`). A CR before the LF is
-        // stripped from the last field. Old Mac CR-only files are not supported.
+        // stripped from the last field; old Mac CR-only files have their CRs read as LF
+        // (`LimitedReader`).
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -187,17 +271,17 @@ impl<R: Read> RowReader<R> {
     /// terminator, are exactly the lines before it (skipped blank lines included).
     fn line(&self) -> u64 {
         let seen = self.csv.position().line(); // 1 + newlines consumed
-        let embedded = self
-            .record
-            .as_slice()
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
+        let embedded = self.embedded_newlines();
         let computed = seen.saturating_sub(embedded).saturating_sub(1);
         // A quote left open at end of file leaves the record without a terminator; the record
         // still cannot start before the line after the previous one.
         let floor = self.record.position().map(|p| p.line()).unwrap_or(1);
         computed.max(floor).max(1)
+    }
+
+    /// Newlines inside the values of the record just read.
+    fn embedded_newlines(&self) -> u64 {
+        self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64
     }
 
     /// The record's fields, with the CR of a CRLF ending removed from the last one.
@@ -214,7 +298,29 @@ impl<R: Read> RowReader<R> {
 
     /// Reads the next CSV record into `self.record`, mapping I/O failures to a file rejection.
     fn read_record(&mut self) -> Result<bool, FileRejection> {
+        let before = self.csv.position().line();
         match self.csv.read_byte_record(&mut self.record) {
+            // Every record ends with a newline (`LimitedReader` supplies a last one). A record
+            // whose newlines are all inside its values ended at the end of the input inside an
+            // open quote: it has swallowed the rest of the file. Refuse rather than silently lose
+            // those lines.
+            Ok(true)
+                if self.csv.position().line().saturating_sub(before)
+                    == self.embedded_newlines() =>
+            {
+                let line = self.line();
+                let swallowed = self.embedded_newlines().saturating_sub(1);
+                Err(FileRejection::new(
+                    ErrorCode::UnterminatedQuote,
+                    Some(line),
+                    format!(
+                        "a quote (\") opened on this line is never closed, so the rest of the file \
+                         ({swallowed} more line{}) would be read as one value; close the quote or \
+                         double a quote that is part of the text (\"\")",
+                        if swallowed == 1 { "" } else { "s" }
+                    ),
+                ))
+            }
             Ok(more) => Ok(more),
             Err(e) => {
                 let line = e.position().map(|p| p.line());
@@ -240,6 +346,15 @@ impl<R: Read> RowReader<R> {
 
     /// Next non-blank data row; `Err` means the whole file is rejected and iteration ends.
     pub fn next_row(&mut self) -> Option<Result<Row, FileRejection>> {
+        let mut row = Row::default();
+        match self.next_row_into(&mut row)? {
+            Ok(()) => Some(Ok(row)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Like `next_row`, but fills `row`, reusing its buffers (no allocation per row once warm).
+    pub fn next_row_into(&mut self, row: &mut Row) -> Option<Result<(), FileRejection>> {
         if self.done {
             return None;
         }
@@ -270,14 +385,26 @@ impl<R: Read> RowReader<R> {
                 ),
             )));
         }
-        let mut fields = Vec::with_capacity(self.record.len());
-        let mut errors = Vec::new();
+        row.raw.line = line;
+        row.errors.clear();
+        let n = self.record.len();
+        let fields = &mut row.raw.fields;
+        fields.truncate(n);
         for (i, f) in Self::fields(&self.record).enumerate() {
-            let name = self.map.field_name(i);
-            match decode(f) {
+            let text = decode(f);
+            let slot = |fields: &mut Vec<String>, s: &str| {
+                if let Some(v) = fields.get_mut(i) {
+                    v.clear();
+                    v.push_str(s);
+                } else {
+                    fields.push(s.to_owned());
+                }
+            };
+            match text {
                 Some(s) => {
                     if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
-                        errors.push(RecordError::new(
+                        let name = self.map.field_name(i);
+                        row.errors.push(RecordError::new(
                             line,
                             name,
                             ErrorCode::FieldTooLong,
@@ -289,11 +416,12 @@ impl<R: Read> RowReader<R> {
                             ),
                         ));
                     }
-                    fields.push(s.to_string());
+                    slot(fields, s);
                 }
                 None => {
-                    let lossy = String::from_utf8_lossy(f).into_owned();
-                    errors.push(RecordError::new(
+                    let name = self.map.field_name(i);
+                    let lossy = String::from_utf8_lossy(f);
+                    row.errors.push(RecordError::new(
                         line,
                         name,
                         ErrorCode::BadEncoding,
@@ -303,12 +431,12 @@ impl<R: Read> RowReader<R> {
                             shown(&lossy)
                         ),
                     ));
-                    fields.push(lossy);
+                    slot(fields, &lossy);
                 }
             }
         }
         if fields.len() != self.header.len() {
-            errors.push(RecordError::new(
+            row.errors.push(RecordError::new(
                 line,
                 "",
                 ErrorCode::RaggedRow,
@@ -319,10 +447,7 @@ impl<R: Read> RowReader<R> {
                 ),
             ));
         }
-        Some(Ok(Row {
-            raw: RawRow { line, fields },
-            errors,
-        }))
+        Some(Ok(()))
     }
 }
 

@@ -8,7 +8,7 @@ use super::error::RecordError;
 
 /// A data row as it was in the file (values untrimmed; invalid UTF-8 replaced by U+FFFD), kept so
 /// error and result files can echo it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RawRow {
     /// 1-based physical line where the record starts.
     pub line: u64,

@@ -15,19 +15,23 @@ use super::{Ctx, Record, ShipmentItem, ShipmentRecord, Unit};
 
 /// Group key; `None` when the row names neither a fulfillment nor an order, or has no tracking
 /// number (such a row cannot join a shipment and is judged alone).
-pub(crate) fn key(row: &Row, map: &HeaderMap) -> Option<String> {
+pub(crate) fn key(row: &Row, map: &HeaderMap, out: &mut String) -> bool {
+    out.clear();
     let f = row.get(map, shp::FULFILLMENT_ID);
     let o = row.get(map, shp::ORDER_REF);
-    let t = row.get(map, shp::TRACKING_NUMBER)?;
+    let Some(t) = row.get(map, shp::TRACKING_NUMBER) else {
+        return false;
+    };
     if f.is_none() && o.is_none() {
-        return None;
+        return false;
     }
-    Some(format!(
-        "{}\u{1f}{}\u{1f}{}",
-        f.unwrap_or(""),
-        o.unwrap_or(""),
-        t
-    ))
+    for (i, part) in [f.unwrap_or(""), o.unwrap_or(""), t].into_iter().enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        out.push_str(part);
+    }
+    true
 }
 
 /// What a readable key shows in messages: "order PO-1 / tracking 1Z…".
@@ -105,26 +109,34 @@ fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx) -> (Option<Parsed>, Vec<Reco
 }
 
 pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
+    let result = evaluate(&group, map, ctx).map(Record::Shipment);
+    Unit {
+        rows: group.rows.into_iter().map(|r| r.raw).collect(),
+        result,
+    }
+}
+
+/// Checks one shipment and builds its record; `Err` lists every problem of its rows.
+pub(crate) fn evaluate(
+    group: &Group,
+    map: &HeaderMap,
+    ctx: &Ctx,
+) -> Result<ShipmentRecord, Vec<RecordError>> {
     let Group { key, rows, problem } = group;
-    let raws = |rows: Vec<Row>| rows.into_iter().map(|r| r.raw).collect::<Vec<_>>();
-    if let (Some(p), Some(_), Some(first)) = (problem, &key, rows.first()) {
+    if let (Some(p), Some(_), Some(first)) = (*problem, key, rows.first()) {
         let what = describe(first, map);
-        let errors = problem_errors(
-            &rows,
+        return Err(problem_errors(
+            rows,
             p,
             &what,
             "shipment",
             "tracking_number",
             ctx.max_rows_per_group,
-        );
-        return Unit {
-            rows: raws(rows),
-            result: Err(errors),
-        };
+        ));
     }
     let mut per_row = Vec::with_capacity(rows.len());
     let mut parsed = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         if row.errors.is_empty() {
             let (p, e) = parse_row(row, map, ctx);
             parsed.push(p);
@@ -162,11 +174,7 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
         }
     }
     if per_row.iter().any(|e: &Vec<RecordError>| !e.is_empty()) {
-        let errors = reject_group(&rows, per_row, "shipment", "tracking_number");
-        return Unit {
-            rows: raws(rows),
-            result: Err(errors),
-        };
+        return Err(reject_group(rows, per_row, "shipment", "tracking_number"));
     }
     let first_row = rows.first();
     let line = first_row.map(Row::line).unwrap_or(1);
@@ -188,10 +196,7 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
             ErrorCode::MissingValue,
             "the shipment has no readable rows",
         );
-        return Unit {
-            rows: raws(rows),
-            result: Err(vec![e]),
-        };
+        return Err(vec![e]);
     };
     let mut items = vec![head.item];
     items.extend(parsed.map(|p| p.item));
@@ -207,8 +212,5 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
         weight: head.weight,
         items,
     };
-    Unit {
-        rows: raws(rows),
-        result: Ok(Record::Shipment(record)),
-    }
+    Ok(record)
 }
