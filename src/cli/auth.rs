@@ -7,8 +7,6 @@ use super::Cli;
 use crate::config::TokenSource;
 use crate::engine::exit;
 use crate::stitch::wire;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 #[derive(clap::Args, Debug)]
 pub struct AuthArgs {
@@ -109,19 +107,7 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
     if let Some(dir) = token_path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(token_path)
-        .and_then(|mut f| {
-            // `mode` applies only when the file is created: tighten an existing one before
-            // the token goes in.
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(token.as_bytes())
-        });
+    let written = super::write_private(token_path, token.as_bytes(), 0o600);
     if let Err(e) = written {
         eprintln!("error: cannot store the token in {}: {e}", token_path.display());
         return exit::USAGE;

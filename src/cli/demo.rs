@@ -84,12 +84,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
 
     let drop = dir.join("drop");
     fs::create_dir_all(dir.join("secrets"))?;
-    fs::write(dir.join("secrets/demo.token"), &token)?;
+    super::write_private(&dir.join("secrets/demo.token"), token.as_bytes(), 0o600)?;
     let config_text = format!(
         "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"demo\"\ndrop = \"drop\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo.token\"\nsettle_seconds = 0\n",
         sim.base_url()
     );
-    fs::write(dir.join("stitch-bridge.toml"), &config_text)?;
+    super::write_private(&dir.join("stitch-bridge.toml"), config_text.as_bytes(), 0o640)?;
     let config = Config::load(&dir.join("stitch-bridge.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     for d in ["inbound/inventory", "inbound/orders", "inbound/shipments"] {
         fs::create_dir_all(drop.join(d))?;

@@ -25,7 +25,8 @@ pub fn run(cli: &Cli, args: &InitArgs) -> i32 {
             return exit::USAGE;
         }
     }
-    if let Err(e) = std::fs::write(&cli.config, text) {
+    // 0640: a config names tokens' and passwords' locations; `load_config` warns about looser.
+    if let Err(e) = super::write_private(&cli.config, text.as_bytes(), 0o640) {
         eprintln!("error: cannot write {}: {e}", cli.config.display());
         return exit::USAGE;
     }

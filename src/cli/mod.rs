@@ -147,3 +147,14 @@ pub fn main() -> i32 {
         Command::Trust(args) => trust::run(&cli, args),
     }
 }
+
+/// Write a file readable only by its owner (`mode`, e.g. 0600 for tokens, 0640 for configs),
+/// also when it exists with a looser mode: `mode` applies only on create, so an existing file is
+/// tightened before the content goes in.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)
+}
