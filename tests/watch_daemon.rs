@@ -89,6 +89,9 @@ impl Drop for Watch {
     }
 }
 
+/// Settle at once, poll and download rarely: only file events (or the test) drive cycles.
+const EVENT_DRIVEN: &str = "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600";
+
 fn setup(dir: &Path, sim_url: &str, extra: &str) -> (PathBuf, PathBuf) {
     let root = dir.join("drop");
     fs::create_dir_all(&root).unwrap();
@@ -104,7 +107,7 @@ fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
     let (root, cfg) = setup(
         dir.path(),
         &sim.base_url(),
-        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+        EVENT_DRIVEN,
     );
     let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
     w.wait_log("watching the drop", Duration::from_secs(20));
@@ -141,7 +144,7 @@ fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
     let (root, cfg) = setup(
         dir.path(),
         &sim.base_url(),
-        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+        EVENT_DRIVEN,
     );
     let names: Vec<String> = (0..5).map(|i| format!("stock_{i}.csv")).collect();
     for (i, n) in names.iter().enumerate() {
@@ -207,7 +210,7 @@ fn second_watcher_waits_and_takes_over_after_sigkill() {
     let (root, cfg) = setup(
         dir.path(),
         &sim.base_url(),
-        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+        EVENT_DRIVEN,
     );
     let lease = ["--lease-seconds", "2"];
     let mut first = Watch::start(&cfg, &lease);
@@ -258,7 +261,7 @@ fn halted_account_is_skipped_and_others_continue() {
     let (root, cfg) = setup(
         dir.path(),
         &sim.base_url(),
-        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+        EVENT_DRIVEN,
     );
     // A second account on its own drop, halted in the ledger.
     let other = dir.path().join("drop2");
@@ -319,7 +322,7 @@ fn metrics_endpoint_counts_files_requests_and_cycles() {
     let (root, cfg) = setup(
         dir.path(),
         &sim.base_url(),
-        "settle_seconds = 0\npoll_seconds = 600\ndownload_interval_seconds = 600",
+        EVENT_DRIVEN,
     );
     let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
     w.wait_log("metrics on http://", Duration::from_secs(20));
