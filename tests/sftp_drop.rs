@@ -484,3 +484,125 @@ fn session_cap_per_host() {
     std::mem::drop(first);
     SftpDrop::connect(cfg).unwrap();
 }
+
+// ------------------------------------------------------------------------------------------
+// exact bytes through the pipelined reader
+
+/// Read `r` to its end with read sizes cycling through `sizes`, comparing every byte with the
+/// same generator that wrote the file. Returns the bytes delivered and the error that ended the
+/// read, if any; a mismatch fails the test at once (wrong data is never acceptable).
+fn read_compared(r: &mut dyn Read, mut want: Gen, sizes: &[usize]) -> (u64, Option<io::Error>) {
+    let mut got = 0u64;
+    let mut buf = vec![0u8; *sizes.iter().max().unwrap()];
+    let mut expect = vec![0u8; buf.len()];
+    for i in 0.. {
+        let size = sizes[i % sizes.len()];
+        match r.read(&mut buf[..size]) {
+            Ok(0) => {
+                let mut rest = [0u8; 1];
+                assert_eq!(want.read(&mut rest).unwrap(), 0, "end of file after {got} bytes, too early");
+                return (got, None);
+            }
+            Ok(n) => {
+                assert!(n <= size);
+                let k = want.read(&mut expect[..n]).unwrap();
+                assert_eq!(k, n, "more bytes than the file has, at offset {got}");
+                if buf[..n] != expect[..n] {
+                    let at = (0..n).find(|&j| buf[j] != expect[j]).unwrap();
+                    panic!("wrong byte at offset {}", got + at as u64);
+                }
+                got += n as u64;
+            }
+            Err(e) => return (got, Some(e)),
+        }
+    }
+    unreachable!()
+}
+
+fn exact_multi_mib_reads(srv: &TestServer) {
+    let mut d = SftpDrop::connect(srv.config()).unwrap();
+    // Sizes around libssh2's 30,000-byte READs and the reader's buffer steps, and a 9 MiB one
+    // that outgrows the 8 MiB libssh2 requests ahead.
+    let lens: [u64; 7] = [0, 1, 29_999, 30_000, 32_768, 2 * 1024 * 1024 + 1, 9 * 1024 * 1024 + 12_345];
+    for (i, len) in lens.iter().enumerate() {
+        let name = format!("in/f{i}.bin");
+        let local = srv.local_root().join(&name);
+        fs::create_dir_all(local.parent().unwrap()).unwrap();
+        io::copy(&mut Gen::new(*len, 100 + i as u64), &mut fs::File::create(&local).unwrap()).unwrap();
+        // Odd small reads, a caller buffer bigger than the reader's, and read_to_end.
+        for sizes in [&[1usize, 7, 4096, 65_539][..], &[3 * 1024 * 1024, 100]] {
+            let (got, err) = read_compared(&mut *d.open_read(&name).unwrap(), Gen::new(*len, 100 + i as u64), sizes);
+            assert!(err.is_none(), "{}: {name}: {err:?}", srv.name());
+            assert_eq!(got, *len);
+        }
+        let mut want = Vec::new();
+        Gen::new(*len, 100 + i as u64).read_to_end(&mut want).unwrap();
+        assert!(read_all(&mut d, &name).unwrap() == want, "{}: {name} read_to_end", srv.name());
+    }
+    // A reader dropped half way (megabytes still requested ahead) leaves the session usable.
+    let big = "in/f6.bin";
+    let mut r = d.open_read(big).unwrap();
+    let mut buf = vec![0u8; 1024 * 1024];
+    r.read_exact(&mut buf).unwrap();
+    std::mem::drop(r);
+    let (got, err) = read_compared(&mut *d.open_read(big).unwrap(), Gen::new(lens[6], 106), &[65_536]);
+    assert!(err.is_none() && got == lens[6], "{}: {err:?}", srv.name());
+    assert_eq!(names(&mut d, "in").len(), lens.len());
+}
+
+#[test]
+fn exact_multi_mib_reads_russh() {
+    exact_multi_mib_reads(&TestServer::russh());
+}
+
+#[test]
+fn exact_multi_mib_reads_sshd() {
+    let Some(srv) = TestServer::sshd() else { return };
+    exact_multi_mib_reads(&srv);
+}
+
+/// Reads cut short by the server end in an error, never in wrong or missing bytes that look
+/// like a shorter file; the error stays (sticky), and the drop recovers afterwards.
+#[test]
+fn interrupted_multi_mib_reads_end_in_errors_not_wrong_data() {
+    const LEN: u64 = 16 * 1024 * 1024 + 777;
+    let srv = TestServer::russh();
+    let mut cfg = srv.config();
+    cfg.op_timeout = Duration::from_secs(1);
+    let mut d = SftpDrop::connect(cfg).unwrap();
+    io::copy(&mut Gen::new(LEN, 21), &mut fs::File::create(srv.local_root().join("big.bin")).unwrap()).unwrap();
+    let f = faults(&srv);
+
+    // Stalled: the server stops answering READs after the first MiB was delivered. What was
+    // already answered arrives, then the read times out.
+    let mut r = d.open_read("big.bin").unwrap();
+    let mut want = Gen::new(LEN, 21);
+    let mut first = vec![0u8; 1024 * 1024];
+    r.read_exact(&mut first).unwrap();
+    let mut expect = vec![0u8; first.len()];
+    want.read_exact(&mut expect).unwrap();
+    assert!(first == expect, "first MiB");
+    f.stall_reads.store(true, Ordering::SeqCst);
+    let (got, err) = read_compared(&mut r, want, &[65_536, 1000]);
+    let err = err.expect("a stalled read ends in an error");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(first.len() as u64 + got < LEN, "stopped early: {got}");
+    assert_eq!(r.read(&mut [0u8; 10]).unwrap_err().kind(), io::ErrorKind::TimedOut, "the error is sticky");
+    std::mem::drop(r);
+    f.stall_reads.store(false, Ordering::SeqCst);
+
+    // Dropped: the server cuts the connection at a READ a few MiB into the file.
+    f.drop_at_read.store(f.reads() + 100, Ordering::SeqCst);
+    let mut r = d.open_read("big.bin").unwrap();
+    let (got, err) = read_compared(&mut *r, Gen::new(LEN, 21), &[7, 65_536, 300_000]);
+    let err = err.expect("a dropped session ends in an error");
+    assert!(is_transient(&err), "{:?}: {err}", err.kind());
+    assert!(got < LEN, "stopped early: {got}");
+    assert!(is_transient(&r.read(&mut [0u8; 10]).unwrap_err()), "the error is sticky");
+    std::mem::drop(r);
+    f.drop_at_read.store(0, Ordering::SeqCst);
+
+    // The same drop reconnects and reads the whole file exactly.
+    let (got, err) = read_compared(&mut *d.open_read("big.bin").unwrap(), Gen::new(LEN, 21), &[1 << 20]);
+    assert!(err.is_none() && got == LEN, "{err:?}");
+}
