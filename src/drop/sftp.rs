@@ -439,9 +439,19 @@ impl Conn {
                 sess.userauth_pubkey_file(&cfg.user, None, path, passphrase.as_ref().map(Secret::expose))
                     .map_err(|e| {
                         let base = map_err(&e, &format!("key authentication as {who} with {}", path.display()));
+                        // libssh2 reports a wrong passphrase as an unsupported format; say
+                        // which of the likely causes applies to this file.
                         let why = match base.kind() {
-                            io::ErrorKind::InvalidInput => "cannot load the private key (missing, unreadable, \
-                                unsupported format or wrong passphrase)",
+                            io::ErrorKind::InvalidInput if std::fs::File::open(path).is_err() => {
+                                "cannot read the private key file"
+                            }
+                            io::ErrorKind::InvalidInput if passphrase.is_some() => {
+                                "cannot load the private key: wrong passphrase, or a key format that is not supported"
+                            }
+                            io::ErrorKind::InvalidInput => {
+                                "cannot load the private key: unsupported format, or the key needs a passphrase \
+                                 (sftp_key_passphrase_env)"
+                            }
                             io::ErrorKind::PermissionDenied => "the server refused this key",
                             _ => "",
                         };
