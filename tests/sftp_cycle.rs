@@ -734,3 +734,139 @@ fn trust_refuses_local_drops() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("does not use an sftp"), "{out}");
 }
+
+// ------------------------------------------------------------------------------------------
+// permission denied on archive/
+
+/// `run --once` of the real binary; exit code and stdout + stderr.
+fn run_once(config: &Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--once"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Inventory and orders through `run --once` on the russh server. With `deny`, `archive/`
+/// exists but refuses writes (SSH_FX_PERMISSION_DENIED; with `date_folder` today's folder
+/// exists too, so the move's RENAME is refused rather than its MKDIR) for one run, which must
+/// report it and lose nothing; the next runs, allowed again, finish. Returns the drop's files,
+/// the outputs' contents and the simulator's state (with its write counts).
+fn archive_denied_run(
+    deny: bool,
+    date_folder: bool,
+) -> (Vec<String>, Vec<(String, String)>, String) {
+    let srv = TestServer::russh();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let (drop, extra) = sftp_account(&srv);
+    let config = write_config(
+        dir.path(),
+        &drop,
+        &sim.base_url(),
+        &format!("settle_seconds = 0\n{extra}"),
+    );
+    let root = srv.local_root();
+    // The folders exist, as on a server where archive/ belongs to someone else.
+    run_cycle(
+        &load(&config),
+        &[],
+        Parts {
+            inbound: false,
+            download: false,
+        },
+    );
+    if date_folder {
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        fs::create_dir_all(root.join("archive").join(today)).unwrap();
+    }
+    drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
+    drop_file(&root, "inbound/orders/orders.csv", ORDERS.as_bytes());
+    if deny {
+        let f = faults(&srv);
+        f.deny_writes_under(Some("/drop/archive"));
+        let (code, out) = run_once(&config);
+        assert_eq!(code, exit::PENDING, "work left for the next run: {out}");
+        assert!(
+            out.contains("PENDING")
+                && out.contains("permission denied")
+                && out.contains("/drop/archive/"),
+            "the report says the archive refused: {out}"
+        );
+        assert!(f.denied() > 0, "the fault was hit");
+        let t = tree(&root);
+        assert!(visible_temp_files(&root).is_empty(), "{t:?}");
+        assert!(
+            !t.iter()
+                .any(|p| stitch_bridge::drop::is_temp_of_ours(p.rsplit('/').next().unwrap())),
+            "no temp file left, hidden or not: {t:?}"
+        );
+        assert!(
+            !t.iter().any(|p| p.starts_with("archive/")),
+            "nothing in archive/: {t:?}"
+        );
+        assert!(
+            !t.iter().any(|p| p.starts_with("rejected/")),
+            "a refusal of the server never rejects a file: {t:?}"
+        );
+        // Nothing lost: both files still in inbound/, unchanged; the first one's work is done
+        // up to its move (its result file is written, once), the second one was not started.
+        assert_eq!(
+            fs::read(root.join("inbound/inventory/stock.csv")).unwrap(),
+            INVENTORY.as_bytes()
+        );
+        assert_eq!(
+            fs::read(root.join("inbound/orders/orders.csv")).unwrap(),
+            ORDERS.as_bytes()
+        );
+        let results: Vec<&String> = t.iter().filter(|p| p.starts_with("results/")).collect();
+        assert_eq!(results, ["results/stock.csv.result.csv"], "{t:?}");
+        let writes = sim.counters().writes_applied;
+        assert!(
+            writes.values().sum::<u64>() > 0,
+            "the inventory was applied before the move: {writes:?}"
+        );
+        f.deny_writes_under(None);
+    }
+    let (code, out) = run_once(&config);
+    assert_eq!(code, exit::OK, "{out}");
+    let (code, out) = run_once(&config);
+    assert_eq!(code, exit::OK, "{out}");
+    assert!(
+        out.contains("(0 writes)"),
+        "a further run writes nothing: {out}"
+    );
+    let t = tree(&root);
+    assert!(!t.iter().any(|p| p.starts_with("inbound/")), "{t:?}");
+    assert!(
+        t.contains(&"archive/DATE/stock.csv".to_string())
+            && t.contains(&"archive/DATE/orders.csv".to_string())
+            && t.contains(&"results/stock.csv.result.csv".to_string())
+            && t.contains(&"results/orders.csv.result.csv".to_string()),
+        "{t:?}"
+    );
+    assert!(visible_temp_files(&root).is_empty(), "{t:?}");
+    (t, outputs(&root), sim_picture(&sim))
+}
+
+#[test]
+fn permission_denied_on_archive_is_reported_and_retried_russh() {
+    let clean = archive_denied_run(false, false);
+    for date_folder in [false, true] {
+        let got = archive_denied_run(true, date_folder);
+        assert_eq!(got.0, clean.0, "date folder {date_folder}: same files on the drop as a clean run (no duplicate result)");
+        assert_eq!(
+            got.1, clean.1,
+            "date folder {date_folder}: same result/error/outbound contents"
+        );
+        assert_eq!(
+            got.2, clean.2,
+            "date folder {date_folder}: same Stitch state and write counts (nothing written twice)"
+        );
+    }
+}

@@ -407,6 +407,36 @@ fn failing_rename_leaves_nothing_visible() {
     assert_eq!(fs::read(srv.local_root().join("out/r.csv")).unwrap(), b"data");
 }
 
+/// A folder the login may not write (e.g. `archive/` owned by someone else): uploads, moves
+/// into it and new subfolders fail with `PermissionDenied` (not transient, not "exists"),
+/// leaving the source where it was and no temp file behind; allowed again, they work.
+#[test]
+fn permission_denied_folder_is_an_error_of_its_own() {
+    let (srv, mut d) = russh_drop();
+    let root = srv.local_root();
+    fs::create_dir_all(root.join("archive/2024")).unwrap();
+    fs::create_dir_all(root.join("in")).unwrap();
+    fs::write(root.join("in/a.csv"), b"a").unwrap();
+    faults(&srv).deny_writes_under(Some("/drop/archive"));
+    for (what, r) in [
+        ("upload", d.write_atomic("archive/2024/r.csv", &mut &b"data"[..])),
+        ("move", d.rename_no_replace("in/a.csv", "archive/2024/a.csv")),
+        ("move into a new folder", d.rename_no_replace("in/a.csv", "archive/2025/a.csv")),
+        ("mkdir", d.mkdir_all("archive/2026")),
+    ] {
+        let (kind, msg) = kind_msg(r);
+        assert_eq!(kind, io::ErrorKind::PermissionDenied, "{what}: {msg}");
+        assert!(msg.contains("permission denied") && msg.contains("/drop/archive/"), "{what}: {msg}");
+    }
+    assert_eq!(local_files(&root), vec!["in/a.csv"], "nothing moved, no temp file");
+    assert!(faults(&srv).denied() >= 4);
+    // Other folders are not affected.
+    d.write_atomic("results/r.csv", &mut &b"r"[..]).unwrap();
+    faults(&srv).deny_writes_under(None);
+    d.rename_no_replace("in/a.csv", "archive/2024/a.csv").unwrap();
+    assert_eq!(local_files(&root), vec!["archive/2024/a.csv", "results/r.csv"]);
+}
+
 #[test]
 fn disk_full_is_an_error_and_leaves_no_temp() {
     let (srv, mut d) = russh_drop();

@@ -35,6 +35,13 @@ pub struct Faults {
     pub stall_reads: AtomicBool,
     /// Cut every TCP connection when the Nth READ arrives (0 = off).
     pub drop_at_read: AtomicU64,
+    /// A client path (e.g. `/drop/archive`) the login may read but not write into, like a
+    /// folder owned by someone else: OPEN for writing, MKDIR, RMDIR, REMOVE and RENAME of paths
+    /// below it (from or into) answer SSH_FX_PERMISSION_DENIED. Set with
+    /// [`Faults::deny_writes_under`].
+    deny_writes: Mutex<Option<String>>,
+    /// Requests refused because of `deny_writes`.
+    denied: AtomicU64,
     reads: AtomicU64,
     written: AtomicU64,
     conns: Mutex<Vec<std::net::TcpStream>>,
@@ -51,6 +58,16 @@ impl Faults {
     /// Number of READ requests received so far.
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Refuse writes below the client path `dir` (`None` = off).
+    pub fn deny_writes_under(&self, dir: Option<&str>) {
+        *self.deny_writes.lock().unwrap() = dir.map(str::to_string);
+    }
+
+    /// Number of requests refused by [`Faults::deny_writes_under`] so far.
+    pub fn denied(&self) -> u64 {
+        self.denied.load(Ordering::SeqCst)
     }
 }
 
@@ -297,6 +314,19 @@ impl SftpFs {
         Ok(out)
     }
 
+    /// The `deny_writes` fault: `Err` if any of `paths` (already mapped) lies below the denied
+    /// folder. Compared component by component, so `/drop/archive2` is not affected.
+    fn check_writable(&self, paths: &[&Path]) -> Result<(), StatusReply> {
+        let faults = &self.shared.faults;
+        let Some(dir) = faults.deny_writes.lock().unwrap().clone() else { return Ok(()) };
+        let denied = self.map(&dir)?;
+        if paths.iter().any(|p| p.starts_with(&denied) && *p != denied) {
+            faults.denied.fetch_add(1, Ordering::SeqCst);
+            return Err(status(StatusCode::PermissionDenied, "Permission denied"));
+        }
+        Ok(())
+    }
+
     fn add(&mut self, h: OpenHandle) -> String {
         self.next += 1;
         let name = self.next.to_string();
@@ -321,6 +351,10 @@ impl russh_sftp::server::Handler for SftpFs {
 
     async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, attrs: FileAttributes) -> Result<Handle, Self::Error> {
         let path = self.map(&filename)?;
+        let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        if pflags.intersects(writes) {
+            self.check_writable(&[&path])?;
+        }
         let mut o = OpenOptions::new();
         o.read(pflags.contains(OpenFlags::READ))
             .write(pflags.contains(OpenFlags::WRITE))
@@ -431,6 +465,7 @@ impl russh_sftp::server::Handler for SftpFs {
 
     async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
         let p = self.map(&path)?;
+        self.check_writable(&[&p])?;
         fs::DirBuilder::new()
             .mode(attrs.permissions.unwrap_or(0o755) & 0o7777)
             .create(p)
@@ -439,12 +474,16 @@ impl russh_sftp::server::Handler for SftpFs {
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
-        fs::remove_dir(self.map(&path)?).map_err(io_status)?;
+        let p = self.map(&path)?;
+        self.check_writable(&[&p])?;
+        fs::remove_dir(p).map_err(io_status)?;
         Ok(ok(id))
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
-        fs::remove_file(self.map(&filename)?).map_err(io_status)?;
+        let p = self.map(&filename)?;
+        self.check_writable(&[&p])?;
+        fs::remove_file(p).map_err(io_status)?;
         Ok(ok(id))
     }
 
@@ -453,6 +492,7 @@ impl russh_sftp::server::Handler for SftpFs {
             return Err(status(StatusCode::Failure, "injected rename failure"));
         }
         let (from, to) = (self.map(&oldpath)?, self.map(&newpath)?);
+        self.check_writable(&[&from, &to])?;
         let md = fs::symlink_metadata(&from).map_err(io_status)?;
         if md.is_file() {
             fs::hard_link(&from, &to).map_err(io_status)?;
