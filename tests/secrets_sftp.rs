@@ -240,7 +240,7 @@ fn sftp_passwords_and_passphrases_never_leak() {
         ran.push("sshd key+passphrase");
     }
     println!(
-        "secrets-sftp-summary: scenarios={:?} outputs={} files={} bytes_scanned={} secrets={}",
+        "secrets-summary: sftp scenarios={:?} outputs={} files={} bytes_scanned={} secrets={}",
         ran,
         total.outputs,
         total.files,
