@@ -1,9 +1,10 @@
 //! Parsing behaviour on real bytes: framing, limits, every error code with its line and column.
 
 use stitch_bridge::formats::{
-    self, ErrorCode, FileRejection, Kind, OrderAction, ParseOptions, Record, RecordError,
+    self, ErrorCode, Fields, FileRejection, Kind, OrderAction, ParseOptions, Record, RecordError,
     ShippingSpeed, Unit,
 };
+use std::io::Read;
 
 struct Parsed {
     units: Vec<Unit>,
@@ -12,8 +13,10 @@ struct Parsed {
 }
 
 /// Parses fully; a mid-stream rejection is returned as `Err` like an up-front one.
-fn parse_with(kind: Kind, input: &[u8], opts: &ParseOptions) -> Result<Parsed, FileRejection> {
-    let mut it = formats::parse(kind, input, opts)?;
+fn collect<R: Read>(
+    units: Result<formats::Units<R>, FileRejection>,
+) -> Result<Parsed, FileRejection> {
+    let mut it = units?;
     let mut units = Vec::new();
     for u in &mut it {
         units.push(u?);
@@ -23,6 +26,23 @@ fn parse_with(kind: Kind, input: &[u8], opts: &ParseOptions) -> Result<Parsed, F
         warnings: it.warnings().to_vec(),
         header: it.header().to_vec(),
     })
+}
+
+/// Parses on this thread and again with framing on its own thread (`parse_piped`, what
+/// `validate` uses); every test here thereby checks that both give exactly the same result.
+fn parse_with(kind: Kind, input: &[u8], opts: &ParseOptions) -> Result<Parsed, FileRejection> {
+    let here = collect(formats::parse(kind, input, opts));
+    let piped = collect(formats::parse_piped(kind, std::io::Cursor::new(input.to_vec()), opts));
+    match (&here, &piped) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.units, b.units, "piped units differ");
+            assert_eq!(a.warnings, b.warnings, "piped warnings differ");
+            assert_eq!(a.header, b.header, "piped header differs");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "piped rejection differs"),
+        _ => panic!("piped and in-thread parsing disagree: {:?} / {:?}", here.is_ok(), piped.is_ok()),
+    }
+    here
 }
 
 fn parse(kind: Kind, input: &str) -> Parsed {
@@ -81,7 +101,7 @@ fn bom_crlf_blank_lines_and_trimming() {
     assert_eq!(p.units[1].rows[0].line, 4);
     assert_eq!(
         p.units[1].rows[0].fields,
-        vec!["  B  ".to_string(), " 2 ".to_string()]
+        Fields::from(vec!["  B  ", " 2 "])
     );
 }
 
@@ -104,8 +124,8 @@ fn crlf_embedded_newlines_and_missing_final_newline() {
     );
     assert_eq!(errors(&p), vec![e(5, "quantity", "bad_integer")]);
     assert_eq!(p.units[0].rows[0].line, 3);
-    assert_eq!(p.units[0].rows[0].fields[1], "two\r\nlines");
-    assert_eq!(p.units[1].rows[0].fields[2], "x");
+    assert_eq!(p.units[0].rows[0].fields.get(1), Some("two\r\nlines"));
+    assert_eq!(p.units[1].rows[0].fields.get(2), Some("x"));
 }
 
 #[test]
@@ -170,7 +190,7 @@ fn unknown_columns_warn_once_and_keep_raw_values() {
         (1, "Colour")
     );
     assert_eq!(p.warnings[0].code, ErrorCode::UnknownColumn);
-    assert_eq!(p.units[1].rows[0].fields[2], "blue");
+    assert_eq!(p.units[1].rows[0].fields.get(2), Some("blue"));
     assert_eq!(inventory(&p).len(), 2);
 }
 
@@ -183,7 +203,7 @@ fn bad_utf8_rejects_the_row_not_the_file() {
     )
     .unwrap();
     assert_eq!(errors(&p), vec![e(2, "sku", "bad_encoding")]);
-    assert_eq!(p.units[0].rows[0].fields[0], "A\u{fffd}");
+    assert_eq!(p.units[0].rows[0].fields.get(0), Some("A\u{fffd}"));
     assert_eq!(inventory(&p), vec![("B".into(), 2)]);
     let r = reject(
         Kind::Inventory,
@@ -740,4 +760,29 @@ fn checked_units_report_what_units_report() {
         }
         assert_eq!(owned, lent, "{name}");
     }
+}
+
+/// Many batches' worth of rows (the framing thread hands rows over in batches), with errors,
+/// multi-line values and a mid-stream rejection, parse the same on both paths (`parse_with`).
+#[test]
+fn piped_framing_matches_across_batches() {
+    let mut body = String::from("sku,quantity,name\n");
+    for i in 0..9000 {
+        match i % 997 {
+            0 => body.push_str(&format!("S{i},-1,x\n")),
+            1 => body.push_str(&format!("S{i},2,\"two\nlines\"\n")),
+            2 => body.push_str("\n"),
+            _ => body.push_str(&format!("S{i},{i},name {i}\n")),
+        }
+    }
+    let p = parse(Kind::Inventory, &body);
+    assert_eq!(p.units.len(), 9000 - 10);
+    let negative = errors(&p).iter().filter(|e| e.2 == "negative_quantity").count();
+    assert_eq!(negative, 10);
+    // The last row's line counts every physical line, the embedded newlines included.
+    assert_eq!(p.units.last().unwrap().rows[0].line, 9000 + 1 + 10);
+
+    let opts = ParseOptions { max_rows: 5000, ..ParseOptions::default() };
+    let rej = reject(Kind::Inventory, body.as_bytes(), &opts);
+    assert_eq!(rej.code, ErrorCode::TooManyRows);
 }

@@ -166,7 +166,7 @@ fn error_report_has_bom_and_neutralised_cells() {
     let mut w = ErrorWriter::new(Vec::new(), &header).unwrap();
     let row = RawRow {
         line: 2,
-        fields: vec!["=HYPERLINK(\"x\")".into(), "-5".into()],
+        fields: vec!["=HYPERLINK(\"x\")", "-5"].into(),
     };
     w.write(
         &row,
@@ -178,7 +178,7 @@ fn error_report_has_bom_and_neutralised_cells() {
     .unwrap();
     let short = RawRow {
         line: 3,
-        fields: vec!["@A\u{1b}".into()],
+        fields: vec!["@A\u{1b}"].into(),
     };
     w.write(&short, 3, "", "ragged_row", "this row has 1 values")
         .unwrap();

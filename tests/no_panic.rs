@@ -42,6 +42,23 @@ fn exercise(kind: Kind, input: &[u8], opts: &ParseOptions) {
         }
     }
     assert!(units.next().is_none(), "iteration stays finished");
+    same_when_piped(kind, input, opts);
+}
+
+/// Everything a parse yields, in order (units and a mid-stream rejection alike).
+fn everything<R: std::io::Read>(
+    units: Result<formats::Units<R>, formats::FileRejection>,
+) -> Result<(Vec<String>, Vec<Result<formats::Unit, formats::FileRejection>>), formats::FileRejection> {
+    let mut units = units?;
+    let header = units.header().to_vec();
+    Ok((header, units.by_ref().collect()))
+}
+
+/// Framing on its own thread (what `validate` does) gives exactly what framing in line gives.
+fn same_when_piped(kind: Kind, input: &[u8], opts: &ParseOptions) {
+    let here = everything(formats::parse(kind, input, opts));
+    let piped = everything(formats::parse_piped(kind, std::io::Cursor::new(input.to_vec()), opts));
+    assert_eq!(here, piped, "piped parsing differs");
 }
 
 fn odd_options() -> impl Strategy<Value = ParseOptions> {

@@ -193,9 +193,10 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     };
     let (mut accepted, mut rejected, mut warnings) = (0u64, 0u64, 0usize);
     let mut status = 0;
-    // The parser buffers its input itself. Repeated SKUs are found after the last row, so memory
-    // stays flat whatever the file size.
-    let units = formats::parse(kind, file, &opts)
+    // The parser buffers its input itself, framing CSV on a second thread while this one checks
+    // rows. Repeated SKUs are found after the last row, so memory stays flat whatever the file
+    // size.
+    let units = formats::parse_piped(kind, file, &opts)
         .map(|u| u.late_duplicates(formats::LATE_DUPLICATES_IN_MEMORY));
     let mut units = match units {
         Ok(u) => u,

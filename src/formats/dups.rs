@@ -1,7 +1,9 @@
 //! Repeated keys found in bounded memory, for files too large to keep every key in a set.
 //!
-//! Each key's 128-bit fingerprint and line go to a buffer of at most `in_memory` entries
-//! (24 bytes each). A full buffer is sorted and written to a temporary file as one run; at the
+//! Each key's 64-bit fingerprint and line go to a buffer of at most `in_memory` entries
+//! (16 bytes each). Fingerprints only nominate candidates: the caller compares the keys
+//! themselves on a second pass (`resolve_duplicates`), so a rare shared fingerprint costs a
+//! comparison, never a wrong rejection. A full buffer is sorted and written to a temporary file as one run; at the
 //! end the runs are merged, and within each fingerprint every line after the first is a repeat.
 //! Sorting keeps equal fingerprints in line order, so the result does not depend on where the
 //! runs were cut: it is the same as keeping all entries in memory.
@@ -13,8 +15,8 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
-/// Entries kept in memory before spilling: 12 MiB of entries plus as much for sorting them.
-pub const DEFAULT_IN_MEMORY: usize = 1 << 19;
+/// Entries kept in memory before spilling: 16 MiB of entries plus as much for sorting them.
+pub const DEFAULT_IN_MEMORY: usize = 1 << 20;
 
 /// A repeated key, found after the last row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,9 +29,9 @@ pub struct LateDuplicate {
     pub otherwise_valid: bool,
 }
 
-/// (fingerprint high, fingerprint low, line << 1 | otherwise-valid); sorts by fingerprint, then
-/// line.
-type Entry = [u64; 3];
+/// (fingerprint, line << 1 | otherwise-valid); sorts by fingerprint, then line.
+type Entry = [u64; 2];
+const ENTRY_BYTES: u64 = 16;
 
 pub struct LateDuplicates {
     buf: Vec<Entry>,
@@ -61,7 +63,7 @@ impl LateDuplicates {
             self.spill()?;
         }
         let line = (line.min(u64::MAX >> 1) << 1) | u64::from(otherwise_valid);
-        self.buf.push([(fp >> 64) as u64, fp as u64, line]);
+        self.buf.push([(fp >> 64) as u64 ^ fp as u64, line]);
         Ok(())
     }
 
@@ -96,16 +98,16 @@ impl LateDuplicates {
         sort_entries(&mut self.buf, &mut self.scratch);
         self.scratch = Vec::new();
         let mut out = Vec::new();
-        let mut group: Option<(u64, u64, u64)> = None; // (hi, lo, first line)
+        let mut group: Option<(u64, u64)> = None; // (fingerprint, first line)
         let mut visit = |e: Entry| {
-            let line = e[2] >> 1;
+            let line = e[1] >> 1;
             match group {
-                Some((hi, lo, first)) if hi == e[0] && lo == e[1] => out.push(LateDuplicate {
+                Some((fp, first)) if fp == e[0] => out.push(LateDuplicate {
                     line,
                     first_line: first,
-                    otherwise_valid: e[2] & 1 == 1,
+                    otherwise_valid: e[1] & 1 == 1,
                 }),
-                _ => group = Some((e[0], e[1], line)),
+                _ => group = Some((e[0], line)),
             }
         };
         match self.file.take() {
@@ -116,7 +118,7 @@ impl LateDuplicates {
                 let mut offset = 0u64;
                 for &n in &self.runs {
                     sources.push(RunReader::new(&file, offset, n));
-                    offset += n * 24;
+                    offset += n * ENTRY_BYTES;
                 }
                 let mut memory = self.buf.iter().copied();
                 let mut heap = BinaryHeap::new();
@@ -164,16 +166,16 @@ impl<'a> RunReader<'a> {
     }
 
     fn next(&mut self) -> io::Result<Option<Entry>> {
-        if self.at + 24 > self.buf.len() {
+        if self.at + ENTRY_BYTES as usize > self.buf.len() {
             if self.left == 0 {
                 return Ok(None);
             }
             let n = self.left.min(4096);
-            self.buf.resize(n as usize * 24, 0);
+            self.buf.resize((n * ENTRY_BYTES) as usize, 0);
             let mut f = self.file;
             f.seek(SeekFrom::Start(self.pos))?;
             f.read_exact(&mut self.buf)?;
-            self.pos += n * 24;
+            self.pos += n * ENTRY_BYTES;
             self.left -= n;
             self.at = 0;
         }
@@ -182,14 +184,16 @@ impl<'a> RunReader<'a> {
             b.copy_from_slice(&self.buf[self.at + i * 8..self.at + i * 8 + 8]);
             u64::from_le_bytes(b)
         };
-        let e = [word(0), word(1), word(2)];
-        self.at += 24;
+        let e = [word(0), word(1)];
+        self.at += ENTRY_BYTES as usize;
         Ok(Some(e))
     }
 }
 
 /// Sorts entries by (fingerprint, line). Fingerprints are uniform, so one pass distributes them
-/// by their top bits into small buckets (out of place, into `scratch`), each then sorted in cache.
+/// by their top bits into small buckets (out of place, into `scratch`), each then sorted in cache;
+/// the buckets are shared between two threads (the last sort of a check comes when the reading
+/// thread is done and its core idle).
 fn sort_entries(v: &mut Vec<Entry>, scratch: &mut Vec<Entry>) {
     const BITS: u32 = 12;
     if v.len() < 1 << 13 {
@@ -205,15 +209,32 @@ fn sort_entries(v: &mut Vec<Entry>, scratch: &mut Vec<Entry>) {
         starts[i] += starts[i - 1];
     }
     scratch.clear();
-    scratch.resize(v.len(), [0; 3]);
+    scratch.resize(v.len(), [0; 2]);
     let mut next = starts.clone();
     for e in v.iter() {
         let b = bucket(e);
         scratch[next[b]] = *e;
         next[b] += 1;
     }
-    for w in starts.windows(2) {
-        scratch[w[0]..w[1]].sort_unstable();
+    fn sort_buckets(part: &mut [Entry], bounds: &[usize]) {
+        let base = bounds[0];
+        for w in bounds.windows(2) {
+            part[w[0] - base..w[1] - base].sort_unstable();
+        }
+    }
+    let mid = 1 << (BITS - 1);
+    let half = starts[mid];
+    let (low, high) = scratch.split_at_mut(half);
+    let shared = std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("sort".into())
+            .spawn_scoped(s, || sort_buckets(high, &starts[mid..]));
+        sort_buckets(low, &starts[..=mid]);
+        spawned.is_ok()
+    });
+    if !shared {
+        // No second thread to be had: the upper half is sorted here.
+        sort_buckets(&mut scratch[half..], &starts[mid..]);
     }
     std::mem::swap(v, scratch);
 }

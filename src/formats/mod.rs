@@ -170,7 +170,7 @@ impl<R> Units<R> {
 
     /// For checking very large files in flat memory: repeated inventory SKUs are no longer
     /// flagged on their rows as they stream by, but found after the last row by `finish`
-    /// (keeping at most `in_memory` entries of 24 bytes in memory, the rest in sorted runs in a
+    /// (keeping at most `in_memory` entries of 16 bytes in memory, the rest in sorted runs in a
     /// temporary file). Other kinds are unaffected. Call before reading any unit.
     pub fn late_duplicates(mut self, in_memory: usize) -> Self {
         if let State::Inventory(st) = &mut self.state {
@@ -340,6 +340,21 @@ pub fn parse<R: Read>(
     opts: &ParseOptions,
 ) -> Result<Units<R>, FileRejection> {
     let rows = reader::RowReader::open(kind, input, opts)?;
+    Ok(units(kind, rows, opts))
+}
+
+/// Like `parse`, with CSV framing on a thread of its own so that reading and checking overlap
+/// (about twice the throughput on a big file when a second core is free). Same results.
+pub fn parse_piped<R: Read + Send + 'static>(
+    kind: Kind,
+    input: R,
+    opts: &ParseOptions,
+) -> Result<Units<R>, FileRejection> {
+    let rows = reader::RowReader::open_piped(kind, input, opts)?;
+    Ok(units(kind, rows, opts))
+}
+
+fn units<R>(kind: Kind, rows: reader::RowReader<R>, opts: &ParseOptions) -> Units<R> {
     let state = match kind {
         Kind::Inventory => State::Inventory(inventory::InventoryState::default()),
         Kind::Orders | Kind::Shipments => {
@@ -352,12 +367,12 @@ pub fn parse<R: Read>(
         inventory_delta: opts.inventory_delta,
         max_rows_per_group: opts.max_rows_per_group.max(1),
     };
-    Ok(Units {
+    Units {
         rows,
         state,
         ctx,
         failed: false,
         group: group::Group::default(),
         errors: Vec::new(),
-    })
+    }
 }

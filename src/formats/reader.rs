@@ -151,15 +151,292 @@ impl Row {
     }
 }
 
-pub(crate) struct RowReader<R> {
+/// CSV framing: bytes to records, each with the physical line it starts on. Runs on the
+/// caller's thread or, for `RowReader::open_piped`, on a thread of its own.
+struct Framer<R> {
     csv: csv::Reader<BufReader<LimitedReader<R>>>,
-    record: csv::ByteRecord,
     tripped: Arc<AtomicBool>,
+    max_file_bytes: u64,
+}
+
+/// Newlines inside the values of `record`.
+fn embedded_newlines(record: &csv::ByteRecord) -> u64 {
+    let s = record.as_slice();
+    // Most records have none: one vectorised scan says so.
+    if memchr::memchr(b'\n', s).is_none() {
+        0
+    } else {
+        memchr::memchr_iter(b'\n', s).count() as u64
+    }
+}
+
+impl<R: Read> Framer<R> {
+    /// Reads the next non-blank record into `record`; its line, or `None` at the end.
+    fn next(&mut self, record: &mut csv::ByteRecord) -> Result<Option<u64>, FileRejection> {
+        loop {
+            let before = self.csv.position().line();
+            let more = self.read_record(record)?;
+            if !more {
+                return Ok(None);
+            }
+            let embedded = embedded_newlines(record);
+            let line = self.line(record, embedded);
+            // Every record ends with a newline (`LimitedReader` supplies a last one). A record
+            // whose newlines are all inside its values ended at the end of the input inside an
+            // open quote: it has swallowed the rest of the file. Refuse rather than silently lose
+            // those lines.
+            if self.csv.position().line().saturating_sub(before) == embedded {
+                let swallowed = embedded.saturating_sub(1);
+                return Err(FileRejection::new(
+                    ErrorCode::UnterminatedQuote,
+                    Some(line),
+                    format!(
+                        "a quote (\") opened on this line is never closed, so the rest of the file \
+                         ({swallowed} more line{}) would be read as one value; close the quote or \
+                         double a quote that is part of the text (\"\")",
+                        if swallowed == 1 { "" } else { "s" }
+                    ),
+                ));
+            }
+            if !is_blank(record) {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    /// Physical line where the record just read starts. Every record ends with a consumed `\n`, so
+    /// the newlines seen so far, minus those inside the record's quoted fields, minus its own
+    /// terminator, are exactly the lines before it (skipped blank lines included).
+    fn line(&self, record: &csv::ByteRecord, embedded: u64) -> u64 {
+        let seen = self.csv.position().line(); // 1 + newlines consumed
+        let computed = seen.saturating_sub(embedded).saturating_sub(1);
+        // A quote left open at end of file leaves the record without a terminator; the record
+        // still cannot start before the line after the previous one.
+        let floor = record.position().map(|p| p.line()).unwrap_or(1);
+        computed.max(floor).max(1)
+    }
+
+    /// Reads the next CSV record, mapping I/O failures to a file rejection.
+    fn read_record(&mut self, record: &mut csv::ByteRecord) -> Result<bool, FileRejection> {
+        self.csv.read_byte_record(record).map_err(|e| {
+            let line = e.position().map(|p| p.line());
+            if self.tripped.load(Ordering::Relaxed) {
+                FileRejection::new(
+                    ErrorCode::FileTooLarge,
+                    line,
+                    format!("the file is larger than the limit of {} bytes", self.max_file_bytes),
+                )
+            } else {
+                FileRejection::new(
+                    ErrorCode::ReadError,
+                    line,
+                    format!("the file could not be read: {e}"),
+                )
+            }
+        })
+    }
+}
+
+/// Rows framed and decoded on the framing thread, handed over in batches so the two threads
+/// meet once per batch rather than once per row.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    /// Rows in use (the rest are spare buffers kept for reuse).
+    len: usize,
+    /// Set on the last batch: the end of the file, or why it was rejected.
+    end: Option<Result<(), FileRejection>>,
+}
+
+/// A batch is handed over at this many rows or bytes, whichever comes first; with the batches
+/// in the channel and the two being filled and read, memory stays bounded by a few of them
+/// whatever the file size.
+const BATCH_ROWS: usize = 2048;
+const BATCH_BYTES: usize = 512 * 1024;
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Turns framed records into rows: UTF-8 decoding, field length and raggedness.
+#[derive(Clone)]
+struct Decoder {
+    map: HeaderMap,
+    columns: usize,
+    max_field_len: usize,
+}
+
+impl Decoder {
+    /// Fills `row` from `record` (starting on `line`), reusing its buffers.
+    fn fill(&self, record: &csv::ByteRecord, line: u64, row: &mut Row) {
+        row.raw.line = line;
+        row.errors.clear();
+        let fields_out = &mut row.raw.fields;
+        fields_out.clear();
+        // One UTF-8 check for the whole record; its fields are then slices of it (a field edge
+        // that splits a character fails `get` and falls back to checking that field alone).
+        let whole = decode(record.as_slice());
+        for (i, f) in fields(record).enumerate() {
+            let text = match (whole, record.range(i)) {
+                (Some(w), Some(r)) => w.get(r.start..r.start + f.len()).or_else(|| decode(f)),
+                _ => decode(f),
+            };
+            match text {
+                Some(s) => {
+                    if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
+                        let name = self.map.field_name(i);
+                        row.errors.push(RecordError::new(
+                            line,
+                            name,
+                            ErrorCode::FieldTooLong,
+                            format!(
+                                "{} is longer than {} characters ({} characters)",
+                                if name.is_empty() { "a value" } else { name },
+                                self.max_field_len,
+                                s.chars().count()
+                            ),
+                        ));
+                    }
+                    fields_out.push(s);
+                }
+                None => {
+                    let name = self.map.field_name(i);
+                    let lossy = String::from_utf8_lossy(f);
+                    row.errors.push(RecordError::new(
+                        line,
+                        name,
+                        ErrorCode::BadEncoding,
+                        format!(
+                            "{} contains bytes that are not UTF-8 text ('{}'); save the file as UTF-8",
+                            if name.is_empty() { "a value" } else { name },
+                            shown(&lossy)
+                        ),
+                    ));
+                    fields_out.push(&lossy);
+                }
+            }
+        }
+        if fields_out.len() != self.columns {
+            row.errors.push(RecordError::new(
+                line,
+                "",
+                ErrorCode::RaggedRow,
+                format!(
+                    "this row has {} values but the header has {} columns (check for an unquoted delimiter)",
+                    fields_out.len(),
+                    self.columns
+                ),
+            ));
+        }
+    }
+}
+
+/// The framing thread: frames and decodes rows into batches until the end of the file, a
+/// rejection, or the reader going away (a failed send).
+fn frame_batches<R: Read>(
+    mut framer: Framer<R>,
+    decoder: Decoder,
+    full: std::sync::mpsc::SyncSender<Batch>,
+    empty: std::sync::mpsc::Receiver<Batch>,
+) {
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let mut batch = empty.try_recv().unwrap_or_default();
+        batch.len = 0;
+        let mut bytes = 0;
+        while batch.len < BATCH_ROWS && bytes < BATCH_BYTES {
+            match framer.next(&mut record) {
+                Ok(Some(line)) => {
+                    if batch.rows.len() == batch.len {
+                        batch.rows.push(Row::default());
+                    }
+                    decoder.fill(&record, line, &mut batch.rows[batch.len]);
+                    bytes += record.as_slice().len() + 64;
+                    batch.len += 1;
+                }
+                Ok(None) => {
+                    batch.end = Some(Ok(()));
+                    break;
+                }
+                Err(e) => {
+                    batch.end = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        let last = batch.end.is_some();
+        if full.send(batch).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Where rows come from: framed and decoded here, or by the framing thread.
+enum Source<R> {
+    Here {
+        framer: Framer<R>,
+        record: csv::ByteRecord,
+        decoder: Decoder,
+    },
+    Piped {
+        full: std::sync::mpsc::Receiver<Batch>,
+        empty: std::sync::mpsc::SyncSender<Batch>,
+        batch: Batch,
+        /// Index of the next row in `batch`.
+        at: usize,
+    },
+}
+
+impl<R: Read> Source<R> {
+    /// Fills `row` with the next row; `false` at the end.
+    fn next_into(&mut self, row: &mut Row) -> Result<bool, FileRejection> {
+        match self {
+            Source::Here {
+                framer,
+                record,
+                decoder,
+            } => match framer.next(record)? {
+                Some(line) => {
+                    decoder.fill(record, line, row);
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Source::Piped {
+                full,
+                empty,
+                batch,
+                at,
+            } => loop {
+                if *at < batch.len {
+                    // The batch keeps the caller's old buffers for reuse.
+                    std::mem::swap(row, &mut batch.rows[*at]);
+                    *at += 1;
+                    return Ok(true);
+                }
+                if let Some(end) = batch.end.take() {
+                    batch.len = 0;
+                    return end.map(|()| false);
+                }
+                let next = full.recv().map_err(|_| {
+                    FileRejection::new(
+                        ErrorCode::ReadError,
+                        None,
+                        "the file could not be read: the reading thread stopped",
+                    )
+                })?;
+                let spent = std::mem::replace(batch, next);
+                // The framing thread may already be gone (it reached the end): then the buffers
+                // are simply dropped.
+                let _ = empty.try_send(spent);
+                *at = 0;
+            },
+        }
+    }
+}
+
+pub(crate) struct RowReader<R> {
+    source: Source<R>,
     pub map: HeaderMap,
     pub header: Vec<String>,
     pub warnings: Vec<RecordError>,
-    max_file_bytes: u64,
-    max_field_len: usize,
     max_rows: u64,
     rows: u64,
     done: bool,
@@ -175,10 +452,92 @@ fn is_blank(rec: &csv::ByteRecord) -> bool {
     rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
 }
 
+/// The record's fields, with the CR of a CRLF ending removed from the last one.
+fn fields(record: &csv::ByteRecord) -> impl Iterator<Item = &[u8]> {
+    let n = record.len();
+    record.iter().enumerate().map(move |(i, f)| {
+        if i + 1 == n {
+            f.strip_suffix(b"\r").unwrap_or(f)
+        } else {
+            f
+        }
+    })
+}
+
 impl<R: Read> RowReader<R> {
     /// Reads the header. Rejects the file when it is empty, the header is not UTF-8, or the
     /// header does not fit the kind.
     pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
+        let (framer, record, header, map, warnings) = Self::start(kind, input, opts)?;
+        let decoder = Decoder {
+            map: map.clone(),
+            columns: header.len(),
+            max_field_len: opts.max_field_len,
+        };
+        Ok(RowReader {
+            source: Source::Here {
+                framer,
+                record,
+                decoder,
+            },
+            map,
+            header,
+            warnings,
+            max_rows: opts.max_rows,
+            rows: 0,
+            done: false,
+        })
+    }
+
+    /// Like `open`, but framing and decoding run on a thread of its own, overlapping with
+    /// checking the rows on this one. The thread ends with the file, or once this reader is
+    /// dropped (its next hand-over fails).
+    pub fn open_piped(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection>
+    where
+        R: Send + 'static,
+    {
+        let (framer, _, header, map, warnings) = Self::start(kind, input, opts)?;
+        let decoder = Decoder {
+            map: map.clone(),
+            columns: header.len(),
+            max_field_len: opts.max_field_len,
+        };
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT + 1);
+        let spawned = std::thread::Builder::new()
+            .name("csv-framing".into())
+            .spawn(move || frame_batches(framer, decoder, full_tx, empty_rx));
+        if let Err(e) = spawned {
+            return Err(FileRejection::new(
+                ErrorCode::ReadError,
+                None,
+                format!("the file could not be read: no thread to read it ({e})"),
+            ));
+        }
+        Ok(RowReader {
+            source: Source::Piped {
+                full: full_rx,
+                empty: empty_tx,
+                batch: Batch::default(),
+                at: 0,
+            },
+            map,
+            header,
+            warnings,
+            max_rows: opts.max_rows,
+            rows: 0,
+            done: false,
+        })
+    }
+
+    /// Frames the header and checks it against the kind.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        kind: Kind,
+        input: R,
+        opts: &ParseOptions,
+    ) -> Result<(Framer<R>, csv::ByteRecord, Vec<String>, HeaderMap, Vec<RecordError>), FileRejection>
+    {
         let tripped = Arc::new(AtomicBool::new(false));
         let limited = LimitedReader::new(input, opts.max_file_bytes, tripped.clone());
         // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
@@ -202,8 +561,8 @@ impl<R: Read> RowReader<R> {
             buffered.consume(3);
         }
         // Only LF ends a record: csv's own line counter miscounts CRLF and skipped blank lines, so
-        // lines are derived from newline counts instead (see `line`). A CR before the LF is
-        // stripped from the last field; old Mac CR-only files have their CRs read as LF
+        // lines are derived from newline counts instead (see `Framer::line`). A CR before the LF
+        // is stripped from the last field; old Mac CR-only files have their CRs read as LF
         // (`LimitedReader`).
         let csv = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -211,40 +570,21 @@ impl<R: Read> RowReader<R> {
             .delimiter(opts.delimiter)
             .terminator(csv::Terminator::Any(b'\n'))
             .from_reader(buffered);
-        let mut rr = RowReader {
+        let mut framer = Framer {
             csv,
-            record: csv::ByteRecord::new(),
             tripped,
-            map: HeaderMap {
-                kind,
-                index: Vec::new(),
-                field_names: Vec::new(),
-            },
-            header: Vec::new(),
-            warnings: Vec::new(),
             max_file_bytes: opts.max_file_bytes,
-            max_field_len: opts.max_field_len,
-            max_rows: opts.max_rows,
-            rows: 0,
-            done: false,
         };
-        loop {
-            match rr.read_record() {
-                Ok(true) if is_blank(&rr.record) => continue,
-                Ok(true) => break,
-                Ok(false) => {
-                    return Err(FileRejection::new(
-                        ErrorCode::EmptyFile,
-                        None,
-                        "the file is empty: it needs at least a header row",
-                    ))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let line = rr.line();
-        let mut header = Vec::with_capacity(rr.record.len());
-        for (i, f) in Self::fields(&rr.record).enumerate() {
+        let mut record = csv::ByteRecord::new();
+        let Some(line) = framer.next(&mut record)? else {
+            return Err(FileRejection::new(
+                ErrorCode::EmptyFile,
+                None,
+                "the file is empty: it needs at least a header row",
+            ));
+        };
+        let mut header = Vec::with_capacity(record.len());
+        for (i, f) in fields(&record).enumerate() {
             match decode(f) {
                 Some(s) => header.push(s.to_string()),
                 None => {
@@ -260,88 +600,7 @@ impl<R: Read> RowReader<R> {
             }
         }
         let (map, warnings) = HeaderMap::build(kind, &header, opts)?;
-        rr.map = map;
-        rr.header = header;
-        rr.warnings = warnings;
-        Ok(rr)
-    }
-
-    /// Physical line where the record just read starts. Every record ends with a consumed `\n`, so
-    /// the newlines seen so far, minus those inside the record's quoted fields, minus its own
-    /// terminator, are exactly the lines before it (skipped blank lines included).
-    fn line(&self) -> u64 {
-        let seen = self.csv.position().line(); // 1 + newlines consumed
-        let embedded = self.embedded_newlines();
-        let computed = seen.saturating_sub(embedded).saturating_sub(1);
-        // A quote left open at end of file leaves the record without a terminator; the record
-        // still cannot start before the line after the previous one.
-        let floor = self.record.position().map(|p| p.line()).unwrap_or(1);
-        computed.max(floor).max(1)
-    }
-
-    /// Newlines inside the values of the record just read.
-    fn embedded_newlines(&self) -> u64 {
-        self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64
-    }
-
-    /// The record's fields, with the CR of a CRLF ending removed from the last one.
-    fn fields(record: &csv::ByteRecord) -> impl Iterator<Item = &[u8]> {
-        let n = record.len();
-        record.iter().enumerate().map(move |(i, f)| {
-            if i + 1 == n {
-                f.strip_suffix(b"\r").unwrap_or(f)
-            } else {
-                f
-            }
-        })
-    }
-
-    /// Reads the next CSV record into `self.record`, mapping I/O failures to a file rejection.
-    fn read_record(&mut self) -> Result<bool, FileRejection> {
-        let before = self.csv.position().line();
-        match self.csv.read_byte_record(&mut self.record) {
-            // Every record ends with a newline (`LimitedReader` supplies a last one). A record
-            // whose newlines are all inside its values ended at the end of the input inside an
-            // open quote: it has swallowed the rest of the file. Refuse rather than silently lose
-            // those lines.
-            Ok(true)
-                if self.csv.position().line().saturating_sub(before)
-                    == self.embedded_newlines() =>
-            {
-                let line = self.line();
-                let swallowed = self.embedded_newlines().saturating_sub(1);
-                Err(FileRejection::new(
-                    ErrorCode::UnterminatedQuote,
-                    Some(line),
-                    format!(
-                        "a quote (\") opened on this line is never closed, so the rest of the file \
-                         ({swallowed} more line{}) would be read as one value; close the quote or \
-                         double a quote that is part of the text (\"\")",
-                        if swallowed == 1 { "" } else { "s" }
-                    ),
-                ))
-            }
-            Ok(more) => Ok(more),
-            Err(e) => {
-                let line = e.position().map(|p| p.line());
-                if self.tripped.load(Ordering::Relaxed) {
-                    Err(FileRejection::new(
-                        ErrorCode::FileTooLarge,
-                        line,
-                        format!(
-                            "the file is larger than the limit of {} bytes",
-                            self.max_file_bytes
-                        ),
-                    ))
-                } else {
-                    Err(FileRejection::new(
-                        ErrorCode::ReadError,
-                        line,
-                        format!("the file could not be read: {e}"),
-                    ))
-                }
-            }
-        }
+        Ok((framer, record, header, map, warnings))
     }
 
     /// Next non-blank data row; `Err` means the whole file is rejected and iteration ends.
@@ -358,94 +617,28 @@ impl<R: Read> RowReader<R> {
         if self.done {
             return None;
         }
-        loop {
-            match self.read_record() {
-                Ok(true) if is_blank(&self.record) => continue,
-                Ok(true) => break,
-                Ok(false) => {
-                    self.done = true;
-                    return None;
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+        match self.source.next_into(row) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
             }
         }
-        let line = self.line();
         self.rows += 1;
         if self.rows > self.max_rows {
             self.done = true;
             return Some(Err(FileRejection::new(
                 ErrorCode::TooManyRows,
-                Some(line),
+                Some(row.line()),
                 format!(
                     "the file has more than {} rows; split it into smaller files",
                     self.max_rows
                 ),
             )));
-        }
-        row.raw.line = line;
-        row.errors.clear();
-        let n = self.record.len();
-        let fields = &mut row.raw.fields;
-        fields.truncate(n);
-        for (i, f) in Self::fields(&self.record).enumerate() {
-            let text = decode(f);
-            let slot = |fields: &mut Vec<String>, s: &str| {
-                if let Some(v) = fields.get_mut(i) {
-                    v.clear();
-                    v.push_str(s);
-                } else {
-                    fields.push(s.to_owned());
-                }
-            };
-            match text {
-                Some(s) => {
-                    if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
-                        let name = self.map.field_name(i);
-                        row.errors.push(RecordError::new(
-                            line,
-                            name,
-                            ErrorCode::FieldTooLong,
-                            format!(
-                                "{} is longer than {} characters ({} characters)",
-                                if name.is_empty() { "a value" } else { name },
-                                self.max_field_len,
-                                s.chars().count()
-                            ),
-                        ));
-                    }
-                    slot(fields, s);
-                }
-                None => {
-                    let name = self.map.field_name(i);
-                    let lossy = String::from_utf8_lossy(f);
-                    row.errors.push(RecordError::new(
-                        line,
-                        name,
-                        ErrorCode::BadEncoding,
-                        format!(
-                            "{} contains bytes that are not UTF-8 text ('{}'); save the file as UTF-8",
-                            if name.is_empty() { "a value" } else { name },
-                            shown(&lossy)
-                        ),
-                    ));
-                    slot(fields, &lossy);
-                }
-            }
-        }
-        if fields.len() != self.header.len() {
-            row.errors.push(RecordError::new(
-                line,
-                "",
-                ErrorCode::RaggedRow,
-                format!(
-                    "this row has {} values but the header has {} columns (check for an unquoted delimiter)",
-                    fields.len(),
-                    self.header.len()
-                ),
-            ));
         }
         Some(Ok(()))
     }

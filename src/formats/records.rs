@@ -12,7 +12,81 @@ use super::error::RecordError;
 pub struct RawRow {
     /// 1-based physical line where the record starts.
     pub line: u64,
-    pub fields: Vec<String>,
+    pub fields: Fields,
+}
+
+/// A row's values, kept as one string and the end of each value in it: one buffer per row to
+/// fill and reuse (and to hand between threads) instead of one per value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Fields {
+    /// Value `i`, untrimmed.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..end)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Empties the row, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    pub fn push(&mut self, value: &str) {
+        self.text.push_str(value);
+        self.ends.push(self.text.len());
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Fields {
+    fn from_iter<I: IntoIterator<Item = S>>(values: I) -> Self {
+        let mut f = Fields::default();
+        for v in values {
+            f.push(v.as_ref());
+        }
+        f
+    }
+}
+
+impl<S: AsRef<str>> From<Vec<S>> for Fields {
+    fn from(values: Vec<S>) -> Self {
+        values.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<usize> for Fields {
+    type Output = str;
+
+    /// Value `i`; panics when out of range, as a `Vec` would.
+    fn index(&self, i: usize) -> &str {
+        match self.get(i) {
+            Some(v) => v,
+            None => panic!("field {i} out of range for a row of {}", self.len()),
+        }
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.collect_seq(self.iter())
+    }
 }
 
 /// The unit of acceptance: one inventory row, one whole order, or one whole shipment. Either all
