@@ -45,10 +45,13 @@ fn exercise(kind: Kind, input: &[u8], opts: &ParseOptions) {
     same_when_piped(kind, input, opts);
 }
 
-/// Everything a parse yields, in order (units and a mid-stream rejection alike).
+/// The header, then every item in order (units and a mid-stream rejection alike).
+type Everything = (Vec<String>, Vec<Result<formats::Unit, formats::FileRejection>>);
+
+/// Everything a parse yields.
 fn everything<R: std::io::Read>(
     units: Result<formats::Units<R>, formats::FileRejection>,
-) -> Result<(Vec<String>, Vec<Result<formats::Unit, formats::FileRejection>>), formats::FileRejection> {
+) -> Result<Everything, formats::FileRejection> {
     let mut units = units?;
     let header = units.header().to_vec();
     Ok((header, units.by_ref().collect()))

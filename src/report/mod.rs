@@ -135,7 +135,7 @@ impl<W: Write> ErrorWriter<W> {
         message: &str,
     ) -> io::Result<()> {
         let mut cells: Vec<String> = (0..self.width)
-            .map(|i| row.fields.get(i).map(|f| neutralise(f)).unwrap_or_default())
+            .map(|i| row.fields.get(i).map(neutralise).unwrap_or_default())
             .collect();
         cells.extend([
             line.to_string(),
