@@ -213,6 +213,24 @@ fn bad_utf8_rejects_the_row_not_the_file() {
     assert_eq!((r.code, r.line), (ErrorCode::BadEncoding, Some(1)));
 }
 
+/// The two bytes of 'é' split by a delimiter read as valid UTF-8 when the row is taken whole;
+/// each value alone is not, and both are reported.
+#[test]
+fn a_character_split_by_the_delimiter_is_two_bad_values() {
+    let p = parse_with(
+        Kind::Inventory,
+        b"sku,quantity,name\r\nA\xc3,\xa91,x\r\nB,2,caf\xc3\xa9\r\n",
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        errors(&p),
+        vec![e(2, "sku", "bad_encoding"), e(2, "quantity", "bad_encoding")]
+    );
+    assert_eq!(p.units[1].rows[0].fields.get(2), Some("café"), "CR of CRLF dropped");
+    assert_eq!(inventory(&p), vec![("B".into(), 2)]);
+}
+
 #[test]
 fn ragged_rows() {
     let p = parse(Kind::Inventory, "sku,quantity\nA,1,x\nB\nC,3\n");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::error::{ErrorCode, FileRejection, RecordError};
 use super::fields::shown;
 use super::header::HeaderMap;
-use super::{Kind, ParseOptions, RawRow};
+use super::{Fields, Kind, ParseOptions, RawRow};
 
 /// How the file ends its lines, decided by the first line break in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,8 +251,8 @@ struct Batch {
 /// A batch is handed over at this many rows or bytes, whichever comes first; with the batches
 /// in the channel and the two being filled and read, memory stays bounded by a few of them
 /// whatever the file size.
-const BATCH_ROWS: usize = 2048;
-const BATCH_BYTES: usize = 512 * 1024;
+const BATCH_ROWS: usize = 256;
+const BATCH_BYTES: usize = 64 * 1024;
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Turns framed records into rows: UTF-8 decoding, field length and raggedness.
@@ -269,47 +269,27 @@ impl Decoder {
         row.raw.line = line;
         row.errors.clear();
         let fields_out = &mut row.raw.fields;
-        fields_out.clear();
-        // One UTF-8 check for the whole record; its fields are then slices of it (a field edge
-        // that splits a character fails `get` and falls back to checking that field alone).
+        // The usual row is UTF-8 throughout: one check and one copy for all its values.
         let whole = decode(record.as_slice());
-        for (i, f) in fields(record).enumerate() {
-            let text = match (whole, record.range(i)) {
-                (Some(w), Some(r)) => w.get(r.start..r.start + f.len()).or_else(|| decode(f)),
-                _ => decode(f),
-            };
-            match text {
-                Some(s) => {
-                    if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
-                        let name = self.map.field_name(i);
-                        row.errors.push(RecordError::new(
-                            line,
-                            name,
-                            ErrorCode::FieldTooLong,
-                            format!(
-                                "{} is longer than {} characters ({} characters)",
-                                if name.is_empty() { "a value" } else { name },
-                                self.max_field_len,
-                                s.chars().count()
-                            ),
-                        ));
-                    }
-                    fields_out.push(s);
-                }
-                None => {
+        if !whole.is_some_and(|w| fields_out.fill_from(w, record)) {
+            self.decode_each(record, line, &mut row.errors, fields_out);
+        }
+        // A value can only be too long if the whole row is.
+        if fields_out.total_len() > self.max_field_len {
+            for (i, s) in fields_out.iter().enumerate() {
+                if s.len() > self.max_field_len && s.chars().count() > self.max_field_len {
                     let name = self.map.field_name(i);
-                    let lossy = String::from_utf8_lossy(f);
                     row.errors.push(RecordError::new(
                         line,
                         name,
-                        ErrorCode::BadEncoding,
+                        ErrorCode::FieldTooLong,
                         format!(
-                            "{} contains bytes that are not UTF-8 text ('{}'); save the file as UTF-8",
+                            "{} is longer than {} characters ({} characters)",
                             if name.is_empty() { "a value" } else { name },
-                            shown(&lossy)
+                            self.max_field_len,
+                            s.chars().count()
                         ),
                     ));
-                    fields_out.push(&lossy);
                 }
             }
         }
@@ -326,6 +306,70 @@ impl Decoder {
             ));
         }
     }
+
+    /// A row with bytes that are not UTF-8: each value is checked alone, and a bad one is
+    /// reported and kept with U+FFFD in place of the bad bytes.
+    fn decode_each(
+        &self,
+        record: &csv::ByteRecord,
+        line: u64,
+        errors: &mut Vec<RecordError>,
+        out: &mut Fields,
+    ) {
+        out.clear();
+        for (i, f) in fields(record).enumerate() {
+            match decode(f) {
+                Some(s) => out.push(s),
+                None => {
+                    let name = self.map.field_name(i);
+                    let lossy = String::from_utf8_lossy(f);
+                    errors.push(RecordError::new(
+                        line,
+                        name,
+                        ErrorCode::BadEncoding,
+                        format!(
+                            "{} contains bytes that are not UTF-8 text ('{}'); save the file as UTF-8",
+                            if name.is_empty() { "a value" } else { name },
+                            shown(&lossy)
+                        ),
+                    ));
+                    out.push(&lossy);
+                }
+            }
+        }
+    }
+}
+
+/// How long a side of the hand-over polls before it sleeps. Batches come every few tens of
+/// microseconds while a file streams, and waking a sleeping thread costs about as much (more
+/// in a virtual machine), so a short poll keeps both threads running.
+const POLLS: u32 = 1 << 14;
+
+fn recv_polling<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+    use std::sync::mpsc::TryRecvError;
+    for _ in 0..POLLS {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(TryRecvError::Disconnected) => return Err(std::sync::mpsc::RecvError),
+        }
+    }
+    rx.recv()
+}
+
+fn send_polling<T>(tx: &std::sync::mpsc::SyncSender<T>, mut v: T) -> Result<(), ()> {
+    use std::sync::mpsc::TrySendError;
+    for _ in 0..POLLS {
+        match tx.try_send(v) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                v = back;
+                std::hint::spin_loop();
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(()),
+        }
+    }
+    tx.send(v).map_err(|_| ())
 }
 
 /// The framing thread: frames and decodes rows into batches until the end of the file, a
@@ -362,7 +406,7 @@ fn frame_batches<R: Read>(
             }
         }
         let last = batch.end.is_some();
-        if full.send(batch).is_err() || last {
+        if send_polling(&full, batch).is_err() || last {
             return;
         }
     }
@@ -415,7 +459,7 @@ impl<R: Read> Source<R> {
                     batch.len = 0;
                     return end.map(|()| false);
                 }
-                let next = full.recv().map_err(|_| {
+                let next = recv_polling(full).map_err(|_| {
                     FileRejection::new(
                         ErrorCode::ReadError,
                         None,
@@ -565,6 +609,7 @@ impl<R: Read> RowReader<R> {
         // is stripped from the last field; old Mac CR-only files have their CRs read as LF
         // (`LimitedReader`).
         let csv = csv::ReaderBuilder::new()
+            .buffer_capacity(64 * 1024)
             .has_headers(false)
             .flexible(true)
             .delimiter(opts.delimiter)

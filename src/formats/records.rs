@@ -17,7 +17,7 @@ pub struct RawRow {
 
 /// A row's values, kept as one string and the end of each value in it: one buffer per row to
 /// fill and reuse (and to hand between threads) instead of one per value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Fields {
     text: String,
     ends: Vec<usize>,
@@ -53,7 +53,43 @@ impl Fields {
         self.text.push_str(value);
         self.ends.push(self.text.len());
     }
+
+    /// Takes a framed record whose bytes are `whole` (already checked as UTF-8) in one copy,
+    /// dropping the CR of a CRLF ending from the last value. `false` (and the row left empty)
+    /// when a value edge falls inside a character, i.e. a value on its own is not UTF-8.
+    pub(crate) fn fill_from(&mut self, whole: &str, record: &csv::ByteRecord) -> bool {
+        self.clear();
+        self.text.push_str(whole);
+        let n = record.len();
+        for i in 0..n {
+            let Some(r) = record.range(i) else { break };
+            let mut end = r.end;
+            if i + 1 == n && whole.as_bytes()[r.start..end].ends_with(b"\r") {
+                end -= 1;
+            }
+            if !whole.is_char_boundary(end) {
+                self.clear();
+                return false;
+            }
+            self.ends.push(end);
+        }
+        true
+    }
+
+    /// Length in bytes of all values together.
+    pub(crate) fn total_len(&self) -> usize {
+        self.text.len()
+    }
 }
+
+/// Rows are equal when their values are (whatever else the buffer holds, e.g. a line's CR).
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Fields {}
 
 impl<S: AsRef<str>> FromIterator<S> for Fields {
     fn from_iter<I: IntoIterator<Item = S>>(values: I) -> Self {
