@@ -100,14 +100,21 @@ fn raw_csv(path: &str) -> ! {
     std::process::exit(0)
 }
 
-fn best_of_two(mut f: impl FnMut() -> Measured) -> Measured {
-    let a = f();
-    let b = f();
-    if b.wall < a.wall { Measured { max_rss: a.max_rss.max(b.max_rss), ..b } } else { Measured { max_rss: a.max_rss.max(b.max_rss), ..a } }
+/// Fastest of several runs (`BENCH_RUNS`, default 5), with the highest peak RSS of them: this
+/// machine is shared and a single run can be slowed by others, never sped up.
+fn best_of(mut f: impl FnMut() -> Measured) -> Measured {
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let mut best = f();
+    for _ in 1..runs {
+        let m = f();
+        let max_rss = best.max_rss.max(m.max_rss);
+        best = if m.wall < best.wall { Measured { max_rss, ..m } } else { Measured { max_rss, ..best } };
+    }
+    best
 }
 
 fn ours(kind: &str, file: &Path) -> Measured {
-    best_of_two(|| {
+    best_of(|| {
         let m = measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
         assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
         m
@@ -116,7 +123,7 @@ fn ours(kind: &str, file: &Path) -> Measured {
 
 fn raw(file: &Path) -> Measured {
     let me = std::env::current_exe().unwrap();
-    best_of_two(|| measure(Command::new(&me).arg("--raw-csv").arg(file), None).expect("run raw csv"))
+    best_of(|| measure(Command::new(&me).arg("--raw-csv").arg(file), None).expect("run raw csv"))
 }
 
 fn frictionless() -> Option<PathBuf> {
