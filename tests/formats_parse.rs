@@ -762,6 +762,31 @@ fn checked_units_report_what_units_report() {
         (Kind::Orders, "orders_good.csv"),
     ] {
         let bytes = std::fs::read(samples.join(name)).unwrap();
+        assert_checked_matches(kind, &bytes, name);
+    }
+    // Orders the quick check for a clean order must not accept: differing order cells, a bad
+    // value on a later row; and one it may leave to the full check: an all-cancel order whose
+    // other cells differ (accepted there).
+    let h = "order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity,action\n";
+    let body = format!(
+        "{h}A,2024-01-02,Ann,1 Main St,Springfield,US,S1,1,create\n\
+         A,2024-01-02,Ann,1 Main St,Springfield,US,S2,2,create\n\
+         B,2024-01-02,Bob,2 Main St,Springfield,US,S1,1,create\n\
+         B,2024-01-03,Bob,2 Main St,Springfield,US,S2,1,create\n\
+         C,2024-01-02,Cy,3 Main St,Springfield,US,S1,1,create\n\
+         C,2024-01-02,Cy,3 Main St,Springfield,XX,S2,1,create\n\
+         D,2024-01-02,Di,4 Main St,Springfield,US,S1,1,cancel\n\
+         D,2024-02-02,Dee,,,,S2,,cancel\n"
+    );
+    assert_checked_matches(Kind::Orders, body.as_bytes(), "inline orders");
+    let accepted: Vec<bool> = parse(Kind::Orders, &body).units.iter().map(|u| u.result.is_ok()).collect();
+    assert_eq!(accepted, [true, false, false, true]);
+}
+
+/// `next_checked` (what `validate` uses, with its quick path for clean orders) reports exactly
+/// the rows and errors that the owned iterator reports.
+fn assert_checked_matches(kind: Kind, bytes: &[u8], name: &str) {
+    {
         let opts = ParseOptions::default();
         let owned: Vec<_> = formats::parse(kind, &bytes[..], &opts)
             .unwrap()

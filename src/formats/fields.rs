@@ -237,20 +237,47 @@ fn upper<const N: usize>(v: &str) -> Option<[u8; N]> {
     Some(b.map(|c| c.to_ascii_uppercase()))
 }
 
-/// Finds `v` (case-insensitively) in a sorted list of `N`-letter uppercase codes. Codes compare
-/// as big-endian integers (the same order as the strings), which avoids a `memcmp` per probe.
-fn lookup<const N: usize>(list: &[&'static str], v: &str) -> Option<&'static str> {
-    let key = |b: &[u8]| b.iter().fold(0u32, |k, &c| (k << 8) | u32::from(c));
+/// Position (plus one) of each `N`-letter code of `list` in a table indexed by the code read as
+/// a base-26 number, built at compile time: a lookup is one index, not a search.
+const fn letter_index<const N: usize, const SIZE: usize>(list: &[&str]) -> [u16; SIZE] {
+    let mut table = [0u16; SIZE];
+    let mut i = 0;
+    while i < list.len() {
+        let b = list[i].as_bytes();
+        assert!(b.len() == N, "codes of one list have one length");
+        let mut k = 0usize;
+        let mut j = 0;
+        while j < N {
+            assert!(b[j].is_ascii_uppercase(), "codes are uppercase letters");
+            k = k * 26 + (b[j] - b'A') as usize;
+            j += 1;
+        }
+        table[k] = (i + 1) as u16;
+        i += 1;
+    }
+    table
+}
+
+static COUNTRY_INDEX: [u16; 26 * 26] = letter_index::<2, { 26 * 26 }>(&COUNTRIES);
+static CURRENCY_INDEX: [u16; 26 * 26 * 26] = letter_index::<3, { 26 * 26 * 26 }>(&CURRENCIES);
+
+/// Finds `v` (case-insensitively) among the `N`-letter codes of `list`, indexed by `table`.
+fn lookup<const N: usize>(list: &[&'static str], table: &[u16], v: &str) -> Option<&'static str> {
     let up = upper::<N>(v)?;
-    let want = key(&up);
-    let i = list.binary_search_by_key(&want, |c| key(c.as_bytes())).ok()?;
-    // Codes of another length never match (all codes in a list have `N` letters).
-    (list[i].len() == N).then_some(list[i])
+    let mut k = 0usize;
+    for c in up {
+        if !c.is_ascii_uppercase() {
+            return None;
+        }
+        k = k * 26 + usize::from(c - b'A');
+    }
+    let at = *table.get(k)?;
+    list.get(usize::from(at).checked_sub(1)?).copied()
 }
 
 /// ISO 3166-1 alpha-2, case-insensitive; returns the uppercase code.
 pub(crate) fn country(column: &str, v: &str) -> Result<&'static str, FieldError> {
-    lookup::<2>(&COUNTRIES, v).ok_or_else(|| {
+    lookup::<2>(&COUNTRIES, &COUNTRY_INDEX, v).ok_or_else(|| {
         (
             ErrorCode::BadCountry,
             format!(
@@ -263,7 +290,7 @@ pub(crate) fn country(column: &str, v: &str) -> Result<&'static str, FieldError>
 
 /// ISO 4217, case-insensitive; returns the uppercase code.
 pub(crate) fn currency(column: &str, v: &str) -> Result<&'static str, FieldError> {
-    lookup::<3>(&CURRENCIES, v).ok_or_else(|| {
+    lookup::<3>(&CURRENCIES, &CURRENCY_INDEX, v).ok_or_else(|| {
         (
             ErrorCode::BadCurrency,
             format!(

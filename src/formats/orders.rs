@@ -279,6 +279,30 @@ fn no_record(group: &Group) -> RecordError {
 
 /// Checks one order; `Err` lists every problem of its rows. Builds the record only when `build`
 /// (checking alone allocates nothing for a valid order).
+/// Every row parses without error and the order-level cells agree (the same test as
+/// `evaluate`, without building anything).
+fn is_clean(rows: &[Row], map: &HeaderMap, ctx: &Ctx) -> bool {
+    let mut all_cancel = true;
+    for row in rows {
+        if !row.errors.is_empty() {
+            return false;
+        }
+        match parse_row(row, map, ctx, false) {
+            (Some(p), e) if e.is_empty() => all_cancel &= p.action == OrderAction::Cancel,
+            _ => return false,
+        }
+    }
+    let Some((first, rest)) = rows.split_first() else {
+        return false;
+    };
+    rest.iter().all(|row| {
+        ord::HEADER_FIELDS
+            .into_iter()
+            .filter(|&col| !all_cancel || col == ord::ACTION)
+            .all(|col| header_agrees(row, first, map, col))
+    })
+}
+
 pub(crate) fn evaluate(
     group: &Group,
     map: &HeaderMap,
@@ -288,6 +312,11 @@ pub(crate) fn evaluate(
     let Group { key, rows, problem } = group;
     if let (Some(p), Some(k)) = (problem, key) {
         return Err(problem_errors(rows, *p, k, "order", "order_ref", ctx.max_rows_per_group));
+    }
+    // Checking only, the usual clean order is confirmed without collecting anything; an order
+    // with any problem takes the full path below, which says what and where.
+    if !build && is_clean(rows, map, ctx) {
+        return Ok(None);
     }
     let mut per_row: Vec<Vec<RecordError>> = Vec::with_capacity(rows.len());
     let mut parsed: Vec<Option<Parsed>> = Vec::with_capacity(rows.len());

@@ -689,12 +689,22 @@ impl<R: Read> RowReader<R> {
     }
 }
 
+/// `str::trim`, skipping the search in the usual case of a value that starts and ends with a
+/// visible ASCII character.
+fn trim(v: &str) -> &str {
+    match v.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => v,
+        [only] if only.is_ascii_graphic() => v,
+        _ => v.trim(),
+    }
+}
+
 impl Row {
     /// Trimmed value of canonical column `col` (index into the kind's column table); `None` when
     /// the column is absent or the cell is blank.
     pub fn get<'a>(&'a self, map: &HeaderMap, col: usize) -> Option<&'a str> {
         let i = (*map.index.get(col)?)?;
-        let v = self.raw.fields.get(i)?.trim();
+        let v = trim(self.raw.fields.get(i)?);
         if v.is_empty() {
             None
         } else {
