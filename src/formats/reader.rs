@@ -340,10 +340,11 @@ impl Decoder {
     }
 }
 
-/// How long a side of the hand-over polls before it sleeps. Batches come every few tens of
-/// microseconds while a file streams, and waking a sleeping thread costs about as much (more
-/// in a virtual machine), so a short poll keeps both threads running.
-const POLLS: u32 = 1 << 14;
+/// How many times a side of the hand-over looks again before it sleeps: a batch is usually
+/// a few microseconds away, and waking a sleeping thread costs more than that (much more in a
+/// virtual machine); kept short so that a thread sharing its CPU with the other side wastes
+/// little of its turn.
+const POLLS: u32 = 256;
 
 fn recv_polling<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
     use std::sync::mpsc::TryRecvError;
@@ -540,6 +541,10 @@ impl<R: Read> RowReader<R> {
     where
         R: Send + 'static,
     {
+        // With one CPU to run on, a second thread only adds hand-overs.
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return Self::open(kind, input, opts);
+        }
         let (framer, _, header, map, warnings) = Self::start(kind, input, opts)?;
         let decoder = Decoder {
             map: map.clone(),
