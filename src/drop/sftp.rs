@@ -299,7 +299,10 @@ impl std::ops::Drop for Permit {
 const KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,\
 ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,\
 diffie-hellman-group-exchange-sha256,diffie-hellman-group14-sha256";
-const CIPHERS: &str = "aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+/// chacha20-poly1305 first, as OpenSSH orders them, and for speed: libssh2 decrypts it a whole
+/// packet per call, but AES-GCM and AES-CTR one 16-byte block per call, which made reading a
+/// big file over a fast link about 1.6 times slower.
+const CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
 const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
 const HOSTKEYS: &[&str] = &[
     "ssh-ed25519",
