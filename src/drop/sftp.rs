@@ -730,7 +730,8 @@ impl SftpReader {
         }
     }
 
-    /// One libssh2 read into `into` (at most `self.next` bytes), then a bigger one next time.
+    /// One libssh2 read: straight into the caller's `into` (at most [`READ_MAX`] bytes), or else
+    /// `self.next` bytes into the reader's own buffer; the next read asks for twice as much.
     fn pull(&mut self, into: Option<&mut [u8]>) -> io::Result<usize> {
         let want = self.next;
         self.next = (self.next * 2).min(READ_MAX);

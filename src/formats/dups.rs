@@ -3,8 +3,9 @@
 //! Each key's 64-bit fingerprint and line go to a buffer of at most `in_memory` entries
 //! (16 bytes each). Fingerprints only nominate candidates: the caller compares the keys
 //! themselves on a second pass (`resolve_duplicates`), so a rare shared fingerprint costs a
-//! comparison, never a wrong rejection. A full buffer is sorted and written to a temporary file as one run; at the
-//! end the runs are merged, and within each fingerprint every line after the first is a repeat.
+//! comparison, never a wrong rejection. A full buffer is sorted and written to a temporary file
+//! as one run; at the end the runs are merged, and within each fingerprint every line after the
+//! first is a repeat.
 //! Sorting keeps equal fingerprints in line order, so the result does not depend on where the
 //! runs were cut: it is the same as keeping all entries in memory.
 //!

@@ -277,8 +277,14 @@ fn no_record(group: &Group) -> RecordError {
     )
 }
 
-/// Checks one order; `Err` lists every problem of its rows. Builds the record only when `build`
-/// (checking alone allocates nothing for a valid order).
+/// Order-level columns whose cells must agree across an order's rows. All-cancel orders only
+/// need to agree on the action, since their other cells are ignored.
+fn compared_header_fields(all_cancel: bool) -> impl Iterator<Item = usize> {
+    ord::HEADER_FIELDS
+        .into_iter()
+        .filter(move |&col| !all_cancel || col == ord::ACTION)
+}
+
 /// Every row parses without error and the order-level cells agree (the same test as
 /// `evaluate`, without building anything).
 fn is_clean(rows: &[Row], map: &HeaderMap, ctx: &Ctx) -> bool {
@@ -296,13 +302,12 @@ fn is_clean(rows: &[Row], map: &HeaderMap, ctx: &Ctx) -> bool {
         return false;
     };
     rest.iter().all(|row| {
-        ord::HEADER_FIELDS
-            .into_iter()
-            .filter(|&col| !all_cancel || col == ord::ACTION)
-            .all(|col| header_agrees(row, first, map, col))
+        compared_header_fields(all_cancel).all(|col| header_agrees(row, first, map, col))
     })
 }
 
+/// Checks one order; `Err` lists every problem of its rows. Builds the record only when `build`
+/// (checking alone allocates nothing for a valid order).
 pub(crate) fn evaluate(
     group: &Group,
     map: &HeaderMap,
@@ -330,8 +335,7 @@ pub(crate) fn evaluate(
             per_row.push(row.errors.clone());
         }
     }
-    // Order-level cells must agree with the first readable row. All-cancel orders only need to
-    // agree on the action, since their other cells are ignored.
+    // Order-level cells must agree with the first readable row.
     let all_cancel = parsed
         .iter()
         .flatten()
@@ -342,10 +346,7 @@ pub(crate) fn evaluate(
             if !row.errors.is_empty() {
                 continue;
             }
-            for col in ord::HEADER_FIELDS {
-                if all_cancel && col != ord::ACTION {
-                    continue;
-                }
+            for col in compared_header_fields(all_cancel) {
                 if !header_agrees(row, &rows[first], map, col) {
                     let name = super::header::ORDER_COLUMNS[col].name;
                     per_row[i].push(RecordError::new(

@@ -256,7 +256,6 @@ const BATCH_BYTES: usize = 64 * 1024;
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Turns framed records into rows: UTF-8 decoding, field length and raggedness.
-#[derive(Clone)]
 struct Decoder {
     map: HeaderMap,
     columns: usize,
@@ -513,25 +512,11 @@ impl<R: Read> RowReader<R> {
     /// Reads the header. Rejects the file when it is empty, the header is not UTF-8, or the
     /// header does not fit the kind.
     pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
-        let (framer, record, header, map, warnings) = Self::start(kind, input, opts)?;
-        let decoder = Decoder {
-            map: map.clone(),
-            columns: header.len(),
-            max_field_len: opts.max_field_len,
-        };
-        Ok(RowReader {
-            source: Source::Here {
-                framer,
-                record,
-                decoder,
-            },
-            map,
-            header,
-            warnings,
-            max_rows: opts.max_rows,
-            rows: 0,
-            done: false,
-        })
+        let (framer, decoder, header, warnings) = Self::start(kind, input, opts)?;
+        let map = decoder.map.clone();
+        let record = csv::ByteRecord::new();
+        let source = Source::Here { framer, record, decoder };
+        Ok(Self::reading(source, map, header, warnings, opts))
     }
 
     /// Like `open`, but framing and decoding run on a thread of its own, overlapping with
@@ -545,14 +530,10 @@ impl<R: Read> RowReader<R> {
         if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
             return Self::open(kind, input, opts);
         }
-        let (framer, _, header, map, warnings) = Self::start(kind, input, opts)?;
-        let decoder = Decoder {
-            map: map.clone(),
-            columns: header.len(),
-            max_field_len: opts.max_field_len,
-        };
+        let (framer, decoder, header, warnings) = Self::start(kind, input, opts)?;
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT + 1);
+        let map = decoder.map.clone();
         let spawned = std::thread::Builder::new()
             .name("csv-framing".into())
             .spawn(move || frame_batches(framer, decoder, full_tx, empty_rx));
@@ -563,30 +544,41 @@ impl<R: Read> RowReader<R> {
                 format!("the file could not be read: no thread to read it ({e})"),
             ));
         }
-        Ok(RowReader {
-            source: Source::Piped {
-                full: full_rx,
-                empty: empty_tx,
-                batch: Batch::default(),
-                at: 0,
-            },
+        let source = Source::Piped {
+            full: full_rx,
+            empty: empty_tx,
+            batch: Batch::default(),
+            at: 0,
+        };
+        Ok(Self::reading(source, map, header, warnings, opts))
+    }
+
+    fn reading(
+        source: Source<R>,
+        map: HeaderMap,
+        header: Vec<String>,
+        warnings: Vec<RecordError>,
+        opts: &ParseOptions,
+    ) -> Self {
+        RowReader {
+            source,
             map,
             header,
             warnings,
             max_rows: opts.max_rows,
             rows: 0,
             done: false,
-        })
+        }
     }
 
-    /// Frames the header and checks it against the kind.
+    /// Frames the header and checks it against the kind; returns the framer positioned after
+    /// it, the decoder for its rows, the header and its warnings.
     #[allow(clippy::type_complexity)]
     fn start(
         kind: Kind,
         input: R,
         opts: &ParseOptions,
-    ) -> Result<(Framer<R>, csv::ByteRecord, Vec<String>, HeaderMap, Vec<RecordError>), FileRejection>
-    {
+    ) -> Result<(Framer<R>, Decoder, Vec<String>, Vec<RecordError>), FileRejection> {
         let tripped = Arc::new(AtomicBool::new(false));
         let limited = LimitedReader::new(input, opts.max_file_bytes, tripped.clone());
         // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
@@ -650,7 +642,12 @@ impl<R: Read> RowReader<R> {
             }
         }
         let (map, warnings) = HeaderMap::build(kind, &header, opts)?;
-        Ok((framer, record, header, map, warnings))
+        let decoder = Decoder {
+            map,
+            columns: header.len(),
+            max_field_len: opts.max_field_len,
+        };
+        Ok((framer, decoder, header, warnings))
     }
 
     /// Next non-blank data row; `Err` means the whole file is rejected and iteration ends.

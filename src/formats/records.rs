@@ -107,18 +107,6 @@ impl<S: AsRef<str>> From<Vec<S>> for Fields {
     }
 }
 
-impl std::ops::Index<usize> for Fields {
-    type Output = str;
-
-    /// Value `i`; panics when out of range, as a `Vec` would.
-    fn index(&self, i: usize) -> &str {
-        match self.get(i) {
-            Some(v) => v,
-            None => panic!("field {i} out of range for a row of {}", self.len()),
-        }
-    }
-}
-
 impl Serialize for Fields {
     fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
         s.collect_seq(self.iter())
