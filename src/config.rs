@@ -71,6 +71,12 @@ struct RawAccount {
     max_retries: u32,
     #[serde(default = "default_backoff_ms")]
     backoff_ms: u64,
+    #[serde(default = "default_max_response_bytes")]
+    max_response_bytes: u64,
+    #[serde(default = "default_max_retry_wait")]
+    max_retry_wait_seconds: u64,
+    #[serde(default = "default_max_cycle")]
+    max_cycle_seconds: u64,
     // Policies
     #[serde(default)]
     inventory_mode: InventoryMode,
@@ -125,6 +131,15 @@ fn default_retries() -> u32 {
 }
 fn default_backoff_ms() -> u64 {
     200
+}
+fn default_max_response_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_max_retry_wait() -> u64 {
+    120
+}
+fn default_max_cycle() -> u64 {
+    3600
 }
 fn default_zero_share() -> f64 {
     0.2
@@ -264,6 +279,12 @@ pub struct Account {
     pub max_retries: u32,
     /// First retry backoff step (doubled per attempt, jittered).
     pub backoff: Duration,
+    /// Largest Stitch answer read; a bigger one is cut off at this size and is an error.
+    pub max_response_bytes: u64,
+    /// Longest wait between attempts, whatever `Retry-After` asks for.
+    pub max_retry_wait: Duration,
+    /// Budget of one account cycle: no request starts after it, one in flight is cut at it.
+    pub max_cycle: Duration,
     pub inventory_mode: InventoryMode,
     pub zero_missing: bool,
     pub zero_missing_max_share: f64,
@@ -406,6 +427,12 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
     if a.timeout_seconds == 0 {
         return Err(ctx("timeout_seconds must be > 0".into()));
     }
+    if a.max_response_bytes < 1024 {
+        return Err(ctx(format!("max_response_bytes must be at least 1024, got {}", a.max_response_bytes)));
+    }
+    if a.max_cycle_seconds == 0 {
+        return Err(ctx("max_cycle_seconds must be > 0".into()));
+    }
     if a.poll_seconds == 0 || a.download_interval_seconds == 0 {
         return Err(ctx("poll_seconds and download_interval_seconds must be > 0".into()));
     }
@@ -470,6 +497,9 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         timeout: Duration::from_secs(a.timeout_seconds),
         max_retries: a.max_retries,
         backoff: Duration::from_millis(a.backoff_ms),
+        max_response_bytes: a.max_response_bytes,
+        max_retry_wait: Duration::from_secs(a.max_retry_wait_seconds),
+        max_cycle: Duration::from_secs(a.max_cycle_seconds),
         inventory_mode: a.inventory_mode,
         zero_missing: a.zero_missing,
         zero_missing_max_share: a.zero_missing_max_share,
@@ -533,6 +563,9 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # requests_per_second = 10           # optional cap
 # max_retries = 5                    # retries of a request that failed transiently
 # backoff_ms = 200                   # first retry delay (doubled per attempt, jittered)
+# max_retry_wait_seconds = 120       # longest wait between attempts, whatever Retry-After says
+# max_response_bytes = 16777216      # larger Stitch answers are cut off and are an error
+# max_cycle_seconds = 3600           # one cycle stops (work left pending) after this long
 # timezone = "UTC"                   # for dates without an offset
 # delimiter = ","
 # date_format = "%d.%m.%Y"           # partner's own date format, tried first
@@ -587,7 +620,14 @@ token_env = "ACME_STITCH_TOKEN"
 
     #[test]
     fn bad_values_rejected_at_load() {
-        for (k, v) in [("concurrency", "0"), ("timezone", "\"Mars/Base\""), ("delimiter", "\"ab\""), ("zero_missing_max_share", "2.0")] {
+        for (k, v) in [
+            ("concurrency", "0"),
+            ("timezone", "\"Mars/Base\""),
+            ("delimiter", "\"ab\""),
+            ("zero_missing_max_share", "2.0"),
+            ("max_response_bytes", "10"),
+            ("max_cycle_seconds", "0"),
+        ] {
             let text = format!("{MIN}{k} = {v}\n");
             let err = Config::parse(&text, Path::new(".")).unwrap_err();
             assert!(err.contains(k), "{k}: {err}");

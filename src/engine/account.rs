@@ -7,7 +7,7 @@ use crate::config::{Account, DropLocation, TokenSource};
 use crate::drop::{local::LocalDrop, Drop};
 use crate::formats::Kind;
 use crate::ledger::{Ledger, LedgerError, LedgerLocation};
-use crate::stitch::{ApiError, ClientOptions, HaltKind, StitchClient};
+use crate::stitch::{ApiError, ClientOptions, Deadline, HaltKind, StitchClient};
 
 /// Why a cycle stopped early.
 #[derive(Debug)]
@@ -24,6 +24,8 @@ impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::Halt { kind, status, message } => Stop::Halt { kind, status, message },
+            // Configuration for now; a later "needs attention" state can take these.
+            e if e.is_configuration() => Stop::Fatal(e.to_string()),
             other => Stop::Pending(other.to_string()),
         }
     }
@@ -54,19 +56,38 @@ pub struct AccountCtx<'a> {
     pub open_cache: Option<Vec<crate::stitch::wire::Fulfillment>>,
 }
 
-/// Read the Stitch token; never logged.
-pub fn read_token(src: &TokenSource) -> Result<String, String> {
-    match src {
+/// Why the Stitch token could not be had. Never carries the token itself.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the Stitch token is expected in environment variable {0}, which is not set")]
+    EnvUnset(String),
+    #[error("token file {} is empty", .0.display())]
+    FileEmpty(std::path::PathBuf),
+    #[error("cannot read token file {}: {source}", path.display())]
+    FileRead { path: std::path::PathBuf, source: std::io::Error },
+    /// Sending it would fail on every request (and a newline could smuggle in a header).
+    #[error("the Stitch token from {from} contains a character an HTTP header cannot carry (a line break, a control character or a non-ASCII character); correct it there")]
+    NotAHeader { from: String },
+}
+
+/// Read the Stitch token; never logged. Surrounding whitespace (a file's final newline) is
+/// dropped; anything a header cannot carry is refused here, before any request.
+pub fn read_token(src: &TokenSource) -> Result<String, TokenError> {
+    let (token, from) = match src {
         TokenSource::Env(var) => match std::env::var(var) {
-            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            _ => Err(format!("the Stitch token is expected in environment variable {var}, which is not set")),
+            Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), format!("environment variable {var}")),
+            _ => return Err(TokenError::EnvUnset(var.clone())),
         },
         TokenSource::File(p) => match std::fs::read_to_string(p) {
-            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            Ok(_) => Err(format!("token file {} is empty", p.display())),
-            Err(e) => Err(format!("cannot read token file {}: {e}", p.display())),
+            Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), format!("token file {}", p.display())),
+            Ok(_) => return Err(TokenError::FileEmpty(p.clone())),
+            Err(source) => return Err(TokenError::FileRead { path: p.clone(), source }),
         },
+    };
+    if reqwest::header::HeaderValue::from_str(&token).is_err() {
+        return Err(TokenError::NotAHeader { from });
     }
+    Ok(token)
 }
 
 /// Open the account's drop. sFTP connections verify the host key before anything else.
@@ -89,6 +110,10 @@ pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError>
     o.requests_per_second = acct.requests_per_second;
     o.max_retries = acct.max_retries;
     o.backoff_base = acct.backoff;
+    o.max_retry_wait = acct.max_retry_wait;
+    o.max_response_bytes = acct.max_response_bytes;
+    // The cycle starts when its client is made.
+    o.deadline = Some(Deadline::after(acct.max_cycle));
     StitchClient::new(o, token)
 }
 
@@ -144,7 +169,7 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     let token = match read_token(&acct.token) {
         Ok(t) => t,
         Err(e) => {
-            report.fatal.push(e);
+            report.fatal.push(format!("account {}: {e}", acct.name));
             return (report, ledger);
         }
     };
@@ -222,6 +247,7 @@ impl AccountCtx<'_> {
             }
         }
         if parts.download && !super::watch::stopping() {
+            self.client.check_deadline()?;
             self.download_orders().await?;
             self.download_cancels().await?;
         }

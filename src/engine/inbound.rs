@@ -158,6 +158,8 @@ impl AccountCtx<'_> {
             if super::watch::stopping() {
                 return Ok(());
             }
+            // Past the cycle's deadline no file is started; the rest waits for the next run.
+            self.client.check_deadline()?;
             self.process_file(kind, &path, &e).await?;
             for m in &markers {
                 let marker = format!("{path}{m}");

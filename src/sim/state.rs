@@ -353,6 +353,7 @@ impl SimState {
                 sku: p.sku.clone(),
                 id: id.to_string(),
                 created,
+                stock: p.stock,
             });
         }
         self.release_pending(now);

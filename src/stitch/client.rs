@@ -7,17 +7,31 @@
 //!   (re-authorising would create a duplicate channel warehouse).
 //! - A write whose answer is lost is never re-sent blindly: it becomes [`ApiError::Uncertain`]
 //!   and [`StitchClient::write_resolved`] asks Stitch whether it landed before sending again.
+//!   An answer that does not account for what was sent counts as lost.
+//!
+//! The answer is never trusted further than that: redirects are not followed (they would carry
+//! the token to another host and turn a POST into a GET), bodies are read up to
+//! `max_response_bytes`, list page counts are bounded and fetched lazily, and every wait and
+//! request ends by the cycle's deadline.
 
 use super::wire;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// Most pages one list is read in: 5 million items at 500 a page. A `meta.total` past this is
+/// a broken or hostile answer, not a catalogue.
+pub const MAX_LIST_PAGES: u64 = 10_000;
+
+/// Most bytes of an error answer kept: only its first 300 characters are shown.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HaltKind {
@@ -39,11 +53,43 @@ pub enum ApiError {
     Uncertain(String),
     #[error("unexpected answer from Stitch: {0}")]
     Protocol(String),
+    /// Every attempt of a write ended without knowing whether it landed; its intent stays
+    /// pending and the next run asks Stitch again.
+    #[error("a write could not be confirmed; the next run asks Stitch whether it landed: {0}")]
+    Unconfirmed(String),
+    /// A 3xx: redirects are not followed, so a person must correct `stitch_url`.
+    #[error("Stitch answered {status} redirecting to {location:?}; redirects are not followed (they would carry the token and the write elsewhere): correct stitch_url")]
+    Redirect { status: u16, location: String },
+    #[error("the answer to {what} is larger than max_response_bytes ({limit} bytes); stopped reading it")]
+    TooLarge { what: String, limit: u64 },
+    #[error("the cycle deadline passed (max_cycle_seconds = {seconds}); the rest is left for the next run")]
+    Deadline { seconds: u64 },
+    #[error("the Stitch token contains a character an HTTP header cannot carry")]
+    InvalidToken,
 }
 
 impl ApiError {
     pub fn is_halt(&self) -> bool {
         matches!(self, ApiError::Halt { .. })
+    }
+
+    /// Set-up problems a person must fix; retrying or waiting for the next run cannot help.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, ApiError::Redirect { .. } | ApiError::InvalidToken)
+    }
+}
+
+/// The end of an account's cycle: no request starts after `at`, and one in flight is cut there.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    /// The configured budget, for the message.
+    pub budget: Duration,
+}
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Deadline {
+        Deadline { at: Instant::now() + budget, budget }
     }
 }
 
@@ -65,6 +111,11 @@ pub struct ClientOptions {
     pub max_retries: u32,
     /// First backoff step; doubled per attempt, capped at 30 s, fully jittered.
     pub backoff_base: Duration,
+    /// Longest wait between attempts, `Retry-After` included.
+    pub max_retry_wait: Duration,
+    /// Largest answer body read.
+    pub max_response_bytes: u64,
+    pub deadline: Option<Deadline>,
 }
 
 impl ClientOptions {
@@ -76,6 +127,9 @@ impl ClientOptions {
             requests_per_second: None,
             max_retries: 5,
             backoff_base: Duration::from_millis(200),
+            max_retry_wait: Duration::from_secs(120),
+            max_response_bytes: 16 * 1024 * 1024,
+            deadline: None,
         }
     }
 }
@@ -84,7 +138,7 @@ impl ClientOptions {
 pub struct StitchClient {
     http: reqwest::Client,
     base: String,
-    token: Arc<str>,
+    token: reqwest::header::HeaderValue,
     permits: Arc<Semaphore>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     opts: ClientOptions,
@@ -108,7 +162,10 @@ enum Attempt {
 
 impl StitchClient {
     pub fn new(opts: ClientOptions, token: &str) -> Result<Self, ApiError> {
+        let mut token = reqwest::header::HeaderValue::from_str(token).map_err(|_| ApiError::InvalidToken)?;
+        token.set_sensitive(true);
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .tcp_nodelay(true)
@@ -123,7 +180,7 @@ impl StitchClient {
         Ok(StitchClient {
             http,
             base: opts.base_url.trim_end_matches('/').to_string(),
-            token: token.into(),
+            token,
             permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
             limiter,
             opts,
@@ -132,14 +189,46 @@ impl StitchClient {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = Duration::from_secs(30);
+        let cap = Duration::from_secs(30).min(self.opts.max_retry_wait);
         let exp = self.opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(cap);
         // Full jitter: spreads retries of many concurrent requests apart.
         Duration::from_secs_f64(exp.as_secs_f64() * rand::random::<f64>())
     }
 
-    /// One HTTP exchange, classified.
+    /// `Err(Deadline)` once the cycle's deadline has passed.
+    pub fn check_deadline(&self) -> Result<(), ApiError> {
+        match self.opts.deadline {
+            Some(d) if Instant::now() >= d.at => Err(ApiError::Deadline { seconds: d.budget.as_secs() }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Wait before another attempt, capped; a wait that would end past the deadline is not
+    /// started (no request could follow it).
+    async fn pause(&self, wait: Duration) -> Result<(), ApiError> {
+        let wait = wait.min(self.opts.max_retry_wait);
+        if let Some(d) = self.opts.deadline {
+            if Instant::now() + wait >= d.at {
+                return Err(ApiError::Deadline { seconds: d.budget.as_secs() });
+            }
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// One HTTP exchange, classified; none starts after the deadline and none outlives it.
     async fn attempt<B: Serialize + ?Sized>(&self, method: &Method, path: &str, body: Option<&B>) -> Result<bytes_or_json::Body, Attempt> {
+        self.check_deadline().map_err(Attempt::Final)?;
+        match self.opts.deadline {
+            None => self.exchange(method, path, body).await,
+            Some(d) => match tokio::time::timeout_at(tokio::time::Instant::from_std(d.at), self.exchange(method, path, body)).await {
+                Ok(r) => r,
+                Err(_) => Err(Attempt::Unknown("cut off at the cycle deadline".into())),
+            },
+        }
+    }
+
+    async fn exchange<B: Serialize + ?Sized>(&self, method: &Method, path: &str, body: Option<&B>) -> Result<bytes_or_json::Body, Attempt> {
         let _permit = self.permits.acquire().await.map_err(|_| Attempt::Final(ApiError::Transient("client closed".into())))?;
         if let Some(l) = &self.limiter {
             l.until_ready().await;
@@ -152,12 +241,12 @@ impl StitchClient {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{}", self.base, path))
-            .header(wire::ACCESS_TOKEN_HEADER, &*self.token);
+            .header(wire::ACCESS_TOKEN_HEADER, self.token.clone());
         if let Some(b) = body {
             let bytes = serde_json::to_vec(b).map_err(|e| Attempt::Final(ApiError::Protocol(e.to_string())))?;
             req = req.header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE_JSON).body(bytes);
         }
-        let resp = match req.send().await {
+        let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!(
@@ -179,19 +268,23 @@ impl StitchClient {
             "status" => status.as_str().to_string()
         )
         .increment(1);
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(300)));
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Err(Attempt::Unknown(format!("answer cut off ({status}): {}", describe(&e)))),
-        };
-        if status.is_success() {
-            return Ok(bytes_or_json::Body(bytes.to_vec()));
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(500).collect())
+                .unwrap_or_else(|| "(no Location header)".into());
+            return Err(Attempt::Final(ApiError::Redirect { status: status.as_u16(), location }));
         }
+        let retry_after = retry_wait(resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()), self.opts.max_retry_wait);
+        let cut = |e: reqwest::Error| Attempt::Unknown(format!("answer cut off ({status}): {}", describe(&e)));
+        if status.is_success() {
+            return match read_body(&mut resp, self.opts.max_response_bytes, false).await.map_err(cut)? {
+                (b, false) => Ok(bytes_or_json::Body(b)),
+                (_, true) => Err(Attempt::Final(ApiError::TooLarge { what: format!("{method} {path}"), limit: self.opts.max_response_bytes })),
+            };
+        }
+        let (bytes, _) = read_body(&mut resp, ERROR_BODY_BYTES.min(self.opts.max_response_bytes), true).await.map_err(cut)?;
         let (code, message) = error_text(&bytes);
         Err(match status {
             StatusCode::UNAUTHORIZED => Attempt::Final(ApiError::Halt { kind: HaltKind::Unauthorized, status: 401, message }),
@@ -204,7 +297,7 @@ impl StitchClient {
     }
 
     /// A request that is safe to repeat (reads, idempotent updates): retried on every
-    /// transient failure.
+    /// transient failure, with no wait after the last attempt.
     async fn idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ApiError> {
         let mut last = String::new();
         for attempt in 0..=self.opts.max_retries {
@@ -212,24 +305,28 @@ impl StitchClient {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
-            match self.attempt(&method, path, body).await {
+            let wait = match self.attempt(&method, path, body).await {
                 Ok(b) => return b.json(path),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry { wait, why }) => {
                     last = why;
-                    tokio::time::sleep(wait.unwrap_or_else(|| self.backoff(attempt))).await;
+                    wait.unwrap_or_else(|| self.backoff(attempt))
                 }
                 Err(Attempt::Unknown(why)) => {
                     last = why;
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    self.backoff(attempt)
                 }
+            };
+            self.check_deadline()?;
+            if attempt < self.opts.max_retries {
+                self.pause(wait).await?;
             }
         }
         Err(ApiError::Transient(format!("{method} {path}: {last}")))
     }
 
     /// A write that must not be applied twice: retried only when it certainly did not land;
-    /// a lost answer comes back as `Uncertain` for the caller to resolve.
+    /// a lost, unreadable or oversized answer comes back as `Uncertain` for the caller to resolve.
     async fn write_once<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T, ApiError> {
         let mut last = String::new();
         for attempt in 0..=self.opts.max_retries {
@@ -238,11 +335,15 @@ impl StitchClient {
                 metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
             match self.attempt(&method, path, Some(body)).await {
-                Ok(b) => return b.json(path),
+                Ok(b) => return b.json(path).map_err(|e| self.lost(e)),
+                Err(Attempt::Final(e @ ApiError::TooLarge { .. })) => return Err(self.lost(e)),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry { wait, why }) => {
                     last = why;
-                    tokio::time::sleep(wait.unwrap_or_else(|| self.backoff(attempt))).await;
+                    self.check_deadline()?;
+                    if attempt < self.opts.max_retries {
+                        self.pause(wait.unwrap_or_else(|| self.backoff(attempt))).await?;
+                    }
                 }
                 Err(Attempt::Unknown(why)) => {
                     self.stats.uncertain_writes.fetch_add(1, Ordering::Relaxed);
@@ -253,8 +354,24 @@ impl StitchClient {
         Err(ApiError::Transient(format!("{method} {path}: {last}")))
     }
 
+    /// An answer to a write that cannot be used (unreadable, too large, not matching what was
+    /// sent) says nothing about whether the write landed.
+    fn lost(&self, e: ApiError) -> ApiError {
+        match e {
+            ApiError::Protocol(why) => {
+                self.stats.uncertain_writes.fetch_add(1, Ordering::Relaxed);
+                ApiError::Uncertain(why)
+            }
+            e @ ApiError::TooLarge { .. } => {
+                self.stats.uncertain_writes.fetch_add(1, Ordering::Relaxed);
+                ApiError::Uncertain(e.to_string())
+            }
+            other => other,
+        }
+    }
+
     /// Send a non-idempotent write; when its answer is lost, ask `check` whether it landed
-    /// (returning what it found) before sending again. Gives up as `Transient`.
+    /// (returning what it found) before sending again. Gives up as `Unconfirmed`.
     pub async fn write_resolved<T>(
         &self,
         mut send: impl AsyncFnMut() -> Result<T, ApiError>,
@@ -265,7 +382,7 @@ impl StitchClient {
             match send().await {
                 Err(ApiError::Uncertain(why)) => {
                     last = why;
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    self.pause(self.backoff(attempt)).await?;
                     if let Some(found) = check().await? {
                         return Ok(found);
                     }
@@ -273,25 +390,27 @@ impl StitchClient {
                 other => return other,
             }
         }
-        Err(ApiError::Transient(format!("write not confirmed: {last}")))
+        Err(ApiError::Unconfirmed(last))
     }
 
     // ---- typed endpoints -----------------------------------------------------------------------
 
     /// Every page of an Integrations list: the first page tells the total, the rest are
-    /// fetched concurrently (within the client's limits), in order.
+    /// fetched lazily, at most `concurrency` at a time, in order. A page count past
+    /// [`MAX_LIST_PAGES`] is refused before any further request.
     async fn all_pages<P: DeserializeOwned, T>(&self, base: &str, split: impl Fn(P) -> (Vec<T>, wire::PageMeta)) -> Result<Vec<T>, ApiError> {
         let size = wire::INTEGRATIONS_MAX_PAGE_SIZE;
         let url = |page: u64| format!("{base}?page={page}&page_size={size}");
         let (mut out, meta) = split(self.idempotent::<(), P>(Method::GET, &url(1), None).await?);
-        let pages = meta.total.div_ceil(u64::from(meta.page_size.max(1)));
-        let rest = futures::future::try_join_all((2..=pages).map(|n| {
-            let u = url(n);
-            async move { self.idempotent::<(), P>(Method::GET, &u, None).await }
-        }))
-        .await?;
-        for p in rest {
-            out.extend(split(p).0);
+        let pages = page_count(&meta).map_err(|why| ApiError::Protocol(format!("GET {base}: {why}")))?;
+        let mut rest = futures::stream::iter(2..=pages)
+            .map(|n| {
+                let u = url(n);
+                async move { self.idempotent::<(), P>(Method::GET, &u, None).await }
+            })
+            .buffered(self.opts.concurrency.max(1));
+        while let Some(p) = rest.next().await {
+            out.extend(split(p?).0);
         }
         Ok(out)
     }
@@ -301,11 +420,22 @@ impl StitchClient {
     }
 
     /// Upsert by SKU with absolute stock: repeating it sets the same values, so it is retried
-    /// like a read.
+    /// like a read. An answer that does not account for every SKU with the stock sent is not
+    /// taken: the product list is read back, and only stock seen there confirms the write.
     pub async fn upsert_products(&self, products: &[wire::ProductUpsert]) -> Result<Vec<wire::ProductUpsertResult>, ApiError> {
         let req = wire::ProductsUpsertRequest { products: products.to_vec() };
-        let r: wire::ProductsUpsertResponse = self.idempotent(Method::POST, wire::PRODUCTS, Some(&req)).await?;
-        Ok(r.products)
+        self.write_resolved(
+            async || {
+                let r: wire::ProductsUpsertResponse =
+                    self.idempotent(Method::POST, wire::PRODUCTS, Some(&req)).await.map_err(|e| self.lost(e))?;
+                match upsert_mismatch(products, &r.products) {
+                    None => Ok(r.products),
+                    Some(why) => Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::PRODUCTS)))),
+                }
+            },
+            async || Ok(upsert_read_back(products, &self.list_products().await?)),
+        )
+        .await
     }
 
     pub async fn list_open_fulfillments(&self) -> Result<Vec<wire::Fulfillment>, ApiError> {
@@ -327,11 +457,22 @@ impl StitchClient {
         Ok(r.line_items)
     }
 
-    /// Setting the same status twice is harmless, so this is retried like a read.
+    /// Setting the same status twice is harmless, so this is retried like a read. The answer
+    /// must show this fulfillment with this status; otherwise the fulfillment is read back.
     pub async fn set_status(&self, fulfillment_id: &str, status: &str) -> Result<(), ApiError> {
         let body = wire::FulfillmentStatusUpdate { status: status.to_string() };
-        let _: serde_json::Value = self.idempotent(Method::PUT, &wire::fulfillment(&enc(fulfillment_id)), Some(&body)).await?;
-        Ok(())
+        let path = wire::fulfillment(&enc(fulfillment_id));
+        self.write_resolved(
+            async || {
+                let r: wire::FulfillmentEnvelope = self.idempotent(Method::PUT, &path, Some(&body)).await.map_err(|e| self.lost(e))?;
+                match status_mismatch(fulfillment_id, status, &r.fulfillment) {
+                    None => Ok(()),
+                    Some(why) => Err(self.lost(ApiError::Protocol(format!("PUT {path}: the answer does not match the request: {why}")))),
+                }
+            },
+            async || Ok(self.get_fulfillment(fulfillment_id).await?.filter(|f| f.status == status).map(|_| ())),
+        )
+        .await
     }
 
     pub async fn shipments_for(&self, fulfillment_id: &str) -> Result<Vec<wire::Shipment>, ApiError> {
@@ -346,6 +487,9 @@ impl StitchClient {
         self.write_resolved(
             async || {
                 let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
+                if let Some(why) = shipments_mismatch(&req.shipments, &r.shipments) {
+                    return Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::SHIPMENTS))));
+                }
                 r.shipments.into_iter().next().ok_or_else(|| ApiError::Protocol("empty shipments answer".into()))
             },
             async || self.find_shipment(&s.fulfillment_id, &s.tracking_number).await,
@@ -360,7 +504,10 @@ impl StitchClient {
         self.write_resolved(
             async || {
                 let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
-                Ok(r.shipments)
+                match shipments_mismatch(list, &r.shipments) {
+                    None => Ok(r.shipments),
+                    Some(why) => Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::SHIPMENTS)))),
+                }
             },
             async || {
                 let mut found = Vec::with_capacity(list.len());
@@ -400,7 +547,7 @@ impl StitchClient {
             async || {
                 let r: wire::SalesOrdersWriteResponse = self.write_once(Method::POST, wire::SALES_ORDERS_WRITE, &req).await?;
                 OrderView::pick(r.sales_orders, &r.line_items, &r.addresses, po_num)
-                    .ok_or_else(|| ApiError::Protocol("write answer did not echo the order".into()))
+                    .ok_or_else(|| self.lost(ApiError::Protocol("write answer did not echo the order".into())))
             },
             async || Ok(self.find_order(po_num).await?.filter(|o| landed(o))),
         )
@@ -463,6 +610,97 @@ fn error_text(bytes: &[u8]) -> (String, String) {
     }
 }
 
+/// Reads a body up to `cap` bytes, chunk by chunk, so memory never exceeds the cap. `true`
+/// when the body was longer: the rest is never read (dropping the response closes the
+/// connection). Unless `partial` (error texts), a declared length past the cap reads nothing.
+async fn read_body(resp: &mut reqwest::Response, cap: u64, partial: bool) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let declared = resp.content_length();
+    if !partial && declared.is_some_and(|n| n > cap) {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(cap) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap.saturating_sub(buf.len() as u64) as usize;
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, false))
+}
+
+/// `Retry-After` in whole seconds, capped; anything else (an HTTP date, garbage) is ignored and
+/// the normal backoff applies.
+fn retry_wait(header: Option<&str>, cap: Duration) -> Option<Duration> {
+    header.and_then(|s| s.trim().parse::<u64>().ok()).map(|s| Duration::from_secs(s).min(cap))
+}
+
+/// Pages of a list, or why the count is not believable.
+fn page_count(meta: &wire::PageMeta) -> Result<u64, String> {
+    let pages = meta.total.div_ceil(u64::from(meta.page_size.max(1)));
+    if pages > MAX_LIST_PAGES {
+        return Err(format!(
+            "Stitch reports {} items, {} pages of {}; more than the {MAX_LIST_PAGES} pages this bridge reads, so the list is refused",
+            meta.total, pages, meta.page_size
+        ));
+    }
+    Ok(pages)
+}
+
+/// The first SKU an upsert answer does not account for with the stock that was sent.
+fn upsert_mismatch(sent: &[wire::ProductUpsert], answer: &[wire::ProductUpsertResult]) -> Option<String> {
+    let got: std::collections::HashMap<&str, i64> = answer.iter().map(|a| (a.sku.as_str(), a.stock)).collect();
+    sent.iter().find_map(|p| match got.get(p.sku.as_str()) {
+        None => Some(format!("SKU {:?} is missing from the answer", p.sku)),
+        Some(&s) if s != p.stock => Some(format!("SKU {:?} has stock {s} in the answer, {} was sent", p.sku, p.stock)),
+        Some(_) => None,
+    })
+}
+
+/// The upsert's results as the product list shows them, when every SKU sent is listed with the
+/// stock sent; `None` otherwise. `created` is unknown from a list and left false (the caller's
+/// plan knows which SKUs were new).
+fn upsert_read_back(sent: &[wire::ProductUpsert], listed: &[wire::Product]) -> Option<Vec<wire::ProductUpsertResult>> {
+    let by_sku: std::collections::HashMap<&str, &wire::Product> = listed.iter().map(|p| (p.sku.as_str(), p)).collect();
+    sent.iter()
+        .map(|u| {
+            let p = by_sku.get(u.sku.as_str()).filter(|p| p.stock == u.stock)?;
+            Some(wire::ProductUpsertResult { sku: p.sku.clone(), id: p.id.clone(), created: false, stock: p.stock })
+        })
+        .collect()
+}
+
+fn sorted_lines(l: &[wire::ShipmentLineItem]) -> Vec<(&str, u32)> {
+    let mut v: Vec<(&str, u32)> = l.iter().map(|x| (x.line_item_id.as_str(), x.quantity)).collect();
+    v.sort_unstable();
+    v
+}
+
+/// The first shipment sent that the answer does not show, by fulfillment, tracking number and
+/// line items.
+fn shipments_mismatch(sent: &[wire::NewShipment], answer: &[wire::Shipment]) -> Option<String> {
+    sent.iter().find_map(|s| {
+        match answer.iter().find(|a| a.fulfillment_id == s.fulfillment_id && a.tracking_number == s.tracking_number) {
+            None => Some(format!("shipment {} on fulfillment {} is missing from the answer", s.tracking_number, s.fulfillment_id)),
+            Some(a) if sorted_lines(&a.line_items) != sorted_lines(&s.line_items) => {
+                Some(format!("shipment {} on fulfillment {} has other line items in the answer", s.tracking_number, s.fulfillment_id))
+            }
+            Some(_) => None,
+        }
+    })
+}
+
+fn status_mismatch(fulfillment_id: &str, status: &str, answer: &wire::Fulfillment) -> Option<String> {
+    if answer.id != fulfillment_id {
+        Some(format!("the answer is about fulfillment {:?}, not {fulfillment_id:?}", answer.id))
+    } else if answer.status != status {
+        Some(format!("the answer shows status {:?}, {status:?} was sent", answer.status))
+    } else {
+        None
+    }
+}
+
 fn describe(e: &reqwest::Error) -> String {
     use std::error::Error;
     let mut s = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
@@ -506,5 +744,81 @@ mod tests {
         assert_eq!(msg.len(), 300);
         let (code, msg) = error_text(br#"{"error":{"code":"over_shipment","message":"too many"}}"#);
         assert_eq!((code.as_str(), msg.as_str()), ("over_shipment", "too many"));
+    }
+
+    fn up(sku: &str, stock: i64) -> wire::ProductUpsert {
+        wire::ProductUpsert { sku: sku.into(), name: None, barcode: None, stock }
+    }
+    fn res(sku: &str, stock: i64) -> wire::ProductUpsertResult {
+        wire::ProductUpsertResult { sku: sku.into(), id: format!("id-{sku}"), created: false, stock }
+    }
+
+    #[test]
+    fn an_upsert_answer_must_account_for_every_sku_with_its_stock() {
+        let sent = [up("A", 1), up("B", 2)];
+        assert_eq!(upsert_mismatch(&sent, &[res("B", 2), res("A", 1)]), None);
+        assert!(upsert_mismatch(&sent, &[res("A", 1)]).unwrap().contains("\"B\" is missing"));
+        assert!(upsert_mismatch(&sent, &[res("A", 1), res("B", 3)]).unwrap().contains("stock 3"));
+        // Extra SKUs do not stand in for missing ones.
+        assert!(upsert_mismatch(&sent, &[res("A", 1), res("C", 2)]).is_some());
+    }
+
+    #[test]
+    fn read_back_confirms_only_the_stock_that_was_sent() {
+        let p = |sku: &str, stock| wire::Product { id: format!("id-{sku}"), sku: sku.into(), name: None, barcode: None, stock };
+        let sent = [up("A", 1), up("B", 2)];
+        let ok = upsert_read_back(&sent, &[p("A", 1), p("B", 2), p("C", 9)]).unwrap();
+        assert_eq!(ok.iter().map(|r| (r.sku.as_str(), r.id.as_str())).collect::<Vec<_>>(), [("A", "id-A"), ("B", "id-B")]);
+        assert_eq!(upsert_read_back(&sent, &[p("A", 1), p("B", 3)]), None);
+        assert_eq!(upsert_read_back(&sent, &[p("A", 1)]), None);
+    }
+
+    #[test]
+    fn a_shipment_answer_must_show_each_shipment_with_its_lines() {
+        use chrono::TimeZone;
+        let at = chrono::FixedOffset::east_opt(0).unwrap().with_ymd_and_hms(2024, 3, 16, 10, 0, 0).unwrap();
+        let li = |id: &str, q| wire::ShipmentLineItem { line_item_id: id.into(), quantity: q };
+        let new = |t: &str, l: Vec<wire::ShipmentLineItem>| wire::NewShipment {
+            fulfillment_id: "F1".into(), shipped_at: at, carrier: "UPS".into(), service: None, tracking_number: t.into(), cost: None, line_items: l,
+        };
+        let got = |n: &wire::NewShipment| wire::Shipment {
+            id: "S".into(), fulfillment_id: n.fulfillment_id.clone(), shipped_at: at, carrier: n.carrier.clone(), service: None,
+            tracking_number: n.tracking_number.clone(), cost: None, line_items: n.line_items.clone(), created_at: chrono::Utc::now(),
+        };
+        let sent = [new("T1", vec![li("a", 1), li("b", 2)]), new("T2", vec![li("a", 1)])];
+        let mut answer: Vec<_> = sent.iter().map(got).collect();
+        answer[0].line_items.reverse();
+        assert_eq!(shipments_mismatch(&sent, &answer), None, "line order does not matter");
+        assert!(shipments_mismatch(&sent, &answer[..1]).unwrap().contains("T2"));
+        answer[1].line_items[0].quantity = 5;
+        assert!(shipments_mismatch(&sent, &answer).unwrap().contains("other line items"));
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_only_seconds_are_understood() {
+        let cap = Duration::from_secs(120);
+        assert_eq!(retry_wait(Some("3600"), cap), Some(cap));
+        assert_eq!(retry_wait(Some(" 2 "), cap), Some(Duration::from_secs(2)));
+        assert_eq!(retry_wait(Some("Wed, 21 Oct 2015 07:28:00 GMT"), cap), None);
+        assert_eq!(retry_wait(None, cap), None);
+    }
+
+    #[test]
+    fn page_counts_are_bounded() {
+        let m = |total, page_size| wire::PageMeta { page: 1, page_size, total };
+        assert_eq!(page_count(&m(0, 500)), Ok(0));
+        assert_eq!(page_count(&m(1001, 500)), Ok(3));
+        assert_eq!(page_count(&m(MAX_LIST_PAGES * 500, 500)), Ok(MAX_LIST_PAGES));
+        let err = page_count(&m(1_000_000_000_000, 500)).unwrap_err();
+        assert!(err.contains("2000000000 pages") && err.contains("refused"), "{err}");
+        assert!(page_count(&m(20_000, 0)).is_err(), "a zero page size cannot make a page per item");
+    }
+
+    #[test]
+    fn a_token_no_header_can_carry_is_refused_before_any_request() {
+        for bad in ["abc\ndef", "abc\u{1}", "tok\r\nX-Evil: 1"] {
+            assert!(matches!(StitchClient::new(ClientOptions::new("http://127.0.0.1:9"), bad), Err(ApiError::InvalidToken)), "{bad:?}");
+        }
+        assert!(StitchClient::new(ClientOptions::new("http://127.0.0.1:9"), "good-token_123").is_ok());
     }
 }

@@ -3,4 +3,4 @@
 pub mod client;
 pub mod wire;
 
-pub use client::{ApiError, ClientOptions, HaltKind, OrderView, StitchClient};
+pub use client::{ApiError, ClientOptions, Deadline, HaltKind, OrderView, StitchClient};

@@ -240,11 +240,14 @@ pub struct ProductsUpsertRequest {
 }
 
 /// One entry of the `POST /products` answer, in request order; `created` is false on update.
+/// `stock` echoes the stock now set [ours], so the client can check the answer is about what
+/// it sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductUpsertResult {
     pub sku: String,
     pub id: String,
     pub created: bool,
+    pub stock: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
