@@ -598,6 +598,15 @@ token_env = "ACME_STITCH_TOKEN"
     }
 
     #[test]
+    fn answer_and_cycle_bounds_have_defaults_and_can_be_set() {
+        let a = &Config::parse(MIN, Path::new(".")).unwrap().accounts[0];
+        assert_eq!((a.max_response_bytes, a.max_retry_wait, a.max_cycle), (16 << 20, Duration::from_secs(120), Duration::from_secs(3600)));
+        let text = format!("{MIN}max_response_bytes = 4096\nmax_retry_wait_seconds = 0\nmax_cycle_seconds = 5\n");
+        let a = &Config::parse(&text, Path::new(".")).unwrap().accounts[0];
+        assert_eq!((a.max_response_bytes, a.max_retry_wait, a.max_cycle), (4096, Duration::ZERO, Duration::from_secs(5)));
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = format!("{MIN}settle_secs = 3\n");
         let err = Config::parse(&text, Path::new(".")).unwrap_err();

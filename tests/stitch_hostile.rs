@@ -353,6 +353,8 @@ impl Run {
 }
 
 /// Runs the binary under a 4 GiB address-space limit, killed after `limit`.
+// The child is reaped by `wait4` (which also gives its peak RSS), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run_bounded(config: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stitch-bridge"));
     cmd.arg("--config").arg(config).args(args);

@@ -795,6 +795,18 @@ mod tests {
     }
 
     #[test]
+    fn a_status_answer_must_be_about_this_fulfillment_with_this_status() {
+        let f: wire::Fulfillment = serde_json::from_value(serde_json::json!({
+            "id": "F1", "order_number": "1053", "order_id": "5", "status": "Shipped", "shipping_speed": "Standard",
+            "created_at": "2024-03-15T10:00:00Z", "ship_to": {}, "state": "open"
+        }))
+        .unwrap();
+        assert_eq!(status_mismatch("F1", "Shipped", &f), None);
+        assert!(status_mismatch("F2", "Shipped", &f).unwrap().contains("\"F1\""));
+        assert!(status_mismatch("F1", "Partially shipped", &f).unwrap().contains("\"Shipped\""));
+    }
+
+    #[test]
     fn retry_after_is_capped_and_only_seconds_are_understood() {
         let cap = Duration::from_secs(120);
         assert_eq!(retry_wait(Some("3600"), cap), Some(cap));
