@@ -457,8 +457,7 @@ fn check_file(
     let mut ew = match report {
         Some(p) => {
             // A ragged row keeps every value: those beyond the header go under extra_1, ….
-            let mut columns = header.clone();
-            columns.extend((1..=widest.saturating_sub(header.len())).map(formats::extra_column));
+            let columns = formats::error_file_header(&header, widest);
             Some(ErrorWriter::new(create_report(p)?, &columns)?)
         }
         None => None,

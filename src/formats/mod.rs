@@ -116,6 +116,14 @@ pub fn not_csv(first_bytes: &[u8]) -> Option<FileRejection> {
     })
 }
 
+/// The data columns of an error file: the file's header, then `extra_1`, `extra_2`, … for the
+/// values of the widest ragged row beyond it (`widest_row` values), so that no value is cut.
+pub fn error_file_header(header: &[String], widest_row: usize) -> Vec<String> {
+    let mut columns = header.to_vec();
+    columns.extend((1..=widest_row.saturating_sub(header.len())).map(extra_column));
+    columns
+}
+
 /// Kind from the drop folder a file arrived in (case-insensitive).
 pub fn kind_for_folder(folder: &str) -> Option<Kind> {
     Kind::ALL
