@@ -355,6 +355,9 @@ fn config_is_offered_only_where_it_is_read() {
         assert!(help(&[cmd, "--help"]).contains("--config"), "{cmd}");
     }
     assert!(help(&["--help"]).contains("--config"));
+    // Not taken either: it would suggest the demo reads the configuration.
+    let demo = bin().args(["demo", "--config", "x.toml"]).output().unwrap();
+    assert_eq!(demo.status.code(), Some(2), "{}", String::from_utf8_lossy(&demo.stderr));
 }
 
 #[test]

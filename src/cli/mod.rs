@@ -156,7 +156,8 @@ fn parse_cli() -> Result<Cli, clap::Error> {
     let matches = command().try_get_matches()?;
     let given = matches
         .subcommand()
-        .and_then(|(_, sub)| sub.get_one::<PathBuf>(COMMAND_CONFIG).cloned());
+        // `demo` and `sim` have no such argument: asking them is an error, not a panic.
+        .and_then(|(_, sub)| sub.try_get_one::<PathBuf>(COMMAND_CONFIG).ok().flatten().cloned());
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let Some(path) = given {
         cli.config = path;
