@@ -133,6 +133,7 @@ fn header_only_is_fine_and_empty_is_rejected() {
     assert!(parse(Kind::Inventory, "sku,quantity\n").units.is_empty());
     let r = reject(Kind::Inventory, b"", &ParseOptions::default());
     assert_eq!(r.code, ErrorCode::EmptyFile);
+    assert_eq!(r.line, Some(1), "the header's line, the same in every report");
     assert_eq!(
         reject(Kind::Inventory, b"\n\n", &ParseOptions::default()).code,
         ErrorCode::EmptyFile
@@ -236,7 +237,9 @@ fn ragged_rows() {
     let p = parse(Kind::Inventory, "sku,quantity\nA,1,x\nB\nC,3\n");
     assert_eq!(
         errors(&p),
-        vec![e(2, "", "ragged_row"), e(3, "", "ragged_row")]
+        // Named after the first value beyond the header (its error-file column) or the first
+        // value missing.
+        vec![e(2, "extra_1", "ragged_row"), e(3, "quantity", "ragged_row")]
     );
     assert_eq!(inventory(&p), vec![("C".into(), 3)]);
 }
@@ -608,6 +611,23 @@ fn shipment_errors_and_whole_shipment_rejection() {
             e(6, "tracking_number", "shipment_not_contiguous"),
         ]
     );
+}
+
+#[test]
+fn wrong_delimiter_spreadsheets_and_cancel_only_headers() {
+    let r = reject(Kind::Shipments, b"order_ref;sku;qty;ship_date;carrier;tracking_number\n", &ParseOptions::default());
+    assert_eq!((r.code, r.line), (ErrorCode::WrongDelimiter, Some(1)));
+    // Columns that are simply missing are still missing, whatever punctuation the names have.
+    let r = reject(Kind::Inventory, b"sku;code,amount\n", &ParseOptions::default());
+    assert_eq!(r.code, ErrorCode::MissingColumn);
+    let r = reject(Kind::Inventory, b"PK\x03\x04sku,quantity\n", &ParseOptions::default());
+    assert_eq!((r.code, r.line), (ErrorCode::NotCsv, Some(1)));
+    // A cancel-only file: only order_ref and action; its create rows are refused one by one.
+    let p = parse(Kind::Orders, "order_ref,action\nPO-1,cancel\nPO-2,create\n");
+    assert_eq!(records(&p).len(), 1);
+    let errs = errors(&p);
+    assert!(errs.contains(&e(3, "ship_country", "missing_value")), "{errs:?}");
+    assert!(errs.iter().all(|(l, _, _)| *l == 3), "{errs:?}");
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn broken_inventory_sample() {
                 e(5, "quantity", "negative_quantity"),
                 e(6, "barcode", "bad_barcode"),
                 e(7, "sku", "duplicate_sku"),
-                e(10, "", "ragged_row"), // line 8 holds a two-line quoted name
+                e(10, "extra_1", "ragged_row"), // line 8 holds a two-line quoted name
             ]
         )
     );

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "stitch-bridge", version, about = "Warehouse CSV drops <-> Stitch Labs Integrations API")]
 pub struct Cli {
-    /// Configuration file.
-    #[arg(long, global = true, env = "STITCH_BRIDGE_CONFIG", default_value = "stitch-bridge.toml")]
+    /// Configuration file (also taken after the command, by every command that reads it).
+    #[arg(long, env = "STITCH_BRIDGE_CONFIG", default_value = "stitch-bridge.toml")]
     pub config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, env = "STITCH_BRIDGE_LOG_FORMAT", default_value = "human")]
@@ -38,7 +38,8 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check files offline (no config, no network) and report every problem with its location.
+    /// Check files offline (no network; a config only for `--account`) and report every problem
+    /// with its location.
     Validate(validate::ValidateArgs),
     /// One full cycle for every configured account: inbound files, then order and cancel download.
     Run(run::RunArgs),
@@ -120,8 +121,52 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     }
 }
 
+/// Commands that never read the configuration: `--config` is neither offered nor accepted after
+/// them (a global `--config` would suggest it changes what they do).
+const WITHOUT_CONFIG: [&str; 2] = ["demo", "sim"];
+
+/// Id of the `--config` each other command takes after its name.
+const COMMAND_CONFIG: &str = "command_config";
+
+/// The clap command: `Cli`, plus `--config` on every command that reads the configuration.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .filter(|n| !WITHOUT_CONFIG.contains(&n.as_str()))
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |c| {
+            c.arg(
+                clap::Arg::new(COMMAND_CONFIG)
+                    .long("config")
+                    .value_name("CONFIG")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Configuration file [env: STITCH_BRIDGE_CONFIG] [default: stitch-bridge.toml]"),
+            )
+        });
+    }
+    cmd
+}
+
+fn parse_cli() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches()?;
+    let given = matches
+        .subcommand()
+        // `demo` and `sim` have no such argument: asking them is an error, not a panic.
+        .and_then(|(_, sub)| sub.try_get_one::<PathBuf>(COMMAND_CONFIG).ok().flatten().cloned());
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let Some(path) = given {
+        cli.config = path;
+    }
+    Ok(cli)
+}
+
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -134,7 +179,7 @@ pub fn main() -> i32 {
     };
     init_logging(cli.log_format, cli.quiet, default_level);
     match &cli.command {
-        Command::Validate(args) => validate::run(args),
+        Command::Validate(args) => validate::run(args, &cli.config),
         Command::Run(args) => run::run(&cli, args),
         Command::Demo(args) => demo::run(args),
         Command::Sim(args) => crate::sim::cli::run(args),

@@ -1,14 +1,16 @@
 //! `stitch-bridge validate`: offline checking of warehouse files.
 //!
-//! Needs no config and no network, so a warehouse (or support) can check a file before dropping
-//! it. Exit code: 0 all clean, 1 some rows rejected, 2 a file rejected or a usage problem.
-//! Warnings (e.g. unknown columns) never change the exit code.
+//! Needs no network, and no config unless `--account` asks for a partner's settings, so a
+//! warehouse (or support) can check a file before dropping it. Exit code: 0 all clean, 1 some rows
+//! rejected, 2 a file rejected or a usage problem. Warnings (e.g. unknown columns) never change
+//! the exit code.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::formats::{self, Kind, ParseOptions};
+use crate::formats::{self, FileRejection, Kind, ParseOptions, RawRow};
 use crate::report::ErrorWriter;
 
 #[derive(clap::Args, Debug)]
@@ -20,8 +22,12 @@ pub struct ValidateArgs {
     /// from the header.
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<Kind>,
-    /// Write the error report CSV here. With several files this is a directory that receives one
-    /// `NAME.errors.csv` per file.
+    /// Check with this configured account's column names, delimiter, date format, time zone and
+    /// limits (read from `--config`); the options below override them.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Write the error report CSV here. With several files this must be a folder (existing, or
+    /// written with a trailing `/`) that receives one `NAME.errors.csv` per file.
     #[arg(long)]
     pub errors_out: Option<PathBuf>,
     /// Print one JSON object per error (and warning) instead of text; the summary goes to stderr.
@@ -30,15 +36,15 @@ pub struct ValidateArgs {
     /// Inventory quantities are adjustments (automatic for names ending in `_delta.csv`).
     #[arg(long)]
     pub delta: bool,
-    /// Field delimiter (one ASCII character; `\t` for tab).
-    #[arg(long, default_value = ",", value_parser = parse_delimiter)]
-    pub delimiter: u8,
+    /// Field delimiter (one ASCII character; `\t` for tab). Default: `,` or the account's.
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// Extra chrono date format, e.g. `%d.%m.%Y`.
     #[arg(long)]
     pub date_format: Option<String>,
-    /// Time zone for dates without an offset (IANA name).
-    #[arg(long, default_value = "UTC", value_parser = parse_tz)]
-    pub timezone: chrono_tz::Tz,
+    /// Time zone for dates without an offset (IANA name). Default: UTC or the account's.
+    #[arg(long, value_parser = parse_tz)]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
@@ -68,7 +74,7 @@ struct Problem<'a> {
     warning: bool,
 }
 
-fn emit(out: &mut impl Write, json: bool, p: &Problem) -> std::io::Result<()> {
+fn emit<W: Write + ?Sized>(out: &mut W, json: bool, p: &Problem) -> std::io::Result<()> {
     if json {
         let v = serde_json::json!({
             "file": p.file, "line": p.line, "column": p.column, "code": p.code,
@@ -114,7 +120,9 @@ fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
     None
 }
 
-fn detect_kind(args: &ValidateArgs, path: &Path) -> Option<Kind> {
+/// The kind: `--kind`, else the parent folder, else the header, read with the delimiter in use
+/// or, failing that, with another common one (the parse then says `wrong_delimiter`).
+fn detect_kind(args: &ValidateArgs, opts: &ParseOptions, path: &Path) -> Option<Kind> {
     if let Some(k) = args.kind {
         return Some(k);
     }
@@ -125,72 +133,241 @@ fn detect_kind(args: &ValidateArgs, path: &Path) -> Option<Kind> {
     if let Some(k) = folder.and_then(formats::kind_for_folder) {
         return Some(k);
     }
-    read_header(path, args.delimiter).and_then(|h| formats::sniff(&h))
+    std::iter::once(opts.delimiter)
+        .chain([b',', b';', b'\t', b'|'])
+        .find_map(|d| read_header(path, d).and_then(|h| formats::sniff_with(&h, &opts.column_map)))
 }
 
-fn errors_path(args: &ValidateArgs, path: &Path) -> Option<PathBuf> {
-    let out = args.errors_out.as_ref()?;
+/// Where each file's error report goes: `--errors-out` itself for one file, else
+/// `FOLDER/STEM.errors.csv`, with `~N` added when two inputs share a stem.
+fn report_paths(args: &ValidateArgs) -> Vec<Option<PathBuf>> {
+    let Some(out) = args.errors_out.as_ref() else {
+        return vec![None; args.files.len()];
+    };
     if args.files.len() == 1 {
-        return Some(out.clone());
+        return vec![Some(out.clone())];
     }
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    Some(out.join(format!("{stem}.errors.csv")))
+    let mut used = HashSet::new();
+    args.files
+        .iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let name = (1..)
+                .map(|n| {
+                    if n == 1 {
+                        format!("{stem}.errors.csv")
+                    } else {
+                        format!("{stem}~{n}.errors.csv")
+                    }
+                })
+                .find(|n| !used.contains(n))
+                .unwrap_or_default();
+            used.insert(name.clone());
+            Some(out.join(name))
+        })
+        .collect()
+}
+
+/// With several inputs `--errors-out` names a folder: an existing one, or one written with a
+/// trailing `/`. Anything else is most likely meant as a file, and would silently become a
+/// folder of that name.
+fn errors_out_is_usable(args: &ValidateArgs) -> bool {
+    match &args.errors_out {
+        Some(out) if args.files.len() > 1 => {
+            out.is_dir() || out.as_os_str().as_encoded_bytes().ends_with(b"/")
+        }
+        _ => true,
+    }
+}
+
+/// A problem found while reading, held in a spool (a temporary file) until the file's end: the
+/// repeated SKUs found last are merged in by line, and the error file's header can name every
+/// value of the widest ragged row.
+struct Entry {
+    line: Option<u64>,
+    column: String,
+    code: String,
+    message: String,
+    warning: bool,
+    /// The row to echo in the error file; `None` for a problem with the file as a whole.
+    row: Option<RawRow>,
+}
+
+/// Entries in a temporary file, one CSV record each: severity, line, column, code, message,
+/// then the row's line and values if it has one. Memory stays flat however many problems.
+struct Spool {
+    csv: csv::Writer<BufWriter<File>>,
+    /// Most values any spooled row has.
+    widest: usize,
+}
+
+impl Spool {
+    fn new() -> std::io::Result<Self> {
+        let file = tempfile::tempfile()?;
+        let csv = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(file));
+        Ok(Spool { csv, widest: 0 })
+    }
+
+    fn push(&mut self, e: &Entry) -> std::io::Result<()> {
+        let line = e.line.map(|l| l.to_string()).unwrap_or_default();
+        let kind = match (&e.row, e.warning) {
+            (_, true) => "w",
+            (Some(_), false) => "r",
+            (None, false) => "f",
+        };
+        let mut rec = csv::StringRecord::new();
+        for v in [kind, &line, &e.column, &e.code, &e.message] {
+            rec.push_field(v);
+        }
+        if let Some(row) = &e.row {
+            self.widest = self.widest.max(row.fields.len());
+            rec.push_field(&row.line.to_string());
+            for v in row.fields.iter() {
+                rec.push_field(v);
+            }
+        }
+        self.csv.write_record(&rec).map_err(std::io::Error::other)
+    }
+
+    /// The entries back, in the order they were pushed.
+    fn entries(self) -> std::io::Result<impl Iterator<Item = std::io::Result<Entry>>> {
+        let mut file = self.csv.into_inner().map_err(|e| e.into_error())?.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        let rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(std::io::BufReader::new(file));
+        Ok(rdr.into_records().map(|rec| {
+            let rec = rec.map_err(std::io::Error::other)?;
+            let get = |i: usize| rec.get(i).unwrap_or("").to_string();
+            let row = (rec.get(0) == Some("r")).then(|| RawRow {
+                line: rec.get(5).and_then(|l| l.parse().ok()).unwrap_or(0),
+                fields: rec.iter().skip(6).collect(),
+            });
+            Ok(Entry {
+                line: rec.get(1).and_then(|l| l.parse().ok()),
+                column: get(2),
+                code: get(3),
+                message: get(4),
+                warning: rec.get(0) == Some("w"),
+                row,
+            })
+        }))
+    }
+}
+
+impl Entry {
+    fn of_rejection(rej: &FileRejection) -> Entry {
+        Entry {
+            line: rej.line,
+            column: rej.column.clone().unwrap_or_default(),
+            code: rej.code.as_str().to_string(),
+            message: rej.message.clone(),
+            warning: false,
+            row: None,
+        }
+    }
+}
+
+/// How one file is checked.
+struct Check<'a> {
+    args: &'a ValidateArgs,
+    /// The parse options of the account (or the defaults), with the command's overrides.
+    base: &'a ParseOptions,
+}
+
+/// A file refused before it could be parsed: the problem printed and, if asked, reported.
+fn refuse(
+    name: &str,
+    json: bool,
+    report: Option<&Path>,
+    entry: &Entry,
+    out: &mut impl Write,
+) -> std::io::Result<i32> {
+    emit(
+        out,
+        json,
+        &Problem {
+            file: name,
+            line: entry.line,
+            column: &entry.column,
+            code: &entry.code,
+            message: &entry.message,
+            warning: false,
+        },
+    )?;
+    if let Some(p) = report {
+        let mut ew = ErrorWriter::new(create_report(p)?, &[])?;
+        ew.write_file_error(entry.line, &entry.column, &entry.code, &entry.message)?;
+        ew.finish()?.flush()?;
+    }
+    Ok(2)
+}
+
+fn create_report(p: &Path) -> std::io::Result<BufWriter<File>> {
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(BufWriter::new(File::create(p)?))
+}
+
+/// A problem that is not the file's content: it cannot be opened, or is a folder.
+fn read_error(message: String) -> Entry {
+    Entry {
+        line: None,
+        column: String::new(),
+        code: formats::ErrorCode::ReadError.as_str().to_string(),
+        message,
+        warning: false,
+        row: None,
+    }
 }
 
 /// Checks one file; returns its exit status (0, 1 or 2).
-fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io::Result<i32> {
+fn check_file(
+    check: &Check,
+    path: &Path,
+    report: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<i32> {
+    let args = check.args;
     let name = path.display().to_string();
     let json = args.json;
-    let mut print = |p: &Problem| emit(out, json, p);
-    let Some(kind) = detect_kind(args, path) else {
-        print(&Problem {
-            file: &name,
-            line: None,
-            column: "",
-            code: "unknown_kind",
-            message: "cannot tell the file kind from its folder or header; pass --kind",
-            warning: false,
-        })?;
-        return Ok(2);
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            let msg = format!("cannot open the file: {e}");
-            print(&Problem {
-                file: &name,
-                line: None,
-                column: "",
-                code: "read_error",
-                message: &msg,
-                warning: false,
-            })?;
-            return Ok(2);
+    match std::fs::metadata(path) {
+        Err(e) => return refuse(&name, json, report, &read_error(format!("cannot read {name}: {e}")), out),
+        Ok(md) if md.is_dir() => {
+            let msg = format!("{name} is a folder, not a file; name the files in it");
+            return refuse(&name, json, report, &read_error(msg), out);
         }
+        Ok(_) => {}
+    }
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return refuse(&name, json, report, &read_error(format!("cannot open {name}: {e}")), out),
+    };
+    // A spreadsheet saved by mistake is told apart before anything guesses its kind.
+    let mut first = Vec::with_capacity(8);
+    (&mut file).take(8).read_to_end(&mut first)?;
+    if let Some(rej) = formats::not_csv(&first) {
+        return refuse(&name, json, report, &Entry::of_rejection(&rej), out);
+    }
+    file.rewind()?;
+    let Some(kind) = detect_kind(args, check.base, path) else {
+        let entry = Entry {
+            code: "unknown_kind".into(),
+            ..read_error("cannot tell the file kind from its folder or header; pass --kind".into())
+        };
+        return refuse(&name, json, report, &entry, out);
     };
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let opts = ParseOptions {
-        delimiter: args.delimiter,
-        date_format: args.date_format.clone(),
-        timezone: args.timezone,
-        inventory_delta: args.delta || formats::is_delta_name(&file_name),
-        ..ParseOptions::default()
-    };
-    let mut report = match errors_path(args, path) {
-        Some(p) => {
-            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            Some(BufWriter::new(File::create(p)?))
-        }
-        None => None,
-    };
+    let mut opts = check.base.clone();
+    opts.inventory_delta |= args.delta || formats::is_delta_name(&file_name);
     let (mut accepted, mut rejected, mut warnings) = (0u64, 0u64, 0usize);
     let mut status = 0;
     // The parser buffers its input itself, framing CSV on a second thread while this one checks
@@ -201,39 +378,24 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     let mut units = match units {
         Ok(u) => u,
         Err(rej) => {
-            let column = rej.column.clone().unwrap_or_default();
-            print(&Problem {
-                file: &name,
-                line: rej.line,
-                column: &column,
-                code: rej.code.as_str(),
-                message: &rej.message,
-                warning: false,
-            })?;
-            if let Some(w) = report.take() {
-                let mut ew = ErrorWriter::new(w, &[])?;
-                ew.write_file_error(rej.line, &column, rej.code.as_str(), &rej.message)?;
-                ew.finish()?.flush()?;
-            }
+            let code = refuse(&name, json, report, &Entry::of_rejection(&rej), out)?;
             eprintln!("{name}: {}: file rejected", kind.as_str());
-            return Ok(2);
+            return Ok(code);
         }
     };
+    let header = units.header().to_vec();
+    let mut spool = Spool::new()?;
     for w in units.warnings() {
         warnings += 1;
-        print(&Problem {
-            file: &name,
+        spool.push(&Entry {
             line: Some(w.line),
-            column: &w.column,
-            code: w.code.as_str(),
-            message: &w.message,
+            column: w.column.clone(),
+            code: w.code.as_str().to_string(),
+            message: w.message.clone(),
             warning: true,
+            row: None,
         })?;
     }
-    let mut ew = match report.take() {
-        Some(w) => Some(ErrorWriter::new(w, units.header())?),
-        None => None,
-    };
     while let Some(unit) = units.next_checked() {
         match unit {
             Ok(unit) if unit.is_accepted() => accepted += 1,
@@ -241,70 +403,26 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
                 rejected += 1;
                 status = 1;
                 for e in unit.errors() {
-                    print(&Problem {
-                        file: &name,
+                    spool.push(&Entry {
                         line: Some(e.line),
-                        column: &e.column,
-                        code: e.code.as_str(),
-                        message: &e.message,
+                        column: e.column.clone(),
+                        code: e.code.as_str().to_string(),
+                        message: e.message.clone(),
                         warning: false,
+                        row: unit.row_at(e.line).cloned(),
                     })?;
-                    if let Some(ew) = ew.as_mut() {
-                        match unit.row_at(e.line) {
-                            Some(row) => {
-                                ew.write(row, e.line, &e.column, e.code.as_str(), &e.message)?
-                            }
-                            None => ew.write_file_error(
-                                Some(e.line),
-                                &e.column,
-                                e.code.as_str(),
-                                &e.message,
-                            )?,
-                        }
-                    }
                 }
             }
             Err(rej) => {
                 status = 2;
-                let column = rej.column.clone().unwrap_or_default();
-                print(&Problem {
-                    file: &name,
-                    line: rej.line,
-                    column: &column,
-                    code: rej.code.as_str(),
-                    message: &rej.message,
-                    warning: false,
-                })?;
-                if let Some(ew) = ew.as_mut() {
-                    ew.write_file_error(rej.line, &column, rej.code.as_str(), &rej.message)?;
-                }
+                spool.push(&Entry::of_rejection(&rej))?;
             }
         }
     }
-    // Repeated SKUs come last, in line order: they are only known once every row was seen.
+    // Repeated SKUs are only known once every row was seen; they are merged in by line below.
+    let mut late: Vec<Entry> = Vec::new();
     if status != 2 {
-        let late = units.finish().and_then(|late| {
-            if late.is_empty() {
-                return Ok(Vec::new());
-            }
-            let again = File::open(path)?;
-            formats::resolve_duplicates(kind, again, &opts, &late)
-                .map(|found| (late, found))
-                .map_err(std::io::Error::other)
-                .map(|(late, found)| {
-                    found
-                        .into_iter()
-                        .map(|(row, e)| {
-                            let valid = late
-                                .binary_search_by_key(&e.line, |d| d.line)
-                                .map(|i| late[i].otherwise_valid)
-                                .unwrap_or(false);
-                            (row, e, valid)
-                        })
-                        .collect()
-                })
-        });
-        match late {
+        match late_duplicates(&mut units, kind, path, &opts) {
             Ok(found) => {
                 for (row, e, otherwise_valid) in found {
                     if otherwise_valid {
@@ -312,32 +430,70 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
                         rejected += 1;
                     }
                     status = 1;
-                    print(&Problem {
-                        file: &name,
+                    late.push(Entry {
                         line: Some(e.line),
-                        column: &e.column,
-                        code: e.code.as_str(),
-                        message: &e.message,
+                        column: e.column,
+                        code: e.code.as_str().to_string(),
+                        message: e.message,
                         warning: false,
-                    })?;
-                    if let Some(ew) = ew.as_mut() {
-                        ew.write(&row, e.line, &e.column, e.code.as_str(), &e.message)?;
-                    }
+                        row: Some(row),
+                    });
                 }
             }
             Err(e) => {
                 status = 2;
-                let msg = format!("the check for repeated SKUs failed: {e}");
-                print(&Problem {
-                    file: &name,
-                    line: None,
-                    column: "",
-                    code: "read_error",
-                    message: &msg,
-                    warning: false,
-                })?;
+                late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
             }
         }
+    }
+    drop(units);
+    let widest = late
+        .iter()
+        .filter_map(|e| e.row.as_ref())
+        .map(|r| r.fields.len())
+        .chain([spool.widest])
+        .max()
+        .unwrap_or(0);
+    let mut ew = match report {
+        Some(p) => {
+            // A ragged row keeps every value: those beyond the header go under extra_1, ….
+            let columns = formats::error_file_header(&header, widest);
+            Some(ErrorWriter::new(create_report(p)?, &columns)?)
+        }
+        None => None,
+    };
+    let mut write = |e: &Entry, out: &mut dyn Write| -> std::io::Result<()> {
+        emit(
+            out,
+            json,
+            &Problem {
+                file: &name,
+                line: e.line,
+                column: &e.column,
+                code: &e.code,
+                message: &e.message,
+                warning: e.warning,
+            },
+        )?;
+        match (ew.as_mut(), &e.row) {
+            (None, _) => Ok(()),
+            (Some(_), _) if e.warning => Ok(()),
+            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message),
+            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message),
+        }
+    };
+    let mut late = late.into_iter().peekable();
+    for entry in spool.entries()? {
+        let entry = entry?;
+        if let Some(line) = entry.line {
+            while let Some(d) = late.next_if(|d| d.line.is_some_and(|l| l < line)) {
+                write(&d, out)?;
+            }
+        }
+        write(&entry, out)?;
+    }
+    for d in late {
+        write(&d, out)?;
     }
     if let Some(ew) = ew {
         ew.finish()?.flush()?;
@@ -360,12 +516,75 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     Ok(status)
 }
 
-pub fn run(args: &ValidateArgs) -> i32 {
+/// Repeated SKUs found after the last row (see `Units::late_duplicates`): each with its row, its
+/// error, and whether the row was otherwise valid (so counted as accepted so far).
+fn late_duplicates<R: Read>(
+    units: &mut formats::Units<R>,
+    kind: Kind,
+    path: &Path,
+    opts: &ParseOptions,
+) -> std::io::Result<Vec<(RawRow, formats::RecordError, bool)>> {
+    let late = units.finish()?;
+    if late.is_empty() {
+        return Ok(Vec::new());
+    }
+    let again = File::open(path)?;
+    let found = formats::resolve_duplicates(kind, again, opts, &late).map_err(std::io::Error::other)?;
+    Ok(found
+        .into_iter()
+        .map(|(row, e)| {
+            let valid = late
+                .binary_search_by_key(&e.line, |d| d.line)
+                .map(|i| late[i].otherwise_valid)
+                .unwrap_or(false);
+            (row, e, valid)
+        })
+        .collect())
+}
+
+/// The parse options: the account's (`--account`, from the config) or the defaults, then the
+/// command's own options.
+fn options(args: &ValidateArgs, config: &Path) -> Result<ParseOptions, i32> {
+    let mut opts = match &args.account {
+        Some(name) => {
+            let config = super::load_config(config)?;
+            super::find_account(&config, name)?.parse.clone()
+        }
+        None => ParseOptions::default(),
+    };
+    if let Some(d) = args.delimiter {
+        opts.delimiter = d;
+    }
+    if let Some(f) = &args.date_format {
+        opts.date_format = Some(f.clone());
+    }
+    if let Some(tz) = args.timezone {
+        opts.timezone = tz;
+    }
+    Ok(opts)
+}
+
+/// `config` is read only with `--account`.
+pub fn run(args: &ValidateArgs, config: &Path) -> i32 {
+    if !errors_out_is_usable(args) {
+        let out = args.errors_out.as_deref().unwrap_or(Path::new("")).display().to_string();
+        eprintln!(
+            "error: --errors-out {out} is not a folder, but {} files are checked: name an existing \
+             folder (or end the path with '/') to get one NAME.errors.csv per file",
+            args.files.len()
+        );
+        return crate::engine::exit::USAGE;
+    }
+    let base = match options(args, config) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let check = Check { args, base: &base };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut worst = 0;
-    for path in &args.files {
-        let status = match check_file(args, path, &mut out) {
+    for (path, report) in args.files.iter().zip(report_paths(args)) {
+        let status = match check_file(&check, path, report.as_deref(), &mut out) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{}: {e}", path.display());

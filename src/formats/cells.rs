@@ -37,11 +37,15 @@ impl<'a> Cells<'a> {
         let v = self.opt(col);
         if v.is_none() {
             let name = self.name(col);
-            self.push(
-                col,
-                ErrorCode::MissingValue,
-                format!("{name} is required but empty"),
-            );
+            // Only a file of cancels may lack a required column; its other rows are told why.
+            let message = if self.map.index.get(col).is_some_and(Option::is_none) {
+                format!(
+                    "{name} is required here, but the file has no {name} column (only cancel rows may leave it out)"
+                )
+            } else {
+                format!("{name} is required but empty")
+            };
+            self.push(col, ErrorCode::MissingValue, message);
         }
         v
     }

@@ -45,10 +45,14 @@ pub enum ErrorCode {
     ReadError,
     /// A quote opened and never closed: the rest of the file would be one value (file rejected).
     UnterminatedQuote,
+    /// The header is split by another delimiter than the one configured (file rejected).
+    WrongDelimiter,
+    /// The file is a spreadsheet or other zip archive, not CSV text (file rejected).
+    NotCsv,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::MissingColumn,
         ErrorCode::DuplicateColumn,
         ErrorCode::MissingValue,
@@ -78,6 +82,8 @@ impl ErrorCode {
         ErrorCode::EmptyFile,
         ErrorCode::ReadError,
         ErrorCode::UnterminatedQuote,
+        ErrorCode::WrongDelimiter,
+        ErrorCode::NotCsv,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +117,8 @@ impl ErrorCode {
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::ReadError => "read_error",
             ErrorCode::UnterminatedQuote => "unterminated_quote",
+            ErrorCode::WrongDelimiter => "wrong_delimiter",
+            ErrorCode::NotCsv => "not_csv",
         }
     }
 

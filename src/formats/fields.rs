@@ -206,15 +206,29 @@ pub(crate) fn date(
 pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
     let bytes = v.as_bytes();
     if !matches!(bytes.len(), 12..=14) || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err((
-            ErrorCode::BadBarcode,
-            format!(
+        let message = match excel_damage(v) {
+            Some(why) => format!("{column} {why}"),
+            None => format!(
                 "{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'",
                 shown(v)
             ),
+        };
+        return Err((ErrorCode::BadBarcode, message));
+    }
+    if let Err(expected) = check_digit(bytes) {
+        return Err((
+            ErrorCode::BadBarcode,
+            format!("{column} '{v}' has a wrong check digit (expected {expected}); it was probably mistyped"),
         ));
     }
-    let (payload, check) = bytes.split_at(bytes.len() - 1);
+    Ok(())
+}
+
+/// GS1 check digit of ASCII digits; `Err` holds the digit expected.
+fn check_digit(digits: &[u8]) -> Result<(), u32> {
+    let Some((check, payload)) = digits.split_last() else {
+        return Err(0);
+    };
     let sum: u32 = payload
         .iter()
         .rev()
@@ -222,13 +236,41 @@ pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
         .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
         .sum();
     let expected = (10 - sum % 10) % 10;
-    if u32::from(check[0] - b'0') != expected {
-        return Err((
-            ErrorCode::BadBarcode,
-            format!("{column} '{v}' has a wrong check digit (expected {expected}); it was probably mistyped"),
-        ));
+    if u32::from(check - b'0') == expected {
+        Ok(())
+    } else {
+        Err(expected)
     }
-    Ok(())
+}
+
+/// What a spreadsheet does to a barcode column left as "General": a long number shown in
+/// scientific notation (and saved so, its digits lost), or leading zeros dropped. Says so, since
+/// the clerk can only fix it in the spreadsheet.
+fn excel_damage(v: &str) -> Option<String> {
+    const HINT: &str =
+        "Excel turned this barcode into a number; format the column as Text before saving";
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((mantissa, exp)) = v.split_once(['E', 'e']) {
+        let (int, frac) = mantissa.split_once(['.', ',']).unwrap_or((mantissa, "0"));
+        let exp = exp.strip_prefix('+').unwrap_or(exp);
+        if digits(int) && digits(frac) && digits(exp) {
+            return Some(format!("'{}' is in scientific notation: {HINT}", shown(v)));
+        }
+    }
+    if (6..12).contains(&v.len()) && digits(v) {
+        let padded = format!("{v:0>12}");
+        if check_digit(padded.as_bytes()).is_ok() {
+            return Some(format!(
+                "'{v}' has lost its leading zero(s): it was probably {padded}. {HINT}"
+            ));
+        }
+        if v.len() == 11 {
+            return Some(format!(
+                "'{v}' has 11 digits: a UPC that lost its leading zero? {HINT}"
+            ));
+        }
+    }
+    None
 }
 
 /// `v` uppercased, if it is `N` ASCII letters long; no allocation.
@@ -344,6 +386,18 @@ mod tests {
             barcode("b", "03600029145x").unwrap_err().0,
             ErrorCode::BadBarcode
         );
+        for (v, hint) in [
+            ("1.23457E+11", true),
+            ("4,00638E+12", true),
+            ("36000291452", true),
+            ("1234567895", true),
+            ("12345", false),
+            ("E+11", false),
+            ("1.2E+", false),
+        ] {
+            let msg = barcode("b", v).unwrap_err().1;
+            assert_eq!(msg.contains("Excel"), hint, "{v}: {msg}");
+        }
     }
 
     #[test]

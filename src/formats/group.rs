@@ -51,21 +51,12 @@ pub(crate) enum GroupProblem {
     TooLarge,
 }
 
+#[derive(Default)]
 pub(crate) struct Group {
     /// `None` when the first row has no usable key: such a row is a group by itself.
     pub key: Option<String>,
     pub rows: Vec<Row>,
     pub problem: Option<GroupProblem>,
-}
-
-impl Default for Group {
-    fn default() -> Self {
-        Group {
-            key: None,
-            rows: Vec::new(),
-            problem: None,
-        }
-    }
 }
 
 /// Writes a row's group key into `out` (cleared first); `false` when the row has none.

@@ -305,10 +305,14 @@ impl HeaderMap {
                 }
             }
         }
+        // A file that says what each row does may be all cancels, which need only order_ref:
+        // create rows without the create columns are then refused row by row.
+        let may_cancel = kind == Kind::Orders && index[ord::ACTION].is_some();
         let mut missing: Vec<String> = defs
             .iter()
             .zip(&index)
             .filter(|(d, idx)| d.header_required() && idx.is_none())
+            .filter(|(d, _)| !(may_cancel && d.presence == RequiredForCreate))
             .map(|(d, _)| d.name.to_string())
             .collect();
         // One-of groups: at least one member column must be present.
@@ -324,6 +328,9 @@ impl HeaderMap {
             }
         }
         if !missing.is_empty() {
+            if let Some(seen) = other_delimiter(kind, header, opts) {
+                return Err(wrong_delimiter(seen, opts.delimiter));
+            }
             let mut rej = FileRejection::new(
                 ErrorCode::MissingColumn,
                 Some(1),
@@ -350,13 +357,95 @@ impl HeaderMap {
     pub fn field_name(&self, i: usize) -> &str {
         self.field_names.get(i).map(String::as_str).unwrap_or("")
     }
+
+    /// The column a ragged row of `values` values is reported under: the first value beyond the
+    /// header (`extra_1`, the name it has in the error file) or the first one missing.
+    pub fn ragged_column(&self, values: usize) -> String {
+        if values > self.field_names.len() {
+            extra_column(1)
+        } else {
+            self.field_name(values).to_string()
+        }
+    }
+}
+
+/// Header name, in error files, of the `n`th (1-based) value a ragged row has beyond the header.
+pub fn extra_column(n: usize) -> String {
+    format!("extra_{n}")
+}
+
+/// Delimiters partners use; tried when a header lacks columns.
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// The delimiter `header` (read with `opts.delimiter`) seems to be separated by instead: one that
+/// occurs more often in it than the delimiter in use and, splitting its cells, finds more of the
+/// required columns of `kind` than the header as read (the most, if several do).
+fn other_delimiter(kind: Kind, header: &[String], opts: &ParseOptions) -> Option<u8> {
+    let defs = columns(kind);
+    let found = |names: &[String]| {
+        defs.iter()
+            .filter(|d| d.presence != Optional && names.iter().any(|n| n == d.name))
+            .count()
+    };
+    let as_read: Vec<String> = header.iter().map(|h| canonical_name(h, &opts.column_map)).collect();
+    let baseline = found(&as_read);
+    DELIMITERS
+        .into_iter()
+        .filter(|&c| {
+            let seen: usize = header.iter().map(|h| h.bytes().filter(|&b| b == c).count()).sum();
+            c != opts.delimiter && seen >= header.len()
+        })
+        .map(|c| {
+            let split: Vec<String> = header
+                .iter()
+                .flat_map(|h| h.split(char::from(c)))
+                .map(|h| canonical_name(h.trim_matches('"'), &opts.column_map))
+                .collect();
+            (found(&split), c)
+        })
+        .filter(|&(n, _)| n > baseline)
+        .max_by_key(|&(n, _)| n)
+        .map(|(_, c)| c)
+}
+
+/// How a delimiter is named in messages.
+fn delimiter_name(c: u8) -> String {
+    match c {
+        b'\t' => "tabs".into(),
+        c if c.is_ascii_graphic() || c == b' ' => format!("'{}'", char::from(c)),
+        c => format!("byte 0x{c:02x}"),
+    }
+}
+
+fn wrong_delimiter(seen: u8, used: u8) -> FileRejection {
+    let (toml, flag) = match seen {
+        b'\t' => ("\\t".to_string(), "'\\t'".to_string()),
+        c => (char::from(c).to_string(), format!("'{}'", char::from(c))),
+    };
+    FileRejection::new(
+        ErrorCode::WrongDelimiter,
+        Some(1),
+        format!(
+            "the header is separated by {} but this account reads {}: set delimiter = \"{toml}\" \
+             for this partner (validate: --delimiter {flag})",
+            delimiter_name(seen),
+            delimiter_name(used)
+        ),
+    )
 }
 
 /// Guesses the kind from a header, after aliasing. A kind matches when all its header-required
 /// columns are present; the most specific match wins. Falls back to telltale columns.
 pub fn sniff(header: &[String]) -> Option<Kind> {
-    let empty = std::collections::HashMap::new();
-    let names: Vec<String> = header.iter().map(|h| canonical_name(h, &empty)).collect();
+    sniff_with(header, &std::collections::HashMap::new())
+}
+
+/// `sniff` after a partner's column renames.
+pub fn sniff_with(
+    header: &[String],
+    column_map: &std::collections::HashMap<String, String>,
+) -> Option<Kind> {
+    let names: Vec<String> = header.iter().map(|h| canonical_name(h, column_map)).collect();
     let has = |n: &str| names.iter().any(|x| x == n);
     let full = |kind: Kind| {
         let defs = columns(kind);
@@ -377,7 +466,10 @@ pub fn sniff(header: &[String]) -> Option<Kind> {
     }
     if has("tracking_number") || has("shipped_at") || has("fulfillment_id") {
         Some(Kind::Shipments)
-    } else if names.iter().any(|n| n.starts_with("ship_")) || has("order_date") {
+    } else if names.iter().any(|n| n.starts_with("ship_"))
+        || has("order_date")
+        || (has("order_ref") && has("action"))
+    {
         Some(Kind::Orders)
     } else if has("sku") && (has("quantity") || has("barcode")) {
         Some(Kind::Inventory)

@@ -44,7 +44,7 @@ use std::io::Read;
 
 pub use dups::{LateDuplicate, DEFAULT_IN_MEMORY as LATE_DUPLICATES_IN_MEMORY};
 pub use error::{ErrorCode, FileRejection, RecordError};
-pub use header::{columns, ColType, ColumnDef, Presence, ALIASES};
+pub use header::{columns, extra_column, ColType, ColumnDef, Presence, ALIASES};
 pub use records::*;
 
 /// Per-partner parsing settings and safety limits.
@@ -93,6 +93,35 @@ pub(crate) struct Ctx {
 /// Kind from a header row (after aliasing); `None` when it fits no kind.
 pub fn sniff(header_line: &[String]) -> Option<Kind> {
     header::sniff(header_line)
+}
+
+/// `sniff` after a partner's column renames (`ParseOptions::column_map`).
+pub fn sniff_with(
+    header_line: &[String],
+    column_map: &HashMap<String, String>,
+) -> Option<Kind> {
+    header::sniff_with(header_line, column_map)
+}
+
+/// Refuses content that is not CSV text but a format clerks save by mistake, judged by the
+/// file's first bytes: an `.xlsx` (or any zip) would otherwise read as a header of garbage.
+/// Other binary content is left to the encoding checks (`bad_encoding`).
+pub fn not_csv(first_bytes: &[u8]) -> Option<FileRejection> {
+    first_bytes.starts_with(b"PK\x03\x04").then(|| {
+        FileRejection::new(
+            ErrorCode::NotCsv,
+            Some(1),
+            "this is a spreadsheet/zip file, not CSV: in Excel use File \u{2192} Save As \u{2192} CSV UTF-8",
+        )
+    })
+}
+
+/// The data columns of an error file: the file's header, then `extra_1`, `extra_2`, … for the
+/// values of the widest ragged row beyond it (`widest_row` values), so that no value is cut.
+pub fn error_file_header(header: &[String], widest_row: usize) -> Vec<String> {
+    let mut columns = header.to_vec();
+    columns.extend((1..=widest_row.saturating_sub(header.len())).map(extra_column));
+    columns
 }
 
 /// Kind from the drop folder a file arrived in (case-insensitive).

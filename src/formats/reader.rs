@@ -295,7 +295,7 @@ impl Decoder {
         if fields_out.len() != self.columns {
             row.errors.push(RecordError::new(
                 line,
-                "",
+                &self.map.ragged_column(fields_out.len()),
                 ErrorCode::RaggedRow,
                 format!(
                     "this row has {} values but the header has {} columns (check for an unquoted delimiter)",
@@ -584,7 +584,12 @@ impl<R: Read> RowReader<R> {
         // Skip a UTF-8 BOM before CSV framing sees it, so a quoted first header cell still parses.
         let mut buffered = BufReader::with_capacity(64 * 1024, limited);
         let bom = match buffered.fill_buf() {
-            Ok(buf) => buf.starts_with(b"\xef\xbb\xbf"),
+            Ok(buf) => {
+                if let Some(rej) = super::not_csv(buf) {
+                    return Err(rej);
+                }
+                buf.starts_with(b"\xef\xbb\xbf")
+            }
             Err(e) => {
                 let code = if tripped.load(Ordering::Relaxed) {
                     ErrorCode::FileTooLarge
@@ -619,9 +624,10 @@ impl<R: Read> RowReader<R> {
         };
         let mut record = csv::ByteRecord::new();
         let Some(line) = framer.next(&mut record)? else {
+            // Line 1, where the header belongs: the same line in every report.
             return Err(FileRejection::new(
                 ErrorCode::EmptyFile,
-                None,
+                Some(1),
                 "the file is empty: it needs at least a header row",
             ));
         };
