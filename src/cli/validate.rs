@@ -85,9 +85,25 @@ fn emit(out: &mut impl Write, json: bool, p: &Problem) -> std::io::Result<()> {
     }
 }
 
+/// Opens `path` only if it is a regular file. `O_NONBLOCK` so that a FIFO is never waited on
+/// (opening one for reading blocks until a writer comes); the type is checked on the handle.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, not_a_file_message(&ft)));
+    }
+    Ok(file)
+}
+
+fn not_a_file_message(ft: &std::fs::FileType) -> String {
+    format!("this is {}, not a regular file; nothing was read", crate::drop::EntryKind::of(ft).describe())
+}
+
 /// Reads the first non-blank record as the header, for sniffing the kind.
 fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
-    let file = File::open(path).ok()?;
+    let file = open_regular(path).ok()?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -145,6 +161,20 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
     let name = path.display().to_string();
     let json = args.json;
     let mut print = |p: &Problem| emit(out, json, p);
+    // Before anything opens it: a FIFO, socket or folder is named, not waited on.
+    if let Ok(md) = std::fs::metadata(path) {
+        if !md.is_file() {
+            print(&Problem {
+                file: &name,
+                line: None,
+                column: "",
+                code: "not_a_file",
+                message: &not_a_file_message(&md.file_type()),
+                warning: false,
+            })?;
+            return Ok(2);
+        }
+    }
     let Some(kind) = detect_kind(args, path) else {
         print(&Problem {
             file: &name,
@@ -156,7 +186,7 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
         })?;
         return Ok(2);
     };
-    let file = match File::open(path) {
+    let file = match open_regular(path) {
         Ok(f) => f,
         Err(e) => {
             let msg = format!("cannot open the file: {e}");
@@ -287,7 +317,7 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
             if late.is_empty() {
                 return Ok(Vec::new());
             }
-            let again = File::open(path)?;
+            let again = open_regular(path)?;
             formats::resolve_duplicates(kind, again, &opts, &late)
                 .map(|found| (late, found))
                 .map_err(std::io::Error::other)
