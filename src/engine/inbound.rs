@@ -251,11 +251,11 @@ impl AccountCtx<'_> {
         let rejected_dir = self.acct.folders.rejected.clone();
         let existing: HashSet<String> = self.drop.list(&rejected_dir)?.into_iter().map(|x| x.name).collect();
         let target = format!("{rejected_dir}/{}", unique_name_in(&existing, &safe));
-        let moved = self.drop.rename_entry(dir, &e.raw_name, &target);
+        let moved = match self.drop.rename_entry(dir, &e.raw_name, &target) {
+            Err(err) if crate::drop::as_escape(&err).is_some() => return Err(err.into()),
+            other => other,
+        };
         if let Err(err) = &moved {
-            if crate::drop::as_escape(err).is_some() {
-                return Err(moved.unwrap_err().into());
-            }
             tracing::warn!(account = %self.acct.name, name = ?e.name, "could not move the refused entry aside: {err}");
         }
         let results_dir = self.acct.folders.results.clone();
@@ -594,5 +594,23 @@ mod tests {
         assert_eq!(unique_name_in(&existing, "a.csv"), "a~3.csv");
         assert_eq!(unique_name_in(&existing, "b.csv"), "b.csv");
         assert_eq!(unique_name_in(&["noext".to_string()].into(), "noext"), "noext~2");
+    }
+
+    #[test]
+    fn derived_names_never_exceed_255_bytes() {
+        let long = format!("{}.csv.result.csv", "é".repeat(120)); // 255 bytes
+        let existing: HashSet<String> = [long.clone()].into();
+        let n = unique_name_in(&existing, &long);
+        assert!(n.len() <= MAX_NAME_BYTES && n.ends_with("~2.csv") && n != long, "{n}");
+        assert_eq!(unique_name_in(&HashSet::new(), &"x".repeat(300)).len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn safe_names_are_short_visible_and_harmless() {
+        assert_eq!(safe_name("a..b/c\\d\u{7}.csv"), "a_b_c_d_.csv");
+        assert_eq!(safe_name(".git"), "_git");
+        assert_eq!(safe_name(""), "unnamed");
+        let long = safe_name(&"€".repeat(100));
+        assert!(long.len() <= 200 && long.chars().all(|c| c == '€'), "{}", long.len());
     }
 }
