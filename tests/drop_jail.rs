@@ -140,7 +140,7 @@ fn links_fifos_sockets_and_folders_are_moved_aside_with_a_result() {
     let inb = env.path("inbound/inventory");
     symlink(outside.path().join("secret.csv"), inb.join("link.csv")).unwrap();
     symlink(outside.path(), inb.join("linkdir")).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, &inb.join("pipe.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, inb.join("pipe.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
     let _sock = std::os::unix::net::UnixListener::bind(inb.join("sock.csv")).unwrap();
     fs::create_dir(inb.join("sub")).unwrap();
     fs::write(inb.join("sub/inner.csv"), STOCK).unwrap();

@@ -27,7 +27,7 @@ const STOCK: &str = "sku,quantity\nWIDGET-RED,7\n";
 
 /// One account on the sshd's drop; `extra` goes into the account table.
 struct World {
-    srv: TestServer,
+    _srv: TestServer,
     _sim: stitch_bridge::sim::BackgroundSim,
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -49,7 +49,7 @@ impl World {
         );
         let config = write_config(dir.path(), &drop, &sim.base_url(), &account);
         let root = srv.local_root();
-        Some(World { srv, _sim: sim, dir, config, root })
+        Some(World { _srv: srv, _sim: sim, dir, config, root })
     }
 
     fn run(&self) -> Output {
