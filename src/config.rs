@@ -56,6 +56,8 @@ struct RawAccount {
     #[serde(default = "default_sessions")]
     sftp_max_sessions: usize,
     marker_suffixes: Option<Vec<String>>,
+    /// Octal mode of the files the bridge writes into the drop, e.g. "0640".
+    file_mode: Option<String>,
     // Schedules
     #[serde(default = "default_poll")]
     poll_seconds: u64,
@@ -268,6 +270,9 @@ pub struct Account {
     pub drop: DropLocation,
     pub sftp: Option<SftpSettings>,
     pub marker_suffixes: Vec<String>,
+    /// `file_mode`: exact mode of result, error and outbound files; `None` follows the umask
+    /// (local drops: 0666 less the umask; sFTP: 0644, as a umask of 022 would give).
+    pub file_mode: Option<u32>,
     pub stitch_url: String,
     pub token: TokenSource,
     pub settle: Duration,
@@ -456,6 +461,12 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
             return Err(ctx(format!("folders.{k} = {v:?} must be a relative path inside the drop")));
         }
     }
+    let file_mode = match &a.file_mode {
+        None => None,
+        Some(m) => Some(parse_file_mode(m).ok_or_else(|| {
+            ctx(format!("file_mode {m:?} must be an octal mode between 0000 and 0777, e.g. \"0640\""))
+        })?),
+    };
     let mut alerts = Vec::new();
     if let Some(c) = &a.alert_command {
         alerts.push(AlertHook::Command(c.clone()));
@@ -487,6 +498,7 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         drop,
         sftp,
         marker_suffixes: a.marker_suffixes.unwrap_or_default(),
+        file_mode,
         stitch_url: a.stitch_url.trim_end_matches('/').to_string(),
         token,
         settle: Duration::from_secs(a.settle_seconds),
@@ -507,6 +519,15 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         parse,
         alerts,
     })
+}
+
+/// "0640", "640" or "0o640" → 0o640; permission bits only (no setuid, setgid or sticky).
+fn parse_file_mode(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
 }
 
 fn parse_drop(s: &str, base: &Path) -> Result<DropLocation, String> {
@@ -604,6 +625,17 @@ token_env = "ACME_STITCH_TOKEN"
         let text = format!("{MIN}max_response_bytes = 4096\nmax_retry_wait_seconds = 0\nmax_cycle_seconds = 5\n");
         let a = &Config::parse(&text, Path::new(".")).unwrap().accounts[0];
         assert_eq!((a.max_response_bytes, a.max_retry_wait, a.max_cycle), (4096, Duration::ZERO, Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn file_mode_is_octal_and_checked_at_load() {
+        assert_eq!(Config::parse(MIN, Path::new("/")).unwrap().accounts[0].file_mode, None);
+        let c = Config::parse(&format!("{MIN}file_mode = \"0640\"\n"), Path::new("/")).unwrap();
+        assert_eq!(c.accounts[0].file_mode, Some(0o640));
+        for bad in ["\"0648\"", "\"4755\"", "\"rw-r-----\"", "\"\"", "640"] {
+            let err = Config::parse(&format!("{MIN}file_mode = {bad}\n"), Path::new("/")).unwrap_err();
+            assert!(err.contains("file_mode"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -91,9 +91,25 @@ fn emit<W: Write + ?Sized>(out: &mut W, json: bool, p: &Problem) -> std::io::Res
     }
 }
 
+/// Opens `path` only if it is a regular file. `O_NONBLOCK` so that a FIFO is never waited on
+/// (opening one for reading blocks until a writer comes); the type is checked on the handle.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, not_a_file_message(&ft)));
+    }
+    Ok(file)
+}
+
+fn not_a_file_message(ft: &std::fs::FileType) -> String {
+    format!("this is {}, not a regular file; nothing was read", crate::drop::EntryKind::of(ft).describe())
+}
+
 /// Reads the first non-blank record as the header, for sniffing the kind.
 fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
-    let file = File::open(path).ok()?;
+    let file = open_regular(path).ok()?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -342,9 +358,14 @@ fn check_file(
             let msg = format!("{name} is a folder, not a file; name the files in it");
             return refuse(&name, json, report, &read_error(msg), out);
         }
+        // Before anything opens it: a FIFO or socket is named, not waited on.
+        Ok(md) if !md.is_file() => {
+            let entry = Entry { code: "not_a_file".into(), ..read_error(not_a_file_message(&md.file_type())) };
+            return refuse(&name, json, report, &entry, out);
+        }
         Ok(_) => {}
     }
-    let mut file = match File::open(path) {
+    let mut file = match open_regular(path) {
         Ok(f) => f,
         Err(e) => return refuse(&name, json, report, &read_error(format!("cannot open {name}: {e}")), out),
     };
@@ -528,7 +549,7 @@ fn late_duplicates<R: Read>(
     if late.is_empty() {
         return Ok(Vec::new());
     }
-    let again = File::open(path)?;
+    let again = open_regular(path)?;
     let found = formats::resolve_duplicates(kind, again, opts, &late).map_err(std::io::Error::other)?;
     Ok(found
         .into_iter()

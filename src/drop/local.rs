@@ -1,66 +1,195 @@
 //! A drop that is a folder on this machine (`file:///srv/drop` or a plain path).
+//!
+//! A jail: the root is opened as configured (it may be reached through links), and everything
+//! below it relative to directory handles, one component at a time, with `O_NOFOLLOW`
+//! (`openat`, `mkdirat`, `renameat2`, `unlinkat`). So a link planted anywhere below the root —
+//! a folder, or a file swapped for one after it was listed — is never followed, however it got
+//! there; the check and the use are the same system call.
 
-use super::{Drop, Entry};
-use std::ffi::CString;
-use std::fs::{self, File};
+use super::{changed_error, escape_error, Drop, Entry, EntryKind, Identity};
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 pub struct LocalDrop {
     root: PathBuf,
+    /// Exact mode of the files we create; `None`: 0666 less the process umask.
+    file_mode: Option<u32>,
 }
 
 impl LocalDrop {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalDrop { root: root.into() }
+        LocalDrop { root: root.into(), file_mode: None }
+    }
+
+    /// Files this drop writes get exactly `mode` (the `file_mode` account key) instead of
+    /// what the umask leaves of 0666.
+    pub fn with_file_mode(mut self, mode: Option<u32>) -> Self {
+        self.file_mode = mode;
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Resolve a drop-relative path, refusing anything that could leave the root.
-    fn resolve(&self, rel: &str) -> io::Result<PathBuf> {
-        let p = Path::new(rel);
-        if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("path {rel:?} is not inside the drop"),
-            ));
+    fn open_root(&self) -> io::Result<OwnedFd> {
+        rfs::openat(CWD, &self.root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("drop root {}: {e}", self.root.display())))
+    }
+
+    /// The folder `comps` below the root, every component opened without following links.
+    /// `None` if a component is missing and `create` is false; with `create`, missing folders
+    /// are made (`mkdirat`, mode 0777 less the umask) and opened the same way.
+    fn walk(&self, comps: &[&OsStr], create: bool) -> io::Result<Option<OwnedFd>> {
+        let mut fd = self.open_root()?;
+        let mut at = String::new();
+        for c in comps {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(&c.to_string_lossy());
+            let next = match open_dir_at(&fd, c) {
+                Ok(d) => d,
+                Err(Errno::NOENT) if create => {
+                    match rfs::mkdirat(&fd, *c, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(ctx(e, &at)),
+                    }
+                    open_dir_at(&fd, c).map_err(|e| not_a_dir(&fd, c, &at, e, create))?
+                }
+                Err(Errno::NOENT) => return Ok(None),
+                Err(e) => return Err(not_a_dir(&fd, c, &at, e, create)),
+            };
+            fd = next;
         }
-        Ok(self.root.join(p))
+        Ok(Some(fd))
+    }
+
+    /// The folder holding `rel`'s last component, and that component.
+    fn parent<'p>(&self, rel: &'p str, create: bool) -> io::Result<(Option<OwnedFd>, &'p OsStr)> {
+        let comps = components(rel)?;
+        let Some((name, dirs)) = comps.split_last() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {rel:?} names no file")));
+        };
+        Ok((self.walk(dirs, create)?, name))
+    }
+
+    /// Open the regular file `rel` without following a link and without blocking on a FIFO.
+    fn open_file(&self, rel: &str) -> io::Result<(File, rfs::Stat)> {
+        let (dir, name) = self.parent(rel, false)?;
+        let dir = dir.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{rel}: no such file")))?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = match rfs::openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(ctx(Errno::NOENT, rel)),
+            // ELOOP (a link), ENXIO (a socket), and whatever else a non-file gives: say what it is.
+            Err(e) => {
+                return Err(match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if kind_of(&st) != EntryKind::File => not_regular(rel, kind_of(&st)),
+                    _ => ctx(e, rel),
+                })
+            }
+        };
+        let st = rfs::fstat(&fd)?;
+        if kind_of(&st) != EntryKind::File {
+            return Err(not_regular(rel, kind_of(&st)));
+        }
+        Ok((File::from(fd), st))
+    }
+
+    fn open_buffered<'a>(f: File) -> Box<dyn Read + 'a> {
+        Box::new(io::BufReader::with_capacity(256 * 1024, f))
     }
 }
 
-fn entry_of(name: String, md: &fs::Metadata) -> Entry {
-    Entry {
-        name,
-        size: md.len(),
-        mtime: md.modified().unwrap_or(std::time::UNIX_EPOCH),
-        is_file: md.file_type().is_file(),
+fn components(rel: &str) -> io::Result<Vec<&OsStr>> {
+    let p = Path::new(rel);
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("path {rel:?} is not inside the drop"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn open_dir_at(fd: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    rfs::openat(fd, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+}
+
+fn ctx(e: Errno, at: &str) -> io::Error {
+    let base = io::Error::from(e);
+    io::Error::new(base.kind(), format!("{at}: {base}"))
+}
+
+/// Why `name` could not be opened as a folder: a link is a [`super::DropEscape`]; anything
+/// else in a folder's place is `AlreadyExists` when we meant to create it (as `mkdir -p`).
+fn not_a_dir(fd: &OwnedFd, name: &OsStr, at: &str, e: Errno, create: bool) -> io::Error {
+    match rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map(|st| kind_of(&st)) {
+        Ok(EntryKind::Symlink) => escape_error(at),
+        Ok(k) if k != EntryKind::Dir && create => {
+            io::Error::new(io::ErrorKind::AlreadyExists, format!("{at} exists and is {}, not a folder", k.describe()))
+        }
+        _ => ctx(e, at),
     }
 }
 
-/// `rename(2)` that refuses to replace: results and archived originals are never overwritten.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let f = CString::new(from.as_os_str().as_bytes())?;
-    let t = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE)
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        // Filesystems without RENAME_NOREPLACE: a hard link is also atomic and no-replace.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            fs::hard_link(from, to)?;
-            fs::remove_file(from)
+fn not_regular(rel: &str, k: EntryKind) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{rel} is {}, not a regular file; not read", k.describe()))
+}
+
+fn kind_of(st: &rfs::Stat) -> EntryKind {
+    EntryKind::from_mode(st.st_mode)
+}
+
+// The field types of `struct stat` differ between architectures; on some these are no-ops.
+#[allow(clippy::unnecessary_cast)]
+fn entry_of(raw_name: &[u8], st: &rfs::Stat) -> Entry {
+    let (secs, nanos) = (st.st_mtime as i64, st.st_mtime_nsec as u32);
+    let mtime = u64::try_from(secs).map(|s| UNIX_EPOCH + Duration::new(s, nanos.min(999_999_999))).unwrap_or(UNIX_EPOCH);
+    Entry::new(
+        raw_name.to_vec(),
+        st.st_size.max(0) as u64,
+        mtime,
+        kind_of(st),
+        Identity::Inode { dev: st.st_dev as u64, ino: st.st_ino as u64 },
+    )
+}
+
+/// `renameat2(RENAME_NOREPLACE)`: results and archived originals are never overwritten, and
+/// the last component is never followed (a link is moved, not its target).
+fn rename_at(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr, what: &str) -> io::Result<()> {
+    match rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: a hard link is also atomic and no-replace
+        // (and `linkat` without AT_SYMLINK_FOLLOW links a link itself). Folders cannot be
+        // hard-linked: check, then rename (a narrow window, on such filesystems only).
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+            let st = rfs::statat(from_dir, from, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ctx(e, what))?;
+            if kind_of(&st) == EntryKind::Dir {
+                if rfs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                    return Err(ctx(Errno::EXIST, what));
+                }
+                return rfs::renameat(from_dir, from, to_dir, to).map_err(|e| ctx(e, what));
+            }
+            rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()).map_err(|e| ctx(e, what))?;
+            rfs::unlinkat(from_dir, from, AtFlags::empty()).map_err(|e| ctx(e, what))
         }
-        _ => Err(err),
+        Err(e) => Err(ctx(e, what)),
     }
 }
 
@@ -70,87 +199,123 @@ impl Drop for LocalDrop {
     }
 
     fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>> {
-        let path = self.resolve(dir)?;
-        let rd = match fs::read_dir(&path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+        let Some(fd) = self.walk(&components(dir)?, false)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for de in rd {
+        for de in rfs::Dir::read_from(&fd)? {
             let de = de?;
-            // symlink_metadata: never follow a link out of the drop.
-            let md = match fs::symlink_metadata(de.path()) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let raw = de.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let st = match rfs::statat(&fd, de.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(ctx(e, dir)),
             };
-            let name = de.file_name().to_string_lossy().into_owned();
-            out.push(entry_of(name, &md));
+            out.push(entry_of(raw, &st));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| a.raw_name.cmp(&b.raw_name));
         Ok(out)
     }
 
     fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>> {
-        let f = File::open(self.resolve(path)?)?;
-        Ok(Box::new(io::BufReader::with_capacity(256 * 1024, f)))
+        Ok(Self::open_buffered(self.open_file(path)?.0))
+    }
+
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>> {
+        let (f, st) = match self.open_file(path) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(changed_error(path, e.to_string())),
+            Err(e) => return Err(e),
+        };
+        let now = entry_of(&listed.raw_name, &st);
+        if now.identity != listed.identity {
+            return Err(changed_error(path, "another file is behind the name now"));
+        }
+        Ok(Self::open_buffered(f))
     }
 
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()> {
-        let target = self.resolve(path)?;
-        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir)?;
-        let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (dir, name) = self.parent(path, true)?;
+        let dir = dir.expect("created");
+        let name_str = name.to_string_lossy();
+        let mode = Mode::from_raw_mode(self.file_mode.unwrap_or(0o666));
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         // Dot prefix and .tmp suffix: every poller (ours included) skips it.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".tmp")
-            .tempfile_in(&dir)?;
-        io::copy(content, &mut io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut()))?;
-        tmp.as_file_mut().flush()?;
-        tmp.as_file().sync_all()?;
-        rename_noreplace(tmp.path(), &target)?;
-        // The temp path no longer exists; keep tempfile from trying to delete it.
-        let _ = tmp.into_temp_path().keep();
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
+        let (tmp, fd) = loop {
+            let tmp = super::temp_name(&name_str, &format!("{:08x}", rand::random::<u32>()));
+            match rfs::openat(&dir, tmp.as_str(), flags, mode) {
+                Ok(fd) => break (tmp, fd),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(ctx(e, path)),
+            }
+        };
+        let res = (|| {
+            if let Some(m) = self.file_mode {
+                // Exactly the configured mode, whatever the umask took away.
+                rfs::fchmod(&fd, Mode::from_raw_mode(m))?;
+            }
+            let mut f = File::from(fd);
+            io::copy(content, &mut io::BufWriter::with_capacity(256 * 1024, &mut f))?;
+            f.flush()?;
+            f.sync_all()?;
+            rename_at(&dir, OsStr::new(&tmp), &dir, name, path)
+        })();
+        if res.is_err() {
+            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
         }
+        res?;
+        let _ = rfs::fsync(&dir);
         Ok(())
     }
 
     fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()> {
-        let (f, t) = (self.resolve(from)?, self.resolve(to)?);
-        if let Some(parent) = t.parent() {
-            fs::create_dir_all(parent)?;
+        let (fdir, fname) = self.parent(from, false)?;
+        let fdir = fdir.ok_or_else(|| ctx(Errno::NOENT, from))?;
+        let (tdir, tname) = self.parent(to, true)?;
+        rename_at(&fdir, fname, &tdir.expect("created"), tname, &format!("rename {from} to {to}"))
+    }
+
+    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()> {
+        if raw_name.is_empty() || raw_name == b"." || raw_name == b".." || raw_name.contains(&b'/') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an entry name"));
         }
-        rename_noreplace(&f, &t)
+        let fdir = self.walk(&components(dir)?, false)?.ok_or_else(|| ctx(Errno::NOENT, dir))?;
+        let (tdir, tname) = self.parent(to, true)?;
+        rename_at(&fdir, OsStr::from_bytes(raw_name), &tdir.expect("created"), tname, &format!("move an entry of {dir} to {to}"))
     }
 
     fn stat(&mut self, path: &str) -> io::Result<Option<Entry>> {
-        let p = self.resolve(path)?;
-        match fs::symlink_metadata(&p) {
-            Ok(md) => Ok(Some(entry_of(
-                p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                &md,
-            ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let (dir, name) = self.parent(path, false)?;
+        let Some(dir) = dir else { return Ok(None) };
+        match rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(entry_of(name.as_bytes(), &st))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(ctx(e, path)),
         }
     }
 
     fn mkdir_all(&mut self, dir: &str) -> io::Result<()> {
-        fs::create_dir_all(self.resolve(dir)?)
+        self.walk(&components(dir)?, true).map(|_| ())
     }
 
     fn remove(&mut self, path: &str) -> io::Result<()> {
-        fs::remove_file(self.resolve(path)?)
+        let (dir, name) = self.parent(path, false)?;
+        let dir = dir.ok_or_else(|| ctx(Errno::NOENT, path))?;
+        rfs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| ctx(e, path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drop::{as_changed, as_escape};
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn names(d: &mut LocalDrop, dir: &str) -> Vec<String> {
+        d.list(dir).unwrap().into_iter().map(|e| e.name).collect()
+    }
 
     #[test]
     fn write_atomic_never_overwrites() {
@@ -161,8 +326,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(dir.path().join("results/a.csv")).unwrap(), b"one");
         // No temp file left behind by the failed write.
-        let names: Vec<_> = d.list("results").unwrap().into_iter().map(|e| e.name).collect();
-        assert_eq!(names, vec!["a.csv".to_string()]);
+        assert_eq!(names(&mut d, "results"), vec!["a.csv".to_string()]);
     }
 
     #[test]
@@ -171,5 +335,125 @@ mod tests {
         let mut d = LocalDrop::new(dir.path());
         assert!(d.open_read("../etc/passwd").is_err());
         assert!(d.write_atomic("/tmp/x", &mut &b""[..]).is_err());
+    }
+
+    /// A drop with `link` (a symlink to a folder outside it holding `secret.csv`).
+    fn with_linked_folder(link: &str) -> (tempfile::TempDir, tempfile::TempDir, LocalDrop) {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret.csv"), "sku,quantity\nS,1\n").unwrap();
+        let l = dir.path().join(link);
+        fs::create_dir_all(l.parent().unwrap()).unwrap();
+        symlink(outside.path(), &l).unwrap();
+        let d = LocalDrop::new(dir.path());
+        (dir, outside, d)
+    }
+
+    #[test]
+    fn a_linked_folder_is_never_entered() {
+        let (_dir, outside, mut d) = with_linked_folder("results");
+        let escape = |e: io::Error| as_escape(&e).map(|x| x.path.clone());
+        assert_eq!(escape(d.write_atomic("results/r.csv", &mut &b"x"[..]).unwrap_err()), Some("results".into()));
+        assert_eq!(escape(d.list("results").unwrap_err()), Some("results".into()));
+        assert_eq!(escape(d.open_read("results/secret.csv").err().unwrap()), Some("results".into()));
+        assert_eq!(escape(d.mkdir_all("results/x").unwrap_err()), Some("results".into()));
+        assert_eq!(escape(d.stat("results/secret.csv").unwrap_err()), Some("results".into()));
+        assert_eq!(escape(d.remove("results/secret.csv").unwrap_err()), Some("results".into()));
+        fs::create_dir(_dir.path().join("in")).unwrap();
+        fs::write(_dir.path().join("in/a.csv"), "a").unwrap();
+        assert_eq!(escape(d.rename_no_replace("in/a.csv", "results/a.csv").unwrap_err()), Some("results".into()));
+        // The link itself is an entry like any other, and can be moved as one.
+        let root = d.list("").unwrap();
+        assert_eq!(root.iter().find(|e| e.name == "results").map(|e| e.kind), Some(EntryKind::Symlink));
+        d.rename_entry("", b"results", "rejected/results").unwrap();
+        assert!(fs::symlink_metadata(_dir.path().join("rejected/results")).unwrap().file_type().is_symlink());
+        let left: Vec<_> = fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("secret.csv")], "nothing planted or moved outside");
+    }
+
+    #[test]
+    fn deeper_links_are_caught_too() {
+        let (_dir, _outside, mut d) = with_linked_folder("archive/2024-01-01");
+        fs::write(_dir.path().join("x.csv"), "a").unwrap();
+        let e = d.rename_no_replace("x.csv", "archive/2024-01-01/x.csv").unwrap_err();
+        assert_eq!(as_escape(&e).map(|x| x.path.as_str()), Some("archive/2024-01-01"));
+        assert!(_dir.path().join("x.csv").exists());
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "secret").unwrap();
+        fs::create_dir(dir.path().join("in")).unwrap();
+        fs::write(dir.path().join("in/a.csv"), "sku\n").unwrap();
+        let mut d = LocalDrop::new(dir.path());
+        let listed = d.list("in").unwrap().remove(0);
+        assert_eq!(listed.kind, EntryKind::File);
+        fs::remove_file(dir.path().join("in/a.csv")).unwrap();
+        symlink(outside.path().join("secret"), dir.path().join("in/a.csv")).unwrap();
+        let e = d.open_listed("in/a.csv", &listed).err().unwrap();
+        assert!(as_changed(&e).is_some(), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(d.open_read("in/a.csv").is_err());
+        // Swapped for another regular file (made while the listed one still existed, so the
+        // inode cannot be the freed one reused): the inode differs.
+        fs::write(dir.path().join("in/new"), "sku\n").unwrap();
+        fs::rename(dir.path().join("in/new"), dir.path().join("in/a.csv")).unwrap();
+        let e = d.open_listed("in/a.csv", &listed).err().unwrap();
+        assert!(as_changed(&e).is_some(), "{e}");
+        let again = d.list("in").unwrap().remove(0);
+        let mut s = String::new();
+        d.open_listed("in/a.csv", &again).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "sku\n");
+    }
+
+    #[test]
+    fn fifos_and_sockets_are_listed_as_such_and_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.csv");
+        rustix::fs::mknodat(CWD, &fifo, rfs::FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(dir.path().join("s.csv")).unwrap();
+        fs::create_dir(dir.path().join("sub.csv")).unwrap();
+        let mut d = LocalDrop::new(dir.path());
+        let kinds: Vec<_> = d.list("").unwrap().into_iter().map(|e| (e.name, e.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![("p.csv".into(), EntryKind::Fifo), ("s.csv".into(), EntryKind::Socket), ("sub.csv".into(), EntryKind::Dir)]
+        );
+        // Would block forever if the FIFO were opened for reading without O_NONBLOCK.
+        let e = d.open_read("p.csv").err().unwrap();
+        assert!(e.to_string().contains("named pipe"), "{e}");
+        let e = d.open_read("s.csv").err().unwrap();
+        assert!(e.to_string().contains("socket"), "{e}");
+    }
+
+    #[test]
+    fn non_utf8_names_are_moved_by_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: &[u8] = b"caf\xe9.csv";
+        fs::create_dir(dir.path().join("in")).unwrap();
+        fs::write(dir.path().join("in").join(OsStr::from_bytes(raw)), "x").unwrap();
+        let mut d = LocalDrop::new(dir.path());
+        let e = d.list("in").unwrap().remove(0);
+        assert_eq!((e.raw_name.as_slice(), e.name.as_str()), (raw, "caf\u{fffd}.csv"));
+        d.rename_entry("in", &e.raw_name, "rejected/cafe.csv").unwrap();
+        assert_eq!(fs::read(dir.path().join("rejected/cafe.csv")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn written_files_follow_the_umask_or_file_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        // Read, not set: the umask is the whole process's, and tests run in parallel.
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).map(|v| u32::from_str_radix(v.trim(), 8).unwrap());
+        let umask = umask.expect("Umask in /proc/self/status");
+        let mut d = LocalDrop::new(dir.path());
+        d.write_atomic("a.csv", &mut &b"x"[..]).unwrap();
+        let mode = |n: &str| fs::metadata(dir.path().join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("a.csv"), 0o666 & !umask, "umask {umask:o}");
+        let mut d = LocalDrop::new(dir.path()).with_file_mode(Some(0o640));
+        d.write_atomic("b.csv", &mut &b"x"[..]).unwrap();
+        assert_eq!(mode("b.csv"), 0o640);
     }
 }

@@ -16,11 +16,12 @@
 //!   libssh2 does not expose the server's message, so a full disk is `Other`, not transient.
 
 use super::known_hosts;
-use super::{Drop, Entry};
+use super::{changed_error, escape_error, Drop, Entry, EntryKind, Identity};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +82,9 @@ pub struct SftpConfig {
     /// Sessions this process may hold at once to `host:port` as `user` (0 is treated as 1);
     /// `connect` waits up to `connect_timeout` for a free slot, then fails with `ResourceBusy`.
     pub max_sessions: usize,
+    /// Exact mode of the files we create (`file_mode`); `None`: 0644, what a umask of 022
+    /// leaves (the server applies its own umask to that).
+    pub file_mode: Option<u32>,
 }
 
 impl SftpConfig {
@@ -98,6 +102,7 @@ impl SftpConfig {
             op_timeout: Duration::from_secs(60),
             keepalive_secs: 30,
             max_sessions: 1,
+            file_mode: None,
         }
     }
 
@@ -498,6 +503,9 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
 pub struct SftpDrop {
     cfg: SftpConfig,
     conn: Option<Conn>,
+    /// Folders found to be real folders (not links) by `lstat`, so each is asked about once
+    /// per drop session (one cycle) rather than on every operation.
+    verified: Arc<Mutex<HashSet<PathBuf>>>,
     _permit: Permit,
 }
 
@@ -514,7 +522,7 @@ impl SftpDrop {
         let key = format!("{}:{}:{}", cfg.host, cfg.port, cfg.user);
         let permit = Permit::acquire(key, cfg.max_sessions, cfg.connect_timeout)?;
         let conn = Conn::open(&cfg)?;
-        Ok(SftpDrop { cfg, conn: Some(conn), _permit: permit })
+        Ok(SftpDrop { cfg, conn: Some(conn), verified: Arc::default(), _permit: permit })
     }
 
     pub fn config(&self) -> &SftpConfig {
@@ -541,6 +549,42 @@ impl SftpDrop {
             }
         }
         Ok(out)
+    }
+
+    /// Open a regular file for reading, never through a link: its folders are checked, the
+    /// file itself is `lstat`ed (a link, FIFO or anything else is refused before the server
+    /// would open it), and the handle's `fstat` must match that `lstat` and `listed` (if given).
+    ///
+    /// SFTPv3 cannot make this airtight: OPEN follows links, so a file swapped for a link
+    /// between our `lstat` and the server's open is opened; the `fstat` check then refuses it
+    /// unless the link's target has the same owner, mode, size and mtime as the listed file.
+    fn open_checked<'a>(&'a mut self, path: &str, listed: Option<&Entry>) -> io::Result<Box<dyn Read + 'a>> {
+        let p = self.resolve(path)?;
+        let root = PathBuf::from(&self.cfg.root);
+        let verified = self.verified.clone();
+        let what = format!("read {}", p.display());
+        let file = self.retry(|c| {
+            if !check_dirs(c, &root, p.parent().unwrap_or(&root), false, &verified)? {
+                return Err(not_found(&p));
+            }
+            let st = lstat_opt(c, &p)?.ok_or_else(|| not_found(&p))?;
+            let k = entry_kind(&st);
+            let listed_changed = listed.is_some_and(|l| !l.unchanged_as(&entry_of(&l.raw_name, &st)));
+            match (k, listed) {
+                (EntryKind::File, _) if !listed_changed => {}
+                (EntryKind::File, _) => return Err(changed_error(path, "size, mtime or owner differ from the listing")),
+                (k, Some(_)) => return Err(changed_error(path, format!("it is {} now", k.describe()))),
+                (k, None) => return Err(not_regular(path, k)),
+            }
+            let mut file = c.sftp.open(&p).map_err(|e| map_err(&e, &what))?;
+            let opened = file.stat().map_err(|e| map_err(&e, &what))?;
+            if entry_kind(&opened) != EntryKind::File || !same_attrs(&st, &opened) {
+                return Err(changed_error(path, "another file was opened than the one looked at"));
+            }
+            Ok(file)
+        })?;
+        let c = self.conn.as_ref().expect("connected after a successful open");
+        Ok(Box::new(SftpReader::new(file, c, what)))
     }
 
     /// A usable connection: drops a broken one, reconnects if needed, sends a keepalive if due.
@@ -616,13 +660,85 @@ fn lstat_opt(c: &Conn, path: &Path) -> io::Result<Option<FileStat>> {
     }
 }
 
-fn entry_of(name: String, st: &FileStat) -> Entry {
-    Entry {
-        name,
-        size: st.size.unwrap_or(0),
-        mtime: st.mtime.map(|s| UNIX_EPOCH + Duration::from_secs(s)).unwrap_or(UNIX_EPOCH),
-        is_file: st.perm.is_some() && st.is_file(),
+fn entry_kind(st: &FileStat) -> EntryKind {
+    st.perm.map(EntryKind::from_mode).unwrap_or(EntryKind::Other)
+}
+
+fn entry_of(raw_name: &[u8], st: &FileStat) -> Entry {
+    Entry::new(
+        raw_name.to_vec(),
+        st.size.unwrap_or(0),
+        st.mtime.map(|s| UNIX_EPOCH + Duration::from_secs(s)).unwrap_or(UNIX_EPOCH),
+        entry_kind(st),
+        Identity::Attrs { uid: st.uid.unwrap_or(0), gid: st.gid.unwrap_or(0), perm: st.perm.unwrap_or(0) },
+    )
+}
+
+/// Drop-relative form of a server path, for messages and [`super::DropEscape`].
+fn rel_of(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+/// Every folder from the root down to `dir` must be a real folder: `lstat` each component
+/// (once per session, remembered in `verified`) and refuse a link with
+/// [`super::DropEscape`]. `Ok(false)`: one is missing (and `create` is false). With `create`,
+/// missing folders are made (mode 0755, less the server's umask).
+///
+/// What SFTPv3 cannot guarantee: there is no `O_NOFOLLOW` and no handle-relative open, so a
+/// folder the warehouse replaces with a link after we checked it is followed by the server
+/// until the next session checks again. On the server the sFTP login's own permissions are
+/// the limit of what can be reached that way.
+fn check_dirs(c: &Conn, root: &Path, dir: &Path, create: bool, verified: &Mutex<HashSet<PathBuf>>) -> io::Result<bool> {
+    let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        if verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&cur) {
+            continue;
+        }
+        let not_dir = |st: &FileStat| match entry_kind(st) {
+            EntryKind::Symlink => escape_error(&rel_of(root, &cur)),
+            k if create => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("sftp: {} exists and is {}, not a folder", cur.display(), k.describe()),
+            ),
+            k => io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("sftp: {} is {}, not a folder", cur.display(), k.describe()),
+            ),
+        };
+        match lstat_opt(c, &cur)? {
+            Some(st) if entry_kind(&st) == EntryKind::Dir => {}
+            Some(st) => return Err(not_dir(&st)),
+            None if !create => return Ok(false),
+            None => {
+                if let Err(e) = c.sftp.mkdir(&cur, 0o755) {
+                    // Someone else may have created it meanwhile; that is fine if it is a folder.
+                    match lstat_opt(c, &cur)? {
+                        Some(st) if entry_kind(&st) == EntryKind::Dir => {}
+                        Some(st) => return Err(not_dir(&st)),
+                        None => return Err(map_err(&e, &format!("mkdir {}", cur.display()))),
+                    }
+                }
+            }
+        }
+        verified.lock().unwrap_or_else(|p| p.into_inner()).insert(cur.clone());
     }
+    Ok(true)
+}
+
+fn not_found(p: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("sftp: {}: no such file", p.display()))
+}
+
+fn not_regular(rel: &str, k: EntryKind) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{rel} is {}, not a regular file; not read", k.describe()))
+}
+
+/// Attributes an sFTP server reports that identify a file's content, for "is this still the
+/// file we looked at": no inode in SFTPv3, so owner, mode, size and mtime.
+fn same_attrs(a: &FileStat, b: &FileStat) -> bool {
+    (a.size, a.mtime, a.uid, a.gid, a.perm) == (b.size, b.mtime, b.uid, b.gid, b.perm)
 }
 
 fn exists_err(path: &Path) -> io::Error {
@@ -650,33 +766,6 @@ fn rename_v3(c: &Conn, from: &Path, to: &Path) -> io::Result<()> {
             Err(err)
         }
     }
-}
-
-fn mkdir_all_in(c: &Conn, root: &Path, target: &Path) -> io::Result<()> {
-    if let Some(st) = lstat_opt(c, target)? {
-        if st.is_dir() {
-            return Ok(());
-        }
-        return Err(exists_err(target));
-    }
-    let rel = target.strip_prefix(root).unwrap_or(target);
-    let mut cur = root.to_path_buf();
-    for comp in rel.components() {
-        cur.push(comp);
-        match lstat_opt(c, &cur)? {
-            Some(st) if st.is_dir() => continue,
-            Some(_) => return Err(exists_err(&cur)),
-            None => {}
-        }
-        if let Err(e) = c.sftp.mkdir(&cur, 0o755) {
-            // Someone else may have created it meanwhile; that is fine.
-            match lstat_opt(c, &cur)? {
-                Some(st) if st.is_dir() => {}
-                _ => return Err(map_err(&e, &format!("mkdir {}", cur.display()))),
-            }
-        }
-    }
-    Ok(())
 }
 
 fn random_suffix() -> String {
@@ -800,7 +889,12 @@ impl Drop for SftpDrop {
 
     fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>> {
         let path = self.resolve(dir)?;
+        let root = PathBuf::from(&self.cfg.root);
+        let verified = self.verified.clone();
         self.retry(|c| {
+            if !check_dirs(c, &root, &path, false, &verified)? {
+                return Ok(Vec::new());
+            }
             let mut handle = match c.sftp.open_mode(&path, OpenFlags::READ, 0, OpenType::Dir) {
                 Ok(h) => h,
                 Err(e) => {
@@ -812,8 +906,8 @@ impl Drop for SftpDrop {
             loop {
                 match handle.readdir() {
                     Ok((p, st)) => {
-                        let name = p.to_string_lossy().into_owned();
-                        if name == "." || name == ".." {
+                        let raw = p.as_os_str().as_bytes();
+                        if raw == b"." || raw == b".." {
                             continue;
                         }
                         // READDIR attributes come from lstat on OpenSSH; servers that omit
@@ -823,7 +917,7 @@ impl Drop for SftpDrop {
                         } else {
                             st
                         };
-                        out.push(entry_of(name, &st));
+                        out.push(entry_of(raw, &st));
                     }
                     // ssh2 reports the end of a listing as a FILE error ("no more files").
                     Err(e) if matches!(e.code(), ErrorCode::SFTP(rc::FX_EOF) | ErrorCode::Session(rc::FILE)) => {
@@ -832,17 +926,17 @@ impl Drop for SftpDrop {
                     Err(e) => return Err(map_err(&e, &format!("list {}", path.display()))),
                 }
             }
-            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out.sort_by(|a, b| a.raw_name.cmp(&b.raw_name));
             Ok(out)
         })
     }
 
     fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>> {
-        let p = self.resolve(path)?;
-        let what = format!("read {}", p.display());
-        let file = self.retry(|c| c.sftp.open(&p).map_err(|e| map_err(&e, &what)))?;
-        let c = self.conn.as_ref().expect("connected after a successful open");
-        Ok(Box::new(SftpReader::new(file, c, what)))
+        self.open_checked(path, None)
+    }
+
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>> {
+        self.open_checked(path, Some(listed))
     }
 
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()> {
@@ -854,17 +948,19 @@ impl Drop for SftpDrop {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {path:?} names no file")));
         }
         // Everything up to here is repeatable; the upload consumes `content` and is not.
+        let verified = self.verified.clone();
         self.retry(|c| {
-            mkdir_all_in(c, &root, &dir)?;
+            check_dirs(c, &root, &dir, true, &verified)?;
             match lstat_opt(c, &target)? {
                 Some(_) => Err(exists_err(&target)),
                 None => Ok(()),
             }
         })?;
         // Dot prefix and .tmp suffix: every poller (ours included) skips it.
-        let tmp = dir.join(format!(".{name}.{}.tmp", random_suffix()));
+        let tmp = dir.join(super::temp_name(&name, &random_suffix()));
+        let mode = self.cfg.file_mode;
         self.once(|c| {
-            let res = upload(c, &tmp, content).and_then(|()| rename_v3(c, &tmp, &target));
+            let res = upload(c, &tmp, content, mode).and_then(|()| rename_v3(c, &tmp, &target));
             match &res {
                 // Best effort. A dead or stalled session cannot clean up (and trying would wait
                 // another op_timeout); the dotted .tmp name stays invisible to pollers.
@@ -882,9 +978,37 @@ impl Drop for SftpDrop {
         let root = PathBuf::from(&self.cfg.root);
         // Repeating after a lost connection is safe: if the first attempt went through, the
         // retry reports NotFound (source gone) or AlreadyExists, never a double move.
+        let verified = self.verified.clone();
         self.retry(|c| {
+            if !check_dirs(c, &root, f.parent().unwrap_or(&root), false, &verified)? {
+                return Err(not_found(&f));
+            }
             if let Some(parent) = t.parent() {
-                mkdir_all_in(c, &root, parent)?;
+                check_dirs(c, &root, parent, true, &verified)?;
+            }
+            if lstat_opt(c, &t)?.is_some() {
+                return Err(exists_err(&t));
+            }
+            rename_v3(c, &f, &t)
+        })
+    }
+
+    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()> {
+        if raw_name.is_empty() || raw_name == b"." || raw_name == b".." || raw_name.contains(&b'/') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an entry name"));
+        }
+        let d = self.resolve(dir)?;
+        let f = d.join(std::ffi::OsStr::from_bytes(raw_name));
+        let t = self.resolve(to)?;
+        let root = PathBuf::from(&self.cfg.root);
+        let verified = self.verified.clone();
+        // SFTP RENAME acts on the name itself: a link is moved, never its target.
+        self.retry(|c| {
+            if !check_dirs(c, &root, &d, false, &verified)? {
+                return Err(not_found(&f));
+            }
+            if let Some(parent) = t.parent() {
+                check_dirs(c, &root, parent, true, &verified)?;
             }
             if lstat_opt(c, &t)?.is_some() {
                 return Err(exists_err(&t));
@@ -895,27 +1019,48 @@ impl Drop for SftpDrop {
 
     fn stat(&mut self, path: &str) -> io::Result<Option<Entry>> {
         let p = self.resolve(path)?;
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.retry(|c| Ok(lstat_opt(c, &p)?.map(|st| entry_of(name.clone(), &st))))
+        let name = p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        let root = PathBuf::from(&self.cfg.root);
+        let verified = self.verified.clone();
+        self.retry(|c| {
+            if !check_dirs(c, &root, p.parent().unwrap_or(&root), false, &verified)? {
+                return Ok(None);
+            }
+            Ok(lstat_opt(c, &p)?.map(|st| entry_of(&name, &st)))
+        })
     }
 
     fn mkdir_all(&mut self, dir: &str) -> io::Result<()> {
         let p = self.resolve(dir)?;
         let root = PathBuf::from(&self.cfg.root);
-        self.retry(|c| mkdir_all_in(c, &root, &p))
+        let verified = self.verified.clone();
+        self.retry(|c| check_dirs(c, &root, &p, true, &verified).map(|_| ()))
     }
 
     fn remove(&mut self, path: &str) -> io::Result<()> {
         let p = self.resolve(path)?;
-        self.retry(|c| c.sftp.unlink(&p).map_err(|e| map_err(&e, &format!("remove {}", p.display()))))
+        let root = PathBuf::from(&self.cfg.root);
+        let verified = self.verified.clone();
+        self.retry(|c| {
+            if !check_dirs(c, &root, p.parent().unwrap_or(&root), false, &verified)? {
+                return Err(not_found(&p));
+            }
+            c.sftp.unlink(&p).map_err(|e| map_err(&e, &format!("remove {}", p.display())))
+        })
     }
 }
 
 /// Write `content` to a new file `tmp` (exclusive create), flush it to the server and close it.
-fn upload(c: &Conn, tmp: &Path, content: &mut dyn Read) -> io::Result<()> {
+fn upload(c: &Conn, tmp: &Path, content: &mut dyn Read, mode: Option<u32>) -> io::Result<()> {
     let what = format!("write {}", tmp.display());
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
-    let mut file = c.sftp.open_mode(tmp, flags, 0o644, OpenType::File).map_err(|e| map_err(&e, &what))?;
+    let perm = mode.unwrap_or(0o644) as i32;
+    let mut file = c.sftp.open_mode(tmp, flags, perm, OpenType::File).map_err(|e| map_err(&e, &what))?;
+    if let Some(m) = mode {
+        // The server's umask applies to the mode given at creation; set it exactly.
+        let st = FileStat { size: None, uid: None, gid: None, perm: Some(m), atime: None, mtime: None };
+        file.setstat(st).map_err(|e| map_err(&e, &format!("set the mode of {}", tmp.display())))?;
+    }
     let mut buf = vec![0u8; IO_BUF];
     loop {
         let n = match content.read(&mut buf) {

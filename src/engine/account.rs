@@ -39,6 +39,10 @@ impl From<LedgerError> for Stop {
 
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
+        // A link below the drop root needs a person (see `drop::DropEscape`).
+        if let Some(esc) = crate::drop::as_escape(&e) {
+            return Stop::Fatal(format!("drop: {esc}"));
+        }
         Stop::Pending(format!("drop: {e}"))
     }
 }
@@ -97,7 +101,7 @@ pub fn open_drop(acct: &Account) -> Result<Box<dyn Drop>, String> {
             if !p.is_dir() {
                 return Err(format!("drop folder {} does not exist or is not a folder", p.display()));
             }
-            Ok(Box::new(LocalDrop::new(p)))
+            Ok(Box::new(LocalDrop::new(p).with_file_mode(acct.file_mode)))
         }
         DropLocation::Sftp { .. } => crate::drop::open_sftp(acct),
     }

@@ -16,7 +16,7 @@
 use super::account::{AccountCtx, Step, Stop};
 use super::settle;
 use super::FileSummary;
-use crate::drop::{check_name, is_ignored_name, Entry};
+use crate::drop::{as_changed, check_name, is_ignored_name, truncate_bytes, Entry, EntryKind, MAX_NAME_BYTES};
 use crate::formats::{self, Kind, Record, Unit};
 use crate::ledger::{FileRow, FileState, FileStep, StoredRecord};
 use crate::reconcile::{Decision, Outcome};
@@ -89,15 +89,42 @@ fn unit_decision(u: &Unit, errs: &[formats::RecordError], key: String) -> Decisi
     Decision::rejected(line, first.map(|e| e.code.as_str()).unwrap_or("invalid"), key, msg)
 }
 
+/// `name`, or `STEM~N.EXT` with the first free `N`; the stem is shortened where needed so
+/// that no name we write exceeds [`MAX_NAME_BYTES`].
 fn unique_name_in(existing: &HashSet<String>, name: &str) -> String {
-    if !existing.contains(name) {
-        return name.to_string();
-    }
     let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        Some(i) if i > 0 && name.len() - i < 64 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
-    (2..).map(|n| format!("{stem}~{n}{ext}")).find(|c| !existing.contains(c)).expect("unbounded")
+    let with = |suffix: &str| {
+        let room = MAX_NAME_BYTES.saturating_sub(ext.len() + suffix.len());
+        format!("{}{suffix}{ext}", truncate_bytes(stem, room))
+    };
+    let first = with("");
+    if !existing.contains(&first) {
+        return first;
+    }
+    (2..).map(|n| with(&format!("~{n}"))).find(|c| !existing.contains(c)).expect("unbounded")
+}
+
+/// A name for an entry the bridge moves aside unread: printable, no separators or `..`, not
+/// hidden, at most 200 bytes (so its result file name fits), never empty.
+fn safe_name(lossy: &str) -> String {
+    let s: String = lossy
+        .chars()
+        .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
+        .collect::<String>()
+        .replace("..", "_");
+    let s = match s.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => s,
+    };
+    let s = truncate_bytes(&s, 200).to_string();
+    if s.is_empty() {
+        "unnamed".into()
+    } else {
+        s
+    }
 }
 
 fn key_of(r: &Record) -> String {
@@ -121,6 +148,12 @@ impl AccountCtx<'_> {
 
     pub async fn inbound(&mut self, kind: Kind) -> Step<()> {
         let dir = self.acct.folders.inbound(kind).to_string();
+        // Today's archive folder is where files go last: a link there must stop the account
+        // before anything is applied, not after.
+        let today = format!("{}/{}", self.acct.folders.archive, chrono::Utc::now().format("%Y-%m-%d"));
+        if self.drop.stat(&today)?.is_some_and(|st| st.kind == EntryKind::Symlink) {
+            return Err(crate::drop::escape_error(&today).into());
+        }
         let mut entries = self.drop.list(&dir)?;
         entries.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
         let names: HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -128,7 +161,15 @@ impl AccountCtx<'_> {
         let markers = self.acct.marker_suffixes.clone();
         let now_ms = settle::millis(std::time::SystemTime::now());
         for e in entries {
-            if !e.is_file || is_ignored_name(&e.name) {
+            // Links, FIFOs, sockets and folders are never read (nor followed): moved aside,
+            // the entry itself, with a result saying what it was.
+            if e.kind != EntryKind::File {
+                let what = e.kind.describe();
+                let msg = format!("{what}, not a regular file; moved aside unread (upload regular files only)");
+                self.refuse_entry(&dir, &e, what, msg)?;
+                continue;
+            }
+            if is_ignored_name(&e.name) {
                 continue;
             }
             if !markers.is_empty() {
@@ -139,8 +180,14 @@ impl AccountCtx<'_> {
                     continue;
                 }
             }
-            if let Err(why) = check_name(&e.name) {
-                self.refuse_name(&dir, &e, why)?;
+            let name_ok = if std::str::from_utf8(&e.raw_name).is_err() {
+                Err("name is not valid UTF-8")
+            } else {
+                check_name(&e.name)
+            };
+            if let Err(why) = name_ok {
+                let msg = format!("file name refused ({why}); rename the file and upload it again");
+                self.refuse_entry(&dir, &e, &format!("file name refused: {why}"), msg)?;
                 continue;
             }
             let path = format!("{dir}/{}", e.name);
@@ -198,31 +245,26 @@ impl AccountCtx<'_> {
         Ok(())
     }
 
-    /// A hostile or unusable name: move it aside under a safe name, with a result saying why.
-    fn refuse_name(&mut self, dir: &str, e: &Entry, why: &str) -> Step<()> {
-        let safe: String = e
-            .name
-            .chars()
-            .map(|c| if c.is_control() || c == '/' || c == '\\' { '_' } else { c })
-            .collect::<String>()
-            .replace("..", "_");
-        let safe: String = safe.chars().take(200).collect();
-        tracing::warn!(account = %self.acct.name, name = ?e.name, "refused file name: {why}");
+    /// An entry the bridge cannot carry through (a hostile or unusable name, or not a regular
+    /// file): move the entry itself aside under a safe name, with a result saying why.
+    fn refuse_entry(&mut self, dir: &str, e: &Entry, why: &str, message: String) -> Step<()> {
+        let safe = safe_name(&e.name);
+        tracing::warn!(account = %self.acct.name, name = ?e.name, "refused {}: {why}", e.kind.describe());
         let rejected_dir = self.acct.folders.rejected.clone();
         let existing: HashSet<String> = self.drop.list(&rejected_dir)?.into_iter().map(|x| x.name).collect();
         let target = format!("{rejected_dir}/{}", unique_name_in(&existing, &safe));
-        let moved = self.drop.rename_no_replace(&format!("{dir}/{}", e.name), &target);
+        let moved = match self.drop.rename_entry(dir, &e.raw_name, &target) {
+            Err(err) if crate::drop::as_escape(&err).is_some() => return Err(err.into()),
+            other => other,
+        };
+        if let Err(err) = &moved {
+            tracing::warn!(account = %self.acct.name, name = ?e.name, "could not move the refused entry aside: {err}");
+        }
         let results_dir = self.acct.folders.results.clone();
         let existing: HashSet<String> = self.drop.list(&results_dir)?.into_iter().map(|x| x.name).collect();
         let rname = unique_name_in(&existing, &format!("{safe}.result.csv"));
         let mut w = ResultWriter::new(Vec::new())?;
-        w.write(&ResultRow {
-            line: 0,
-            key: String::new(),
-            outcome: Outcome::Rejected,
-            remote_id: String::new(),
-            message: format!("file name refused ({why}); rename the file and upload it again"),
-        })?;
+        w.write(&ResultRow { line: 0, key: String::new(), outcome: Outcome::Rejected, remote_id: String::new(), message })?;
         let bytes = w.finish()?;
         if moved.is_ok() {
             self.drop.write_atomic(&format!("{results_dir}/{rname}"), &mut bytes.as_slice())?;
@@ -231,61 +273,88 @@ impl AccountCtx<'_> {
             path: format!("{dir}/{safe}"),
             kind: "unknown".into(),
             state: if moved.is_ok() { "rejected".into() } else { "skipped".into() },
-            message: format!("file name refused: {why}"),
+            message: why.to_string(),
             ..Default::default()
         });
         Ok(())
     }
 
-    fn read_and_parse(&mut self, kind: Kind, path: &str, size: u64, name: &str) -> Step<Parsed> {
+    /// Read and parse the listed file; `None` if it is not the file that was listed any more,
+    /// or changed while it was read (size, mtime or identity differ from the listing): then
+    /// nothing of it counts, whatever `settle_seconds` is, and the next run takes it when it
+    /// stands still.
+    fn read_and_parse(&mut self, kind: Kind, path: &str, listed: &Entry) -> Step<Option<Parsed>> {
+        let (size, name) = (listed.size, listed.name.as_str());
         let opts = self.parse_opts(kind, name);
-        let reader = self.drop.open_read(path)?;
-        let mut h = Hashing { inner: reader, hasher: Sha256::new(), bytes: 0 };
+        let reader = match self.drop.open_listed(path, listed) {
+            Ok(r) => r,
+            Err(e) if as_changed(&e).is_some() => {
+                tracing::warn!(account = %self.acct.name, file = %path, "not read: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut file_rejection = None;
-        if size > opts.max_file_bytes {
-            file_rejection = Some(formats::FileRejection {
-                code: formats::ErrorCode::FileTooLarge,
-                line: None,
-                column: None,
-                message: format!("file is {size} bytes; the limit is {} bytes", opts.max_file_bytes),
-            });
-            io::copy(&mut h, &mut io::sink())?;
-        } else {
-            match formats::parse(kind, &mut h, &opts) {
-                Err(r) => file_rejection = Some(r),
-                Ok(units) => {
-                    let keys = KeyColumns::new(kind, units.header(), &opts);
-                    for u in units {
-                        match u {
-                            Err(r) => {
-                                file_rejection = Some(r);
-                                break;
+        // The reader borrows the drop: its scope ends before the drop is asked again.
+        let (hasher, bytes) = {
+            let mut h = Hashing { inner: reader, hasher: Sha256::new(), bytes: 0 };
+            if size > opts.max_file_bytes {
+                file_rejection = Some(formats::FileRejection {
+                    code: formats::ErrorCode::FileTooLarge,
+                    line: None,
+                    column: None,
+                    message: format!("file is {size} bytes; the limit is {} bytes", opts.max_file_bytes),
+                });
+                io::copy(&mut h, &mut io::sink())?;
+            } else {
+                match formats::parse(kind, &mut h, &opts) {
+                    Err(r) => file_rejection = Some(r),
+                    Ok(units) => {
+                        let keys = KeyColumns::new(kind, units.header(), &opts);
+                        for u in units {
+                            match u {
+                                Err(r) => {
+                                    file_rejection = Some(r);
+                                    break;
+                                }
+                                Ok(u) => match &u.result {
+                                    Ok(rec) => accepted.push(rec.clone()),
+                                    Err(errs) => rejected.push(unit_decision(&u, errs, keys.key(&u))),
+                                },
                             }
-                            Ok(u) => match &u.result {
-                                Ok(rec) => accepted.push(rec.clone()),
-                                Err(errs) => rejected.push(unit_decision(&u, errs, keys.key(&u))),
-                            },
                         }
                     }
                 }
+                // Hash the whole content even if parsing stopped early.
+                io::copy(&mut h, &mut io::sink())?;
             }
-            // Hash the whole content even if parsing stopped early.
-            io::copy(&mut h, &mut io::sink())?;
+            if file_rejection.is_some() {
+                accepted.clear();
+                rejected.clear();
+            }
+            (h.hasher, h.bytes)
+        };
+        let now = self.drop.stat(path)?;
+        if bytes != size || !now.as_ref().is_some_and(|n| n.unchanged_as(listed)) {
+            tracing::info!(account = %self.acct.name, file = %path, "changed while it was read; taken when it stands still");
+            return Ok(None);
         }
-        if file_rejection.is_some() {
-            accepted.clear();
-            rejected.clear();
-        }
-        Ok(Parsed { sha256: hex::encode(h.hasher.finalize()), bytes: h.bytes, accepted, rejected, file_rejection })
+        Ok(Some(Parsed { sha256: hex::encode(hasher.finalize()), bytes, accepted, rejected, file_rejection }))
     }
 
     async fn process_file(&mut self, kind: Kind, path: &str, e: &Entry) -> Step<()> {
         let acct = self.acct.name.clone();
         let mut row = self.ledger.take_file(&acct, kind.as_str(), path, e.size, settle::millis(e.mtime))?;
         if row.step < FileStep::Applied {
-            let parsed = self.read_and_parse(kind, path, e.size, &e.name)?;
+            let Some(parsed) = self.read_and_parse(kind, path, e)? else {
+                // Nothing recorded beyond "taken"; the settle clock starts again.
+                self.ledger.forget_observation(&acct, path)?;
+                let due = settle::millis(std::time::SystemTime::now()) + self.acct.settle.as_millis() as i64;
+                self.report.settle_due_ms = Some(self.report.settle_due_ms.map_or(due, |d| d.min(due)));
+                return Ok(());
+            };
             self.ledger.set_hash(row.id, &parsed.sha256, parsed.bytes)?;
             let (decisions, dup, reject_file, message) = if let Some(r) = &parsed.file_rejection {
                 let d = Decision::rejected(r.line.unwrap_or(0), r.code.as_str(), "", r.message.clone());
@@ -325,11 +394,11 @@ impl AccountCtx<'_> {
             self.ledger.store_outcomes(row.id, &stored, dup, reject_file, message.as_deref())?;
             row = self.ledger.file(row.id)?.ok_or_else(|| Stop::Fatal("ledger row vanished".into()))?;
         }
-        self.finish_outputs(kind, path, row)
+        self.finish_outputs(kind, path, row, e)
     }
 
     /// Steps 2–5: result file, error file, move. Each recognises its own earlier completion.
-    fn finish_outputs(&mut self, kind: Kind, path: &str, mut row: FileRow) -> Step<()> {
+    fn finish_outputs(&mut self, kind: Kind, path: &str, mut row: FileRow, listed: &Entry) -> Step<()> {
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
         let outcomes = self.ledger.outcomes(row.id)?;
         let f = self.acct.folders.clone();
@@ -381,7 +450,10 @@ impl AccountCtx<'_> {
                         p
                     }
                 };
-                let mut tmp = self.render_errors(kind, path, &name, &outcomes)?;
+                let Some(mut tmp) = self.render_errors(kind, path, listed, &outcomes)? else {
+                    // Left in inbound/ at this step; the next run looks at what is there then.
+                    return Ok(());
+                };
                 match self.drop.write_atomic(&target, &mut tmp) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -437,13 +509,22 @@ impl AccountCtx<'_> {
 
     /// Rebuild the error report from the original file and the stored outcomes: streaming, and
     /// the same after a crash as before it.
-    fn render_errors(&mut self, kind: Kind, path: &str, name: &str, outcomes: &[StoredRecord]) -> Step<std::fs::File> {
-        let opts = self.parse_opts(kind, name);
+    /// The original is opened as the listed file (no link followed, same identity), or not at
+    /// all: `None`.
+    fn render_errors(&mut self, kind: Kind, path: &str, listed: &Entry, outcomes: &[StoredRecord]) -> Step<Option<std::fs::File>> {
+        let opts = self.parse_opts(kind, &listed.name);
         let rejected_by_line: HashMap<u64, &StoredRecord> =
             outcomes.iter().filter(|o| o.outcome == "rejected").map(|o| (o.line, o)).collect();
         let mut tmp = tempfile::tempfile()?;
         {
-            let reader = self.drop.open_read(path)?;
+            let reader = match self.drop.open_listed(path, listed) {
+                Ok(r) => r,
+                Err(e) if as_changed(&e).is_some() => {
+                    tracing::warn!(account = %self.acct.name, file = %path, "error file not written: {e}");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let mut buf = io::BufWriter::new(&mut tmp);
             match formats::parse(kind, reader, &opts) {
                 Err(r) => {
@@ -493,7 +574,7 @@ impl AccountCtx<'_> {
             buf.flush()?;
         }
         tmp.rewind()?;
-        Ok(tmp)
+        Ok(Some(tmp))
     }
 }
 
@@ -515,5 +596,23 @@ mod tests {
         assert_eq!(unique_name_in(&existing, "a.csv"), "a~3.csv");
         assert_eq!(unique_name_in(&existing, "b.csv"), "b.csv");
         assert_eq!(unique_name_in(&["noext".to_string()].into(), "noext"), "noext~2");
+    }
+
+    #[test]
+    fn derived_names_never_exceed_255_bytes() {
+        let long = format!("{}.csv.result.csv", "é".repeat(120)); // 255 bytes
+        let existing: HashSet<String> = [long.clone()].into();
+        let n = unique_name_in(&existing, &long);
+        assert!(n.len() <= MAX_NAME_BYTES && n.ends_with("~2.csv") && n != long, "{n}");
+        assert_eq!(unique_name_in(&HashSet::new(), &"x".repeat(300)).len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn safe_names_are_short_visible_and_harmless() {
+        assert_eq!(safe_name("a..b/c\\d\u{7}.csv"), "a_b_c_d_.csv");
+        assert_eq!(safe_name(".git"), "_git");
+        assert_eq!(safe_name(""), "unnamed");
+        let long = safe_name(&"€".repeat(100));
+        assert!(long.len() <= 200 && long.chars().all(|c| c == '€'), "{}", long.len());
     }
 }
