@@ -66,6 +66,9 @@ fn a_ragged_row_names_the_same_column_everywhere() {
     assert!(row("3")["message"].starts_with("line 3 quantity: "), "{result:?}");
     let cols: Vec<(&str, &str)> = errors.iter().map(|e| (e["line"].as_str(), e["column"].as_str())).collect();
     assert_eq!(cols, vec![("2", "extra_1"), ("3", "quantity")]);
+    // The engine's error file keeps the extra value under the column it names.
+    assert_eq!(errors[0].get("extra_1").map(String::as_str), Some("oops"), "{errors:?}");
+    assert_eq!(errors[1].get("extra_1").map(String::as_str), Some(""), "{errors:?}");
     let shown = validate(&[s(&env.path(&format!("archive/{}/r.csv", chrono::Utc::now().format("%Y-%m-%d"))))]);
     assert!(shown.contains("r.csv:2: extra_1: ragged_row") && shown.contains("r.csv:3: quantity: ragged_row"), "{shown}");
 }

@@ -511,10 +511,43 @@ impl AccountCtx<'_> {
     /// the same after a crash as before it.
     /// The original is opened as the listed file (no link followed, same identity), or not at
     /// all: `None`.
+    /// The most values any rejected row has, so the error file's header names every value of a
+    /// ragged row (`extra_1`, …) before the first row is written. A pass of its own: the header
+    /// comes first and the file is streamed; only files with rejections pay for it. `None` when
+    /// the file changed since it was listed.
+    fn widest_rejected_row(
+        &mut self,
+        kind: Kind,
+        path: &str,
+        listed: &Entry,
+        opts: &formats::ParseOptions,
+        rejected_by_line: &HashMap<u64, &StoredRecord>,
+    ) -> Step<Option<usize>> {
+        let reader = match self.drop.open_listed(path, listed) {
+            Ok(r) => r,
+            Err(e) if as_changed(&e).is_some() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(units) = formats::parse(kind, reader, opts) else { return Ok(Some(0)) };
+        let mut widest = 0;
+        for u in units {
+            let Ok(u) = u else { break };
+            let first = u.rows.first().map(|r| r.line).unwrap_or(0);
+            if u.result.is_err() || rejected_by_line.contains_key(&first) {
+                widest = u.rows.iter().map(|r| r.fields.len()).fold(widest, usize::max);
+            }
+        }
+        Ok(Some(widest))
+    }
+
     fn render_errors(&mut self, kind: Kind, path: &str, listed: &Entry, outcomes: &[StoredRecord]) -> Step<Option<std::fs::File>> {
         let opts = self.parse_opts(kind, &listed.name);
         let rejected_by_line: HashMap<u64, &StoredRecord> =
             outcomes.iter().filter(|o| o.outcome == "rejected").map(|o| (o.line, o)).collect();
+        let Some(widest) = self.widest_rejected_row(kind, path, listed, &opts, &rejected_by_line)? else {
+            tracing::warn!(account = %self.acct.name, file = %path, "error file not written: the file changed since it was listed");
+            return Ok(None);
+        };
         let mut tmp = tempfile::tempfile()?;
         {
             let reader = match self.drop.open_listed(path, listed) {
@@ -534,7 +567,7 @@ impl AccountCtx<'_> {
                 }
                 Ok(units) => {
                     let header = units.header().to_vec();
-                    let mut w = ErrorWriter::new(&mut buf, &header)?;
+                    let mut w = ErrorWriter::new(&mut buf, &formats::error_file_header(&header, widest))?;
                     for u in units {
                         let u = match u {
                             Ok(u) => u,
