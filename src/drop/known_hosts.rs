@@ -8,6 +8,10 @@
 //! under `@revoked *` was accepted), no `@revoked`, accepts a key recorded for the bare host
 //! when a non-standard port is used, and gives up on a whole file at its first bad line. A line
 //! we cannot parse is skipped, as OpenSSH skips it.
+//!
+//! One deliberate difference: `ssh` falls back to a key recorded for the bare host when nothing
+//! is recorded for `[host]:port`; we do not (a key trusted for one port's service does not vouch
+//! for another's). `tests/known_hosts_ssh.rs` compares our verdicts with `ssh`'s.
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
