@@ -361,11 +361,16 @@ fn check_file(args: &ValidateArgs, path: &Path, out: &mut impl Write) -> std::io
 }
 
 pub fn run(args: &ValidateArgs) -> i32 {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = super::out::Stdout::lock();
     let mut worst = 0;
     for path in &args.files {
-        let status = match check_file(args, path, &mut out) {
+        let mut checked = if super::out::failed() { check_file(args, path, &mut std::io::sink()) } else { check_file(args, path, &mut out) };
+        if checked.is_err() && super::out::failed() {
+            // Our own output failed, not the file (`main` reports that once): check it again
+            // unprinted, so the exit code is still the file's.
+            checked = check_file(args, path, &mut std::io::sink());
+        }
+        let status = match checked {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{}: {e}", path.display());

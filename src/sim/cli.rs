@@ -1,6 +1,5 @@
 //! `stitch-bridge sim`: run the simulator in the foreground until SIGINT/SIGTERM.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -113,10 +112,9 @@ pub fn run(args: &SimArgs) -> i32 {
                 return 1;
             }
         };
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "listening on {}", handle.base_url());
-        let _ = writeln!(out, "admin token: {}", handle.admin_token());
-        let _ = out.flush();
+        crate::cli::out::line(format_args!("listening on {}", handle.base_url()));
+        crate::cli::out::line(format_args!("admin token: {}", handle.admin_token()));
+        crate::cli::out::flush();
         wait_for_signal().await;
         handle.shutdown().await;
         0
