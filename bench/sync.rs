@@ -158,15 +158,15 @@ fn shipments(latency: u64) {
     println!("shipments: setup: {n} orders downloaded as order files in {:.1} s (no latency)", t.elapsed().as_secs_f64());
     fs::write(tmp.path().join("drop/inbound/shipments/shipments.csv"), file).unwrap();
     let faults = json!({ "latency_ms": latency }).to_string();
-    assert_eq!(common::http_post_json(sim.addr(), "/_admin/faults", &faults).unwrap(), 200, "set latency");
-    assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", "").unwrap(), 204);
+    assert_eq!(common::http_post_json(sim.addr(), "/_admin/faults", sim.admin_token(), &faults).unwrap(), 200, "set latency");
+    assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", sim.admin_token(), "").unwrap(), 204);
 
     let t = Instant::now();
     let report = engine::run_cycle(&cfg, &[], Parts { inbound: true, download: false });
     let wall = t.elapsed();
     check(&report, "shipments cycle");
     let c1 = sim.counters();
-    assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", "").unwrap(), 204);
+    assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", sim.admin_token(), "").unwrap(), 204);
     let t = Instant::now();
     let report2 = engine::run_cycle(&cfg, &[], Parts { inbound: false, download: true });
     let wall2 = t.elapsed();

@@ -108,6 +108,8 @@ struct RawAccount {
     // Alerts
     alert_command: Option<String>,
     alert_url: Option<String>,
+    #[serde(default = "default_alert_timeout")]
+    alert_timeout_seconds: u64,
 }
 
 fn default_settle() -> u64 {
@@ -126,6 +128,9 @@ fn default_concurrency() -> usize {
     8
 }
 fn default_timeout() -> u64 {
+    30
+}
+fn default_alert_timeout() -> u64 {
     30
 }
 fn default_retries() -> u32 {
@@ -296,6 +301,8 @@ pub struct Account {
     pub folders: Folders,
     pub parse: crate::formats::ParseOptions,
     pub alerts: Vec<AlertHook>,
+    /// How long an alert command or POST may take before it is abandoned (the command killed).
+    pub alert_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -467,6 +474,9 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
             ctx(format!("file_mode {m:?} must be an octal mode between 0000 and 0777, e.g. \"0640\""))
         })?),
     };
+    if a.alert_timeout_seconds == 0 {
+        return Err(ctx("alert_timeout_seconds must be > 0".into()));
+    }
     let mut alerts = Vec::new();
     if let Some(c) = &a.alert_command {
         alerts.push(AlertHook::Command(c.clone()));
@@ -518,6 +528,7 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         folders: a.folders,
         parse,
         alerts,
+        alert_timeout: Duration::from_secs(a.alert_timeout_seconds),
     })
 }
 

@@ -76,3 +76,103 @@ fn command_and_url_hear_of_a_rejected_file_and_a_halt() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("[halted]") && text.contains("resume"), "{text}");
 }
+
+/// What a hook's environment holds, from `env -0` written to `path`.
+fn read_env(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("the hook wrote its environment: {e}"));
+    String::from_utf8_lossy(&bytes)
+        .split('\0')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn command_sees_only_a_minimal_environment() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("env.bin");
+    let env = Env::with(base_seed(), &format!("alert_command = \"env -0 > '{}'\"\n", out.display()));
+    env.put("inbound/inventory/no_columns.csv", "name\nWidget\n");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+        .arg("--config")
+        .arg(&env.config_path)
+        .arg("run")
+        .env("ACME_STITCH_TOKEN", "secret-in-the-environment")
+        .env("SIDE_CANARY", "inherited")
+        .env("LANG", "C.UTF-8")
+        .env("STITCH_BRIDGE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(exit::REJECTED));
+    let seen = read_env(&out);
+    assert_eq!(seen.get("STITCH_BRIDGE_ALERT_EVENT").map(String::as_str), Some("file_rejected"), "{seen:?}");
+    assert_eq!(seen.get("STITCH_BRIDGE_ALERT_ACCOUNT").map(String::as_str), Some(ACCOUNT));
+    assert_eq!(seen.get("LANG").map(String::as_str), Some("C.UTF-8"), "LANG is passed on");
+    assert!(seen.contains_key("PATH"), "{seen:?}");
+    assert!(!seen.values().any(|v| v.contains("secret-in-the-environment")), "{seen:?}");
+    // Only what we pass, plus what `sh` sets for itself.
+    let allowed = ["PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_"];
+    let extra: Vec<&String> =
+        seen.keys().filter(|k| !allowed.contains(&k.as_str()) && !k.starts_with("STITCH_BRIDGE_ALERT_")).collect();
+    assert!(extra.is_empty(), "inherited variables reached the hook: {extra:?}");
+}
+
+/// Linux: the process is gone (or a zombie nobody has reaped yet, which no longer runs).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn a_hung_command_is_killed_with_its_children_after_the_timeout() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let pid_file = out_dir.path().join("sleep.pid");
+    // The sleep is a child of `sh`, so killing `sh` alone would leave it running.
+    let extra = format!(
+        "alert_timeout_seconds = 1\nalert_command = \"sleep 1000 & echo $! > '{}'; wait\"\n",
+        pid_file.display()
+    );
+    let env = Env::with(base_seed(), &extra);
+    env.put("inbound/inventory/no_columns.csv", "name\nWidget\n");
+    let started = std::time::Instant::now();
+    let r = env.cycle();
+    let took = started.elapsed();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    assert!(took < Duration::from_secs(15), "the run waited {took:?} for a hook limited to 1 s");
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !process_gone(pid) {
+        if std::time::Instant::now() > deadline {
+            // Do not leave it holding the test runner's stderr open.
+            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("the hook's sleep (pid {pid}) is still running");
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_url_that_never_answers_is_abandoned_after_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Accept and hold every connection, never answering.
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let env = Env::with(base_seed(), &format!("alert_timeout_seconds = 1\nalert_url = \"http://{addr}/hook\"\n"));
+    env.put("inbound/inventory/no_columns.csv", "name\nWidget\n");
+    let started = std::time::Instant::now();
+    let r = env.cycle();
+    let took = started.elapsed();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    assert!(took < Duration::from_secs(15), "the run waited {took:?} for a URL limited to 1 s");
+}

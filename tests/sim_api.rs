@@ -97,6 +97,7 @@ impl Sim {
     async fn admin(&self, path: &str, body: Value) -> StatusCode {
         self.c
             .post(self.url(path))
+            .header(sim::ADMIN_TOKEN_HEADER, self.h.admin_token())
             .json(&body)
             .send()
             .await
@@ -107,6 +108,7 @@ impl Sim {
     async fn counters(&self) -> Counters {
         self.c
             .get(self.url("/_admin/counters"))
+            .header(sim::ADMIN_TOKEN_HEADER, self.h.admin_token())
             .send()
             .await
             .unwrap()
@@ -118,6 +120,7 @@ impl Sim {
     async fn admin_state(&self) -> Value {
         self.c
             .get(self.url("/_admin/state"))
+            .header(sim::ADMIN_TOKEN_HEADER, self.h.admin_token())
             .send()
             .await
             .unwrap()
@@ -221,6 +224,57 @@ async fn token_is_required_and_can_be_revoked() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(s.get(wire::PRODUCTS).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_admin_token_and_json() {
+    let s = sim().await;
+    let token = s.h.admin_token().to_string();
+    assert!(token.len() >= 32, "a random admin token: {token:?}");
+    let body = json!({"token": "taken-over"}).to_string();
+    let post = |t: Option<&str>, ct: &str| {
+        let mut rb = s.c.post(s.url("/_admin/token")).header(reqwest::header::CONTENT_TYPE, ct).body(body.clone());
+        if let Some(t) = t {
+            rb = rb.header(sim::ADMIN_TOKEN_HEADER, t);
+        }
+        rb.send()
+    };
+    let json_ct = "application/json";
+    // No token, a wrong one, the API token, a prefix of the right one: 401, nothing changed.
+    for t in [None, Some("wrong"), Some(TOKEN), Some(&token[..token.len() - 1])] {
+        assert_eq!(post(t, json_ct).await.unwrap().status(), StatusCode::UNAUTHORIZED, "{t:?}");
+    }
+    for path in ["/_admin/state", "/_admin/counters", "/_admin/faults"] {
+        let r = s.c.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let r = s.c.get(s.url(path)).header(sim::ADMIN_TOKEN_HEADER, "wrong").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // What a web page can send without a preflight: the right token cannot be there, and even
+    // with it a text/plain (or form) body is refused.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        assert_eq!(post(Some(&token), ct).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
+    }
+    let r = s.c.post(s.url("/_admin/reset-counters")).header(sim::ADMIN_TOKEN_HEADER, &token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "a POST without a content type");
+    assert_eq!(s.get(wire::PRODUCTS).await.0, StatusCode::OK, "the API token still works");
+    // The right token and JSON: it works.
+    assert_eq!(post(Some(&token), "application/json; charset=utf-8").await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.get(wire::PRODUCTS).await.0, StatusCode::UNAUTHORIZED, "the token was replaced");
+    let r = s.c.get(s.url("/_admin/state")).header(sim::ADMIN_TOKEN_HEADER, &token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_given_admin_token_is_the_one_accepted() {
+    let s = sim_with(SimOptions { token: TOKEN.into(), admin_token: Some("chosen-admin".into()), ..Default::default() }).await;
+    assert_eq!(s.h.admin_token(), "chosen-admin");
+    let r = s.c.get(s.url("/_admin/counters")).header(sim::ADMIN_TOKEN_HEADER, "chosen-admin").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let other = sim().await;
+    assert_ne!(other.h.admin_token(), s.h.admin_token());
+    let r = s.c.get(s.url("/_admin/counters")).header(sim::ADMIN_TOKEN_HEADER, other.h.admin_token()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -91,13 +91,15 @@ pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-/// Minimal HTTP/1.1 POST of a JSON body (admin endpoints of the simulator); returns the status.
-pub fn http_post_json(addr: std::net::SocketAddr, path: &str, body: &str) -> std::io::Result<u16> {
+/// Minimal HTTP/1.1 POST of a JSON body to an admin endpoint of the simulator (`admin_token` in
+/// its header); returns the status.
+pub fn http_post_json(addr: std::net::SocketAddr, path: &str, admin_token: &str, body: &str) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{}: {admin_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        stitch_bridge::sim::ADMIN_TOKEN_HEADER,
         body.len()
     )?;
     let mut answer = String::new();

@@ -22,11 +22,11 @@ fn resume_inner(cli: &Cli, args: &ResumeArgs) -> Result<i32, i32> {
             if let Ok(mut d) = crate::engine::account::open_drop(acct) {
                 let _ = d.remove(&halt::alert_name(&acct.name));
             }
-            println!("account {} resumed; the next run processes its files", acct.name);
+            outln!("account {} resumed; the next run processes its files", acct.name);
             exit::OK
         }
         Ok(false) => {
-            println!("account {} was not halted", acct.name);
+            outln!("account {} was not halted", acct.name);
             exit::OK
         }
         Err(e) => {

@@ -66,7 +66,7 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
             .append_pair("client_id", &args.client_id)
             .append_pair("redirect_uri", &args.redirect_uri)
             .append_pair("state", &format!("{:016x}", rand::random::<u64>()));
-        println!("Open this URL, log in with the Stitch subdomain, username and password, then re-run with --code:\n{url}");
+        outln!("Open this URL, log in with the Stitch subdomain, username and password, then re-run with --code:\n{url}");
         return exit::OK;
     };
     let form = wire::TokenRequest {
@@ -112,6 +112,6 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
         eprintln!("error: cannot store the token in {}: {e}", token_path.display());
         return exit::USAGE;
     }
-    println!("token stored in {} (mode 0600); run `stitch-bridge test {}`", token_path.display(), acct.name);
+    outln!("token stored in {} (mode 0600); run `stitch-bridge test {}`", token_path.display(), acct.name);
     exit::OK
 }

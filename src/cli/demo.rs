@@ -24,7 +24,7 @@ pub struct DemoArgs {
 }
 
 fn step(n: u32, text: &str) {
-    println!("\n== {n}. {text}");
+    outln!("\n== {n}. {text}");
 }
 
 /// Build the warehouse's answer: ship every line of every order file it received.
@@ -80,7 +80,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     let token = format!("demo-{:016x}", rand::random::<u64>());
     let seed: serde_json::Value = serde_json::from_str(SEED)?;
     let sim = sim::start_in_background(SimOptions { token: token.clone(), seed: Some(Seed::Json(seed)), ..Default::default() })?;
-    println!("Stitch simulator listening on {}", sim.base_url());
+    outln!("Stitch simulator listening on {}", sim.base_url());
 
     let drop = dir.join("drop");
     fs::create_dir_all(dir.join("secrets"))?;
@@ -105,25 +105,25 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     step(2, "The warehouse ships what it received and drops a shipments file");
     let (shipments, n) = shipments_for_orders(&drop.join("outbound/orders"))?;
     fs::write(drop.join("inbound/shipments/shipments_2024-03-16.csv"), shipments)?;
-    println!("  shipments for {n} fulfillments written to inbound/shipments/shipments_2024-03-16.csv");
+    outln!("  shipments for {n} fulfillments written to inbound/shipments/shipments_2024-03-16.csv");
     let second = engine::run_cycle(&config, &[], Parts::ALL);
     summarize(&second);
 
     step(3, "Running the same cycle again changes nothing");
     let third = engine::run_cycle(&config, &[], Parts::ALL);
     let writes: u64 = third.accounts.iter().map(|a| a.write_requests).sum();
-    println!("  write requests in the repeat cycle: {writes}");
+    outln!("  write requests in the repeat cycle: {writes}");
 
     let state = sim.snapshot();
     let complete = state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Complete).count();
     let open = state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Open).count();
-    println!("\n== Summary");
-    println!("  Stitch now holds {} products, {} sales orders, {} shipments", state.products.len(), state.orders.len(), state.shipments.len());
-    println!("  fulfillments: {complete} complete, {open} still open");
-    println!("  drop:    {}", drop.display());
-    println!("  results: {}", drop.join("results").display());
-    println!("  errors:  {} (open them in a spreadsheet)", drop.join("errors").display());
-    println!("  config:  {} (the simulator stops when the demo ends)", dir.join("stitch-bridge.toml").display());
+    outln!("\n== Summary");
+    outln!("  Stitch now holds {} products, {} sales orders, {} shipments", state.products.len(), state.orders.len(), state.shipments.len());
+    outln!("  fulfillments: {complete} complete, {open} still open");
+    outln!("  drop:    {}", drop.display());
+    outln!("  results: {}", drop.join("results").display());
+    outln!("  errors:  {} (open them in a spreadsheet)", drop.join("errors").display());
+    outln!("  config:  {} (the simulator stops when the demo ends)", dir.join("stitch-bridge.toml").display());
     let ok = first.accounts.iter().chain(&second.accounts).all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty())
         && complete > 0
         && open == 0

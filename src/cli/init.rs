@@ -45,6 +45,6 @@ pub fn run(cli: &Cli, args: &InitArgs) -> i32 {
             }
         }
     }
-    println!("wrote {}; set STITCH_TOKEN (or token_file) and run `stitch-bridge test`", cli.config.display());
+    outln!("wrote {}; set STITCH_TOKEN (or token_file) and run `stitch-bridge test`", cli.config.display());
     exit::OK
 }

@@ -1,9 +1,20 @@
 //! Command-line entry point: parses arguments and dispatches. Each command lives in its own file.
 
+/// `println!` to stdout without the panic on a closed pipe or a full device; see [`out`].
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::out::line(format_args!($($t)*)) };
+}
+
+/// `print!` to stdout without the panic; see [`out`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::out::text(format_args!($($t)*)) };
+}
+
 pub mod accounts;
 pub mod auth;
 pub mod demo;
 pub mod init;
+pub mod out;
 pub mod run;
 pub mod status;
 pub mod test_cmd;
@@ -165,11 +176,22 @@ fn parse_cli() -> Result<Cli, clap::Error> {
     Ok(cli)
 }
 
+/// Runs the command; output failures are mapped to the exit code here (see [`out::finish`]).
 pub fn main() -> i32 {
+    let code = dispatch();
+    out::finish(code)
+}
+
+fn dispatch() -> i32 {
     let cli = match parse_cli() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
+            // Help and version go to stdout, which may be closed or full.
+            if let Err(w) = e.print() {
+                if !e.use_stderr() {
+                    out::record(w);
+                }
+            }
             return if e.use_stderr() { 2 } else { 0 };
         }
     };

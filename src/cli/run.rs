@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
         p.finish_and_clear();
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         print_report(&report);
     }
@@ -62,9 +62,9 @@ fn progress_spinner(quiet: bool, accounts: usize) -> Option<indicatif::ProgressB
 
 pub fn print_report(report: &RunReport) {
     for a in &report.accounts {
-        println!("account {}:", a.account);
+        outln!("account {}:", a.account);
         for f in &a.files {
-            println!(
+            outln!(
                 "  {:<9} {} ({}): {} accepted, {} rejected{}{}",
                 f.state,
                 f.path,
@@ -75,22 +75,22 @@ pub fn print_report(report: &RunReport) {
                 f.errors.as_deref().map(|r| format!("; errors {r}")).unwrap_or_default(),
             );
             if !f.message.is_empty() {
-                println!("            {}", f.message);
+                outln!("            {}", f.message);
             }
         }
-        println!("  orders sent to the warehouse: {}, cancellations sent: {}", a.orders_sent, a.cancels_sent);
-        println!("  Stitch requests: {} ({} writes)", a.requests, a.write_requests);
+        outln!("  orders sent to the warehouse: {}, cancellations sent: {}", a.orders_sent, a.cancels_sent);
+        outln!("  Stitch requests: {} ({} writes)", a.requests, a.write_requests);
         if let Some(h) = &a.halted {
-            println!("  HALTED: {h}");
+            outln!("  HALTED: {h}");
         }
         for p in &a.pending {
-            println!("  PENDING (will resume next run): {p}");
+            outln!("  PENDING (will resume next run): {p}");
         }
         if let Some(s) = &a.skipped {
-            println!("  skipped: {s}");
+            outln!("  skipped: {s}");
         }
         for p in &a.fatal {
-            println!("  ERROR: {p}");
+            outln!("  ERROR: {p}");
         }
     }
 }

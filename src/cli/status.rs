@@ -66,29 +66,29 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(exit::OK);
     }
     for s in &out {
-        println!("account {}", s.account);
+        outln!("account {}", s.account);
         match &s.halted {
-            Some(h) => println!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
-            None => println!("  active"),
+            Some(h) => outln!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
+            None => outln!("  active"),
         }
         match &s.last_cycle {
-            Some((at, outcome, summary)) => println!("  last cycle: {at} {outcome} ({summary})"),
-            None => println!("  last cycle: never"),
+            Some((at, outcome, summary)) => outln!("  last cycle: {at} {outcome} ({summary})"),
+            None => outln!("  last cycle: never"),
         }
-        println!("  today: {} files archived, {} rejected", s.files_archived_today, s.files_rejected_today);
-        println!("  pending remote writes: {}", s.pending_intents);
-        println!("  fulfillments sent to the warehouse: {} ({} cancelled)", s.fulfillments_sent, s.cancellations);
+        outln!("  today: {} files archived, {} rejected", s.files_archived_today, s.files_rejected_today);
+        outln!("  pending remote writes: {}", s.pending_intents);
+        outln!("  fulfillments sent to the warehouse: {} ({} cancelled)", s.fulfillments_sent, s.cancellations);
         for f in &s.recent_files {
             let state = match f.state {
                 crate::ledger::FileState::Processing => "pending",
                 crate::ledger::FileState::Archived => "archived",
                 crate::ledger::FileState::Rejected => "rejected",
             };
-            println!("    {} {:<8} {} ({} ok, {} rejected)", f.updated_at, state, f.path, f.accepted, f.rejected);
+            outln!("    {} {:<8} {} ({} ok, {} rejected)", f.updated_at, state, f.path, f.accepted, f.rejected);
         }
     }
     Ok(exit::OK)

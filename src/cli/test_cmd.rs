@@ -24,21 +24,21 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
     };
     let mut failed = false;
     for a in config.accounts.iter().filter(|a| args.account.as_ref().is_none_or(|n| n == &a.name)) {
-        println!("account {}:", a.name);
+        outln!("account {}:", a.name);
         // Drop: reachable and writable.
         match account::open_drop(a) {
             Err(e) => {
                 failed = true;
-                println!("  FAIL drop: {e}\n       check the drop setting, the server, and (sFTP) the key and known_hosts");
+                outln!("  FAIL drop: {e}\n       check the drop setting, the server, and (sFTP) the key and known_hosts");
             }
             Ok(mut d) => {
                 let probe = ".stitch-bridge-test.tmp";
                 let r = d.write_atomic(probe, &mut &b"test"[..]).and_then(|_| d.remove(probe));
                 match r {
-                    Ok(()) => println!("  ok   drop {} is reachable and writable", d.describe()),
+                    Ok(()) => outln!("  ok   drop {} is reachable and writable", d.describe()),
                     Err(e) => {
                         failed = true;
-                        println!("  FAIL drop {} is not writable: {e}\n       the bridge must write results, errors and moves there", d.describe());
+                        outln!("  FAIL drop {} is not writable: {e}\n       the bridge must write results, errors and moves there", d.describe());
                     }
                 }
             }
@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
             Ok(t) => t,
             Err(e) => {
                 failed = true;
-                println!("  FAIL token: {e}");
+                outln!("  FAIL token: {e}");
                 continue;
             }
         };
@@ -56,23 +56,23 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
             Ok(c) => c,
             Err(e) => {
                 failed = true;
-                println!("  FAIL client: {e}");
+                outln!("  FAIL client: {e}");
                 continue;
             }
         };
         match rt.block_on(client.probe()) {
-            Ok(()) => println!("  ok   Stitch at {} accepts the token and the integration endpoints are enabled", a.stitch_url),
+            Ok(()) => outln!("  ok   Stitch at {} accepts the token and the integration endpoints are enabled", a.stitch_url),
             Err(ApiError::Halt { kind: HaltKind::Unauthorized, message, .. }) => {
                 failed = true;
-                println!("  FAIL Stitch refused the token (401): {message}\n       do NOT re-authorise (it creates a duplicate channel warehouse); contact Stitch support to restore access");
+                outln!("  FAIL Stitch refused the token (401): {message}\n       do NOT re-authorise (it creates a duplicate channel warehouse); contact Stitch support to restore access");
             }
             Err(ApiError::Halt { kind: HaltKind::Forbidden, message, .. }) => {
                 failed = true;
-                println!("  FAIL integration endpoints unavailable (403): {message}\n       enable Multi-warehousing and Third-Party Stock Control in Stitch: Settings -> General -> Feature Settings;\n       if they are missing from your plan, contact Stitch support");
+                outln!("  FAIL integration endpoints unavailable (403): {message}\n       enable Multi-warehousing and Third-Party Stock Control in Stitch: Settings -> General -> Feature Settings;\n       if they are missing from your plan, contact Stitch support");
             }
             Err(e) => {
                 failed = true;
-                println!("  FAIL cannot talk to Stitch at {}: {e}\n       check stitch_url and the network", a.stitch_url);
+                outln!("  FAIL cannot talk to Stitch at {}: {e}\n       check stitch_url and the network", a.stitch_url);
             }
         }
     }

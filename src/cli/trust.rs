@@ -5,7 +5,7 @@
 use super::Cli;
 use crate::config::DropLocation;
 use crate::drop::known_hosts::{self, HostKeyError};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 /// Exit codes of `trust`.
@@ -65,12 +65,12 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
         }
     };
     let shown = known_hosts::host_pattern(host, *port);
-    println!("{shown} presents a {ktype} host key");
-    println!("  fingerprint: {fp}");
+    outln!("{shown} presents a {ktype} host key");
+    outln!("  fingerprint: {fp}");
     let mut replace = false;
     match known_hosts::verify_host_key(kh, host, *port, &key) {
         Ok(()) => {
-            println!(
+            outln!(
                 "This key is already recorded in {}; nothing to do.",
                 kh.display()
             );
@@ -79,7 +79,7 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
         Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<HostKeyError>()) {
             Some(HostKeyError::Unknown { other_types, .. }) => {
                 if !other_types.is_empty() {
-                    println!(
+                    outln!(
                         "({} also records {} key(s) for this host; they stay.)",
                         kh.display(),
                         other_types.join(", ")
@@ -120,19 +120,19 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
             );
             return exit::REFUSED;
         }
-        print!(
+        out!(
             "Does this fingerprint match the one the warehouse gave you? Type 'yes' to record it: "
         );
-        let _ = std::io::stdout().flush();
+        super::out::flush();
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim() != "yes" {
-            println!("Not recorded.");
+            outln!("Not recorded.");
             return exit::REFUSED;
         }
     }
     if replace {
         match known_hosts::remove_host_key_type(kh, host, *port, &ktype) {
-            Ok(n) => println!("Removed {n} old {ktype} line(s) for {shown}."),
+            Ok(n) => outln!("Removed {n} old {ktype} line(s) for {shown}."),
             Err(e) => {
                 eprintln!("error: cannot update {}: {e}", kh.display());
                 return exit::USAGE;
@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
     }
     match known_hosts::record_host_key(kh, host, *port, &key) {
         Ok(()) => {
-            println!("Recorded {ktype} {fp} for {shown} in {}.", kh.display());
+            outln!("Recorded {ktype} {fp} for {shown} in {}.", kh.display());
             exit::OK
         }
         Err(e) => {

@@ -601,11 +601,21 @@ pub fn run(args: &ValidateArgs, config: &Path) -> i32 {
         Err(code) => return code,
     };
     let check = Check { args, base: &base };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = super::out::Stdout::lock();
     let mut worst = 0;
     for (path, report) in args.files.iter().zip(report_paths(args)) {
-        let status = match check_file(&check, path, report.as_deref(), &mut out) {
+        let report = report.as_deref();
+        let mut checked = if super::out::failed() {
+            check_file(&check, path, report, &mut std::io::sink())
+        } else {
+            check_file(&check, path, report, &mut out)
+        };
+        if checked.is_err() && super::out::failed() {
+            // Our own output failed, not the file (`main` reports that once): check it again
+            // unprinted, so the exit code is still the file's.
+            checked = check_file(&check, path, report, &mut std::io::sink());
+        }
+        let status = match checked {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{}: {e}", path.display());

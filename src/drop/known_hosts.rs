@@ -1,11 +1,21 @@
-//! Host-key verification against an OpenSSH `known_hosts` file.
+//! Host-key verification against an OpenSSH `known_hosts` file, matched as OpenSSH matches it
+//! (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"): comma lists of patterns with `*` and `?`, `!`
+//! negation (a negated match makes the line not match, whatever else matches), `[host]:port`
+//! names for non-standard ports, hashed `|1|salt|hmac` entries, and the `@revoked` and
+//! `@cert-authority` markers.
 //!
-//! libssh2 does the host matching (plain names, comma lists and hashed `|1|salt|hash` entries),
-//! but we classify the result ourselves because `KnownHosts::check_port` also accepts a key
-//! recorded for the bare host when a non-standard port is used, `read_file` gives up on the
-//! whole file at the first line it cannot parse, and `@revoked` markers are not understood.
-//! Wildcard patterns are not supported: such lines never match, which fails safe (refusal).
+//! We match ourselves rather than through libssh2 because libssh2 knows no wildcards (so a key
+//! under `@revoked *` was accepted), no `@revoked`, accepts a key recorded for the bare host
+//! when a non-standard port is used, and gives up on a whole file at its first bad line. A line
+//! we cannot parse is skipped, as OpenSSH skips it.
+//!
+//! One deliberate difference: `ssh` falls back to a key recorded for the bare host when nothing
+//! is recorded for `[host]:port`; we do not (a key trusted for one port's service does not vouch
+//! for another's). `tests/known_hosts_ssh.rs` compares our verdicts with `ssh`'s.
 
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -67,12 +77,7 @@ impl std::error::Error for HostKeyError {}
 
 /// OpenSSH-style fingerprint of a raw public key blob: `SHA256:` + unpadded base64.
 pub fn fingerprint(key: &[u8]) -> String {
-    let digest = Sha256::digest(key);
-    let mut s = base64_encode(&digest);
-    while s.ends_with('=') {
-        s.pop();
-    }
-    format!("SHA256:{s}")
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(key)))
 }
 
 /// The algorithm name embedded at the start of a public key blob (`ssh-ed25519`, ...).
@@ -113,53 +118,177 @@ impl Recorded {
     }
 }
 
-/// Read the keys recorded for `host:port`. A missing file means nothing is recorded.
-pub fn recorded_keys(known_hosts: &Path, host: &str, port: u16) -> io::Result<Recorded> {
-    let text = match fs::File::open(known_hosts) {
+/// What a line says about the key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
+}
+
+/// One usable known_hosts line: marker, host field (patterns or a hashed name) and key blob.
+#[derive(Debug)]
+struct Entry<'a> {
+    marker: Marker,
+    hosts: &'a str,
+    key: Vec<u8>,
+}
+
+/// Parse a line as OpenSSH's `hostkeys_foreach` does; `None` for comments, blank lines, unknown
+/// markers and keys that do not decode (OpenSSH skips those too).
+fn parse_entry(raw: &str) -> Option<Entry<'_>> {
+    let line = raw.trim_start();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (marker, rest) = match line.strip_prefix('@') {
+        Some(marked) => {
+            let (word, rest) = marked.split_once([' ', '\t'])?;
+            let marker = match word {
+                "revoked" => Marker::Revoked,
+                "cert-authority" => Marker::CertAuthority,
+                _ => return None,
+            };
+            (marker, rest)
+        }
+        None => (Marker::None, line),
+    };
+    let mut fields = rest.split_whitespace();
+    let (hosts, key_type, b64) = (fields.next()?, fields.next()?, fields.next()?);
+    let key = STANDARD.decode(b64).ok()?;
+    // The declared type must be the blob's own, as `sshkey_read` insists.
+    (key_type_of(&key).as_deref() == Some(key_type)).then_some(Entry { marker, hosts, key })
+}
+
+/// Outcome of OpenSSH's `match_pattern_list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListMatch {
+    No,
+    Yes,
+    Negated,
+}
+
+/// OpenSSH's `match_pattern_list` with lower-casing: the first negated subpattern that matches
+/// wins; a subpattern of 1023 bytes or more makes the whole list fail, as there.
+fn match_pattern_list(name: &str, list: &str) -> ListMatch {
+    let mut positive = false;
+    for sub in list.split(',') {
+        let (negated, pat) = match sub.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, sub),
+        };
+        if pat.len() >= 1023 {
+            return ListMatch::No;
+        }
+        if match_pattern(name.as_bytes(), pat.to_ascii_lowercase().as_bytes()) {
+            if negated {
+                return ListMatch::Negated;
+            }
+            positive = true;
+        }
+    }
+    if positive {
+        ListMatch::Yes
+    } else {
+        ListMatch::No
+    }
+}
+
+/// `*` (any run, dots included) and `?` (one byte) glob, in O(len * pattern) with the classic
+/// backtrack-to-last-star walk (OpenSSH recurses, which is exponential on many stars).
+fn match_pattern(s: &[u8], p: &[u8]) -> bool {
+    let (mut si, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            si += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// A hashed host field `|1|base64(salt)|base64(HMAC-SHA1(salt, name))` names `name`
+/// (OpenSSH's `host_hash`: the salt must be 20 bytes, the whole field must compare equal).
+fn hashed_matches(field: &str, name: &str) -> bool {
+    let Some((salt64, _)) = field.strip_prefix("|1|").and_then(|r| r.split_once('|')) else {
+        return false;
+    };
+    let Ok(salt) = STANDARD.decode(salt64) else { return false };
+    if salt.len() != 20 {
+        return false;
+    }
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt) else { return false };
+    mac.update(name.as_bytes());
+    let expect = format!("|1|{}|{}", STANDARD.encode(&salt), STANDARD.encode(mac.finalize().into_bytes()));
+    expect == field
+}
+
+/// Does a line's host field name `name` (already `[host]:port` when the port is not 22)?
+fn hosts_match(hosts: &str, name: &str) -> bool {
+    if hosts.starts_with('|') {
+        hashed_matches(hosts, name)
+    } else {
+        match_pattern_list(name, hosts) == ListMatch::Yes
+    }
+}
+
+/// Does the line name `name` itself — hashed, or a literal (wildcard-free, non-negated)
+/// pattern — rather than only through a wildcard that also covers other hosts?
+fn names_literally(hosts: &str, name: &str) -> bool {
+    if hosts.starts_with('|') {
+        return hashed_matches(hosts, name);
+    }
+    hosts_match(hosts, name)
+        && hosts.split(',').any(|p| !p.contains(['*', '?', '!']) && p.eq_ignore_ascii_case(name))
+}
+
+/// The lookup name OpenSSH uses, lower-cased as ssh does with the host it is given.
+fn lookup_name(host: &str, port: u16) -> String {
+    host_pattern(host, port).to_ascii_lowercase()
+}
+
+fn read_known_hosts(known_hosts: &Path) -> io::Result<String> {
+    match fs::File::open(known_hosts) {
         Ok(mut f) => {
             let mut s = String::new();
             f.read_to_string(&mut s)?;
-            s
+            Ok(s)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
-    let pattern = host_pattern(host, port);
-    let session = ssh2::Session::new().map_err(|e| io::Error::other(e.to_string()))?;
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Read the keys recorded for `host:port`. A missing file means nothing is recorded.
+/// `@cert-authority` lines are ignored: we do not accept host certificates.
+pub fn recorded_keys(known_hosts: &Path, host: &str, port: u16) -> io::Result<Recorded> {
+    let text = read_known_hosts(known_hosts)?;
+    Ok(recorded_in(&text, &lookup_name(host, port)))
+}
+
+fn recorded_in(text: &str, name: &str) -> Recorded {
     let mut out = Recorded::default();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for e in text.lines().filter_map(parse_entry) {
+        if !hosts_match(e.hosts, name) {
             continue;
         }
-        let (revoked, rest) = match line.strip_prefix('@') {
-            Some(marked) => match marked.split_once(char::is_whitespace) {
-                Some(("revoked", rest)) => (true, rest.trim_start()),
-                // @cert-authority and unknown markers: we do not use certificates.
-                _ => continue,
-            },
-            None => (false, line),
-        };
-        let mut fields = rest.split_whitespace();
-        let (Some(_hosts), Some(_ktype), Some(b64)) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
-        let Some(key) = base64_decode(b64) else { continue };
-        // One line at a time so an unsupported key type only skips its own line.
-        let Ok(mut kh) = session.known_hosts() else { continue };
-        if kh.read_str(rest, ssh2::KnownHostFileKind::OpenSSH).is_err() {
-            continue;
-        }
-        // `check` (port -1) matches exactly `pattern`, never the bare host for another port.
-        if matches!(kh.check(&pattern, &key), ssh2::CheckResult::Match) {
-            if revoked {
-                out.revoked.push(key);
-            } else {
-                out.trusted.push(key);
-            }
+        match e.marker {
+            Marker::None => out.trusted.push(e.key),
+            Marker::Revoked => out.revoked.push(e.key),
+            Marker::CertAuthority => {}
         }
     }
-    Ok(out)
+    out
 }
 
 /// Accept `key` for `host:port` only if known_hosts records exactly this key. There is no
@@ -223,7 +352,7 @@ pub fn record_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) ->
             prefix = "\n";
         }
     }
-    let line = format!("{prefix}{} {key_type} {}\n", host_pattern(host, port), base64_encode(key));
+    let line = format!("{prefix}{} {key_type} {}\n", host_pattern(host, port), STANDARD.encode(key));
     f.write_all(line.as_bytes())?;
     f.sync_all()
 }
@@ -238,23 +367,15 @@ pub fn remove_host_key_type(known_hosts: &Path, host: &str, port: u16, key_type:
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let pattern = host_pattern(host, port);
-    let session = ssh2::Session::new().map_err(|e| io::Error::other(e.to_string()))?;
+    let name = lookup_name(host, port);
     let mut kept = String::with_capacity(text.len());
     let mut removed = 0;
     for raw in text.lines() {
-        let line = raw.trim();
-        let matches = !line.starts_with('@') && !line.starts_with('#') && {
-            let mut f = line.split_whitespace();
-            match (f.next(), f.next().and(f.next()).and_then(base64_decode)) {
-                (Some(_), Some(key)) if key_type_of(&key).as_deref() == Some(key_type) => {
-                    let mut kh = session.known_hosts().map_err(|e| io::Error::other(e.to_string()))?;
-                    kh.read_str(line, ssh2::KnownHostFileKind::OpenSSH).is_ok()
-                        && matches!(kh.check(&pattern, &key), ssh2::CheckResult::Match)
-                }
-                _ => false,
-            }
-        };
+        let matches = parse_entry(raw).is_some_and(|e| {
+            e.marker == Marker::None
+                && key_type_of(&e.key).as_deref() == Some(key_type)
+                && names_literally(e.hosts, &name)
+        });
         if matches {
             removed += 1;
         } else {
@@ -272,42 +393,6 @@ pub fn remove_host_key_type(known_hosts: &Path, host: &str, port: u16, key_type:
     Ok(removed)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard padded base64 (what known_hosts uses).
-pub(crate) fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&x| x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,14 +401,28 @@ mod tests {
     const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIM0c1gAdyRrTHyEXoHRhlV3zhdrtEOn2O44yRcKttklR";
     const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAICIyRtdTyTmgBvW6W4SdSieOPQYhGO3NPdtr6O9ip4QQ";
 
+    fn base64_decode(s: &str) -> Option<Vec<u8>> {
+        STANDARD.decode(s).ok()
+    }
+
     #[test]
-    fn base64_roundtrip() {
-        for n in 0..10 {
-            let data: Vec<u8> = (0..n).map(|i: u8| i.wrapping_mul(37)).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
-        }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
+    fn patterns_as_openssh_matches_them() {
+        let m = |list: &str, name: &str| match_pattern_list(name, list);
+        assert_eq!(m("*", "[127.0.0.1]:2222"), ListMatch::Yes);
+        assert_eq!(m("127.0.0.?", "127.0.0.1"), ListMatch::Yes);
+        assert_eq!(m("127.0.0.?", "127.0.0.10"), ListMatch::No);
+        assert_eq!(m("127.0.0.?", "[127.0.0.1]:2222"), ListMatch::No);
+        assert_eq!(m("*.example,!foo.example", "foo.example"), ListMatch::Negated);
+        assert_eq!(m("!foo.example,*.example", "bar.example"), ListMatch::Yes);
+        assert_eq!(m("*.EXAMPLE", "a.example"), ListMatch::Yes);
+        assert_eq!(m("a*b*c*d", "axxbxxcxxd"), ListMatch::Yes);
+        assert_eq!(m("a*b*c*d", "axxbxxcxx"), ListMatch::No);
+        assert_eq!(m("**", ""), ListMatch::Yes);
+        assert_eq!(m("", "x"), ListMatch::No);
+        let long = "x".repeat(1023);
+        assert_eq!(m(&format!("*,{long}"), "h"), ListMatch::No, "an over-long subpattern fails the list");
+        // Many stars stay fast (OpenSSH's recursion would not).
+        assert_eq!(m(&format!("{}b", "*a".repeat(40)), &"a".repeat(200)), ListMatch::No);
     }
 
     #[test]

@@ -209,7 +209,7 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
                 tracing::error!(account = %acct.name, "could not write the alert file: {e}");
             }
             cx.report.halted = Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
-            super::alert::fire(&acct.alerts, &acct.name, "halted", &text).await;
+            super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
             "halted".to_string()
         }
         Err(Stop::Pending(why)) => {
@@ -225,7 +225,7 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     };
     for f in cx.report.files.iter().filter(|f| f.state == "rejected") {
         let text = format!("file {} was rejected: {}", f.path, f.message);
-        super::alert::fire(&acct.alerts, &acct.name, "file_rejected", &text).await;
+        super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "file_rejected", &text).await;
     }
     let summary = format!(
         "{} files, {} orders sent, {} cancels sent",

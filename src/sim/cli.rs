@@ -1,6 +1,5 @@
 //! `stitch-bridge sim`: run the simulator in the foreground until SIGINT/SIGTERM.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -15,6 +14,10 @@ pub struct SimArgs {
     /// Token clients must send in the `access_token` header.
     #[arg(long, env = "STITCH_SIM_TOKEN", default_value = "sim-token")]
     pub token: String,
+    /// Token `/_admin/*` requests must send in the `x-admin-token` header; random if not given
+    /// (printed at start).
+    #[arg(long, env = "STITCH_SIM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Seed document (products, bundles, sales orders); used when no state file exists yet.
     #[arg(long)]
     pub seed: Option<PathBuf>,
@@ -53,6 +56,7 @@ impl SimArgs {
         SimOptions {
             listen: self.listen,
             token: self.token.clone(),
+            admin_token: Some(self.admin_token.clone().unwrap_or_else(super::random_admin_token)),
             seed: self.seed.clone().map(Seed::File),
             state_file: self.state.clone(),
             faults: FaultConfig {
@@ -75,8 +79,20 @@ impl SimArgs {
     }
 }
 
-/// Exit codes: 0 after a signal, 1 when the simulator cannot start.
+/// Exit codes: 0 after a signal, 1 when the simulator cannot start. Prints `listening on URL`
+/// and then `admin token: T` on stdout.
 pub fn run(args: &SimArgs) -> i32 {
+    if args.admin_token.as_deref() == Some("") {
+        eprintln!("sim: --admin-token must not be empty");
+        return 1;
+    }
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "sim: warning: listening on {}, which is not a loopback address: anyone who can reach it can \
+             use the simulator and, with the admin token, read and change its tokens",
+            args.listen
+        );
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,9 +112,9 @@ pub fn run(args: &SimArgs) -> i32 {
                 return 1;
             }
         };
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "listening on {}", handle.base_url());
-        let _ = out.flush();
+        crate::cli::out::line(format_args!("listening on {}", handle.base_url()));
+        crate::cli::out::line(format_args!("admin token: {}", handle.admin_token()));
+        crate::cli::out::flush();
         wait_for_signal().await;
         handle.shutdown().await;
         0

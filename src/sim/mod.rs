@@ -4,9 +4,11 @@
 //!
 //! - [`state`]: the account as a pure state machine (release, reservation, lock, shipments).
 //! - [`faults`]: latency, 429/500/502/504, dropped connections, applied-but-lost answers.
-//! - `routes`: API handlers; `admin`: `/_admin/*` (no token, never faulted); [`cli`]: `sim`.
+//! - `routes`: API handlers; `admin`: `/_admin/*` (admin token, never faulted); [`cli`]: `sim`.
 //!
-//! Admin endpoints:
+//! Admin endpoints need the admin token ([`SimOptions::admin_token`], random unless given; see
+//! [`SimHandle::admin_token`]) in the [`ADMIN_TOKEN_HEADER`] header (401 otherwise), and POST
+//! bodies need `Content-Type: application/json` (415 otherwise):
 //! - `GET /_admin/counters` → [`Counters`]; `POST /_admin/reset-counters`.
 //! - `GET /_admin/state` → [`state::SimState`] as JSON (the state file has the same shape).
 //! - `GET|POST /_admin/faults` → read / replace the [`faults::FaultConfig`] (resets its RNG).
@@ -45,6 +47,14 @@ use serde::{Deserialize, Serialize};
 use faults::{FaultConfig, FaultEngine};
 use state::{SeedDoc, SimState};
 
+/// Header that carries the admin token on `/_admin/*` requests.
+pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
+
+/// A fresh random admin token: 32 hex digits (128 bits).
+pub fn random_admin_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
 /// Where seed data comes from; applied only when no state file content was loaded.
 #[derive(Debug, Clone)]
 pub enum Seed {
@@ -70,6 +80,9 @@ pub struct SimOptions {
     pub listen: SocketAddr,
     /// Value the `access_token` header must carry.
     pub token: String,
+    /// Value the [`ADMIN_TOKEN_HEADER`] header must carry on `/_admin/*`; `None`: a random one,
+    /// readable from the handle.
+    pub admin_token: Option<String>,
     pub seed: Option<Seed>,
     /// Loaded at start if it exists; saved atomically after each write and at shutdown.
     pub state_file: Option<PathBuf>,
@@ -83,6 +96,7 @@ impl Default for SimOptions {
         SimOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: "sim-token".into(),
+            admin_token: None,
             seed: None,
             state_file: None,
             faults: FaultConfig::default(),
@@ -124,6 +138,7 @@ pub(crate) struct Shared {
     pub faults: Mutex<FaultEngine>,
     pub runtime: Mutex<Runtime>,
     pub state_file: Option<PathBuf>,
+    pub admin_token: String,
 }
 
 /// Locks a mutex, recovering from poisoning: a panicked handler must not take the simulator down.
@@ -210,6 +225,7 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
             integrations_enabled: opts.integrations_enabled,
         }),
         state_file: opts.state_file.clone(),
+        admin_token: opts.admin_token.clone().unwrap_or_else(random_admin_token),
     });
     shared.persist(&lock(&shared.state));
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -246,6 +262,11 @@ impl SimHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The token `/_admin/*` requests must carry in [`ADMIN_TOKEN_HEADER`].
+    pub fn admin_token(&self) -> &str {
+        &self.shared.admin_token
     }
 
     /// A copy of the whole state (same as `GET /_admin/state`).
@@ -345,6 +366,11 @@ impl BackgroundSim {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The token `/_admin/*` requests must carry in [`ADMIN_TOKEN_HEADER`].
+    pub fn admin_token(&self) -> &str {
+        &self.shared.admin_token
     }
 
     pub fn snapshot(&self) -> SimState {

@@ -147,6 +147,7 @@ impl Env {
         rt.block_on(async {
             let r = reqwest::Client::new()
                 .post(&url)
+                .header(sim::ADMIN_TOKEN_HEADER, self.sim().admin_token())
                 .json(&body)
                 .send()
                 .await
