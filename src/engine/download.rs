@@ -83,7 +83,7 @@ impl AccountCtx<'_> {
                 }
             };
             let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
-            self.write_once(&path, &render::render_order(&f, &items))?;
+            self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
             let set_status = items.iter().all(|li| li.quantity_shipped == 0);

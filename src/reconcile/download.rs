@@ -31,24 +31,35 @@ pub fn cancel_file_name(f: &Fulfillment) -> String {
     format!("cancel_{}_{}.csv", safe_name(&f.order_number), safe_name(&f.id))
 }
 
-/// Spreadsheet-safe cell: formula-looking text is neutralised, as in error files.
-fn cell(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
+/// The order date a warehouse sees: the sales order's own date, to the second, in the partner's
+/// `date_format` when it has one (else RFC 3339 with the order's offset). A fulfillment without
+/// a readable order date falls back to its release time, so the column is never empty.
+pub fn order_date(f: &Fulfillment, date_format: Option<&str>) -> String {
+    use chrono::{DateTime, FixedOffset, SecondsFormat};
+    let when: DateTime<FixedOffset> = f
+        .order_date
+        .as_deref()
+        .and_then(|d| DateTime::parse_from_rfc3339(d.trim()).ok())
+        .unwrap_or_else(|| f.created_at.fixed_offset());
+    match date_format {
+        Some(fmt) => when.format(fmt).to_string(),
+        None => when.to_rfc3339_opts(SecondsFormat::Secs, true),
     }
 }
 
-pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem]) -> Vec<u8> {
+/// Order and cancel files are read by the warehouse's system, not by a spreadsheet: every value
+/// goes out exactly as Stitch holds it (a phone `+1 503…` or an order ref `-12` must come back
+/// unchanged). Quoting is the CSV writer's; formula protection belongs to files for people.
+pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem], date_format: Option<&str>) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(ORDER_COLUMNS);
     let t = &f.ship_to;
-    let o = |x: &Option<String>| cell(x.as_deref().unwrap_or(""));
+    let o = |x: &Option<String>| x.clone().unwrap_or_default();
+    let date = order_date(f, date_format);
     for li in items {
         let row = [
-            cell(&f.order_number),
-            f.created_at.to_rfc3339(),
+            f.order_number.clone(),
+            date.clone(),
             o(&t.name),
             o(&t.company),
             o(&t.address1),
@@ -60,11 +71,11 @@ pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem]) -> Vec<u8> {
             o(&t.phone),
             o(&t.email),
             f.shipping_speed.as_str().to_string(),
-            cell(&li.sku),
+            li.sku.clone(),
             o(&li.name),
             li.quantity.to_string(),
-            cell(&f.id),
-            cell(&li.id),
+            f.id.clone(),
+            li.id.clone(),
         ];
         let _ = w.write_record(&row);
     }
@@ -74,8 +85,8 @@ pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem]) -> Vec<u8> {
 pub fn render_cancel(f: &Fulfillment) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(CANCEL_COLUMNS);
-    let at = f.cancelled_at.map(|d| d.to_rfc3339()).unwrap_or_default();
-    let _ = w.write_record([cell(&f.id), cell(&f.order_number), at]);
+    let at = f.cancelled_at.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+    let _ = w.write_record([f.id.clone(), f.order_number.clone(), at]);
     w.into_inner().unwrap_or_default()
 }
 
@@ -84,26 +95,59 @@ mod tests {
     use super::*;
     use crate::stitch::wire::{FulfillmentState, ShipTo, ShippingSpeed};
 
-    #[test]
-    fn order_file_round_trips_through_the_orders_header_and_is_safe() {
-        let f = Fulfillment {
+    fn fulfillment(order_number: &str, order_date: Option<&str>) -> Fulfillment {
+        Fulfillment {
             id: "F9".into(),
-            order_number: "=HYPERLINK(1)".into(),
+            order_number: order_number.into(),
             order_id: "1".into(),
             status: String::new(),
             shipping_speed: ShippingSpeed::Expedited,
-            created_at: chrono::Utc::now(),
-            ship_to: ShipTo { name: Some("Ann".into()), country: Some("US".into()), ..Default::default() },
+            created_at: "2026-03-04T05:06:07.123456789Z".parse().unwrap(),
+            order_date: order_date.map(String::from),
+            ship_to: ShipTo {
+                name: Some("Ann".into()),
+                country: Some("US".into()),
+                phone: Some("+1 503 555 0100".into()),
+                ..Default::default()
+            },
             state: FulfillmentState::Open,
             cancelled_at: None,
-        };
-        let items = vec![FulfillmentLineItem { id: "L1".into(), sku: "A".into(), name: None, quantity: 2, quantity_shipped: 0 }];
-        let text = String::from_utf8(render_order(&f, &items)).unwrap();
-        let mut r = csv::Reader::from_reader(text.as_bytes());
-        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        }
+    }
+
+    fn rows(bytes: Vec<u8>) -> Vec<csv::StringRecord> {
+        csv::Reader::from_reader(bytes.as_slice()).records().map(|x| x.unwrap()).collect()
+    }
+
+    #[test]
+    fn order_files_carry_values_exactly_and_names_stay_safe() {
+        let f = fulfillment("-12", None);
+        let items = vec![FulfillmentLineItem { id: "L1".into(), sku: "=A".into(), name: None, quantity: 2, quantity_shipped: 0 }];
+        let rows = rows(render_order(&f, &items, None));
         assert_eq!(rows.len(), 1);
-        assert_eq!(&rows[0][0], "'=HYPERLINK(1)");
+        assert_eq!(&rows[0][0], "-12");
+        assert_eq!(&rows[0][10], "+1 503 555 0100");
         assert_eq!(&rows[0][12], "Expedited");
-        assert_eq!(order_file_name(&f), "order__HYPERLINK_1__F9.csv");
+        assert_eq!(&rows[0][13], "=A");
+        assert_eq!(order_file_name(&fulfillment("=HYPERLINK(1)", None)), "order__HYPERLINK_1__F9.csv");
+        let cancel = rows_of_cancel(&Fulfillment { cancelled_at: Some(f.created_at), ..f });
+        assert_eq!((&cancel[0][1], &cancel[0][2]), ("-12", "2026-03-04T05:06:07Z"));
+    }
+
+    fn rows_of_cancel(f: &Fulfillment) -> Vec<csv::StringRecord> {
+        rows(render_cancel(f))
+    }
+
+    #[test]
+    fn order_date_is_the_orders_own_to_the_second() {
+        for (given, format, want) in [
+            (Some("2026-02-01T09:30:15.5-08:00"), None, "2026-02-01T09:30:15-08:00"),
+            (Some("2026-02-01T09:30:15Z"), Some("%m/%d/%Y"), "02/01/2026"),
+            // No (or no readable) order date: the release time, still to the second.
+            (None, None, "2026-03-04T05:06:07Z"),
+            (Some("yesterday"), None, "2026-03-04T05:06:07Z"),
+        ] {
+            assert_eq!(order_date(&fulfillment("O1", given), format), want, "{given:?} {format:?}");
+        }
     }
 }

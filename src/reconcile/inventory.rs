@@ -21,6 +21,9 @@ pub struct PlannedUpsert {
     pub creates: bool,
     /// Stock before, for the result message.
     pub before: Option<i64>,
+    /// Name and barcode before, set only when this write changes them (for the result message).
+    pub before_name: Option<String>,
+    pub before_barcode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,6 +78,8 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
                 upsert: ProductUpsert { sku: r.sku.clone(), name: r.name.clone(), barcode: r.barcode.clone(), stock: target },
                 creates: true,
                 before: None,
+                before_name: None,
+                before_barcode: None,
             }),
             Some(p) => {
                 let name_changed = r.name.is_some() && r.name != p.name;
@@ -92,6 +97,8 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
                         },
                         creates: false,
                         before: Some(p.stock),
+                        before_name: name_changed.then(|| p.name.clone().unwrap_or_default()),
+                        before_barcode: barcode_changed.then(|| p.barcode.clone().unwrap_or_default()),
                     });
                 }
             }
@@ -107,6 +114,8 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
                 upsert: ProductUpsert { sku: p.sku.clone(), name: None, barcode: None, stock: 0 },
                 creates: false,
                 before: Some(p.stock),
+                before_name: None,
+                before_barcode: None,
             });
         }
     }
@@ -135,19 +144,60 @@ fn zero_guard(records: &[InventoryRecord], remote: &HashMap<String, Product>, ma
     })
 }
 
-/// Result message for an applied upsert.
+/// Result message for an applied upsert: what changed, and only that (a name-only change must
+/// not read as a stock change `300 -> 300`).
 pub fn applied_message(p: &PlannedUpsert) -> (Outcome, String) {
-    match (p.creates, p.before) {
-        (true, _) => (Outcome::Created, format!("stock {}", p.upsert.stock)),
-        (false, Some(b)) if p.line == 0 => (Outcome::Updated, format!("not in snapshot: stock {b} -> 0")),
-        (false, Some(b)) => (Outcome::Updated, format!("stock {b} -> {}", p.upsert.stock)),
-        (false, None) => (Outcome::Updated, format!("stock {}", p.upsert.stock)),
+    let (before, after) = (p.before, p.upsert.stock);
+    let mut parts = Vec::new();
+    match before {
+        _ if p.creates => parts.push(format!("stock {after}")),
+        Some(b) if p.line == 0 => parts.push(format!("not in snapshot: stock {b} -> 0")),
+        Some(b) if b != after => parts.push(format!("stock {b} -> {after}")),
+        Some(_) => {}
+        None => parts.push(format!("stock {after}")),
     }
+    let changed = |what: &str, old: &Option<String>, new: &Option<String>| {
+        old.as_ref().map(|o| format!("{what} '{o}' -> '{}'", new.as_deref().unwrap_or("")))
+    };
+    if !p.creates {
+        parts.extend(changed("name", &p.before_name, &p.upsert.name));
+        parts.extend(changed("barcode", &p.before_barcode, &p.upsert.barcode));
+    }
+    if parts.is_empty() {
+        parts.push(format!("stock {after}"));
+    }
+    (if p.creates { Outcome::Created } else { Outcome::Updated }, parts.join("; "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn applied_messages_say_what_changed() {
+        let remote: HashMap<String, Product> = [(
+            "A".to_string(),
+            Product { id: "1".into(), sku: "A".into(), name: Some("Old".into()), barcode: Some("111".into()), stock: 300 },
+        )]
+        .into();
+        let policy = InventoryPolicy { delta: false, zero_missing: false, zero_missing_max_share: 0.2 };
+        let rec = |name: Option<&str>, barcode: Option<&str>, quantity| InventoryRecord {
+            line: 2,
+            sku: "A".into(),
+            quantity,
+            name: name.map(String::from),
+            barcode: barcode.map(String::from),
+        };
+        for (r, want) in [
+            (rec(Some("New"), None, 300), "name 'Old' -> 'New'"),
+            (rec(None, Some("222"), 300), "barcode '111' -> '222'"),
+            (rec(Some("New"), None, 310), "stock 300 -> 310; name 'Old' -> 'New'"),
+            (rec(None, None, 310), "stock 300 -> 310"),
+        ] {
+            let plan = plan(&[r], &remote, policy);
+            assert_eq!(applied_message(&plan.upserts[0]), (Outcome::Updated, want.to_string()));
+        }
+    }
 
     fn rec(line: u64, sku: &str, q: i64) -> InventoryRecord {
         InventoryRecord { line, sku: sku.into(), quantity: q, name: None, barcode: None }

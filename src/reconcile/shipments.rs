@@ -143,6 +143,7 @@ mod tests {
                 status: String::new(),
                 shipping_speed: ShippingSpeed::Standard,
                 created_at: chrono::Utc::now(),
+                order_date: None,
                 ship_to: ShipTo::default(),
                 state,
                 cancelled_at: None,

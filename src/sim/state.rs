@@ -140,6 +140,9 @@ pub struct FulfillmentRec {
     pub status: String,
     pub shipping_speed: ShippingSpeed,
     pub created_at: DateTime<Utc>,
+    /// The order's `order_date` when the fulfillment was released (empty in older state files).
+    #[serde(default)]
+    pub order_date: String,
     /// Listed by the warehouse at least once; locks the order.
     pub acknowledged: bool,
     pub state: FulfillmentState,
@@ -885,6 +888,7 @@ impl SimState {
                 status: String::new(),
                 shipping_speed: o.shipping_speed,
                 created_at: now,
+                order_date: o.order_date.clone(),
                 acknowledged: false,
                 state: FulfillmentState::Open,
                 cancelled_at: None,
@@ -905,6 +909,7 @@ impl SimState {
             status: f.status.clone(),
             shipping_speed: f.shipping_speed,
             created_at: f.created_at,
+            order_date: Some(f.order_date.clone()).filter(|d| !d.is_empty()),
             ship_to: f.ship_to.clone(),
             state: f.state,
             cancelled_at: f.cancelled_at,

@@ -355,7 +355,12 @@ pub struct Fulfillment {
     #[serde(default)]
     pub status: String,
     pub shipping_speed: ShippingSpeed,
+    /// When Stitch released the fulfillment (not the order's date) [doc].
     pub created_at: DateTime<Utc>,
+    /// The sales order's own `order_date` (ISO-8601 with offset), carried on the fulfillment so
+    /// an order file needs no Standard API read per order [ours]. Absent from older answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_date: Option<String>,
     pub ship_to: ShipTo,
     /// Always `open` in the list [ours].
     pub state: FulfillmentState,
