@@ -105,6 +105,25 @@ pub fn open_ledger(config: &crate::config::Config) -> Result<crate::ledger::Ledg
     })
 }
 
+/// Load the configuration for a command that works on accounts (`run`, `watch`, `test`,
+/// `status`): a configuration with no `[[account]]`, or a name it does not have, is a usage
+/// error (exit 2) naming what is wrong, never a silent success.
+pub fn load_accounts<S: AsRef<str>>(path: &std::path::Path, only: &[S]) -> Result<crate::config::Config, i32> {
+    let config = load_config(path)?;
+    if config.accounts.is_empty() {
+        eprintln!("error: {} configures no accounts; add an [[account]] table (`stitch-bridge init` writes an example)", path.display());
+        return Err(crate::engine::exit::USAGE);
+    }
+    for name in only {
+        if config.account(name.as_ref()).is_none() {
+            let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+            eprintln!("error: no account named {:?} in {}; accounts: {}", name.as_ref(), path.display(), known.join(", "));
+            return Err(crate::engine::exit::USAGE);
+        }
+    }
+    Ok(config)
+}
+
 /// Load the configuration or explain why not; exit code 2 on failure.
 pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32> {
     match crate::config::Config::load(path) {

@@ -17,15 +17,10 @@ pub struct RunArgs {
 }
 
 pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
-    let config = match super::load_config(&cli.config) {
+    let config = match super::load_accounts(&cli.config, &args.accounts) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    for a in &args.accounts {
-        if let Err(code) = super::find_account(&config, a) {
-            return code;
-        }
-    }
     let progress = progress_spinner(cli.quiet, config.accounts.len());
     let report = engine::run_cycle(&config, &args.accounts, Parts::ALL);
     if let Some(p) = progress {

@@ -34,10 +34,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
 }
 
 fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
-    let config = super::load_config(&cli.config)?;
-    if let Some(a) = &args.account {
-        super::find_account(&config, a)?;
-    }
+    let config = super::load_accounts(&cli.config, args.account.as_slice())?;
     let ledger = super::open_ledger(&config)?;
     let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
     let mut out = Vec::new();

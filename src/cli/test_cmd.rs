@@ -11,7 +11,7 @@ pub struct TestArgs {
 }
 
 pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
-    let config = match super::load_config(&cli.config) {
+    let config = match super::load_accounts(&cli.config, args.account.as_slice()) {
         Ok(c) => c,
         Err(code) => return code,
     };

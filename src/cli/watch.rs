@@ -24,20 +24,10 @@ pub struct WatchArgs {
 }
 
 pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
-    let config = match super::load_config(&cli.config) {
+    let config = match super::load_accounts(&cli.config, &args.accounts) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    for a in &args.accounts {
-        if config.account(a).is_none() {
-            eprintln!("error: no account named {a:?} in {}", cli.config.display());
-            return engine::exit::USAGE;
-        }
-    }
-    if config.accounts.is_empty() {
-        eprintln!("error: {} configures no accounts", cli.config.display());
-        return engine::exit::USAGE;
-    }
     // Signal handlers go in before any cycle starts, so a signal never kills a cycle midway.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
