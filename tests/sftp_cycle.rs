@@ -178,7 +178,7 @@ fn refusals(srv: &TestServer) {
     assert_refused(
         srv,
         &(key_line(key) + &kh(&empty)),
-        &["not trusted", &fp, "stitch-bridge trust"],
+        &["not trusted", &fp, "`stitch-bridge trust wh`"],
     );
     assert!(!empty.exists(), "no trust on first use");
 
@@ -186,7 +186,7 @@ fn refusals(srv: &TestServer) {
     let changed = srv.scratch().join("kh_changed");
     let other = support::russh_server::stranger_public_blob();
     record_host_key(&changed, "127.0.0.1", srv.port(), &other).unwrap();
-    assert_refused(srv, &(key_line(key) + &kh(&changed)), &["CHANGED", &fp]);
+    assert_refused(srv, &(key_line(key) + &kh(&changed)), &["CHANGED", &fp, "`stitch-bridge trust wh --replace`"]);
 
     // Wrong client key.
     let stranger = support::russh_server::stranger_key(srv.scratch());

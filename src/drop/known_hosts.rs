@@ -35,41 +35,50 @@ pub enum HostKeyError {
     Revoked { host: String, fingerprint: String, known_hosts: PathBuf },
 }
 
-impl fmt::Display for HostKeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl HostKeyError {
+    /// The message with the command that fixes it for `account` (the drop itself does not know
+    /// which account uses it; the engine does, so it asks for this text).
+    pub fn for_account(&self, account: &str) -> String {
+        self.message(account)
+    }
+
+    fn message(&self, account: &str) -> String {
         match self {
             HostKeyError::Unknown { host, key_type, fingerprint, known_hosts, other_types } => {
-                write!(
-                    f,
+                let mut m = format!(
                     "host key of {host} is not trusted: the server presented {key_type} key {fingerprint}, \
                      which is not recorded in {}",
                     known_hosts.display()
-                )?;
+                );
                 if !other_types.is_empty() {
-                    write!(f, " (only {} keys are recorded for this host)", other_types.join(", "))?;
+                    m.push_str(&format!(" (only {} keys are recorded for this host)", other_types.join(", ")));
                 }
-                write!(
-                    f,
+                m.push_str(&format!(
                     ". Confirm this fingerprint with the warehouse out of band, then run \
-                     `stitch-bridge trust ACCOUNT` for the account using this drop"
-                )
+                     `stitch-bridge trust {account}`"
+                ));
+                m
             }
-            HostKeyError::Changed { host, key_type, fingerprint, recorded, known_hosts } => write!(
-                f,
+            HostKeyError::Changed { host, key_type, fingerprint, recorded, known_hosts } => format!(
                 "WARNING: HOST KEY OF {host} HAS CHANGED. The server presented {key_type} key {fingerprint} \
                  but {} records {} for it. Someone may be intercepting the connection \
                  (man-in-the-middle), or the warehouse replaced its server key. Refusing to connect; \
-                 confirm the new key with the warehouse, remove the old line and run \
-                 `stitch-bridge trust ACCOUNT`",
+                 confirm the new key with the warehouse, then run `stitch-bridge trust {account} --replace`",
                 known_hosts.display(),
                 recorded.join(", ")
             ),
-            HostKeyError::Revoked { host, fingerprint, known_hosts } => write!(
-                f,
-                "host key {fingerprint} of {host} is marked @revoked in {}; refusing to connect",
+            HostKeyError::Revoked { host, fingerprint, known_hosts } => format!(
+                "host key {fingerprint} of {host} is marked @revoked in {}; refusing to connect. \
+                 Ask the warehouse for its new server key; once confirmed, run `stitch-bridge trust {account}`",
                 known_hosts.display()
             ),
         }
+    }
+}
+
+impl fmt::Display for HostKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message("ACCOUNT"))
     }
 }
 

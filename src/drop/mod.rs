@@ -34,7 +34,13 @@ pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, St
 /// Open an sFTP drop for an account (host key verified before any credential is sent).
 pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {
     let cfg = sftp_config(acct)?;
-    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Drop>).map_err(|e| e.to_string())
+    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Drop>).map_err(|e| {
+        match e.get_ref().and_then(|i| i.downcast_ref::<known_hosts::HostKeyError>()) {
+            // The advice names this account and the flag that works (`--replace` for a change).
+            Some(hk) => hk.for_account(&acct.name),
+            None => e.to_string(),
+        }
+    })
 }
 
 use std::io::{self, Read};
