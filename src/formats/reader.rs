@@ -212,7 +212,8 @@ impl Row {
 /// caller's thread or, for `RowReader::open_piped`, on a thread of its own.
 struct Framer<R> {
     input: BufReader<LimitedReader<R>>,
-    core: csv_core::Reader,
+    /// Boxed: its DFA tables are large, and framers move between threads.
+    core: Box<csv_core::Reader>,
     tripped: Arc<AtomicBool>,
     max_file_bytes: u64,
     /// A value longer than this in bytes has more than `max_field_len` characters.
@@ -243,10 +244,12 @@ const EXCERPT_BYTES: usize = 64;
 
 impl<R: Read> Framer<R> {
     fn new(input: BufReader<LimitedReader<R>>, tripped: Arc<AtomicBool>, opts: &ParseOptions) -> Self {
-        let core = csv_core::ReaderBuilder::new()
-            .delimiter(opts.delimiter)
-            .terminator(csv_core::Terminator::Any(b'\n'))
-            .build();
+        let core = Box::new(
+            csv_core::ReaderBuilder::new()
+                .delimiter(opts.delimiter)
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
+        );
         // A character is at most 4 bytes, and a CRLF's CR sticks to the last value.
         let max_field_bytes = opts.max_field_len.saturating_mul(4).saturating_add(1).max(1024);
         Framer {
@@ -638,7 +641,7 @@ fn frame_batches<R: Read>(
 /// Where rows come from: framed and decoded here, or by the framing thread.
 enum Source<R> {
     Here {
-        framer: Framer<R>,
+        framer: Box<Framer<R>>,
         record: Record,
         decoder: Decoder,
     },
@@ -738,7 +741,7 @@ impl<R: Read> RowReader<R> {
         let (framer, decoder, header, warnings) = Self::start(kind, input, opts)?;
         let map = decoder.map.clone();
         let record = Record::default();
-        let source = Source::Here { framer, record, decoder };
+        let source = Source::Here { framer: Box::new(framer), record, decoder };
         Ok(Self::reading(source, map, header, warnings, opts))
     }
 
@@ -943,8 +946,11 @@ impl Row {
 mod tests {
     use super::*;
 
-    /// (line, values, error codes with their columns) of every row, read here and piped.
-    fn rows(text: &[u8], opts: &ParseOptions) -> Vec<(u64, Vec<String>, Vec<(String, ErrorCode)>)> {
+    /// A row as the tests see it: line, values, error codes with their columns.
+    type Seen = (u64, Vec<String>, Vec<(String, ErrorCode)>);
+
+    /// Every row, read here and piped.
+    fn rows(text: &[u8], opts: &ParseOptions) -> Vec<Seen> {
         let collect = |mut r: RowReader<std::io::Cursor<Vec<u8>>>| {
             let mut out = Vec::new();
             while let Some(row) = r.next_row() {
