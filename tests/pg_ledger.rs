@@ -197,6 +197,52 @@ fn reopening_migrates_once_and_newer_schemas_are_refused() {
     });
 }
 
+/// Workers sharing one ledger see one id, concurrent first opens included; another ledger (a
+/// recreated database) has another, so a drop marked by the first refuses it.
+#[test]
+fn ledger_id_is_made_once_and_shared_by_every_connection() {
+    on_both("ledger_id_is_made_once_and_shared_by_every_connection", |loc| {
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6).map(|_| s.spawn(|| open(loc).id().unwrap())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|i| *i == ids[0] && i.len() == 32), "{}: one id: {ids:?}", loc.describe());
+        assert_eq!(open(loc).id().unwrap(), ids[0], "kept across reopening");
+        let drop_dir = tempfile::tempdir().unwrap();
+        let mut drop = stitch_bridge::drop::local::LocalDrop::new(drop_dir.path());
+        use stitch_bridge::ledger::marker::{check, Marker};
+        assert_eq!(check(&mut drop, &ids[0]).unwrap(), Marker::Written);
+        assert_eq!(check(&mut drop, &open(loc).id().unwrap()).unwrap(), Marker::Ours, "another worker of the same ledger");
+        let other = match loc {
+            LedgerLocation::Sqlite(p) => LedgerLocation::Sqlite(p.with_file_name("other.sqlite")),
+            LedgerLocation::Postgres { .. } => support_pg::server("other ledger").unwrap().fresh(),
+        };
+        let theirs = open(&other).id().unwrap();
+        assert_ne!(theirs, ids[0]);
+        assert_eq!(check(&mut drop, &theirs).unwrap(), Marker::Foreign(Some(ids[0].clone())), "a second ledger stops");
+    });
+}
+
+/// A ledger of the release before ids (schema 1) gets one on its next open, keeping its data.
+#[test]
+fn ledger_without_an_id_gets_one_on_upgrade() {
+    on_both("ledger_without_an_id_gets_one_on_upgrade", |loc| {
+        open(loc).set_mark("kept", "yes").unwrap();
+        match loc {
+            LedgerLocation::Sqlite(p) => {
+                rusqlite::Connection::open(p).unwrap().execute_batch("DROP TABLE ledger_identity; PRAGMA user_version=1;").unwrap();
+            }
+            LedgerLocation::Postgres { .. } => {
+                let pg = support_pg::server("upgrade").unwrap();
+                pg.connect(loc).batch_execute("DROP TABLE ledger_identity; UPDATE schema_version SET version = 1").unwrap();
+            }
+        }
+        let l = open(loc);
+        assert_eq!(l.id().unwrap().len(), 32, "{}", loc.describe());
+        assert_eq!(l.get_mark("kept").unwrap().as_deref(), Some("yes"), "history kept");
+    });
+}
+
 #[test]
 fn concurrent_claims_have_one_winner() {
     on_both("concurrent_claims_have_one_winner", |loc| {
@@ -227,7 +273,7 @@ fn concurrent_first_opens_migrate_once_on_postgres() {
         }
     });
     let v: i64 = pg.connect(&loc).query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
-    assert_eq!(v, 1);
+    assert_eq!(v, 2);
 }
 
 #[test]

@@ -117,7 +117,9 @@ fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
     drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
     let dropped = Instant::now();
     let result = root.join("results/stock.csv.result.csv");
-    let fast = wait_for(Duration::from_secs(2), || result.exists());
+    // Processed means moved too: the result is written a ledger commit or two before the move.
+    let archived = || tree(&root).contains(&"archive/DATE/stock.csv".to_string());
+    let fast = wait_for(Duration::from_secs(2), || result.exists() && archived());
     assert!(fast, "not processed within 2 s:\n{}", w.log_text());
     eprintln!("processed {:?} after the drop", dropped.elapsed());
     assert!(tree(&root).contains(&"archive/DATE/stock.csv".to_string()));

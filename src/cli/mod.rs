@@ -11,6 +11,7 @@ macro_rules! out {
 }
 
 pub mod accounts;
+pub mod adopt;
 pub mod auth;
 pub mod demo;
 pub mod init;
@@ -73,6 +74,10 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Show an sFTP server's host key fingerprint and, once confirmed, record it in known_hosts.
     Trust(trust::TrustArgs),
+    /// Make the configured ledger serve an account's drop whose marker names another ledger (or
+    /// initialise a ledger file that lost its tables). The next run sends what this ledger has no
+    /// record of sending.
+    Adopt(adopt::AdoptArgs),
 }
 
 fn init_logging(format: LogFormat, quiet: bool, default: &str) {
@@ -231,6 +236,7 @@ fn dispatch() -> i32 {
         Command::Init(args) => init::run(&cli, args),
         Command::Watch(args) => watch::run(&cli, args),
         Command::Trust(args) => trust::run(&cli, args),
+        Command::Adopt(args) => adopt::run(&cli, args),
     }
 }
 

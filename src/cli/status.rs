@@ -20,6 +20,8 @@ pub struct StatusArgs {
 struct AccountStatus {
     account: String,
     halted: Option<crate::ledger::Halt>,
+    /// Why the last cycle stopped before doing anything (the drop names another ledger).
+    stopped: Option<String>,
     last_cycle: Option<(String, String, String)>,
     files_archived_today: i64,
     files_rejected_today: i64,
@@ -42,10 +44,16 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         let st = (|| -> crate::ledger::Result<AccountStatus> {
             let (archived, rejected) = ledger.file_counts_since(&a.name, &today)?;
             let (sent, cancelled) = ledger.count_sent_fulfillments(&a.name)?;
+            let last_cycle = ledger.last_cycle(&a.name)?;
+            let stopped = last_cycle
+                .as_ref()
+                .filter(|(_, outcome, _)| outcome == crate::engine::account::LEDGER_MISMATCH)
+                .map(|(_, _, why)| why.clone());
             Ok(AccountStatus {
                 account: a.name.clone(),
                 halted: ledger.halted(&a.name)?,
-                last_cycle: ledger.last_cycle(&a.name)?,
+                stopped,
+                last_cycle,
                 files_archived_today: archived,
                 files_rejected_today: rejected,
                 pending_intents: ledger.count_intents(&a.name, "pending")?,
@@ -70,7 +78,11 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         outln!("account {}", s.account);
         match &s.halted {
             Some(h) => outln!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
-            None => outln!("  active"),
+            None if s.stopped.is_none() => outln!("  active"),
+            None => {}
+        }
+        if let Some(why) = &s.stopped {
+            outln!("  STOPPED: {why}");
         }
         match &s.last_cycle {
             Some((at, outcome, summary)) => outln!("  last cycle: {at} {outcome} ({summary})"),

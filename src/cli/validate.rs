@@ -114,7 +114,8 @@ fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(file);
+        // Sniffing needs the header only: a file that is one huge line is not read whole here.
+        .from_reader(std::io::Read::take(file, 1 << 20));
     let mut rec = csv::ByteRecord::new();
     while rdr.read_byte_record(&mut rec).ok()? {
         if rec.iter().any(|f| !f.iter().all(u8::is_ascii_whitespace)) {

@@ -18,6 +18,9 @@ pub enum Stop {
     Pending(String),
     /// Needs an operator (ledger unusable, secrets missing).
     Fatal(String),
+    /// The drop is served by another ledger (its marker names another id): nothing was done.
+    /// Needs an operator like `Fatal` (exit 2), until `stitch-bridge adopt ACCOUNT`.
+    LedgerMismatch(String),
 }
 
 impl From<ApiError> for Stop {
@@ -197,8 +200,16 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     let result = cx.run(parts).await;
     cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);
+    // A stop for a foreign ledger is recorded with its reason, which `status` shows.
+    let mut stopped_why = None;
     let outcome = match result {
         Ok(()) => "ok".to_string(),
+        Err(Stop::LedgerMismatch(why)) => {
+            tracing::error!(account = %acct.name, "{why}");
+            cx.report.fatal.push(why.clone());
+            stopped_why = Some(why);
+            LEDGER_MISMATCH.to_string()
+        }
         Err(Stop::Halt { kind, status, message }) => {
             let text = halt::alert_text(&acct.name, kind, status, &message);
             tracing::error!(account = %acct.name, status, "account halted: {message}");
@@ -227,12 +238,9 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
         let text = format!("file {} was rejected: {}", f.path, f.message);
         super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "file_rejected", &text).await;
     }
-    let summary = format!(
-        "{} files, {} orders sent, {} cancels sent",
-        cx.report.files.len(),
-        cx.report.orders_sent,
-        cx.report.cancels_sent
-    );
+    let summary = stopped_why.unwrap_or_else(|| {
+        format!("{} files, {} orders sent, {} cancels sent", cx.report.files.len(), cx.report.orders_sent, cx.report.cancels_sent)
+    });
     let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
     let now_ms = chrono::Utc::now().timestamp_millis();
     let oldest = cx.ledger.oldest_waiting_ms(&acct.name).ok().flatten().map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
@@ -240,8 +248,13 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     (cx.report, cx.ledger)
 }
 
+/// The outcome recorded for a cycle stopped by [`Stop::LedgerMismatch`].
+pub const LEDGER_MISMATCH: &str = "ledger_mismatch";
+
 impl AccountCtx<'_> {
     async fn run(&mut self, parts: Parts) -> Step<()> {
+        // Before any drop write, move or remote write: is this the drop's ledger?
+        self.check_marker()?;
         self.ensure_layout()?;
         self.sweep_temp_files();
         self.resolve_pending().await?;
@@ -256,6 +269,38 @@ impl AccountCtx<'_> {
             self.download_cancels().await?;
         }
         Ok(())
+    }
+
+    /// Compare the drop's marker with this ledger's id; write it on a drop that has none (fresh
+    /// install, or an upgrade from a release without markers: no operator action either way).
+    fn check_marker(&mut self) -> Step<()> {
+        use crate::ledger::marker::{self, Marker};
+        let ours = self.ledger.id()?;
+        match marker::check(self.drop.as_mut(), &ours)? {
+            Marker::Ours => Ok(()),
+            Marker::Written => {
+                let history = self.ledger.has_history(&self.acct.name)?;
+                tracing::info!(
+                    account = %self.acct.name,
+                    ledger_id = %ours,
+                    "drop marker {} written ({})",
+                    marker::MARKER_NAME,
+                    if history { "a ledger with history, from a release without markers" } else { "first cycle of this ledger" }
+                );
+                Ok(())
+            }
+            Marker::Foreign(theirs) => Err(Stop::LedgerMismatch(format!(
+                "the drop {} is served by another ledger: its marker {} names {}, but this ledger ({}) is {ours}. \
+                 Nothing was done: a replaced or recreated ledger would send orders the other one already sent. \
+                 Point this account at the ledger that serves the drop, or, if this ledger is meant to take over, \
+                 run `stitch-bridge adopt {}`",
+                self.drop.describe(),
+                marker::MARKER_NAME,
+                theirs.map_or_else(|| "no ledger id this version can read".to_string(), |t| format!("ledger {t}")),
+                self.ledger.location(),
+                self.acct.name
+            ))),
+        }
     }
 
     fn ensure_layout(&mut self) -> Step<()> {

@@ -1,6 +1,9 @@
 //! Streaming row reader: CSV framing, encoding checks, limits and physical line numbers.
 //!
-//! Reads one `ByteRecord` at a time so memory stays flat whatever the file size.
+//! Reads one record at a time so memory stays flat whatever the file size. Framing is csv-core's,
+//! driven here rather than through `csv::Reader`, whose records grow without limit: a record
+//! whose value passes what `max_field_len` allows is not held, only skipped to its end and
+//! reported (`field_too_long`, with line, column and a short excerpt).
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +140,60 @@ impl<R: Read> Read for LimitedReader<R> {
     }
 }
 
+/// One framed record: its bytes and where each value ends (like `csv::ByteRecord`), filled by
+/// [`Framer`] within its bounds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Record {
+    /// Output buffer for csv-core: only the first `ends[len - 1]` bytes are the record.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    len: usize,
+    /// Set when the record passed a bound: the values before the offending one are kept.
+    overflow: Option<Overflow>,
+}
+
+/// Where a record passed the framer's bounds, and by how much.
+#[derive(Debug, Clone, Default)]
+struct Overflow {
+    /// Index of the value that was too long (or of the first value past `max_fields`).
+    field: usize,
+    /// More values than any header could explain (rather than one value too long).
+    too_many_fields: bool,
+    /// The row as a whole passed its bound, not this value alone.
+    whole_row: bool,
+    /// Start of the offending value in the record's output (csv-core counts on across calls).
+    start: usize,
+    /// Its length in bytes once known (it ended), else the bytes seen of it so far.
+    field_bytes: u64,
+    field_done: bool,
+    /// The value's first bytes, for the message.
+    excerpt: Vec<u8>,
+    /// Newlines inside the skipped part (line numbering and the unterminated-quote check).
+    newlines: u64,
+}
+
+impl Record {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len.checked_sub(1).map_or(0, |i| self.ends[i])]
+    }
+
+    pub fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        if i >= self.len {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(start..self.ends[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len).filter_map(move |i| self.range(i).map(|r| &self.bytes[r]))
+    }
+}
+
 /// One data row, decoded, with its row-level problems (encoding, raggedness, length).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Row {
@@ -154,38 +211,85 @@ impl Row {
 /// CSV framing: bytes to records, each with the physical line it starts on. Runs on the
 /// caller's thread or, for `RowReader::open_piped`, on a thread of its own.
 struct Framer<R> {
-    csv: csv::Reader<BufReader<LimitedReader<R>>>,
+    input: BufReader<LimitedReader<R>>,
+    /// Boxed: its DFA tables are large, and framers move between threads.
+    core: Box<csv_core::Reader>,
     tripped: Arc<AtomicBool>,
     max_file_bytes: u64,
+    /// A value longer than this in bytes has more than `max_field_len` characters.
+    max_field_bytes: usize,
+    /// No record keeps more bytes or values than this; the rest of it is skipped.
+    max_record_bytes: usize,
+    max_fields: usize,
+    /// Where skipped bytes and value ends go (never grown).
+    scratch: Vec<u8>,
+    scratch_ends: Vec<usize>,
+    eof: bool,
 }
 
-/// Newlines inside the values of `record`.
-fn embedded_newlines(record: &csv::ByteRecord) -> u64 {
+/// Newlines inside the values of `record`, skipped ones included.
+fn embedded_newlines(record: &Record) -> u64 {
     let s = record.as_slice();
+    let skipped = record.overflow.as_ref().map_or(0, |o| o.newlines);
     // Most records have none: one vectorised scan says so.
     if memchr::memchr(b'\n', s).is_none() {
-        0
+        skipped
     } else {
-        memchr::memchr_iter(b'\n', s).count() as u64
+        memchr::memchr_iter(b'\n', s).count() as u64 + skipped
     }
 }
 
+/// Bytes of an over-long value kept for its message.
+const EXCERPT_BYTES: usize = 64;
+
 impl<R: Read> Framer<R> {
+    fn new(input: BufReader<LimitedReader<R>>, tripped: Arc<AtomicBool>, opts: &ParseOptions) -> Self {
+        let core = Box::new(
+            csv_core::ReaderBuilder::new()
+                .delimiter(opts.delimiter)
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
+        );
+        // A character is at most 4 bytes, and a CRLF's CR sticks to the last value.
+        let max_field_bytes = opts.max_field_len.saturating_mul(4).saturating_add(1).max(1024);
+        Framer {
+            input,
+            core,
+            tripped,
+            max_file_bytes: opts.max_file_bytes,
+            max_field_bytes,
+            // The header's bounds: wide headers are fine, huge cells are not.
+            max_record_bytes: max_field_bytes.saturating_mul(64),
+            max_fields: 1 << 16,
+            scratch: vec![0; 64 * 1024],
+            scratch_ends: vec![0; 256],
+            eof: false,
+        }
+    }
+
+    /// Once the header is known: room for every column at its longest (up to 16 MiB a row),
+    /// and then some.
+    fn bound_to(&mut self, columns: usize) {
+        self.max_fields = columns.saturating_mul(2).saturating_add(64);
+        let cap = (16usize << 20).max(self.max_field_bytes.saturating_mul(2));
+        self.max_record_bytes = self.max_field_bytes.saturating_mul(columns.saturating_add(2)).min(cap);
+    }
+
     /// Reads the next non-blank record into `record`; its line, or `None` at the end.
-    fn next(&mut self, record: &mut csv::ByteRecord) -> Result<Option<u64>, FileRejection> {
+    fn next(&mut self, record: &mut Record) -> Result<Option<u64>, FileRejection> {
         loop {
-            let before = self.csv.position().line();
+            let before = self.core.line();
             let more = self.read_record(record)?;
             if !more {
                 return Ok(None);
             }
             let embedded = embedded_newlines(record);
-            let line = self.line(record, embedded);
+            let line = self.line(before, embedded);
             // Every record ends with a newline (`LimitedReader` supplies a last one). A record
             // whose newlines are all inside its values ended at the end of the input inside an
             // open quote: it has swallowed the rest of the file. Refuse rather than silently lose
             // those lines.
-            if self.csv.position().line().saturating_sub(before) == embedded {
+            if self.core.line().saturating_sub(before) == embedded {
                 let swallowed = embedded.saturating_sub(1);
                 return Err(FileRejection::new(
                     ErrorCode::UnterminatedQuote,
@@ -198,7 +302,7 @@ impl<R: Read> Framer<R> {
                     ),
                 ));
             }
-            if !is_blank(record) {
+            if record.overflow.is_some() || !is_blank(record) {
                 return Ok(Some(line));
             }
         }
@@ -207,33 +311,106 @@ impl<R: Read> Framer<R> {
     /// Physical line where the record just read starts. Every record ends with a consumed `\n`, so
     /// the newlines seen so far, minus those inside the record's quoted fields, minus its own
     /// terminator, are exactly the lines before it (skipped blank lines included).
-    fn line(&self, record: &csv::ByteRecord, embedded: u64) -> u64 {
-        let seen = self.csv.position().line(); // 1 + newlines consumed
+    fn line(&self, before: u64, embedded: u64) -> u64 {
+        let seen = self.core.line(); // 1 + newlines consumed
         let computed = seen.saturating_sub(embedded).saturating_sub(1);
         // A quote left open at end of file leaves the record without a terminator; the record
         // still cannot start before the line after the previous one.
-        let floor = record.position().map(|p| p.line()).unwrap_or(1);
-        computed.max(floor).max(1)
+        computed.max(before).max(1)
     }
 
-    /// Reads the next CSV record, mapping I/O failures to a file rejection.
-    fn read_record(&mut self, record: &mut csv::ByteRecord) -> Result<bool, FileRejection> {
-        self.csv.read_byte_record(record).map_err(|e| {
-            let line = e.position().map(|p| p.line());
-            if self.tripped.load(Ordering::Relaxed) {
-                FileRejection::new(
-                    ErrorCode::FileTooLarge,
-                    line,
-                    format!("the file is larger than the limit of {} bytes", self.max_file_bytes),
-                )
-            } else {
-                FileRejection::new(
-                    ErrorCode::ReadError,
-                    line,
-                    format!("the file could not be read: {e}"),
-                )
+    fn io_error(&self, e: io::Error) -> FileRejection {
+        let line = Some(self.core.line());
+        if self.tripped.load(Ordering::Relaxed) {
+            FileRejection::new(ErrorCode::FileTooLarge, line, format!("the file is larger than the limit of {} bytes", self.max_file_bytes))
+        } else {
+            FileRejection::new(ErrorCode::ReadError, line, format!("the file could not be read: {e}"))
+        }
+    }
+
+    /// Reads the next CSV record (as `csv::Reader::read_byte_record` does, within bounds);
+    /// `false` at the end.
+    fn read_record(&mut self, rec: &mut Record) -> Result<bool, FileRejection> {
+        use csv_core::ReadRecordResult as R;
+        rec.len = 0;
+        rec.overflow = None;
+        if self.eof {
+            return Ok(false);
+        }
+        if rec.bytes.is_empty() {
+            rec.bytes.resize(1024, 0);
+        }
+        if rec.ends.is_empty() {
+            rec.ends.resize(32, 0);
+        }
+        let (mut outlen, mut endlen) = (0, 0);
+        loop {
+            let input = match self.input.fill_buf() {
+                Ok(i) => i,
+                Err(e) => return Err(self.io_error(e)),
+            };
+            let res = match &mut rec.overflow {
+                None => {
+                    let (res, nin, nout, nend) = self.core.read_record(input, &mut rec.bytes[outlen..], &mut rec.ends[endlen..]);
+                    self.input.consume(nin);
+                    outlen += nout;
+                    endlen += nend;
+                    res
+                }
+                Some(o) => {
+                    let (res, nin, nout, nend) = self.core.read_record(input, &mut self.scratch, &mut self.scratch_ends);
+                    self.input.consume(nin);
+                    o.newlines += memchr::memchr_iter(b'\n', &self.scratch[..nout]).count() as u64;
+                    if !o.field_done {
+                        if nend > 0 {
+                            o.field_done = true;
+                            o.field_bytes = self.scratch_ends[0].saturating_sub(o.start) as u64;
+                        } else {
+                            o.field_bytes += nout as u64;
+                        }
+                    }
+                    if matches!(res, R::OutputFull | R::OutputEndsFull) {
+                        continue;
+                    }
+                    res
+                }
+            };
+            match res {
+                R::InputEmpty => {}
+                R::OutputFull => {
+                    let start = if endlen == 0 { 0 } else { rec.ends[endlen - 1] };
+                    if outlen - start >= self.max_field_bytes || outlen >= self.max_record_bytes {
+                        let excerpt = rec.bytes[start..outlen.min(start + EXCERPT_BYTES)].to_vec();
+                        let newlines = memchr::memchr_iter(b'\n', &rec.bytes[start..outlen]).count() as u64;
+                        let field_bytes = (outlen - start) as u64;
+                        let whole_row = outlen - start < self.max_field_bytes;
+                        rec.overflow = Some(Overflow { field: endlen, start, field_bytes, excerpt, newlines, whole_row, ..Default::default() });
+                    } else {
+                        let n = rec.bytes.len().saturating_mul(2).min(self.max_record_bytes);
+                        rec.bytes.resize(n, 0);
+                    }
+                }
+                R::OutputEndsFull => {
+                    if endlen >= self.max_fields {
+                        let start = rec.ends[endlen - 1];
+                        let newlines = memchr::memchr_iter(b'\n', &rec.bytes[start..outlen]).count() as u64;
+                        rec.overflow =
+                            Some(Overflow { field: endlen, too_many_fields: true, start, field_done: true, newlines, ..Default::default() });
+                    } else {
+                        let n = rec.ends.len().saturating_mul(2).min(self.max_fields);
+                        rec.ends.resize(n, 0);
+                    }
+                }
+                R::Record => {
+                    rec.len = endlen;
+                    return Ok(true);
+                }
+                R::End => {
+                    self.eof = true;
+                    return Ok(false);
+                }
             }
-        })
+        }
     }
 }
 
@@ -264,7 +441,7 @@ struct Decoder {
 
 impl Decoder {
     /// Fills `row` from `record` (starting on `line`), reusing its buffers.
-    fn fill(&self, record: &csv::ByteRecord, line: u64, row: &mut Row) {
+    fn fill(&self, record: &Record, line: u64, row: &mut Row) {
         row.raw.line = line;
         row.errors.clear();
         let fields_out = &mut row.raw.fields;
@@ -272,6 +449,11 @@ impl Decoder {
         let whole = decode(record.as_slice());
         if !whole.is_some_and(|w| fields_out.fill_from(w, record)) {
             self.decode_each(record, line, &mut row.errors, fields_out);
+        }
+        if let Some(o) = &record.overflow {
+            // Only the values before the offending one were kept: nothing else to check.
+            row.errors.push(self.overflow_error(o, line));
+            return;
         }
         // A value can only be too long if the whole row is.
         if fields_out.total_len() > self.max_field_len {
@@ -306,11 +488,55 @@ impl Decoder {
         }
     }
 
+    /// The error for a record the framer did not keep whole: a short excerpt and the size,
+    /// never the value.
+    fn overflow_error(&self, o: &Overflow, line: u64) -> RecordError {
+        if o.too_many_fields {
+            return RecordError::new(
+                line,
+                "",
+                ErrorCode::RaggedRow,
+                format!(
+                    "this row has more than {} values but the header has {} columns (check for an unquoted delimiter); the rest of the row was skipped",
+                    o.field, self.columns
+                ),
+            );
+        }
+        let name = self.map.field_name(o.field);
+        let size = crate::report::human_size(o.field_bytes);
+        if o.whole_row {
+            return RecordError::new(
+                line,
+                name,
+                ErrorCode::FieldTooLong,
+                format!(
+                    "this row is too long: its values up to {} pass what {} values of {} characters can take; the rest of the row was skipped",
+                    if name.is_empty() { "this one" } else { name },
+                    self.columns,
+                    self.max_field_len
+                ),
+            );
+        }
+        RecordError::new(
+            line,
+            name,
+            ErrorCode::FieldTooLong,
+            format!(
+                "{} is longer than {} characters ({}{}, starting '{}'); the rest of the row was skipped",
+                if name.is_empty() { "a value" } else { name },
+                self.max_field_len,
+                if o.field_done { "" } else { "at least " },
+                size,
+                shown(&String::from_utf8_lossy(&o.excerpt))
+            ),
+        )
+    }
+
     /// A row with bytes that are not UTF-8: each value is checked alone, and a bad one is
     /// reported and kept with U+FFFD in place of the bad bytes.
     fn decode_each(
         &self,
-        record: &csv::ByteRecord,
+        record: &Record,
         line: u64,
         errors: &mut Vec<RecordError>,
         out: &mut Fields,
@@ -380,7 +606,7 @@ fn frame_batches<R: Read>(
     full: std::sync::mpsc::SyncSender<Batch>,
     empty: std::sync::mpsc::Receiver<Batch>,
 ) {
-    let mut record = csv::ByteRecord::new();
+    let mut record = Record::default();
     loop {
         let mut batch = empty.try_recv().unwrap_or_default();
         batch.len = 0;
@@ -415,8 +641,8 @@ fn frame_batches<R: Read>(
 /// Where rows come from: framed and decoded here, or by the framing thread.
 enum Source<R> {
     Here {
-        framer: Framer<R>,
-        record: csv::ByteRecord,
+        framer: Box<Framer<R>>,
+        record: Record,
         decoder: Decoder,
     },
     Piped {
@@ -492,12 +718,12 @@ fn decode(bytes: &[u8]) -> Option<&str> {
 }
 
 /// Blank lines (and lines of only delimiters/whitespace) carry no data and are skipped.
-fn is_blank(rec: &csv::ByteRecord) -> bool {
+fn is_blank(rec: &Record) -> bool {
     rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
 }
 
 /// The record's fields, with the CR of a CRLF ending removed from the last one.
-fn fields(record: &csv::ByteRecord) -> impl Iterator<Item = &[u8]> {
+fn fields(record: &Record) -> impl Iterator<Item = &[u8]> {
     let n = record.len();
     record.iter().enumerate().map(move |(i, f)| {
         if i + 1 == n {
@@ -514,8 +740,8 @@ impl<R: Read> RowReader<R> {
     pub fn open(kind: Kind, input: R, opts: &ParseOptions) -> Result<Self, FileRejection> {
         let (framer, decoder, header, warnings) = Self::start(kind, input, opts)?;
         let map = decoder.map.clone();
-        let record = csv::ByteRecord::new();
-        let source = Source::Here { framer, record, decoder };
+        let record = Record::default();
+        let source = Source::Here { framer: Box::new(framer), record, decoder };
         Ok(Self::reading(source, map, header, warnings, opts))
     }
 
@@ -606,23 +832,11 @@ impl<R: Read> RowReader<R> {
         if bom {
             buffered.consume(3);
         }
-        // Only LF ends a record: csv's own line counter miscounts CRLF and skipped blank lines, so
-        // lines are derived from newline counts instead (see `Framer::line`). A CR before the LF
-        // is stripped from the last field; old Mac CR-only files have their CRs read as LF
-        // (`LimitedReader`).
-        let csv = csv::ReaderBuilder::new()
-            .buffer_capacity(64 * 1024)
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(opts.delimiter)
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(buffered);
-        let mut framer = Framer {
-            csv,
-            tripped,
-            max_file_bytes: opts.max_file_bytes,
-        };
-        let mut record = csv::ByteRecord::new();
+        // Only LF ends a record: lines are derived from newline counts (see `Framer::line`). A CR
+        // before the LF is stripped from the last field; old Mac CR-only files have their CRs
+        // read as LF (`LimitedReader`).
+        let mut framer = Framer::new(buffered, tripped, opts);
+        let mut record = Record::default();
         let Some(line) = framer.next(&mut record)? else {
             // Line 1, where the header belongs: the same line in every report.
             return Err(FileRejection::new(
@@ -631,6 +845,19 @@ impl<R: Read> RowReader<R> {
                 "the file is empty: it needs at least a header row",
             ));
         };
+        if let Some(o) = &record.overflow {
+            return Err(FileRejection::new(
+                ErrorCode::FieldTooLong,
+                Some(line),
+                format!(
+                    "header column {} is longer than {} characters ({}); this is not a header row",
+                    o.field + 1,
+                    opts.max_field_len,
+                    crate::report::human_size(o.field_bytes)
+                ),
+            ));
+        }
+        framer.bound_to(record.len());
         let mut header = Vec::with_capacity(record.len());
         for (i, f) in fields(&record).enumerate() {
             match decode(f) {
@@ -717,6 +944,65 @@ impl Row {
             None
         } else {
             Some(v)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row as the tests see it: line, values, error codes with their columns.
+    type Seen = (u64, Vec<String>, Vec<(String, ErrorCode)>);
+
+    /// Every row, read here and piped.
+    fn rows(text: &[u8], opts: &ParseOptions) -> Vec<Seen> {
+        let collect = |mut r: RowReader<std::io::Cursor<Vec<u8>>>| {
+            let mut out = Vec::new();
+            while let Some(row) = r.next_row() {
+                let row = row.unwrap();
+                let errs = row.errors.iter().map(|e| (e.column.clone(), e.code)).collect();
+                out.push((row.line(), row.raw.fields.iter().map(str::to_string).collect(), errs));
+            }
+            out
+        };
+        let here = collect(RowReader::open(Kind::Inventory, std::io::Cursor::new(text.to_vec()), opts).unwrap());
+        let piped = collect(RowReader::open_piped(Kind::Inventory, std::io::Cursor::new(text.to_vec()), opts).unwrap());
+        assert_eq!(here, piped, "both readers agree");
+        here
+    }
+
+    #[test]
+    fn an_over_long_value_is_skipped_to_the_end_of_its_row_and_reported_where_it_is() {
+        let opts = ParseOptions { max_field_len: 16, ..ParseOptions::default() };
+        let long = "x".repeat(100_000);
+        let text = format!("sku,quantity,name\nA,1,ok\nB,2,\"{long}\n{long}\"\nC,3,fine\n");
+        let got = rows(text.as_bytes(), &opts);
+        assert_eq!(got.len(), 3, "{:?}", got.iter().map(|r| r.0).collect::<Vec<_>>());
+        assert_eq!((got[0].0, got[0].2.len()), (2, 0));
+        assert_eq!(got[1].0, 3, "the row's own line");
+        assert_eq!(got[1].1, vec!["B", "2"], "values before the long one are kept, the long one is not");
+        assert_eq!(got[1].2, vec![("name".to_string(), ErrorCode::FieldTooLong)]);
+        assert_eq!((got[2].0, got[2].1.clone()), (5, vec!["C".to_string(), "3".into(), "fine".into()]), "lines count the skipped newline");
+    }
+
+    #[test]
+    fn too_many_values_are_skipped_as_a_ragged_row() {
+        let text = format!("sku,quantity\nA,1{}\nB,2\n", ",".repeat(1_000_000));
+        let got = rows(text.as_bytes(), &ParseOptions::default());
+        assert_eq!(got.len(), 2);
+        assert!(got[0].1.len() <= 2 * 2 + 64, "not every value is kept: {}", got[0].1.len());
+        assert_eq!(got[0].2, vec![(String::new(), ErrorCode::RaggedRow)]);
+        assert_eq!((got[1].0, got[1].2.len()), (3, 0));
+    }
+
+    #[test]
+    fn an_over_long_header_rejects_the_file() {
+        let opts = ParseOptions { max_field_len: 16, ..ParseOptions::default() };
+        let text = format!("sku,{}\n", "q".repeat(1_000_000));
+        match RowReader::open(Kind::Inventory, std::io::Cursor::new(text.into_bytes()), &opts) {
+            Err(e) => assert_eq!(e.code, ErrorCode::FieldTooLong),
+            Ok(_) => panic!("accepted"),
         }
     }
 }

@@ -57,7 +57,7 @@ impl Fields {
     /// Takes a framed record whose bytes are `whole` (already checked as UTF-8) in one copy,
     /// dropping the CR of a CRLF ending from the last value. `false` (and the row left empty)
     /// when a value edge falls inside a character, i.e. a value on its own is not UTF-8.
-    pub(crate) fn fill_from(&mut self, whole: &str, record: &csv::ByteRecord) -> bool {
+    pub(crate) fn fill_from(&mut self, whole: &str, record: &super::reader::Record) -> bool {
         self.clear();
         self.text.push_str(whole);
         let n = record.len();

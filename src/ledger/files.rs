@@ -245,7 +245,16 @@ impl Ledger {
                 }
                 tx.exec(
                     "INSERT INTO records(file_id, line, key, outcome, remote_id, code, message) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                    p![id, r.line as i64, &r.key, &r.outcome, &r.remote_id, &r.code, &r.message],
+                    // Values are bounded by the reader; this keeps a stray huge one out too.
+                    p![
+                        id,
+                        r.line as i64,
+                        crate::report::excerpt(&r.key).as_ref(),
+                        &r.outcome,
+                        &r.remote_id,
+                        &r.code,
+                        crate::report::excerpt(&r.message).as_ref()
+                    ],
                 )?;
             }
             tx.exec(

@@ -105,6 +105,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE marks (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL);
     "#,
+    // 2: the ledger's identity, made once with the schema (and, for ledgers of version 1, on
+    // upgrade). Drops name the ledger that serves them (`ledger/marker.rs`), so a replaced or
+    // recreated ledger is recognised before it sends anything again.
+    r#"
+    CREATE TABLE ledger_identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO ledger_identity(singleton, id, created_at)
+        VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    "#,
 ];
 
 /// The same schema as [`MIGRATIONS`] in PostgreSQL's types: `BIGINT` where SQLite's `INTEGER`
@@ -199,6 +211,18 @@ const PG_MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE marks (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL);
+    "#,
+    // 2: the ledger's identity (see the SQLite list). Runs under the migration lock, so every
+    // worker sharing the database sees the one id.
+    r#"
+    CREATE TABLE ledger_identity (
+        singleton BIGINT PRIMARY KEY CHECK (singleton = 1),
+        id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO ledger_identity(singleton, id, created_at)
+        VALUES (1, replace(gen_random_uuid()::text, '-', ''),
+                to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'));
     "#,
 ];
 

@@ -10,6 +10,7 @@
 
 mod db;
 mod files;
+pub mod marker;
 mod migrations;
 mod outbox;
 
@@ -27,6 +28,10 @@ pub enum LedgerError {
     Locked { at: String },
     #[error("ledger {at} is damaged or not a stitch-bridge ledger: {message}. Restore it from a backup; do not delete it (a fresh ledger would send everything again)")]
     Corrupt { at: String, message: String },
+    /// The file exists but holds no schema (zero length, or tables lost with a deleted WAL): it is
+    /// not a fresh install, and opening it as one would send everything again.
+    #[error("ledger {at} exists but holds no ledger (it is empty or has no tables: truncated, or its -wal file was lost). Nothing was processed. Restore it from a backup; if this ledger is meant to start over, run `stitch-bridge adopt ACCOUNT` for each account (orders the lost ledger sent will be sent again)")]
+    NoSchema { at: String },
     #[error("ledger {at} was written by a newer stitch-bridge (schema {found}, this build knows {known})")]
     TooNew { at: String, found: i64, known: i64 },
     #[error("ledger {at}: {source}")]
@@ -138,22 +143,25 @@ impl Ledger {
     /// Open (creating if absent) and migrate a SQLite ledger. The file is made 0600: it names
     /// customers' orders.
     pub fn open(path: &Path) -> Result<Ledger> {
+        Ledger::open_sqlite(path, false)
+    }
+
+    /// `adopting`: the operator's `adopt` accepts an existing file without a schema (zero length
+    /// or table-less) and initialises it; every other open refuses such a file with `NoSchema`.
+    fn open_sqlite(path: &Path, adopting: bool) -> Result<Ledger> {
         let at = path.display().to_string();
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { at: at.clone(), source })?;
             }
         }
-        let existed = path.exists();
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| classify(&at, e))?;
-        if !existed {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        if !path.exists() {
+            create_sqlite(path, &at)?;
         }
+        // Never SQLITE_OPEN_CREATE here: a ledger appears under its name only with its schema
+        // (`create_sqlite`), so a file without one is damage, not a fresh install.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| classify(&at, e))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
         let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
         // Switching a brand-new file to WAL can answer BUSY at once, without the busy handler,
@@ -161,7 +169,7 @@ impl Ledger {
         // that stays locked still fails with `Locked` after the deadline.
         let started = std::time::Instant::now();
         loop {
-            match ledger.init_sqlite() {
+            match ledger.init_sqlite(adopting) {
                 Err(LedgerError::Locked { .. }) if started.elapsed() < Duration::from_secs(2) => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -175,6 +183,15 @@ impl Ledger {
         match location {
             LedgerLocation::Sqlite(p) => Ledger::open(p),
             LedgerLocation::Postgres { url, password_env } => Ledger::connect_pg(url, password_env.as_deref()),
+        }
+    }
+
+    /// Like [`Ledger::open_at`], for `adopt`: a SQLite file without a schema is initialised
+    /// (a new id) instead of refused. The operator has said this ledger is meant.
+    pub fn open_adopting(location: &LedgerLocation) -> Result<Ledger> {
+        match location {
+            LedgerLocation::Sqlite(p) => Ledger::open_sqlite(p, true),
+            LedgerLocation::Postgres { .. } => Ledger::open_at(location),
         }
     }
 
@@ -220,7 +237,7 @@ impl Ledger {
         Ok(ledger)
     }
 
-    fn init_sqlite(&mut self) -> Result<()> {
+    fn init_sqlite(&mut self, adopting: bool) -> Result<()> {
         let at = self.at.clone();
         let Db::Sqlite(conn) = &mut self.db else { unreachable!("init_sqlite on a SQLite ledger") };
         // quick_check reads every page header: a damaged file is caught here, not mid-cycle.
@@ -228,12 +245,41 @@ impl Ledger {
         if check != "ok" {
             return Err(LedgerError::Corrupt { at, message: check });
         }
+        if !adopting {
+            // Read through the WAL: a ledger whose schema is still only in its -wal file counts.
+            let (version, objects): (i64, i64) = conn
+                .query_row("SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(|e| classify(&at, e))?;
+            if version == 0 && objects == 0 {
+                return Err(LedgerError::NoSchema { at });
+            }
+        }
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(|e| classify(&at, e))?;
         migrations::migrate(conn).map_err(|e| match e {
             migrations::MigrateError::TooNew { found, known } => LedgerError::TooNew { at: at.clone(), found, known },
             migrations::MigrateError::Sql(e) => classify(&at, e),
         })
+    }
+
+    /// This ledger's random id (made with its schema); drops name it in their marker.
+    pub fn id(&self) -> Result<String> {
+        self.query_opt("SELECT id FROM ledger_identity WHERE singleton = 1", &[], |r| r.text(0))?
+            .ok_or_else(|| LedgerError::Corrupt { at: self.at.clone(), message: "the ledger's identity row is missing".into() })
+    }
+
+    /// Whether this ledger has ever recorded work for `account` (files, intents, orders sent).
+    pub fn has_history(&self, account: &str) -> Result<bool> {
+        let found = self.query_opt(
+            "SELECT 1 FROM files WHERE account=?1
+             UNION ALL SELECT 1 FROM intents WHERE account=?1
+             UNION ALL SELECT 1 FROM sent_fulfillments WHERE account=?1 LIMIT 1",
+            p![account],
+            |_| Ok(()),
+        )?;
+        Ok(found.is_some())
     }
 
     /// Where this ledger is, for messages (file path or redacted URL).
@@ -542,6 +588,45 @@ impl Ledger {
     }
 }
 
+/// Make a new SQLite ledger at `path` whole before its name appears: schema and id are built in
+/// a temp file beside it, which is then linked into place without replacing anything. A process
+/// that finds the name therefore always finds a schema, and "exists but holds no tables" can
+/// only mean damage. Losing the race to another process creating the same ledger is fine.
+fn create_sqlite(path: &Path, at: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| LedgerError::Io { at: at.to_string(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{:016x}.new", rand::random::<u64>()));
+    let built = (|| {
+        let mut conn = Connection::open_with_flags(
+            &tmp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(at, e))?;
+        // 0600 before any row goes in: the ledger names customers' orders.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        conn.execute_batch("PRAGMA synchronous=FULL;").map_err(|e| classify(at, e))?;
+        migrations::migrate(&mut conn).map_err(|e| match e {
+            migrations::MigrateError::TooNew { found, known } => LedgerError::TooNew { at: at.to_string(), found, known },
+            migrations::MigrateError::Sql(e) => classify(at, e),
+        })?;
+        conn.close().map_err(|(_, e)| classify(at, e))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // Filesystems without hard links: a rename, checked first (a narrow race).
+            Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(io),
+            Err(_) => Ok(()),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    built
+}
+
 /// One order file written to the warehouse, as [`Ledger::record_orders_sent`] records it.
 #[derive(Debug, Clone)]
 pub struct SentOrder {
@@ -641,6 +726,29 @@ mod tests {
             Ok(_) => panic!("a damaged ledger must not open"),
         }
         assert_eq!(std::fs::read(&p).unwrap(), vec![0x42u8; 8192], "file left untouched");
+    }
+
+    #[test]
+    fn file_without_schema_is_refused_until_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.sqlite");
+        std::fs::write(&p, b"").unwrap();
+        assert!(matches!(Ledger::open(&p), Err(LedgerError::NoSchema { .. })), "zero-length file");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "left untouched");
+        let l = Ledger::open_adopting(&LedgerLocation::Sqlite(p.clone())).unwrap();
+        let id = l.id().unwrap();
+        drop(l);
+        assert_eq!(Ledger::open(&p).unwrap().id().unwrap(), id, "initialised once, then an ordinary ledger");
+    }
+
+    #[test]
+    fn new_ledger_appears_whole_with_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Ledger::open(&dir.path().join("a.sqlite")).unwrap().id().unwrap();
+        let b = Ledger::open(&dir.path().join("b.sqlite")).unwrap().id().unwrap();
+        assert_ne!(a, b, "each ledger has its own id");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| !n.ends_with(".new")), "no temp file left: {names:?}");
     }
 
     #[test]

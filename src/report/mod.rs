@@ -47,6 +47,43 @@ fn csv_err(e: csv::Error) -> io::Error {
     }
 }
 
+/// Longest value written (or stored in the ledger) whole. The reader already refuses values
+/// past `max_field_len` without holding them; this is the second wall, so that no value, however
+/// it got here, is copied whole into a result file, an error file or the ledger.
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
+
+/// Characters kept of a value longer than [`MAX_CELL_BYTES`].
+const EXCERPT_CHARS: usize = 64;
+
+/// `cell`, or when longer than [`MAX_CELL_BYTES`] its first 64 characters and its size:
+/// `AAAA…… (523 MB)`.
+pub fn excerpt(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.len() <= MAX_CELL_BYTES {
+        return std::borrow::Cow::Borrowed(cell);
+    }
+    let head: String = cell.chars().take(EXCERPT_CHARS).collect();
+    std::borrow::Cow::Owned(format!("{head}… ({})", human_size(cell.len() as u64)))
+}
+
+/// `1536` → `1.5 KB`: sizes of over-long values in messages.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
+}
+
 /// Makes a cell safe to open in a spreadsheet.
 ///
 /// Following OWASP, any cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'`, so
@@ -55,6 +92,8 @@ fn csv_err(e: csv::Error) -> io::Error {
 /// visible quote in a report meant for people. Other control characters are shown as `\xNN` so
 /// they cannot mangle the display (tab, LF and CR inside a cell stay, CSV quoting covers them).
 pub fn neutralise(cell: &str) -> String {
+    let cell = excerpt(cell);
+    let cell = cell.as_ref();
     let mut out = String::with_capacity(cell.len() + 1);
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         out.push('\'');
@@ -89,9 +128,9 @@ impl<W: Write> ResultWriter<W> {
         self.csv
             .write_record([
                 line.as_str(),
-                &row.key,
+                &excerpt(&row.key),
                 row.outcome.as_str(),
-                &row.remote_id,
+                &excerpt(&row.remote_id),
                 &message,
             ])
             .map_err(csv_err)
@@ -173,6 +212,18 @@ impl<W: Write> ErrorWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_long_values_are_written_as_an_excerpt_with_their_size() {
+        let big = "A".repeat(3 << 20);
+        let mut w = ResultWriter::new(Vec::new()).unwrap();
+        let row = ResultRow { line: 2, key: big.clone(), outcome: Outcome::Rejected, remote_id: String::new(), message: big.clone() };
+        w.write(&row).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert!(out.len() < 1024, "{} bytes", out.len());
+        assert!(out.contains(&format!("{}… (3.0 MB)", "A".repeat(64))), "{out}");
+        assert_eq!(excerpt("short"), "short");
+    }
 
     #[test]
     fn neutralises_formulas_and_controls() {

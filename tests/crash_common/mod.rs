@@ -434,9 +434,11 @@ pub fn verify(inst: &Install, sim: &BackgroundSim, e: &Expect<'_>) {
     assert!(per_f.values().all(|n| *n == 1), "an order file written twice: {per_f:?}");
 }
 
-/// Hidden temporary files left in the drop (by writes interrupted by a kill).
+/// Hidden temporary files left in the drop (by writes interrupted by a kill); the drop's
+/// ledger marker is hidden too, and meant to stay.
 pub fn hidden_leftovers(inst: &Install) -> Vec<PathBuf> {
-    walk(&inst.drop()).into_iter().filter(|p| is_hidden(p)).collect()
+    let marker = Path::new(stitch_bridge::ledger::marker::MARKER_NAME);
+    walk(&inst.drop()).into_iter().filter(|p| is_hidden(p) && p != marker).collect()
 }
 
 pub fn start_sim(seed: serde_json::Value, token: &str, faults: FaultConfig, state_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> BackgroundSim {
