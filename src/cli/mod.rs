@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod demo;
+pub mod generate;
 pub mod init;
 pub mod run;
 pub mod status;
@@ -14,11 +15,14 @@ pub mod watch;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--config` when neither the flag nor `STITCH_BRIDGE_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "stitch-bridge.toml";
+
 #[derive(Parser, Debug)]
 #[command(name = "stitch-bridge", version, about = "Warehouse CSV drops <-> Stitch Labs Integrations API")]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, env = "STITCH_BRIDGE_CONFIG", default_value = "stitch-bridge.toml")]
+    #[arg(long, global = true, env = "STITCH_BRIDGE_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, env = "STITCH_BRIDGE_LOG_FORMAT", default_value = "human")]
@@ -61,6 +65,12 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Show an sFTP server's host key fingerprint and, once confirmed, record it in known_hosts.
     Trust(trust::TrustArgs),
+    /// Write a shell completion script (bash, zsh, fish) to stdout; the package ships them.
+    #[command(hide = true)]
+    Completions(generate::CompletionsArgs),
+    /// Write the man page (or, with --dir, one page per command); the package ships them.
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 fn init_logging(format: LogFormat, quiet: bool, default: &str) {
@@ -98,6 +108,11 @@ pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32>
     match crate::config::Config::load(path) {
         Ok(c) => {
             warn_if_readable_by_others(path);
+            for a in &c.accounts {
+                if let crate::config::TokenSource::File(token) = &a.token {
+                    warn_if_token_readable_by_others(token);
+                }
+            }
             Ok(c)
         }
         Err(e) => {
@@ -120,6 +135,21 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     }
 }
 
+/// A token file is the account's credential: anyone who can read it can act as the bridge, and a
+/// new one cannot be had without creating a duplicate channel (see `auth`). `auth` writes 0600.
+fn warn_if_token_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = std::fs::metadata(path) {
+        let mode = md.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                "token file {} is readable by users other than its owner (mode {mode:04o}); consider chmod 600",
+                path.display()
+            );
+        }
+    }
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -129,7 +159,7 @@ pub fn main() -> i32 {
         }
     };
     let default_level = match cli.command {
-        Command::Validate(_) => "warn",
+        Command::Validate(_) | Command::Completions(_) | Command::Man(_) => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, cli.quiet, default_level);
@@ -145,6 +175,8 @@ pub fn main() -> i32 {
         Command::Init(args) => init::run(&cli, args),
         Command::Watch(args) => watch::run(&cli, args),
         Command::Trust(args) => trust::run(&cli, args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
 }
 

@@ -59,7 +59,13 @@ pub fn read_token(src: &TokenSource) -> Result<String, String> {
     match src {
         TokenSource::Env(var) => match std::env::var(var) {
             Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            _ => Err(format!("the Stitch token is expected in environment variable {var}, which is not set")),
+            Ok(_) => Err(format!("the Stitch token is expected in environment variable {var}, which is set but empty")),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(format!("the Stitch token is expected in environment variable {var}, which is not valid UTF-8"))
+            }
+            Err(std::env::VarError::NotPresent) => {
+                Err(format!("the Stitch token is expected in environment variable {var}, which is not set"))
+            }
         },
         TokenSource::File(p) => match std::fs::read_to_string(p) {
             Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
