@@ -58,7 +58,7 @@ fn locate(text: &str, span: Range<usize>) -> Option<(usize, usize, &str, usize)>
     let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
     let src = text[line_start..line_end].trim_end_matches('\r');
     let column = text[line_start..span.start].chars().count() + 1;
-    let end = span.end.clamp(span.start, line_start + src.len());
+    let end = span.end.min(line_start + src.len()).max(span.start);
     let width = text.get(span.start..end).map_or(1, |s| s.chars().count().max(1));
     Some((before.matches('\n').count() + 1, column, src, width))
 }
@@ -776,6 +776,14 @@ token_env = "ACME_STITCH_TOKEN"
         let err = Config::parse(&inline, Path::new(".")).unwrap_err();
         assert_eq!((err.line, err.column), (Some(2), Some(7)), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn locate_copes_with_spans_at_line_ends_and_past_the_text() {
+        assert_eq!(locate("a = 1\r\nb", 5..6), Some((1, 6, "a = 1", 1)));
+        assert_eq!(locate("a = 1\n", 6..9), Some((2, 1, "", 1)));
+        assert_eq!(locate("é", 1..2), None);
+        assert_eq!(locate("a", 5..6), None);
     }
 
     #[test]
