@@ -2,10 +2,13 @@
 //!
 //! The key names are a public contract (users' files must keep working). Unknown keys are an
 //! error naming the key and its line (serde's `deny_unknown_fields` + toml's spans), and every
-//! value is checked here, at load time, so a cycle never discovers a bad setting halfway.
+//! value is checked here, at load time, so a cycle never discovers a bad setting halfway. Value
+//! errors name their line and column too: after serde has checked the types, the text is parsed
+//! once more into toml's spanned document (`Spans`) to find the offending value again.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,8 +16,99 @@ use std::time::Duration;
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: {problem}")]
+    Invalid { path: PathBuf, problem: ConfigProblem },
+}
+
+/// Why a config text was refused and, when the offending value is in the text, where: 1-based
+/// line and column, shown with the line and a caret the way toml shows its type errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{rendered}")]
+pub struct ConfigProblem {
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    rendered: String,
+}
+
+impl ConfigProblem {
+    fn new(text: &str, message: String, span: Option<Range<usize>>, quote: bool) -> ConfigProblem {
+        let Some((line, column, src, width)) = span.and_then(|s| locate(text, s)) else {
+            return ConfigProblem { rendered: message.clone(), message, line: None, column: None };
+        };
+        if !quote {
+            let rendered = format!("line {line}, column {column}: {message}");
+            return ConfigProblem { message, line: Some(line), column: Some(column), rendered };
+        }
+        let gutter = " ".repeat(line.to_string().len());
+        let rendered = format!(
+            "line {line}, column {column}: {message}\n{gutter} |\n{line} | {src}\n{gutter} | {}{}",
+            " ".repeat(column - 1),
+            "^".repeat(width)
+        );
+        ConfigProblem { message, line: Some(line), column: Some(column), rendered }
+    }
+}
+
+/// 1-based line and column (in characters) of a span's start, that line's text, and how many
+/// characters of the span lie on it (at least 1).
+fn locate(text: &str, span: Range<usize>) -> Option<(usize, usize, &str, usize)> {
+    let before = text.get(..span.start)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
+    let src = text[line_start..line_end].trim_end_matches('\r');
+    let column = text[line_start..span.start].chars().count() + 1;
+    let end = span.end.min(line_start + src.len()).max(span.start);
+    let width = text.get(span.start..end).map_or(1, |s| s.chars().count().max(1));
+    Some((before.matches('\n').count() + 1, column, src, width))
+}
+
+/// A value error found by the checks below, with the span of the value when it is in the text.
+struct Fault {
+    message: String,
+    span: Option<Range<usize>>,
+    /// Show the offending line; false when the line holds a secret (a password in a URL).
+    quote: bool,
+}
+
+impl Fault {
+    fn at(message: String, span: Option<Range<usize>>) -> Fault {
+        Fault { message, span, quote: true }
+    }
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Fault {
+        Fault::at(message, None)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(message: &str) -> Fault {
+        message.to_string().into()
+    }
+}
+
+/// The config text as toml's spanned document, to find where a value that serde accepted sits.
+struct Spans<'i>(Option<toml::Spanned<toml::de::DeTable<'i>>>);
+
+impl<'i> Spans<'i> {
+    fn new(text: &'i str) -> Spans<'i> {
+        Spans(toml::de::DeTable::parse(text).ok())
+    }
+
+    fn ledger(&self, key: &str) -> Option<Range<usize>> {
+        let ledger = self.0.as_ref()?.get_ref().get("ledger")?;
+        Some(ledger.get_ref().get(key)?.span())
+    }
+
+    /// The value at `path` (e.g. `["columns", "Item"]`) in the `i`th account; when it is not
+    /// in the text (a default), the account's `name`, else the account table.
+    fn account(&self, i: usize, path: &[&str]) -> Option<Range<usize>> {
+        let acct = self.0.as_ref()?.get_ref().get("account")?.get_ref().get(i)?;
+        let found = if path.is_empty() { None } else { path.iter().try_fold(acct, |v, k| v.get_ref().get(*k)) };
+        Some(found.or_else(|| acct.get_ref().get("name")).unwrap_or(acct).span())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -326,7 +420,7 @@ impl Config {
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        Self::parse(&text, &base).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+        Self::parse(&text, &base).map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })
             .map(|mut c| {
                 c.source = Some(path.to_path_buf());
                 c
@@ -334,19 +428,25 @@ impl Config {
     }
 
     /// Parse and check a config text; relative paths resolve against `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        let (ledger, lease_ttl, max_connections) = check_ledger(&raw.ledger, base)?;
-        let mut accounts = Vec::new();
-        let mut names = std::collections::HashSet::new();
-        for a in raw.accounts {
-            let acct = check_account(a, base)?;
-            if !names.insert(acct.name.clone()) {
-                return Err(format!("account name {:?} appears twice", acct.name));
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigProblem> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigProblem::new(text, e.message().trim_end().to_string(), e.span(), true))?;
+        let spans = Spans::new(text);
+        let checked = (|| {
+            let (ledger, lease_ttl, max_connections) = check_ledger(&raw.ledger, base, &spans)?;
+            let mut accounts = Vec::new();
+            let mut names = std::collections::HashSet::new();
+            for (i, a) in raw.accounts.into_iter().enumerate() {
+                let acct = check_account(a, i, base, &spans)?;
+                if !names.insert(acct.name.clone()) {
+                    let message = format!("account name {:?} appears twice", acct.name);
+                    return Err(Fault::at(message, spans.account(i, &["name"])));
+                }
+                accounts.push(acct);
             }
-            accounts.push(acct);
-        }
-        Ok(Config { ledger, lease_ttl, max_connections, accounts, source: None })
+            Ok(Config { ledger, lease_ttl, max_connections, accounts, source: None })
+        })();
+        checked.map_err(|f: Fault| ConfigProblem::new(text, f.message, f.span, f.quote))
     }
 
     pub fn account(&self, name: &str) -> Option<&Account> {
@@ -354,32 +454,38 @@ impl Config {
     }
 }
 
-fn check_ledger(l: &RawLedger, base: &Path) -> Result<(crate::ledger::LedgerLocation, Duration, Option<usize>), String> {
+fn check_ledger(
+    l: &RawLedger,
+    base: &Path,
+    spans: &Spans,
+) -> Result<(crate::ledger::LedgerLocation, Duration, Option<usize>), Fault> {
     use crate::ledger::LedgerLocation;
+    let at = |key: &str, message: String| Fault::at(message, spans.ledger(key));
     let location = match (&l.path, &l.url) {
-        (Some(_), Some(_)) => return Err("[ledger]: set either path (SQLite) or url (PostgreSQL), not both".into()),
+        (Some(_), Some(_)) => return Err(at("url", "[ledger]: set either path (SQLite) or url (PostgreSQL), not both".into())),
         (_, Some(url)) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(format!("[ledger] url {:?} must start with postgres://", crate::ledger::redact_url(url)));
+                return Err(at("url", format!("[ledger] url {:?} must start with postgres://", crate::ledger::redact_url(url))));
             }
             if crate::ledger::redact_url(url) != *url {
-                return Err("[ledger] url must not contain the password: put it in an environment variable named by password_env".into());
+                let message = "[ledger] url must not contain the password: put it in an environment variable named by password_env";
+                return Err(Fault { quote: false, ..at("url", message.into()) });
             }
             LedgerLocation::Postgres { url: url.clone(), password_env: l.password_env.clone() }
         }
         (path, None) => {
             if l.password_env.is_some() {
-                return Err("[ledger] password_env applies only with url (PostgreSQL)".into());
+                return Err(at("password_env", "[ledger] password_env applies only with url (PostgreSQL)".into()));
             }
             LedgerLocation::Sqlite(base.join(path.as_deref().unwrap_or("state/ledger.sqlite")))
         }
     };
     let lease = l.lease_seconds.unwrap_or(60);
     if lease == 0 {
-        return Err("[ledger] lease_seconds must be at least 1".into());
+        return Err(at("lease_seconds", "[ledger] lease_seconds must be at least 1".into()));
     }
     if l.max_connections == Some(0) {
-        return Err("[ledger] max_connections must be at least 1".into());
+        return Err(at("max_connections", "[ledger] max_connections must be at least 1".into()));
     }
     let max_connections = l.max_connections.or(match location {
         LedgerLocation::Postgres { .. } => Some(16),
@@ -388,25 +494,39 @@ fn check_ledger(l: &RawLedger, base: &Path) -> Result<(crate::ledger::LedgerLoca
     Ok((location, Duration::from_secs(lease), max_connections))
 }
 
-fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
-    let ctx = |m: String| format!("account {:?}: {m}", a.name);
+fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Result<Account, Fault> {
+    // `key`: where the value is in the text (a path under the account, e.g. ["columns", "Item"]).
+    let at = |key: &[&str], m: String| Fault::at(format!("account {:?}: {m}", a.name), spans.account(index, key));
+    let ctx = |m: String| at(&[], m);
     if a.name.is_empty() || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("account name {:?} must be non-empty and use only letters, digits, '-' and '_'", a.name));
+        let message = format!("account name {:?} must be non-empty and use only letters, digits, '-' and '_'", a.name);
+        return Err(Fault::at(message, spans.account(index, &["name"])));
     }
-    let drop = parse_drop(&a.drop, base).map_err(ctx)?;
+    // An sFTP URL with a password in it is refused; its line is not shown.
+    let quote = reqwest::Url::parse(&a.drop).map_or(true, |u| u.password().is_none());
+    let drop = parse_drop(&a.drop, base).map_err(|m| Fault { quote, ..at(&["drop"], m) })?;
     let token = match (&a.token_env, &a.token_file) {
+        (Some(e), None) if e.is_empty() || e.contains(['=', '\0']) || e.trim() != e => {
+            return Err(at(&["token_env"], format!("token_env {e:?} must name an environment variable, e.g. \"STITCH_TOKEN\"")))
+        }
         (Some(e), None) => TokenSource::Env(e.clone()),
+        (None, Some(f)) if f.trim().is_empty() => {
+            return Err(at(&["token_file"], "token_file must name a file, e.g. \"secrets/main.token\"".into()))
+        }
         (None, Some(f)) => TokenSource::File(base.join(f)),
-        _ => return Err(ctx("set exactly one of token_env or token_file".into())),
+        (Some(_), Some(_)) => {
+            return Err(at(&["token_file"], "set exactly one of token_env or token_file, not both".into()))
+        }
+        (None, None) => return Err(ctx("set exactly one of token_env or token_file".into())),
     };
-    let url = reqwest::Url::parse(&a.stitch_url).map_err(|e| ctx(format!("stitch_url {:?}: {e}", a.stitch_url)))?;
+    let url = reqwest::Url::parse(&a.stitch_url).map_err(|e| at(&["stitch_url"], format!("stitch_url {:?}: {e}", a.stitch_url)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ctx(format!("stitch_url {:?} must be http or https", a.stitch_url)));
+        return Err(at(&["stitch_url"], format!("stitch_url {:?} must be http or https", a.stitch_url)));
     }
     let sftp = match &drop {
         DropLocation::Sftp { .. } => {
             if a.sftp_key_file.is_none() && a.sftp_password_env.is_none() {
-                return Err(ctx("an sftp drop needs sftp_key_file or sftp_password_env".into()));
+                return Err(at(&["drop"], "an sftp drop needs sftp_key_file or sftp_password_env".into()));
             }
             let known_hosts = match &a.known_hosts {
                 Some(k) => base.join(k),
@@ -425,19 +545,20 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         }
         DropLocation::Local(_) => {
             if a.sftp_key_file.is_some() || a.sftp_password_env.is_some() {
-                return Err(ctx("sftp_* keys are set but the drop is not sftp://".into()));
+                let key = if a.sftp_key_file.is_some() { "sftp_key_file" } else { "sftp_password_env" };
+                return Err(at(&[key], "sftp_* keys are set but the drop is not sftp://".into()));
             }
             None
         }
     };
     if a.concurrency == 0 || a.concurrency > 64 {
-        return Err(ctx(format!("concurrency must be 1..=64, got {}", a.concurrency)));
+        return Err(at(&["concurrency"], format!("concurrency must be 1..=64, got {}", a.concurrency)));
     }
     if a.requests_per_second == Some(0) {
-        return Err(ctx("requests_per_second must be > 0 (omit it for no cap)".into()));
+        return Err(at(&["requests_per_second"], "requests_per_second must be > 0 (omit it for no cap)".into()));
     }
     if a.timeout_seconds == 0 {
-        return Err(ctx("timeout_seconds must be > 0".into()));
+        return Err(at(&["timeout_seconds"], "timeout_seconds must be > 0".into()));
     }
     if a.max_response_bytes < 1024 {
         return Err(ctx(format!("max_response_bytes must be at least 1024, got {}", a.max_response_bytes)));
@@ -446,26 +567,28 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         return Err(ctx("max_cycle_seconds must be > 0".into()));
     }
     if a.poll_seconds == 0 || a.download_interval_seconds == 0 {
-        return Err(ctx("poll_seconds and download_interval_seconds must be > 0".into()));
+        let key = if a.poll_seconds == 0 { "poll_seconds" } else { "download_interval_seconds" };
+        return Err(at(&[key], "poll_seconds and download_interval_seconds must be > 0".into()));
     }
     if !(0.0..=1.0).contains(&a.zero_missing_max_share) {
-        return Err(ctx("zero_missing_max_share must be between 0 and 1".into()));
+        return Err(at(&["zero_missing_max_share"], "zero_missing_max_share must be between 0 and 1".into()));
     }
     let delimiter = match a.delimiter.as_bytes() {
         [b] if b.is_ascii() && *b != b'"' && *b != b'\n' && *b != b'\r' => *b,
         _ if a.delimiter == "\\t" || a.delimiter == "tab" => b'\t',
-        _ => return Err(ctx(format!("delimiter must be one ASCII character, got {:?}", a.delimiter))),
+        _ => return Err(at(&["delimiter"], format!("delimiter must be one ASCII character, got {:?}", a.delimiter))),
     };
-    let timezone: chrono_tz::Tz =
-        a.timezone.parse().map_err(|_| ctx(format!("timezone {:?} is not an IANA time zone name", a.timezone)))?;
+    let timezone: chrono_tz::Tz = a.timezone.parse().map_err(|_| {
+        at(&["timezone"], format!("timezone {:?} is not an IANA time zone name (e.g. \"Europe/Berlin\")", a.timezone))
+    })?;
     if let Some(f) = &a.date_format {
         if chrono::format::StrftimeItems::new(f).any(|i| matches!(i, chrono::format::Item::Error)) {
-            return Err(ctx(format!("date_format {f:?} is not a valid strftime format")));
+            return Err(at(&["date_format"], format!("date_format {f:?} is not a valid strftime format")));
         }
     }
     for (k, v) in a.folders.all() {
         if v.is_empty() || v.starts_with('/') || v.split('/').any(|p| p == ".." || p.is_empty()) {
-            return Err(ctx(format!("folders.{k} = {v:?} must be a relative path inside the drop")));
+            return Err(at(&["folders", k], format!("folders.{k} = {v:?} must be a relative path inside the drop")));
         }
     }
     let file_mode = match &a.file_mode {
@@ -482,15 +605,21 @@ fn check_account(a: RawAccount, base: &Path) -> Result<Account, String> {
         alerts.push(AlertHook::Command(c.clone()));
     }
     if let Some(u) = &a.alert_url {
-        let parsed = reqwest::Url::parse(u).map_err(|e| ctx(format!("alert_url {u:?}: {e}")))?;
+        let parsed = reqwest::Url::parse(u).map_err(|e| at(&["alert_url"], format!("alert_url {u:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ctx(format!("alert_url {u:?} must be http or https")));
+            return Err(at(&["alert_url"], format!("alert_url {u:?} must be http or https")));
         }
         alerts.push(AlertHook::Url(u.clone()));
     }
     let mut column_map = std::collections::HashMap::new();
-    for (partner, canonical) in &a.columns {
-        column_map.insert(partner.trim().to_lowercase(), canonical.trim().to_lowercase());
+    for (partner, ours) in &a.columns {
+        let canonical = known_column(ours).ok_or_else(|| {
+            at(
+                &["columns", partner],
+                format!("columns: {partner:?} = {ours:?}: we have no column {ours:?}; ours are {}", column_list()),
+            )
+        })?;
+        column_map.insert(partner.trim().to_lowercase(), canonical.to_string());
     }
     let parse = crate::formats::ParseOptions {
         delimiter,
@@ -541,6 +670,26 @@ fn parse_file_mode(s: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
 }
 
+/// Our column that `name` means: a canonical column of any kind (the map is per account, not per
+/// kind), or a built-in alias of one, which is resolved here because the header mapper applies a
+/// partner's map after the aliases would have been looked up.
+fn known_column(name: &str) -> Option<&'static str> {
+    use crate::formats::{columns, Kind, ALIASES};
+    let n = crate::formats::header::normalize(name);
+    let canonical = Kind::ALL.iter().flat_map(|k| columns(*k)).find(|c| c.name == n).map(|c| c.name);
+    canonical.or_else(|| ALIASES.iter().find(|(alias, _)| *alias == n).map(|(_, c)| *c))
+}
+
+/// Our columns by kind, for the message that refuses an unknown one.
+fn column_list() -> String {
+    use crate::formats::{columns, Kind};
+    let kinds = Kind::ALL.iter().map(|k| {
+        let names: Vec<&str> = columns(*k).iter().map(|c| c.name).collect();
+        format!("{}: {}", k.as_str(), names.join(", "))
+    });
+    kinds.collect::<Vec<_>>().join("; ")
+}
+
 fn parse_drop(s: &str, base: &Path) -> Result<DropLocation, String> {
     if let Some(rest) = s.strip_prefix("file://") {
         if !rest.starts_with('/') {
@@ -585,7 +734,7 @@ path = "state/ledger.sqlite"         # SQLite file: what was seen, sent and deci
 [[account]]                          # one entry per warehouse/Stitch account pair
 name = "main"
 drop = "{drop_path}"                 # a folder, file:///abs/path, or sftp://user@host:22/abs/path
-stitch_url = "{stitch_url}"          # Stitch API base URL
+stitch_url = "{stitch_url}"          # Stitch API base URL (`stitch-bridge sim` listens on {sim})
 token_env = "STITCH_TOKEN"           # or token_file = "secrets/main.token" (mode 0600)
 settle_seconds = 10                  # a file must be unchanged this long before it is taken
 # inventory_mode = "snapshot"        # or "delta": quantity is a signed adjustment
@@ -605,7 +754,8 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # download_interval_seconds = 300    # watch: how often open fulfillments are pulled
 # [account.columns]                  # partner column name = our column name
 # "Item Number" = "sku"
-"#
+"#,
+        sim = crate::sim::cli::DEFAULT_LISTEN,
     )
 }
 
@@ -645,14 +795,14 @@ token_env = "ACME_STITCH_TOKEN"
         assert_eq!(c.accounts[0].file_mode, Some(0o640));
         for bad in ["\"0648\"", "\"4755\"", "\"rw-r-----\"", "\"\"", "640"] {
             let err = Config::parse(&format!("{MIN}file_mode = {bad}\n"), Path::new("/")).unwrap_err();
-            assert!(err.contains("file_mode"), "{bad}: {err}");
+            assert!(err.to_string().contains("file_mode"), "{bad}: {err}");
         }
     }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = format!("{MIN}settle_secs = 3\n");
-        let err = Config::parse(&text, Path::new(".")).unwrap_err();
+        let err = Config::parse(&text, Path::new(".")).unwrap_err().to_string();
         assert!(err.contains("settle_secs"), "{err}");
         assert!(err.contains("line 7"), "{err}");
     }
@@ -667,7 +817,7 @@ token_env = "ACME_STITCH_TOKEN"
             DropLocation::Sftp { user: "wh".into(), host: "sftp.example.com".into(), port: 2222, path: "/acme".into() }
         );
         let no_auth = MIN.replace("drops/acme", "sftp://wh@h/acme");
-        assert!(Config::parse(&no_auth, Path::new("/c")).unwrap_err().contains("sftp_key_file"));
+        assert!(Config::parse(&no_auth, Path::new("/c")).unwrap_err().to_string().contains("sftp_key_file"));
     }
 
     #[test]
@@ -681,7 +831,7 @@ token_env = "ACME_STITCH_TOKEN"
             ("max_cycle_seconds", "0"),
         ] {
             let text = format!("{MIN}{k} = {v}\n");
-            let err = Config::parse(&text, Path::new(".")).unwrap_err();
+            let err = Config::parse(&text, Path::new(".")).unwrap_err().to_string();
             assert!(err.contains(k), "{k}: {err}");
         }
     }
@@ -697,12 +847,53 @@ token_env = "ACME_STITCH_TOKEN"
         );
         assert_eq!((c.lease_ttl, c.max_connections), (Duration::from_secs(5), Some(16)));
         let both = format!("[ledger]\npath = \"l.sqlite\"\nurl = \"postgres://h/db\"\n{MIN}");
-        assert!(Config::parse(&both, Path::new("/c")).unwrap_err().contains("not both"));
+        assert!(Config::parse(&both, Path::new("/c")).unwrap_err().to_string().contains("not both"));
         let inline = format!("[ledger]\nurl = \"postgres://sb:hunter2@h/db\"\n{MIN}");
-        let err = Config::parse(&inline, Path::new("/c")).unwrap_err();
+        let err = Config::parse(&inline, Path::new("/c")).unwrap_err().to_string();
         assert!(err.contains("password_env") && !err.contains("hunter2"), "{err}");
         let stray = format!("[ledger]\npassword_env = \"X\"\n{MIN}");
-        assert!(Config::parse(&stray, Path::new("/c")).unwrap_err().contains("only with url"));
+        assert!(Config::parse(&stray, Path::new("/c")).unwrap_err().to_string().contains("only with url"));
+    }
+
+    #[test]
+    fn value_errors_carry_line_and_column_but_never_quote_a_password() {
+        let err = Config::parse(&format!("{MIN}delimiter = \"ab\"\n"), Path::new(".")).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(7), Some(13)), "{err}");
+        assert!(err.to_string().contains("7 | delimiter = \"ab\"\n  |             ^^^^"), "{err}");
+        let sftp = MIN.replace("drops/acme", "sftp://wh:hunter2@h/acme");
+        let err = Config::parse(&sftp, Path::new(".")).unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let inline = format!("[ledger]\nurl = \"postgres://sb:hunter2@h/db\"\n{MIN}");
+        let err = Config::parse(&inline, Path::new(".")).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(2), Some(7)), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn locate_copes_with_spans_at_line_ends_and_past_the_text() {
+        assert_eq!(locate("a = 1\r\nb", 5..6), Some((1, 6, "a = 1", 1)));
+        assert_eq!(locate("a = 1\n", 6..9), Some((2, 1, "", 1)));
+        assert_eq!(locate("é", 1..2), None);
+        assert_eq!(locate("a", 5..6), None);
+    }
+
+    #[test]
+    fn columns_map_to_our_columns_or_their_aliases() {
+        let ok = format!("{MIN}[account.columns]\n\"Stock Level\" = \"qty\"\n\"Item #\" = \"SKU\"\n");
+        let c = Config::parse(&ok, Path::new(".")).unwrap();
+        let map = &c.accounts[0].parse.column_map;
+        assert_eq!((map["stock level"].as_str(), map["item #"].as_str()), ("quantity", "sku"));
+        let bad = format!("{MIN}[account.columns]\n\"Item\" = \"skew\"\n");
+        let err = Config::parse(&bad, Path::new(".")).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(8), Some(10)), "{err}");
+        assert!(err.message.contains("orders: order_ref, order_date"), "{err}");
+    }
+
+    #[test]
+    fn the_packaged_config_parses() {
+        let c = Config::parse(include_str!("../packaging/stitch-bridge.toml"), Path::new("/etc/stitch-bridge")).unwrap();
+        assert_eq!(c.accounts[0].drop, DropLocation::Local(PathBuf::from("/srv/drop/main")));
     }
 
     #[test]

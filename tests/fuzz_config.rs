@@ -33,7 +33,12 @@ fn value() -> impl Strategy<Value = String> {
 fn structured() -> impl Strategy<Value = String> {
     let account = prop::collection::vec((prop::sample::select(KEYS.to_vec()), value()), 0..5);
     let folders = prop::collection::vec((prop::sample::select(vec!["results", "errors", "archive", "inbound_orders", "bogus"]), value()), 0..3);
-    let columns = prop::collection::vec(("[a-zA-Z #\"]{0,8}", "[a-z_]{0,10}"), 0..3);
+    // Targets: mostly our columns (or aliases), which load; sometimes any name, which must not.
+    let target = prop_oneof![
+        8 => prop::sample::select(vec!["sku", "quantity", "qty", "order_ref", "tracking_no", " Ship_City "]).prop_map(String::from),
+        1 => "[a-z_]{0,10}",
+    ];
+    let columns = prop::collection::vec(("[a-zA-Z #\"]{0,8}", target), 0..3);
     (
         prop::option::of(value()),
         prop::collection::vec((account, folders, columns, any::<bool>()), 1..3),

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod adopt;
 pub mod auth;
 pub mod demo;
+pub mod generate;
 pub mod init;
 pub mod out;
 pub mod run;
@@ -26,11 +27,14 @@ pub mod watch;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--config` when neither the flag nor `STITCH_BRIDGE_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "stitch-bridge.toml";
+
 #[derive(Parser, Debug)]
 #[command(name = "stitch-bridge", version, about = "Warehouse CSV drops <-> Stitch Labs Integrations API")]
 pub struct Cli {
     /// Configuration file (also taken after the command, by every command that reads it).
-    #[arg(long, env = "STITCH_BRIDGE_CONFIG", default_value = "stitch-bridge.toml")]
+    #[arg(long, env = "STITCH_BRIDGE_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, env = "STITCH_BRIDGE_LOG_FORMAT", default_value = "human")]
@@ -78,6 +82,12 @@ pub enum Command {
     /// initialise a ledger file that lost its tables). The next run sends what this ledger has no
     /// record of sending.
     Adopt(adopt::AdoptArgs),
+    /// Write a shell completion script (bash, zsh, fish) to stdout; the package ships them.
+    #[command(hide = true)]
+    Completions(generate::CompletionsArgs),
+    /// Write the man page (or, with --dir, one page per command); the package ships them.
+    #[command(hide = true)]
+    Man(generate::ManArgs),
 }
 
 fn init_logging(format: LogFormat, quiet: bool, default: &str) {
@@ -134,6 +144,11 @@ pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32>
     match crate::config::Config::load(path) {
         Ok(c) => {
             warn_if_readable_by_others(path);
+            for a in &c.accounts {
+                if let crate::config::TokenSource::File(token) = &a.token {
+                    warn_if_token_readable_by_others(token);
+                }
+            }
             Ok(c)
         }
         Err(e) => {
@@ -158,7 +173,7 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
 
 /// Commands that never read the configuration: `--config` is neither offered nor accepted after
 /// them (a global `--config` would suggest it changes what they do).
-const WITHOUT_CONFIG: [&str; 2] = ["demo", "sim"];
+const WITHOUT_CONFIG: [&str; 4] = ["demo", "sim", "completions", "man"];
 
 /// Id of the `--config` each other command takes after its name.
 const COMMAND_CONFIG: &str = "command_config";
@@ -201,6 +216,22 @@ fn parse_cli() -> Result<Cli, clap::Error> {
 }
 
 /// Runs the command; output failures are mapped to the exit code here (see [`out::finish`]).
+
+/// A token file is the account's credential: anyone who can read it can act as the bridge, and a
+/// new one cannot be had without creating a duplicate channel (see `auth`). `auth` writes 0600.
+fn warn_if_token_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = std::fs::metadata(path) {
+        let mode = md.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                "token file {} is readable by users other than its owner (mode {mode:04o}); consider chmod 600",
+                path.display()
+            );
+        }
+    }
+}
+
 pub fn main() -> i32 {
     let code = dispatch();
     out::finish(code)
@@ -220,7 +251,7 @@ fn dispatch() -> i32 {
         }
     };
     let default_level = match cli.command {
-        Command::Validate(_) => "warn",
+        Command::Validate(_) | Command::Completions(_) | Command::Man(_) => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, cli.quiet, default_level);
@@ -237,6 +268,8 @@ fn dispatch() -> i32 {
         Command::Watch(args) => watch::run(&cli, args),
         Command::Trust(args) => trust::run(&cli, args),
         Command::Adopt(args) => adopt::run(&cli, args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct AccountCtx<'a> {
 pub enum TokenError {
     #[error("the Stitch token is expected in environment variable {0}, which is not set")]
     EnvUnset(String),
+    #[error("the Stitch token is expected in environment variable {0}, which is set but empty")]
+    EnvEmpty(String),
+    #[error("the Stitch token is expected in environment variable {0}, which is not valid UTF-8")]
+    EnvNotUnicode(String),
     #[error("token file {} is empty", .0.display())]
     FileEmpty(std::path::PathBuf),
     #[error("cannot read token file {}: {source}", path.display())]
@@ -83,7 +87,9 @@ pub fn read_token(src: &TokenSource) -> Result<String, TokenError> {
     let (token, from) = match src {
         TokenSource::Env(var) => match std::env::var(var) {
             Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), format!("environment variable {var}")),
-            _ => return Err(TokenError::EnvUnset(var.clone())),
+            Ok(_) => return Err(TokenError::EnvEmpty(var.clone())),
+            Err(std::env::VarError::NotUnicode(_)) => return Err(TokenError::EnvNotUnicode(var.clone())),
+            Err(std::env::VarError::NotPresent) => return Err(TokenError::EnvUnset(var.clone())),
         },
         TokenSource::File(p) => match std::fs::read_to_string(p) {
             Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), format!("token file {}", p.display())),

@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use super::faults::{FaultConfig, FaultRates};
 use super::{Seed, SimOptions};
 
+/// Where `sim` listens unless told otherwise; `init` points its config here.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+/// The token `sim` accepts unless told otherwise; `init` tells the operator to export it.
+pub const DEFAULT_TOKEN: &str = "sim-token";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
-    #[arg(long, default_value = "127.0.0.1:8750")]
+    #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Token clients must send in the `access_token` header.
-    #[arg(long, env = "STITCH_SIM_TOKEN", default_value = "sim-token")]
+    #[arg(long, env = "STITCH_SIM_TOKEN", default_value = DEFAULT_TOKEN)]
     pub token: String,
     /// Token `/_admin/*` requests must send in the `x-admin-token` header; random if not given
     /// (printed at start).
