@@ -25,14 +25,68 @@ pub fn install() -> Result<PrometheusHandle, String> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// Accounts that are not healthy, by name: "halted: …" or "needs attention: <reason>". What
+/// `/healthz` answers from; cycles update it as they end.
+static UNHEALTHY: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn set_health(account: &str, problem: Option<String>) {
+    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    match problem {
+        Some(p) => {
+            m.insert(account.to_string(), p);
+        }
+        None => {
+            m.remove(account);
+        }
+    }
+}
+
+/// `/healthz`: 200 `ok` when every account is fine, else 503 listing the halted accounts and
+/// those that need attention (one per line), so a load balancer or pager sees a person is needed.
+pub fn health() -> (u16, String) {
+    let m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    if m.is_empty() {
+        return (200, "ok\n".into());
+    }
+    (503, m.iter().map(|(a, p)| format!("{a}: {p}\n")).collect())
+}
+
 /// Serve `/metrics` (Prometheus text) and `/healthz` on an already bound listener (binding
 /// first lets the caller report a taken port before anything starts) until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> std::io::Result<()> {
-    use axum::{routing::get, Router};
+    use axum::{http::StatusCode, routing::get, Router};
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route("/healthz", get(|| std::future::ready("ok\n")));
+        .route(
+            "/healthz",
+            get(|| {
+                let (code, body) = health();
+                std::future::ready((StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), body))
+            }),
+        );
     axum::serve(listener, app).await
+}
+
+/// The account's "needs attention" state: `stitch_bridge_account_attention{account,reason}` is 1
+/// for the current reason and 0 for every other, so a cleared state shows as 0, not as a stale 1.
+pub fn record_attention(account: &str, reason: Option<&str>) {
+    for r in crate::engine::attention::Reason::ALL {
+        let on = reason == Some(r.as_str());
+        metrics::gauge!("stitch_bridge_account_attention", "account" => account.to_string(), "reason" => r.as_str())
+            .set(if on { 1.0 } else { 0.0 });
+    }
+    let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
+    match reason {
+        Some(r) => {
+            m.insert(account.to_string(), format!("needs attention: {r}"));
+        }
+        None => {
+            if m.get(account).is_some_and(|p| p.starts_with("needs attention")) {
+                m.remove(account);
+            }
+        }
+    }
 }
 
 /// API paths with ids folded, so the endpoint label has a bounded set of values.
@@ -65,6 +119,11 @@ pub fn record_cycle(report: &crate::engine::AccountReport, seconds: f64, oldest_
     metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone()).increment(report.cancels_sent);
     metrics::histogram!("stitch_bridge_cycle_duration_seconds", "account" => account.clone()).record(seconds);
     metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if report.halted.is_some() { 1.0 } else { 0.0 });
+    match (&report.halted, &report.attention) {
+        (Some(h), _) => set_health(&account, Some(format!("halted: {h}"))),
+        (None, Some(a)) => set_health(&account, Some(format!("needs attention: {}", a.reason))),
+        (None, None) => set_health(&account, None),
+    }
     metrics::gauge!("stitch_bridge_oldest_unprocessed_file_age_seconds", "account" => account).set(oldest_waiting_secs.unwrap_or(0.0));
 }
 

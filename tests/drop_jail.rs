@@ -63,7 +63,7 @@ fn mode(p: &Path) -> u32 {
 // linked folders
 
 /// With `folder` (drop-relative) a link to a folder outside the drop holding a valid stock
-/// file, one run: the account stops (exit 2) naming the link, nothing is read, sent, planted
+/// file, one run: the account needs attention (exit 5) naming the link, nothing is read, sent, planted
 /// or moved, and the inbound file stays where it was.
 fn linked_folder_stops_the_account(folder: &str) {
     let env = Env::new();
@@ -77,7 +77,9 @@ fn linked_folder_stops_the_account(folder: &str) {
         env.put("inbound/inventory/stock.csv", STOCK);
     }
     let out = env.bin(&["run", "--once"]);
-    assert_eq!(code(&out), 2, "{folder}: {}", text(&out));
+    assert_eq!(code(&out), 5, "{folder}: needs attention: {}", text(&out));
+    assert!(text(&out).contains("NEEDS ATTENTION (drop_symlink)"), "{folder}: {}", text(&out));
+    assert!(env.exists("ALERT-acme.txt"), "{folder}: the alert file says what to do");
     assert!(text(&out).contains(&format!("{folder} in the drop is a symbolic link")), "{folder}: {}", text(&out));
     assert_eq!(tree(outside.path()), before, "{folder}: nothing planted, moved or removed outside the drop");
     assert_eq!(env.write_requests(), 0, "{folder}: nothing sent to Stitch");

@@ -114,7 +114,7 @@ fn linked_folder_stops_the_account(folder: &str) {
         drop_file(&w.root, "inbound/inventory/stock.csv", STOCK.as_bytes());
     }
     let out = w.run();
-    assert_eq!(code(&out), 2, "{folder}: {}", text(&out));
+    assert_eq!(code(&out), 5, "{folder}: needs attention: {}", text(&out));
     assert!(text(&out).contains(&format!("{folder} in the drop is a symbolic link")), "{folder}: {}", text(&out));
     assert_eq!(listing(outside.path()), vec!["secret.csv"], "{folder}: nothing planted or moved outside");
     assert!(w.names("rejected").is_empty(), "{folder}");

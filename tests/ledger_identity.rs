@@ -133,7 +133,7 @@ fn ledger_from_a_release_without_ids_upgrades_with_no_action() {
     // The previous release's ledger and drop: schema version 1, no identity, no marker.
     {
         let c = rusqlite::Connection::open(inst.ledger()).unwrap();
-        c.execute_batch("DROP TABLE ledger_identity; PRAGMA user_version=1;").unwrap();
+        c.execute_batch("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; PRAGMA user_version=1;").unwrap();
     }
     std::fs::remove_file(inst.drop().join(MARKER)).unwrap();
     let mut again = w.order_files.clone();

@@ -230,11 +230,11 @@ fn ledger_without_an_id_gets_one_on_upgrade() {
         open(loc).set_mark("kept", "yes").unwrap();
         match loc {
             LedgerLocation::Sqlite(p) => {
-                rusqlite::Connection::open(p).unwrap().execute_batch("DROP TABLE ledger_identity; PRAGMA user_version=1;").unwrap();
+                rusqlite::Connection::open(p).unwrap().execute_batch("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; PRAGMA user_version=1;").unwrap();
             }
             LedgerLocation::Postgres { .. } => {
                 let pg = support_pg::server("upgrade").unwrap();
-                pg.connect(loc).batch_execute("DROP TABLE ledger_identity; UPDATE schema_version SET version = 1").unwrap();
+                pg.connect(loc).batch_execute("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; UPDATE schema_version SET version = 1").unwrap();
             }
         }
         let l = open(loc);
@@ -273,7 +273,7 @@ fn concurrent_first_opens_migrate_once_on_postgres() {
         }
     });
     let v: i64 = pg.connect(&loc).query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
 }
 
 #[test]

@@ -173,10 +173,10 @@ fn scenario(srv: &TestServer, cred: Cred, what: &str, total: &mut Scanned) {
     // left alone for the next run, and the failure recorded (so `status` shows it).
     drop_file(&root, "inbound/orders/later.csv", ORDERS.replace("PO-", "LATER-").as_bytes());
     let (code, out) = inst.run(&["run", "--once"], &cred, wrong);
-    assert_eq!(code, Some(stitch_bridge::engine::exit::PENDING), "{what}: wrong secret: {out}");
+    assert_eq!(code, Some(stitch_bridge::engine::exit::ATTENTION), "{what}: wrong secret needs a person: {out}");
     let needles: &[&str] = match cred {
-        Cred::Password => &["account wh", "drop unavailable", "password authentication as", "refused the password"],
-        Cred::KeyWithPassphrase(_) => &["account wh", "drop unavailable", "key authentication as", "wrong passphrase"],
+        Cred::Password => &["account wh", "NEEDS ATTENTION (sftp_auth)", "password authentication as", "refused the password"],
+        Cred::KeyWithPassphrase(_) => &["account wh", "NEEDS ATTENTION (sftp_auth)", "key authentication as", "wrong passphrase"],
     };
     for n in needles {
         assert!(out.contains(n), "{what}: wrong secret: {n:?} missing from:\n{out}");

@@ -150,8 +150,8 @@ fn assert_refused(srv: &TestServer, extra: &str, needles: &[&str]) {
     let before = tree(&srv.local_root());
     let r = run_cycle(&cfg, &[], Parts::ALL);
     let a = one(&r);
-    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
-    let msg = a.pending.join("; ");
+    assert_eq!(r.exit_code(), exit::ATTENTION, "{r:?}");
+    let msg = a.attention.as_ref().map(|x| x.message.clone()).unwrap_or_default();
     for n in needles {
         assert!(msg.contains(n), "{}: {n:?} missing from {msg}", srv.name());
     }

@@ -449,7 +449,8 @@ fn a_redirect_to_another_host_is_a_config_error_and_the_token_stays_home() {
         "the other host saw the token: {seen:?}"
     );
     assert!(seen.is_empty(), "nothing is sent to the other host: {seen:?}");
-    assert_eq!(run.code, Some(exit::USAGE), "{}", run.text());
+    assert_eq!(run.code, Some(exit::ATTENTION), "{}", run.text());
+    assert!(run.stdout.contains("NEEDS ATTENTION (stitch_redirect)"), "{}", run.text());
     assert!(run.stdout.contains("302") && run.stdout.contains(&location), "the error names the status and Location: {}", run.text());
     assert_eq!(main.count("POST", PRODUCTS), 1, "a redirect is never retried");
     assert!(w.drop().join("inbound/inventory/inv.csv").exists(), "the file stays for the next run");

@@ -356,3 +356,57 @@ fn metrics_endpoint_counts_files_requests_and_cycles() {
     w.signal(libc::SIGTERM);
     assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
 }
+
+/// A problem only a person can fix turns `/healthz` to 503 naming the account and its reason,
+/// sets `stitch_bridge_account_attention`, and fires the alert hook once however many cycles
+/// meet it; once fixed, `/healthz` is 200 again and the hook hears that once.
+#[test]
+fn an_account_that_needs_attention_turns_healthz_503_and_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let events = dir.path().join("events.txt");
+    let extra = format!(
+        "settle_seconds = 0\npoll_seconds = 1\ndownload_interval_seconds = 600\nalert_command = \"echo $STITCH_BRIDGE_ALERT_EVENT >> '{}'\"\n",
+        events.display()
+    );
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), &extra);
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.join("inbound/inventory")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("results")).unwrap();
+    let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
+    w.wait_log("metrics on http://", Duration::from_secs(20));
+    let addr = {
+        let log = w.log_text();
+        let at = log.find("metrics on http://").unwrap() + "metrics on http://".len();
+        log[at..].split('/').next().unwrap().to_string()
+    };
+    let (mut status, mut body) = (String::new(), String::new());
+    let unhealthy = wait_for(Duration::from_secs(20), || {
+        (status, body) = http_get(&addr, "/healthz");
+        status.contains("503")
+    });
+    assert!(unhealthy, "{status} {body}\n{}", w.log_text());
+    assert!(body.contains("wh: needs attention: drop_symlink"), "{body}");
+    let metrics = http_get(&addr, "/metrics").1;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("stitch_bridge_account_attention{") && l.contains("reason=\"drop_symlink\"") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Several more cycles (one a second) meet the same problem: the hook heard it once.
+    let cycles_before = w.log_text().matches("needs attention").count();
+    assert!(wait_for(Duration::from_secs(20), || w.log_text().matches("needs attention").count() >= cycles_before + 2), "{}", w.log_text());
+    assert_eq!(fs::read_to_string(&events).unwrap_or_default().lines().collect::<Vec<_>>(), vec!["attention"]);
+    // Fixed by a person: the link replaced by a real folder.
+    fs::remove_file(root.join("results")).unwrap();
+    fs::create_dir(root.join("results")).unwrap();
+    let healthy = wait_for(Duration::from_secs(20), || {
+        (status, body) = http_get(&addr, "/healthz");
+        status.contains("200")
+    });
+    assert!(healthy, "{status} {body}\n{}", w.log_text());
+    assert_eq!(body.trim(), "ok");
+    assert!(wait_for(Duration::from_secs(10), || fs::read_to_string(&events).unwrap_or_default().lines().count() == 2));
+    assert_eq!(fs::read_to_string(&events).unwrap().lines().collect::<Vec<_>>(), vec!["attention", "attention_cleared"]);
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
+}

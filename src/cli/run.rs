@@ -78,6 +78,12 @@ pub fn print_report(report: &RunReport) {
         if let Some(h) = &a.halted {
             outln!("  HALTED: {h}");
         }
+        if let Some(att) = &a.attention {
+            outln!("  NEEDS ATTENTION ({}): {}", att.reason, att.message);
+            for line in att.reason.what_to_do(&a.account).lines() {
+                outln!("    {line}");
+            }
+        }
         for p in &a.pending {
             outln!("  PENDING (will resume next run): {p}");
         }

@@ -20,6 +20,8 @@ pub struct StatusArgs {
 struct AccountStatus {
     account: String,
     halted: Option<crate::ledger::Halt>,
+    /// A problem only a person can fix, recorded until a cycle gets past it.
+    attention: Option<crate::engine::attention::Recorded>,
     /// Why the last cycle stopped before doing anything (the drop names another ledger).
     stopped: Option<String>,
     last_cycle: Option<(String, String, String)>,
@@ -52,6 +54,7 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
             Ok(AccountStatus {
                 account: a.name.clone(),
                 halted: ledger.halted(&a.name)?,
+                attention: ledger.attention(&a.name)?.filter(|r| r.announced()),
                 stopped,
                 last_cycle,
                 files_archived_today: archived,
@@ -78,8 +81,14 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         outln!("account {}", s.account);
         match &s.halted {
             Some(h) => outln!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
-            None if s.stopped.is_none() => outln!("  active"),
+            None if s.stopped.is_none() && s.attention.is_none() => outln!("  active"),
             None => {}
+        }
+        if let Some(att) = &s.attention {
+            outln!("  NEEDS ATTENTION since {} ({}): {}", att.since, att.reason, att.message);
+            for line in att.reason.what_to_do(&s.account).lines() {
+                outln!("    {line}");
+            }
         }
         if let Some(why) = &s.stopped {
             outln!("  STOPPED: {why}");

@@ -31,15 +31,47 @@ pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, St
     Ok(cfg)
 }
 
+/// Why a drop could not be opened. The kind says whether a person must act (host key,
+/// credentials, missing folder) or the next run may simply succeed (unavailable).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OpenError {
+    pub kind: OpenErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenErrorKind {
+    HostKeyUnknown,
+    HostKeyChanged,
+    HostKeyRevoked,
+    Authentication,
+    NotFound,
+    /// Unreachable, timed out, dropped, or set-up that the next run may find (an unset
+    /// environment variable is reported the same way as before).
+    Unavailable,
+}
+
 /// Open an sFTP drop for an account (host key verified before any credential is sent).
-pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Drop>, String> {
-    let cfg = sftp_config(acct)?;
+pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Drop>, OpenError> {
+    let unavailable = |message: String| OpenError { kind: OpenErrorKind::Unavailable, message };
+    let cfg = sftp_config(acct).map_err(unavailable)?;
     sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Drop>).map_err(|e| {
-        match e.get_ref().and_then(|i| i.downcast_ref::<known_hosts::HostKeyError>()) {
+        use known_hosts::HostKeyError as H;
+        let inner = e.get_ref();
+        if let Some(hk) = inner.and_then(|i| i.downcast_ref::<H>()) {
+            let kind = match hk {
+                H::Unknown { .. } => OpenErrorKind::HostKeyUnknown,
+                H::Changed { .. } => OpenErrorKind::HostKeyChanged,
+                H::Revoked { .. } => OpenErrorKind::HostKeyRevoked,
+            };
             // The advice names this account and the flag that works (`--replace` for a change).
-            Some(hk) => hk.for_account(&acct.name),
-            None => e.to_string(),
+            return OpenError { kind, message: hk.for_account(&acct.name) };
         }
+        if inner.is_some_and(|i| i.is::<sftp::AuthRefused>()) {
+            return OpenError { kind: OpenErrorKind::Authentication, message: e.to_string() };
+        }
+        unavailable(e.to_string())
     })
 }
 

@@ -421,6 +421,29 @@ pub fn probe_host_key(host: &str, port: u16, timeout: Duration) -> io::Result<(V
 
 pub use known_hosts::record_host_key;
 
+/// The server refused our credentials, or our key could not be loaded: a person must act
+/// (retrying sends the same credentials again). Inside the `io::Error`, so callers can tell it
+/// from an outage with `downcast_ref`.
+#[derive(Debug)]
+pub struct AuthRefused(pub String);
+
+impl std::fmt::Display for AuthRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthRefused {}
+
+/// Only refusals and unusable keys are typed as [`AuthRefused`]; a connection lost during
+/// authentication stays an ordinary (transient) error.
+fn auth_error(kind: io::ErrorKind, message: String) -> io::Error {
+    match kind {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => io::Error::new(kind, AuthRefused(message)),
+        _ => io::Error::new(kind, message),
+    }
+}
+
 /// One live SSH session with its SFTP channel.
 struct Conn {
     sess: Session,
@@ -463,18 +486,18 @@ impl Conn {
                             io::ErrorKind::PermissionDenied => "the server refused this key",
                             _ => "",
                         };
-                        io::Error::new(base.kind(), format!("{base}; {why}"))
+                        auth_error(base.kind(), format!("{base}; {why}"))
                     })?;
             }
             SftpAuth::Password(pw) => {
                 sess.userauth_password(&cfg.user, pw.expose()).map_err(|e| {
                     let base = map_err(&e, &format!("password authentication as {who}"));
-                    io::Error::new(base.kind(), format!("{base}; the server refused the password"))
+                    auth_error(base.kind(), format!("{base}; the server refused the password"))
                 })?;
             }
         }
         if !sess.authenticated() {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("sftp: {who}: not authenticated")));
+            return Err(auth_error(io::ErrorKind::PermissionDenied, format!("sftp: {who}: not authenticated")));
         }
         sess.set_timeout(millis(cfg.op_timeout));
         sess.set_keepalive(false, cfg.keepalive_secs);

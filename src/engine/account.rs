@@ -18,6 +18,8 @@ pub enum Stop {
     Pending(String),
     /// Needs an operator (ledger unusable, secrets missing).
     Fatal(String),
+    /// A problem only a person can fix (`engine/attention.rs`): exit 5, alert once.
+    Attention(Attention),
     /// The drop is served by another ledger (its marker names another id): nothing was done.
     /// Needs an operator like `Fatal` (exit 2), until `stitch-bridge adopt ACCOUNT`.
     LedgerMismatch(String),
@@ -27,7 +29,8 @@ impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::Halt { kind, status, message } => Stop::Halt { kind, status, message },
-            // Configuration for now; a later "needs attention" state can take these.
+            // A redirecting URL must be corrected by a person; retrying cannot help.
+            e @ ApiError::Redirect { .. } => Stop::Attention(Attention::new(Reason::StitchRedirect, e.to_string())),
             e if e.is_configuration() => Stop::Fatal(e.to_string()),
             other => Stop::Pending(other.to_string()),
         }
@@ -44,13 +47,19 @@ impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
         // A link below the drop root needs a person (see `drop::DropEscape`).
         if let Some(esc) = crate::drop::as_escape(&e) {
-            return Stop::Fatal(format!("drop: {esc}"));
+            return Stop::Attention(Attention::new(Reason::DropSymlink, format!("drop: {esc}")));
+        }
+        // A person's problem only when it persists (`Reason::strikes`).
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return Stop::Attention(Attention::new(Reason::Permission, format!("drop: {e}")));
         }
         Stop::Pending(format!("drop: {e}"))
     }
 }
 
 pub type Step<T> = Result<T, Stop>;
+
+use super::attention::{self, Attention, Reason, Transition};
 
 /// Everything one account's cycle works with.
 pub struct AccountCtx<'a> {
@@ -104,11 +113,14 @@ pub fn read_token(src: &TokenSource) -> Result<String, TokenError> {
 }
 
 /// Open the account's drop. sFTP connections verify the host key before anything else.
-pub fn open_drop(acct: &Account) -> Result<Box<dyn Drop>, String> {
+pub fn open_drop(acct: &Account) -> Result<Box<dyn Drop>, crate::drop::OpenError> {
     match &acct.drop {
         DropLocation::Local(p) => {
             if !p.is_dir() {
-                return Err(format!("drop folder {} does not exist or is not a folder", p.display()));
+                return Err(crate::drop::OpenError {
+                    kind: crate::drop::OpenErrorKind::NotFound,
+                    message: format!("drop folder {} does not exist or is not a folder", p.display()),
+                });
             }
             Ok(Box::new(LocalDrop::new(p).with_file_mode(acct.file_mode)))
         }
@@ -154,7 +166,7 @@ pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, work
             return report;
         }
     }
-    let (report, ledger) = claimed(acct, ledger, parts, report).await;
+    let (report, ledger) = claimed(acct, location, ledger, parts, report).await;
     if let Err(e) = ledger.release_account(&acct.name, &worker.id) {
         // Harmless: the claim lapses after its ttl.
         tracing::warn!(account = %acct.name, "could not release the account's claim: {e}");
@@ -162,7 +174,7 @@ pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, work
     report
 }
 
-async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: AccountReport) -> (AccountReport, Ledger) {
+async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, parts: Parts, mut report: AccountReport) -> (AccountReport, Ledger) {
     let started = crate::ledger::now();
     let clock = std::time::Instant::now();
     match ledger.halted(&acct.name) {
@@ -196,9 +208,28 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     let drop = match open_drop(acct) {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(account = %acct.name, "drop unavailable: {e}");
-            report.pending.push(format!("drop unavailable: {e}"));
-            let _ = ledger.record_cycle(&acct.name, &started, "pending", &e);
+            use crate::drop::OpenErrorKind as K;
+            let reason = match e.kind {
+                K::HostKeyUnknown => Some(Reason::HostKeyUnknown),
+                K::HostKeyChanged => Some(Reason::HostKeyChanged),
+                K::HostKeyRevoked => Some(Reason::HostKeyRevoked),
+                K::Authentication => Some(Reason::SftpAuth),
+                K::NotFound => Some(Reason::DropMissing),
+                K::Unavailable => None,
+            };
+            let outcome = match reason {
+                Some(reason) => {
+                    let a = Attention::new(reason, format!("drop: {e}"));
+                    settle_attention(acct, location, &ledger, None, &mut report, Some(a), false).await
+                }
+                None => {
+                    tracing::warn!(account = %acct.name, "drop unavailable: {e}");
+                    report.pending.push(format!("drop unavailable: {e}"));
+                    "pending"
+                }
+            };
+            let _ = ledger.record_cycle(&acct.name, &started, outcome, &e.to_string());
+            crate::metrics::record_cycle(&report, clock.elapsed().as_secs_f64(), None);
             return (report, ledger);
         }
     };
@@ -206,9 +237,29 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
     let result = cx.run(parts).await;
     cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);
-    // A stop for a foreign ledger is recorded with its reason, which `status` shows.
-    let mut stopped_why = None;
+    // A stop for a foreign ledger (or one that needs attention) is recorded with its reason,
+    // which `status` shows.
+    let mut stopped_why: Option<String> = None;
+    // The drop opened: problems of opening it are over, whatever happens next; anything else
+    // is known to be over only when the whole cycle ran.
+    let opened_past = |r: Reason| matches!(r, Reason::HostKeyUnknown | Reason::HostKeyChanged | Reason::HostKeyRevoked | Reason::SftpAuth | Reason::DropMissing);
+    let recorded = cx.ledger.attention(&acct.name).ok().flatten();
+    let cleared = result.is_ok() || recorded.as_ref().is_some_and(|r| opened_past(r.reason));
+    let (result, met) = match result {
+        Err(Stop::Attention(a)) => (Ok(()), Some(a)),
+        other => (other, None),
+    };
+    let stopped_by_attention = met.is_some();
+    if met.is_some() || recorded.is_some() {
+        let o = settle_attention(acct, location, &cx.ledger, Some(cx.drop.as_mut()), &mut cx.report, met, cleared).await;
+        if stopped_by_attention {
+            stopped_why = Some(cx.report.attention.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| o.to_string()));
+        }
+    }
     let outcome = match result {
+        Ok(()) if stopped_by_attention => {
+            if cx.report.attention.is_some() { "attention" } else { "pending" }.to_string()
+        }
         Ok(()) => "ok".to_string(),
         Err(Stop::LedgerMismatch(why)) => {
             tracing::error!(account = %acct.name, "{why}");
@@ -239,6 +290,11 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
             cx.report.fatal.push(why);
             "fatal".to_string()
         }
+        // Taken out above; kept for the compiler.
+        Err(Stop::Attention(a)) => {
+            cx.report.attention = Some(a);
+            "attention".to_string()
+        }
     };
     for f in cx.report.files.iter().filter(|f| f.state == "rejected") {
         let text = format!("file {} was rejected: {}", f.path, f.message);
@@ -256,6 +312,94 @@ async fn claimed(acct: &Account, ledger: Ledger, parts: Parts, mut report: Accou
 
 /// The outcome recorded for a cycle stopped by [`Stop::LedgerMismatch`].
 pub const LEDGER_MISMATCH: &str = "ledger_mismatch";
+
+/// Record what this cycle means for the account's "needs attention" state, announce entering
+/// and clearing once each, and fill the report. Returns the cycle's outcome word. `drop` is the
+/// open drop (for `ALERT-<account>.txt`), `None` when opening it was the problem: then the alert
+/// file goes beside a SQLite ledger, the one place the operator's machine surely has.
+async fn settle_attention(
+    acct: &Account,
+    location: &LedgerLocation,
+    ledger: &Ledger,
+    mut drop: Option<&mut dyn Drop>,
+    report: &mut AccountReport,
+    met: Option<Attention>,
+    cleared: bool,
+) -> &'static str {
+    let name = &acct.name;
+    let recorded = match ledger.attention(name) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fatal.push(e.to_string());
+            return "fatal";
+        }
+    };
+    let record = |a: &Attention, strikes: u32| {
+        if let Err(e) = ledger.set_attention(name, a.reason.as_str(), &a.message, strikes) {
+            tracing::error!(account = %name, "cannot record that the account needs attention: {e}");
+        }
+    };
+    let beside_ledger = || match location {
+        LedgerLocation::Sqlite(p) => p.parent().map(|d| d.join(halt::alert_name(name))),
+        _ => None,
+    };
+    let outcome = match attention::transition(recorded.as_ref(), met.as_ref(), cleared) {
+        Transition::Quiet => "ok",
+        Transition::Strike { strikes } => {
+            let a = met.expect("a strike has a problem");
+            record(&a, strikes);
+            tracing::warn!(account = %name, reason = %a.reason, "work left for the next run: {}", a.message);
+            report.pending.push(format!("{} (again next run: the account will need attention)", a.message));
+            "pending"
+        }
+        Transition::Enter { strikes } | Transition::Still { strikes } => {
+            let a = met.expect("entering or staying has a problem");
+            let entering = recorded.as_ref().is_none_or(|r| r.reason != a.reason || !r.announced());
+            record(&a, strikes);
+            let since = ledger.attention(name).ok().flatten().map(|r| r.since).unwrap_or_else(crate::ledger::now);
+            let text = attention::alert_text(name, &a, &since);
+            tracing::error!(account = %name, reason = %a.reason, "account needs attention: {}", a.message);
+            // The alert file is (re)written every time: whoever removed it still needs to know.
+            let written = match drop.as_deref_mut() {
+                Some(d) => halt::write_alert(d, name, &text).map_err(|e| e.to_string()),
+                None => match beside_ledger() {
+                    Some(path) => std::fs::write(&path, text.as_bytes()).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = written {
+                tracing::error!(account = %name, "could not write the alert file: {e}");
+            }
+            if entering {
+                super::alert::fire(&acct.alerts, acct.alert_timeout, name, "attention", &text).await;
+            }
+            report.attention = Some(a);
+            "attention"
+        }
+        Transition::Clear { was, announced } => {
+            if let Err(e) = ledger.clear_attention(name) {
+                report.fatal.push(e.to_string());
+                return "fatal";
+            }
+            if announced {
+                tracing::info!(account = %name, reason = %was, "account no longer needs attention");
+                if let Some(d) = drop.as_deref_mut() {
+                    if matches!(d.stat(&halt::alert_name(name)), Ok(Some(_))) {
+                        let _ = d.remove(&halt::alert_name(name));
+                    }
+                }
+                if let Some(p) = beside_ledger() {
+                    let _ = std::fs::remove_file(p);
+                }
+                let text = format!("stitch-bridge: account \"{name}\" no longer needs attention ({was} was fixed); processing resumed.\n");
+                super::alert::fire(&acct.alerts, acct.alert_timeout, name, "attention_cleared", &text).await;
+            }
+            "ok"
+        }
+    };
+    crate::metrics::record_attention(name, report.attention.as_ref().map(|a| a.reason.as_str()));
+    outcome
+}
 
 impl AccountCtx<'_> {
     async fn run(&mut self, parts: Parts) -> Step<()> {

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod alert;
 pub mod apply;
+pub mod attention;
 pub mod download;
 pub mod halt;
 pub mod inbound;
@@ -63,6 +64,10 @@ pub struct AccountReport {
     pub pending: Vec<String>,
     /// Problems of set-up (config, ledger, token) that need an operator.
     pub fatal: Vec<String>,
+    /// A problem only a person can fix (host key, credentials, drop folder, redirect): the
+    /// "needs attention" state, kept in the ledger until a cycle gets past it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<attention::Attention>,
     /// Not cycled by this worker because another live worker holds the account (not an error).
     pub skipped: Option<String>,
     pub requests: u64,
@@ -95,17 +100,21 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const HALTED: i32 = 3;
     pub const PENDING: i32 = 4;
+    /// An account needs a person (see `engine::attention`).
+    pub const ATTENTION: i32 = 5;
 }
 
 impl RunReport {
-    /// The most serious condition wins: set-up problems, then a halt, then work left pending,
-    /// then rejected rows.
+    /// The most serious condition wins: set-up problems, then a halt, then an account that
+    /// needs attention, then work left pending, then rejected rows.
     pub fn exit_code(&self) -> i32 {
         let a = &self.accounts;
         if a.iter().any(|r| !r.fatal.is_empty()) {
             exit::USAGE
         } else if a.iter().any(|r| r.halted.is_some()) {
             exit::HALTED
+        } else if a.iter().any(|r| r.attention.is_some()) {
+            exit::ATTENTION
         } else if a.iter().any(|r| !r.pending.is_empty()) {
             exit::PENDING
         } else if a.iter().any(|r| r.rejected_records() > 0) {

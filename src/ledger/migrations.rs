@@ -117,6 +117,17 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO ledger_identity(singleton, id, created_at)
         VALUES (1, lower(hex(randomblob(16))), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     "#,
+    // 3: accounts that need a person (`engine/attention.rs`): the state outlives a run so the
+    // alert fires once on entering and once on clearing, however often cron runs in between.
+    r#"
+    CREATE TABLE attention (
+        account TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        since TEXT NOT NULL,
+        strikes INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The same schema as [`MIGRATIONS`] in PostgreSQL's types: `BIGINT` where SQLite's `INTEGER`
@@ -223,6 +234,16 @@ const PG_MIGRATIONS: &[&str] = &[
     INSERT INTO ledger_identity(singleton, id, created_at)
         VALUES (1, replace(gen_random_uuid()::text, '-', ''),
                 to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'));
+    "#,
+    // 3: accounts that need a person (see the SQLite list).
+    r#"
+    CREATE TABLE attention (
+        account TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        since TEXT NOT NULL,
+        strikes BIGINT NOT NULL
+    );
     "#,
 ];
 

@@ -348,6 +348,38 @@ impl Ledger {
         Ok(self.exec("DELETE FROM halts WHERE account = ?1", p![account])? > 0)
     }
 
+    // ---- accounts that need attention ----------------------------------------------------------
+
+    /// The recorded "needs attention" state of an account (`engine/attention.rs`).
+    pub fn attention(&self, account: &str) -> Result<Option<crate::engine::attention::Recorded>> {
+        use crate::engine::attention::{Reason, Recorded};
+        let row = self.query_opt(
+            "SELECT reason, message, since, strikes FROM attention WHERE account = ?1",
+            p![account],
+            |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?)),
+        )?;
+        Ok(row.and_then(|(reason, message, since, strikes)| {
+            // A reason this release does not know (written by a newer one) reads as none.
+            Reason::parse(&reason).map(|reason| Recorded { reason, message, since, strikes: strikes.max(0) as u32 })
+        }))
+    }
+
+    /// Record the state; `since` stays that of the first cycle that met this same reason.
+    pub fn set_attention(&self, account: &str, reason: &str, message: &str, strikes: u32) -> Result<()> {
+        self.exec(
+            "INSERT INTO attention(account, reason, message, since, strikes) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(account) DO UPDATE SET
+                since = CASE WHEN attention.reason = excluded.reason THEN attention.since ELSE excluded.since END,
+                reason = excluded.reason, message = excluded.message, strikes = excluded.strikes",
+            p![account, reason, message, now(), strikes as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_attention(&self, account: &str) -> Result<bool> {
+        Ok(self.exec("DELETE FROM attention WHERE account = ?1", p![account])? > 0)
+    }
+
     // ---- fulfillments sent to the warehouse ----------------------------------------------------
 
     pub fn fulfillment_sent(&self, account: &str, fulfillment_id: &str) -> Result<bool> {

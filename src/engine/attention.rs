@@ -1,0 +1,224 @@
+//! The "needs attention" state: problems a person must fix, told apart from outages.
+//!
+//! A changed host key, refused sFTP credentials, a missing or linked drop folder, a permission
+//! error that persists, a Stitch URL that redirects: retrying cannot fix any of them, and calling
+//! them "pending, will resume next run" let cron retry forever in silence. Such a cycle stops the
+//! account with a [`Reason`]; the state is kept in the ledger so the alert hook fires once when
+//! the account enters it and once when it clears, however many runs or polls come between, and
+//! `ALERT-<account>.txt` says what to do.
+
+use std::fmt;
+
+/// Why an account needs a person. The `as_str` names are the contract of the
+/// `stitch_bridge_account_attention{reason}` metric, `status` and `run --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    HostKeyUnknown,
+    HostKeyChanged,
+    HostKeyRevoked,
+    SftpAuth,
+    DropMissing,
+    DropSymlink,
+    Permission,
+    StitchRedirect,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::HostKeyUnknown,
+        Reason::HostKeyChanged,
+        Reason::HostKeyRevoked,
+        Reason::SftpAuth,
+        Reason::DropMissing,
+        Reason::DropSymlink,
+        Reason::Permission,
+        Reason::StitchRedirect,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::HostKeyUnknown => "host_key_unknown",
+            Reason::HostKeyChanged => "host_key_changed",
+            Reason::HostKeyRevoked => "host_key_revoked",
+            Reason::SftpAuth => "sftp_auth",
+            Reason::DropMissing => "drop_missing",
+            Reason::DropSymlink => "drop_symlink",
+            Reason::Permission => "permission",
+            Reason::StitchRedirect => "stitch_redirect",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// How many cycles in a row must meet the problem before it is a person's: a permission
+    /// error can be a folder being set up at that moment; the others cannot fix themselves.
+    pub fn strikes(self) -> u32 {
+        match self {
+            Reason::Permission => 2,
+            _ => 1,
+        }
+    }
+
+    /// What the operator should do, with the account's real name in every command.
+    pub fn what_to_do(self, account: &str) -> String {
+        match self {
+            Reason::HostKeyUnknown => format!(
+                "Confirm the server's host key fingerprint with the warehouse (by phone or another channel you trust), then run:\n    stitch-bridge trust {account}"
+            ),
+            Reason::HostKeyChanged => format!(
+                "The server presented a different host key than the one recorded. This can be an attack (man-in-the-middle)\nor a new server. Ask the warehouse whether they changed their server key and confirm the new fingerprint;\nonly then run:\n    stitch-bridge trust {account} --replace"
+            ),
+            Reason::HostKeyRevoked => format!(
+                "The server's key is marked @revoked in known_hosts. Ask the warehouse for its new server key; once confirmed, run:\n    stitch-bridge trust {account}"
+            ),
+            Reason::SftpAuth => "The sFTP server refused the account's credentials, or the private key could not be loaded.\nCheck sftp_key_file / sftp_password_env / sftp_key_passphrase_env and that the warehouse still\nauthorises the key or password. Test with:\n    stitch-bridge test ".to_string() + account,
+            Reason::DropMissing => format!(
+                "The drop folder does not exist or is not a folder. Create it (or correct `drop` in the configuration), then run:\n    stitch-bridge test {account}"
+            ),
+            Reason::DropSymlink => "A folder inside the drop is a symbolic link; the bridge never follows links below the drop root.\nReplace the link with a real folder (and check who created it: whoever can write to the drop\ncould use links to read or plant files elsewhere).".to_string(),
+            Reason::Permission => "The bridge is not allowed to read or write a folder or file in the drop, and this happened on\nconsecutive runs. Fix the owner or mode of the path named above for the user the bridge runs as.".to_string(),
+            Reason::StitchRedirect => "The Stitch URL answered with a redirect, which is never followed (it would carry the access token\nelsewhere). Correct `stitch_url` in the configuration to the address that answers directly.".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem a person must fix: its reason and what the bridge saw.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attention {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Attention {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Attention { reason, message: message.into() }
+    }
+}
+
+/// The text of `ALERT-<account>.txt` and of the alert hook for an account that needs attention.
+pub fn alert_text(account: &str, a: &Attention, at: &str) -> String {
+    format!(
+        "stitch-bridge: account \"{account}\" NEEDS ATTENTION since {at} ({reason})\n\n\
+         {message}\n\n\
+         Nothing was sent and no file was moved for this account. Every later run tries again and\n\
+         says the same until this is fixed; the alert is raised once, and once more when it clears.\n\n\
+         What to do:\n{todo}\n",
+        reason = a.reason,
+        message = a.message,
+        todo = indent(&a.reason.what_to_do(account)),
+    )
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// What a cycle's outcome means for the recorded state: the pure rule behind "alert once when
+/// entering, once when clearing". `recorded` is the ledger's row for the account, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing to record or announce.
+    Quiet,
+    /// A strike below the threshold: remember it, stay pending (exit 4).
+    Strike { strikes: u32 },
+    /// The account enters (or changes) the state: record it, write the alert file, fire the hook.
+    Enter { strikes: u32 },
+    /// Still the same problem, already announced.
+    Still { strikes: u32 },
+    /// The cycle got past every point where the problem arose: clear it and announce that.
+    Clear { was: Reason, announced: bool },
+}
+
+/// The recorded state of an account (the ledger's `attention` row).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Recorded {
+    pub reason: Reason,
+    pub message: String,
+    pub since: String,
+    pub strikes: u32,
+}
+
+impl Recorded {
+    /// Announced (alert fired) once its strikes reached the reason's threshold.
+    pub fn announced(&self) -> bool {
+        self.strikes >= self.reason.strikes()
+    }
+}
+
+/// `now`: the problem this cycle met, if any; `cleared`: whether the cycle got far enough to
+/// know that earlier problems are gone (a cycle stopped by an outage first proves nothing).
+pub fn transition(recorded: Option<&Recorded>, now: Option<&Attention>, cleared: bool) -> Transition {
+    match (recorded, now) {
+        (None, None) => Transition::Quiet,
+        (Some(r), None) if cleared => Transition::Clear { was: r.reason, announced: r.announced() },
+        (Some(_), None) => Transition::Quiet,
+        (rec, Some(a)) => {
+            let strikes = match rec {
+                Some(r) if r.reason == a.reason => r.strikes.saturating_add(1),
+                _ => 1,
+            };
+            let was_announced = rec.is_some_and(|r| r.reason == a.reason && r.announced());
+            if strikes < a.reason.strikes() {
+                Transition::Strike { strikes }
+            } else if was_announced {
+                Transition::Still { strikes }
+            } else {
+                Transition::Enter { strikes }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(reason: Reason, strikes: u32) -> Recorded {
+        Recorded { reason, message: String::new(), since: String::new(), strikes }
+    }
+
+    #[test]
+    fn the_alert_fires_once_on_entering_and_once_on_clearing() {
+        let changed = Attention::new(Reason::HostKeyChanged, "key changed");
+        assert_eq!(transition(None, Some(&changed), false), Transition::Enter { strikes: 1 });
+        let r = rec(Reason::HostKeyChanged, 1);
+        assert_eq!(transition(Some(&r), Some(&changed), false), Transition::Still { strikes: 2 });
+        // An outage before the point where the problem arose proves nothing either way.
+        assert_eq!(transition(Some(&r), None, false), Transition::Quiet);
+        assert_eq!(transition(Some(&r), None, true), Transition::Clear { was: Reason::HostKeyChanged, announced: true });
+        assert_eq!(transition(None, None, true), Transition::Quiet);
+    }
+
+    #[test]
+    fn a_permission_error_needs_a_second_cycle_and_a_new_reason_is_announced() {
+        let perm = Attention::new(Reason::Permission, "denied");
+        assert_eq!(transition(None, Some(&perm), false), Transition::Strike { strikes: 1 });
+        let once = rec(Reason::Permission, 1);
+        assert!(!once.announced());
+        assert_eq!(transition(Some(&once), Some(&perm), false), Transition::Enter { strikes: 2 });
+        // A strike that cleared was never announced: clearing it says nothing to anyone.
+        assert_eq!(transition(Some(&once), None, true), Transition::Clear { was: Reason::Permission, announced: false });
+        // Another problem replaces the recorded one and is announced.
+        let missing = Attention::new(Reason::DropMissing, "gone");
+        assert_eq!(transition(Some(&rec(Reason::HostKeyChanged, 3)), Some(&missing), false), Transition::Enter { strikes: 1 });
+    }
+
+    #[test]
+    fn every_reason_round_trips_and_names_the_account_where_a_command_helps() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        assert!(Reason::HostKeyChanged.what_to_do("wh").contains("stitch-bridge trust wh --replace"));
+        assert!(Reason::HostKeyUnknown.what_to_do("wh").contains("stitch-bridge trust wh"));
+        assert!(Reason::SftpAuth.what_to_do("wh").contains("stitch-bridge test wh"));
+    }
+}
