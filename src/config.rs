@@ -177,6 +177,8 @@ struct RawAccount {
     #[serde(default)]
     inventory_mode: InventoryMode,
     #[serde(default)]
+    skip_identical: SkipIdentical,
+    #[serde(default)]
     zero_missing: bool,
     #[serde(default = "default_zero_share")]
     zero_missing_max_share: f64,
@@ -271,6 +273,22 @@ pub enum InventoryMode {
     #[default]
     Snapshot,
     Delta,
+}
+
+/// Which earlier file makes a file "the same file sent again", skipped with a result naming it.
+/// A duplicate is the same name and the same content: a later snapshot identical to an older one
+/// (Monday 50, Tuesday 60, Wednesday 50 again) is new information, and so is a second receipt of
+/// the same quantity under another name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipIdentical {
+    /// Same name and same content (the default).
+    #[default]
+    SameName,
+    /// Same content under any name (for partners who resend under new names by mistake).
+    AnyName,
+    /// Process every file.
+    Never,
 }
 
 /// Folder names under the drop root. Configurable because partners already have conventions.
@@ -390,6 +408,7 @@ pub struct Account {
     /// Budget of one account cycle: no request starts after it, one in flight is cut at it.
     pub max_cycle: Duration,
     pub inventory_mode: InventoryMode,
+    pub skip_identical: SkipIdentical,
     pub zero_missing: bool,
     pub zero_missing_max_share: f64,
     pub folders: Folders,
@@ -652,6 +671,7 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
         max_retry_wait: Duration::from_secs(a.max_retry_wait_seconds),
         max_cycle: Duration::from_secs(a.max_cycle_seconds),
         inventory_mode: a.inventory_mode,
+        skip_identical: a.skip_identical,
         zero_missing: a.zero_missing,
         zero_missing_max_share: a.zero_missing_max_share,
         folders: a.folders,
@@ -738,6 +758,7 @@ stitch_url = "{stitch_url}"          # Stitch API base URL (`stitch-bridge sim` 
 token_env = "STITCH_TOKEN"           # or token_file = "secrets/main.token" (mode 0600)
 settle_seconds = 10                  # a file must be unchanged this long before it is taken
 # inventory_mode = "snapshot"        # or "delta": quantity is a signed adjustment
+# skip_identical = "same_name"       # a file sent again (same name, same bytes) is skipped; "any_name" | "never"
 # zero_missing = false               # snapshot: set SKUs missing from the file to 0 ...
 # zero_missing_max_share = 0.2       # ... unless that would zero more than this share
 # concurrency = 8                    # Stitch requests in flight

@@ -90,17 +90,19 @@ fn results_never_overwrite_and_identical_content_is_detected() {
     assert!(ours.starts_with("line,key,outcome,remote_id,message\n"), "{ours}");
     assert!(ours.contains(",DR-1,created,"), "{ours}");
 
-    // The same bytes again, under the same name and under another: not processed again.
+    // The same bytes again under the same name: the same file sent again, not processed. Under
+    // another name: new information, reconciled as always (here: nothing differs, no write).
     env.put("inbound/inventory/stock.csv", STOCK, Duration::ZERO);
     env.put("inbound/inventory/copy.csv", STOCK, Duration::ZERO);
     let second = env.cycle();
     assert_eq!(second.accounts[0].write_requests, 0, "{:?}", second.accounts[0]);
     for f in &second.accounts[0].files {
         assert_eq!(f.state, "archived");
-        assert!(f.message.contains("identical to stock.csv"), "{}", f.message);
+        let want = if f.path.ends_with("/copy.csv") { "same content as stock.csv" } else { "identical to stock.csv" };
+        assert!(f.message.contains(want), "{}: {}", f.path, f.message);
     }
     let copy = fs::read_to_string(env.drop_path("results/copy.csv.result.csv")).unwrap();
-    assert!(copy.contains(",DR-1,skipped,,identical to stock.csv"), "{copy}");
+    assert!(copy.contains(",DR-1,unchanged,") && copy.contains("same content as stock.csv"), "{copy}");
     // Archived originals never overwrite each other either.
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     assert_eq!(names(&env.drop_path(&format!("archive/{day}"))), vec!["copy.csv", "stock.csv", "stock~2.csv"]);

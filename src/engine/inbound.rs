@@ -359,7 +359,7 @@ impl AccountCtx<'_> {
             let (decisions, dup, reject_file, message) = if let Some(r) = &parsed.file_rejection {
                 let d = Decision::rejected(r.line.unwrap_or(0), r.code.as_str(), "", r.message.clone());
                 (vec![d], None, true, Some(format!("file rejected: {}", r.message)))
-            } else if let Some(earlier) = self.ledger.processed_with_hash(&acct, &parsed.sha256, row.id)? {
+            } else if let Some(earlier) = self.sent_again(path, &parsed.sha256, row.id)? {
                 let msg = format!(
                     "identical to {} (processed {}); not processed again",
                     earlier.path.rsplit('/').next().unwrap_or(&earlier.path),
@@ -374,11 +374,36 @@ impl AccountCtx<'_> {
                 ds.sort_by_key(|d| d.line);
                 (ds, Some(earlier.id), false, Some(msg))
             } else {
+                // The same content under another name is new information (a second receipt of
+                // 5, Wednesday's snapshot equal to Monday's): applied, with writes of its own.
+                // The outbox keys of the first file with this content stay the bare hash, so a
+                // crash-left intent of an older release is still found; later ones add the
+                // file's id, so they never reuse an earlier file's outcome.
+                let same = match self.acct.skip_identical {
+                    crate::config::SkipIdentical::AnyName => None,
+                    _ => self.ledger.processed_with_hash(&acct, &parsed.sha256, row.id)?,
+                };
+                let content_key = match &same {
+                    Some(_) => format!("{}.{}", parsed.sha256, row.id),
+                    None => parsed.sha256.clone(),
+                };
                 let mut ds = parsed.rejected.clone();
                 let delta = self.parse_opts(kind, &e.name).inventory_delta;
-                ds.extend(self.apply(kind, &parsed.sha256, parsed.accepted, delta).await?);
+                ds.extend(self.apply(kind, &content_key, parsed.accepted, delta).await?);
+                let note = same.map(|earlier| {
+                    format!(
+                        "same content as {} (processed {}); applied again as a file of its own",
+                        earlier.path.rsplit('/').next().unwrap_or(&earlier.path),
+                        earlier.updated_at
+                    )
+                });
+                if let Some(n) = &note {
+                    for d in ds.iter_mut().filter(|d| d.outcome != Outcome::Rejected) {
+                        d.message = if d.message.is_empty() { n.clone() } else { format!("{}; {n}", d.message) };
+                    }
+                }
                 ds.sort_by_key(|d| d.line);
-                (ds, None, false, None)
+                (ds, None, false, note)
             };
             let stored: Vec<StoredRecord> = decisions
                 .iter()
@@ -395,6 +420,18 @@ impl AccountCtx<'_> {
             row = self.ledger.file(row.id)?.ok_or_else(|| Stop::Fatal("ledger row vanished".into()))?;
         }
         self.finish_outputs(kind, path, row, e)
+    }
+
+    /// The earlier file this one is a copy of, under the account's `skip_identical`: by default
+    /// the same name (drop path) with the same content, i.e. the same file sent again.
+    fn sent_again(&self, path: &str, sha256: &str, id: i64) -> Step<Option<FileRow>> {
+        use crate::config::SkipIdentical as S;
+        let acct = &self.acct.name;
+        Ok(match self.acct.skip_identical {
+            S::SameName => self.ledger.processed_with_hash_and_path(acct, sha256, path, id)?,
+            S::AnyName => self.ledger.processed_with_hash(acct, sha256, id)?,
+            S::Never => None,
+        })
     }
 
     /// Steps 2–5: result file, error file, move. Each recognises its own earlier completion.

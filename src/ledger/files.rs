@@ -213,6 +213,18 @@ impl Ledger {
     }
 
     /// An earlier, finished file of this account with the same content.
+    /// The latest earlier file with this content and this drop path (the same file sent again).
+    pub fn processed_with_hash_and_path(&self, account: &str, sha256: &str, path: &str, except: i64) -> Result<Option<FileRow>> {
+        self.query_opt(
+            &format!(
+                "SELECT {COLS} FROM files WHERE account=?1 AND sha256=?2 AND id<>?3 AND path=?4 AND state='archived'
+                 AND duplicate_of IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            p![account, sha256, except, path],
+            row,
+        )
+    }
+
     pub fn processed_with_hash(&self, account: &str, sha256: &str, except: i64) -> Result<Option<FileRow>> {
         self.query_opt(
             &format!(
