@@ -69,7 +69,8 @@ fn a_ragged_row_names_the_same_column_everywhere() {
     // The engine's error file keeps the extra value under the column it names.
     assert_eq!(errors[0].get("extra_1").map(String::as_str), Some("oops"), "{errors:?}");
     assert_eq!(errors[1].get("extra_1").map(String::as_str), Some(""), "{errors:?}");
-    let shown = validate(&[s(&env.path(&format!("archive/{}/r.csv", chrono::Utc::now().format("%Y-%m-%d"))))]);
+    // Every row was refused, so nothing was applied: the file is in rejected/.
+    let shown = validate(&[s(&env.path("rejected/r.csv"))]);
     assert!(shown.contains("r.csv:2: extra_1: ragged_row") && shown.contains("r.csv:3: quantity: ragged_row"), "{shown}");
 }
 

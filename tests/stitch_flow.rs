@@ -152,6 +152,9 @@ fn inventory_zero_missing_guard_rejects_the_whole_snapshot() {
     );
     let errs = env.errors("empty.csv");
     assert!(errs.iter().any(|e| e["code"] == "bad_export"), "{errs:?}");
+    // Nothing was applied from either file: both belong in rejected/, and the report says so.
+    assert!(env.exists("rejected/partial.csv") && env.exists("rejected/empty.csv"), "{:?}", env.list("rejected"));
+    assert!(acct(&r).files.iter().all(|f| f.state == "rejected"), "{r:?}");
     assert_eq!(env.state().products["BLUE"].stock, 20);
 
     // 1 of 4 (25%) is within the allowed share: the missing SKU is zeroed (reported on line 0).

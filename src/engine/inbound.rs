@@ -403,7 +403,14 @@ impl AccountCtx<'_> {
                     }
                 }
                 ds.sort_by_key(|d| d.line);
-                (ds, None, false, note)
+                // Nothing applied (every row refused, or the whole snapshot refused as a likely
+                // bad export): the file belongs in `rejected/`, as a file-level refusal does.
+                let nothing_applied = !ds.is_empty() && ds.iter().all(|d| d.outcome == Outcome::Rejected);
+                let message = match (nothing_applied, note) {
+                    (true, _) => Some("file rejected: nothing in it was applied (see the error file)".to_string()),
+                    (false, note) => note,
+                };
+                (ds, None, nothing_applied, message)
             };
             let stored: Vec<StoredRecord> = decisions
                 .iter()
