@@ -32,10 +32,13 @@ fn wrong_delimiter_and_spreadsheets_are_named_in_the_error_file() {
     std::fs::write(env.path("inbound/inventory/stock.xlsx"), b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xc8\x9a\n").unwrap();
     run_once(&env);
     assert!(env.exists("rejected/comma.csv") && env.exists("rejected/stock.xlsx"));
-    let e = env.errors("comma.csv");
+    // The error file is in the partner's own delimiter, as their files are.
+    let raw = std::fs::read_to_string(env.path("errors/comma.csv.errors.csv")).unwrap();
+    assert!(raw.trim_start_matches('\u{feff}').starts_with("line;column;code;message"), "{raw}");
+    let e = read_csv_with(&env.path("errors/comma.csv.errors.csv"), b';');
     assert_eq!(e[0]["code"], "wrong_delimiter", "{e:?}");
     assert!(e[0]["message"].contains("separated by ','") && e[0]["message"].contains("delimiter = \",\""), "{e:?}");
-    assert_eq!(env.errors("stock.xlsx")[0]["code"], "not_csv");
+    assert_eq!(read_csv_with(&env.path("errors/stock.xlsx.errors.csv"), b';')[0]["code"], "not_csv");
     let r = env.result("stock.xlsx");
     assert!(r[0]["message"].contains("CSV UTF-8"), "{r:?}");
 }

@@ -87,7 +87,7 @@ fn results_never_overwrite_and_identical_content_is_detected() {
     assert_eq!(first.accounts[0].files[0].state, "archived");
     assert_eq!(fs::read_to_string(env.drop_path("results/stock.csv.result.csv")).unwrap(), "not ours\n");
     let ours = fs::read_to_string(env.drop_path("results/stock.csv.result~2.csv")).unwrap();
-    assert!(ours.starts_with("line,key,outcome,remote_id,message\n"), "{ours}");
+    assert!(ours.starts_with("\u{feff}line,key,outcome,remote_id,message\n"), "{ours}");
     assert!(ours.contains(",DR-1,created,"), "{ours}");
 
     // The same bytes again under the same name: the same file sent again, not processed. Under

@@ -605,13 +605,13 @@ impl AccountCtx<'_> {
             let mut buf = io::BufWriter::new(&mut tmp);
             match formats::parse(kind, reader, &opts) {
                 Err(r) => {
-                    let mut w = ErrorWriter::new(&mut buf, &[])?;
+                    let mut w = ErrorWriter::with_delimiter(&mut buf, &[], opts.delimiter)?;
                     w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
                     w.finish()?;
                 }
                 Ok(units) => {
                     let header = units.header().to_vec();
-                    let mut w = ErrorWriter::new(&mut buf, &formats::error_file_header(&header, widest))?;
+                    let mut w = ErrorWriter::with_delimiter(&mut buf, &formats::error_file_header(&header, widest), opts.delimiter)?;
                     for u in units {
                         let u = match u {
                             Ok(u) => u,

@@ -108,15 +108,23 @@ pub fn neutralise(cell: &str) -> String {
     out
 }
 
-/// Writes `NAME.result.csv`: header `line,key,outcome,remote_id,message`, no BOM (machine-read).
-/// Only the free-text `message` is neutralised; keys and ids stay exact so scripts can match them.
+/// The one rule for files meant for people (result and error files): UTF-8 with a BOM, so
+/// spreadsheet programs detect the encoding, and every cell through [`neutralise`]. Files meant
+/// for machines (outbound order and cancel files) carry values exactly and never come here.
+fn people_csv<W: Write>(mut w: W, delimiter: u8) -> io::Result<csv::Writer<W>> {
+    w.write_all(b"\xef\xbb\xbf")?;
+    Ok(csv::WriterBuilder::new().flexible(true).delimiter(delimiter).from_writer(w))
+}
+
+/// Writes `NAME.result.csv`: header `line,key,outcome,remote_id,message`, a file for people
+/// (see [`people_csv`]): a key like `=HYPERLINK(…)` or `@SUM(A1:A2)` is shown, never run.
 pub struct ResultWriter<W: Write> {
     csv: csv::Writer<W>,
 }
 
 impl<W: Write> ResultWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
-        let mut csv = csv::Writer::from_writer(w);
+        let mut csv = people_csv(w, b',')?;
         csv.write_record(["line", "key", "outcome", "remote_id", "message"])
             .map_err(csv_err)?;
         Ok(ResultWriter { csv })
@@ -124,14 +132,13 @@ impl<W: Write> ResultWriter<W> {
 
     pub fn write(&mut self, row: &ResultRow) -> io::Result<()> {
         let line = row.line.to_string();
-        let message = neutralise(&row.message);
         self.csv
             .write_record([
                 line.as_str(),
-                &excerpt(&row.key),
+                &neutralise(&row.key),
                 row.outcome.as_str(),
-                &excerpt(&row.remote_id),
-                &message,
+                &neutralise(&row.remote_id),
+                &neutralise(&row.message),
             ])
             .map_err(csv_err)
     }
@@ -142,18 +149,21 @@ impl<W: Write> ResultWriter<W> {
     }
 }
 
-/// Writes the error report: UTF-8 with BOM (so spreadsheet programs detect the encoding), the
-/// original columns followed by `line,column,code,message`, one row per (row, error). Every cell
-/// is neutralised against formula injection: this file is meant to be opened by people.
+/// Writes the error report, a file for people (see [`people_csv`]): the original columns
+/// followed by `line,column,code,message`, one row per (row, error), in the partner's own
+/// delimiter so it opens the way their files do.
 pub struct ErrorWriter<W: Write> {
     csv: csv::Writer<W>,
     width: usize,
 }
 
 impl<W: Write> ErrorWriter<W> {
-    pub fn new(mut w: W, original_header: &[String]) -> io::Result<Self> {
-        w.write_all(b"\xef\xbb\xbf")?;
-        let mut csv = csv::WriterBuilder::new().flexible(true).from_writer(w);
+    pub fn new(w: W, original_header: &[String]) -> io::Result<Self> {
+        Self::with_delimiter(w, original_header, b',')
+    }
+
+    pub fn with_delimiter(w: W, original_header: &[String], delimiter: u8) -> io::Result<Self> {
+        let mut csv = people_csv(w, delimiter)?;
         let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
         header.extend(["line", "column", "code", "message"].map(String::from));
         csv.write_record(&header).map_err(csv_err)?;
@@ -226,6 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn result_files_are_for_people_bom_and_neutral_cells() {
+        let mut w = ResultWriter::new(Vec::new()).unwrap();
+        for key in ["=HYPERLINK(\"http://x\")", "@SUM(A1:A2)", "+PLUS", "-12"] {
+            w.write(&ResultRow { line: 2, key: key.into(), outcome: crate::reconcile::Outcome::Rejected, remote_id: "=1".into(), message: "=cmd".into() }).unwrap();
+        }
+        let bytes = w.finish().unwrap();
+        assert!(bytes.starts_with(b"\xef\xbb\xbfline,key,outcome,remote_id,message\n"));
+        let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            for cell in [&rec[1], &rec[3], &rec[4]] {
+                assert!(cell.starts_with('\''), "{cell} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn error_files_use_the_partners_delimiter() {
+        let mut w = ErrorWriter::with_delimiter(Vec::new(), &["sku".to_string(), "quantity".to_string()], b';').unwrap();
+        w.write_file_error(Some(1), "sku", "missing_value", "a; b").unwrap();
+        let text = String::from_utf8(w.finish().unwrap()[3..].to_vec()).unwrap();
+        assert!(text.starts_with("sku;quantity;line;column;code;message\n"), "{text}");
+        assert!(text.contains(";;1;sku;missing_value;\"a; b\""), "{text}");
+    }
+
+    #[test]
     fn neutralises_formulas_and_controls() {
         assert_eq!(neutralise("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(neutralise("-5"), "'-5");
@@ -250,7 +287,7 @@ mod tests {
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(
             out,
-            "line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n"
+            "\u{feff}line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n"
         );
     }
 }

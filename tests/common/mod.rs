@@ -273,11 +273,16 @@ pub fn is_write_request(key: &str) -> bool {
 }
 
 pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
+    read_csv_with(path, b',')
+}
+
+/// `read_csv` for a file in another delimiter (error files follow the partner's).
+pub fn read_csv_with(path: &Path, delimiter: u8) -> Vec<BTreeMap<String, String>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let bytes = bytes
         .strip_prefix(b"\xef\xbb\xbf".as_slice())
         .unwrap_or(&bytes);
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let mut r = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(bytes);
     let h = r.headers().unwrap().clone();
     r.records()
         .map(|rec| {
