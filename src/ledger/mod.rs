@@ -13,9 +13,11 @@ mod files;
 pub mod marker;
 mod migrations;
 mod outbox;
+mod waiting;
 
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use outbox::{Intent, IntentState};
+pub use waiting::Waiting;
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
 use rusqlite::{Connection, OpenFlags};
