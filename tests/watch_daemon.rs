@@ -256,6 +256,28 @@ fn second_watcher_waits_and_takes_over_after_sigkill() {
     );
 }
 
+/// README: a second watcher takes over "at once" when the first was a process on this machine
+/// that died. With the default-sized lease (renewed every ttl/3) that must not mean a retry
+/// interval of many seconds.
+#[test]
+fn dead_local_watchers_lease_is_taken_over_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let (_root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
+    let lease = ["--lease-seconds", "60"];
+    let mut first = Watch::start(&cfg, &lease);
+    first.wait_log("watching the drop", Duration::from_secs(20));
+    let mut second = Watch::start(&cfg, &lease);
+    second.wait_log("another watcher holds this drop's lease", Duration::from_secs(20));
+    first.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    // Reaped, as its supervisor (systemd, a shell) would.
+    first.exit_code(Duration::from_secs(10));
+    second.wait_log("watching the drop", Duration::from_secs(30));
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(2), "took over {took:?} after SIGKILL:\n{}", second.log_text());
+}
+
 #[test]
 fn halted_account_is_skipped_and_others_continue() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> i32 {
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else if cli.quiet {
+        print_problems(&report);
     } else {
         print_report(&report);
     }
@@ -73,6 +75,9 @@ pub fn print_report(report: &RunReport) {
                 outln!("            {}", f.message);
             }
         }
+        for w in &a.waiting {
+            outln!("  waiting   {}: {}", w.path, taken_in(w.settle_due_seconds));
+        }
         outln!("  orders sent to the warehouse: {}, cancellations sent: {}", a.orders_sent, a.cancels_sent);
         outln!("  Stitch requests: {} ({} writes)", a.requests, a.write_requests);
         if let Some(h) = &a.halted {
@@ -92,6 +97,26 @@ pub fn print_report(report: &RunReport) {
         }
         for p in &a.fatal {
             outln!("  ERROR: {p}");
+        }
+    }
+}
+
+/// When a waiting file will be taken, as `run` and `status` say it.
+pub fn taken_in(seconds: u64) -> String {
+    format!("settling, taken in {seconds} s")
+}
+
+/// With `--quiet`: no summary, only what a person must see, on stderr.
+fn print_problems(report: &RunReport) {
+    for a in &report.accounts {
+        if let Some(h) = &a.halted {
+            eprintln!("account {}: HALTED: {h}", a.account);
+        }
+        if let Some(att) = &a.attention {
+            eprintln!("account {}: NEEDS ATTENTION ({}): {}", a.account, att.reason, att.message);
+        }
+        for p in &a.fatal {
+            eprintln!("account {}: ERROR: {p}", a.account);
         }
     }
 }

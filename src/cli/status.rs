@@ -24,13 +24,23 @@ struct AccountStatus {
     attention: Option<crate::engine::attention::Recorded>,
     /// Why the last cycle stopped before doing anything (the drop names another ledger).
     stopped: Option<String>,
-    last_cycle: Option<(String, String, String)>,
+    last_cycle: Option<LastCycle>,
     files_archived_today: i64,
     files_rejected_today: i64,
     pending_intents: i64,
     fulfillments_sent: i64,
     cancellations: i64,
     recent_files: Vec<crate::ledger::FileRow>,
+    /// Files seen in `inbound/` whose settle time is still running.
+    waiting: Vec<crate::engine::WaitingFile>,
+}
+
+/// The last cycle as the ledger recorded it (named fields: `schemas/status.schema.json`).
+#[derive(Serialize)]
+struct LastCycle {
+    at: String,
+    outcome: String,
+    summary: String,
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> i32 {
@@ -46,11 +56,11 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         let st = (|| -> crate::ledger::Result<AccountStatus> {
             let (archived, rejected) = ledger.file_counts_since(&a.name, &today)?;
             let (sent, cancelled) = ledger.count_sent_fulfillments(&a.name)?;
-            let last_cycle = ledger.last_cycle(&a.name)?;
+            let last_cycle = ledger.last_cycle(&a.name)?.map(|(at, outcome, summary)| LastCycle { at, outcome, summary });
             let stopped = last_cycle
                 .as_ref()
-                .filter(|(_, outcome, _)| outcome == crate::engine::account::LEDGER_MISMATCH)
-                .map(|(_, _, why)| why.clone());
+                .filter(|c| c.outcome == crate::engine::account::LEDGER_MISMATCH)
+                .map(|c| c.summary.clone());
             Ok(AccountStatus {
                 account: a.name.clone(),
                 halted: ledger.halted(&a.name)?,
@@ -63,6 +73,7 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
                 fulfillments_sent: sent,
                 cancellations: cancelled,
                 recent_files: ledger.recent_files(Some(&a.name), args.recent)?,
+                waiting: crate::engine::waiting_files(&ledger, &a.name, a.settle, chrono::Utc::now().timestamp_millis())?,
             })
         })();
         match st {
@@ -94,12 +105,15 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
             outln!("  STOPPED: {why}");
         }
         match &s.last_cycle {
-            Some((at, outcome, summary)) => outln!("  last cycle: {at} {outcome} ({summary})"),
+            Some(c) => outln!("  last cycle: {} {} ({})", c.at, c.outcome, c.summary),
             None => outln!("  last cycle: never"),
         }
         outln!("  today: {} files archived, {} rejected", s.files_archived_today, s.files_rejected_today);
         outln!("  pending remote writes: {}", s.pending_intents);
         outln!("  fulfillments sent to the warehouse: {} ({} cancelled)", s.fulfillments_sent, s.cancellations);
+        for w in &s.waiting {
+            outln!("  waiting {}: {}", w.path, super::run::taken_in(w.settle_due_seconds));
+        }
         for f in &s.recent_files {
             let state = match f.state {
                 crate::ledger::FileState::Processing => "pending",

@@ -305,6 +305,8 @@ async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, part
     });
     let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
     let now_ms = chrono::Utc::now().timestamp_millis();
+    cx.report.settle_due_seconds = cx.report.settle_due_ms.map(|d| super::settle::seconds_until(d, now_ms));
+    cx.report.waiting = super::waiting_files(&cx.ledger, &acct.name, acct.settle, now_ms).unwrap_or_default();
     let oldest = cx.ledger.oldest_waiting_ms(&acct.name).ok().flatten().map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
     crate::metrics::record_cycle(&cx.report, clock.elapsed().as_secs_f64(), oldest);
     (cx.report, cx.ledger)

@@ -73,9 +73,35 @@ pub struct AccountReport {
     pub requests: u64,
     pub write_requests: u64,
     /// Earliest moment (ms since the epoch) a file seen but not yet settled could be taken,
-    /// so `watch` can look again then instead of a whole poll interval later.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// so `watch` can look again then instead of a whole poll interval later. Internal: the
+    /// JSON carries the relative [`Self::settle_due_seconds`].
+    #[serde(skip)]
     pub settle_due_ms: Option<i64>,
+    /// Seconds from the end of the cycle until the first waiting file can be taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle_due_seconds: Option<u64>,
+    /// Files seen but not yet settled, as the ledger's settle observations have them.
+    pub waiting: Vec<WaitingFile>,
+}
+
+/// A file in `inbound/` whose settle time is still running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WaitingFile {
+    pub path: String,
+    /// Seconds until it is taken, if it stays unchanged (0: at the next cycle).
+    pub settle_due_seconds: u64,
+}
+
+/// The waiting files of `account` at `now_ms`, from the ledger's observations.
+pub fn waiting_files(ledger: &crate::ledger::Ledger, account: &str, settle: std::time::Duration, now_ms: i64) -> crate::ledger::Result<Vec<WaitingFile>> {
+    Ok(ledger
+        .waiting_files(account)?
+        .into_iter()
+        .map(|w| WaitingFile {
+            settle_due_seconds: settle::seconds_until(settle::due_ms(w.mtime_ms, w.since_ms, settle), now_ms),
+            path: w.path,
+        })
+        .collect())
 }
 
 impl AccountReport {

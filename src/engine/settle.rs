@@ -23,6 +23,19 @@ pub fn is_settled(now_ms: i64, mtime_ms: i64, since_ms: i64, settle: Duration) -
     now_ms - since_ms >= s || (mtime_ms <= now_ms && now_ms - mtime_ms >= s)
 }
 
+/// The moment [`is_settled`] turns true if nothing changes: `settle` after the file was first
+/// seen as it is, or after its mtime when that is earlier (and not in the future).
+pub fn due_ms(mtime_ms: i64, since_ms: i64, settle: Duration) -> i64 {
+    let start = if mtime_ms <= since_ms { mtime_ms } else { since_ms };
+    start.saturating_add(settle.as_millis() as i64)
+}
+
+/// Whole seconds from `now_ms` to `due_ms`, rounded up so "0" means "due now".
+pub fn seconds_until(due_ms: i64, now_ms: i64) -> u64 {
+    let ms = due_ms.saturating_sub(now_ms).max(0) as u64;
+    ms.div_ceil(1000)
+}
+
 /// The data file a marker announces, if `name` is a marker.
 pub fn marked_file<'a>(name: &'a str, suffixes: &[String]) -> Option<&'a str> {
     suffixes.iter().find_map(|s| name.strip_suffix(s.as_str()).filter(|base| !base.is_empty()))
@@ -47,6 +60,19 @@ mod tests {
         // A clock-skewed mtime in the future never counts as old.
         assert!(!is_settled(now, now + 60_000, now, settle));
         assert!(is_settled(now, now, now, Duration::ZERO));
+    }
+
+    #[test]
+    fn due_is_when_is_settled_turns_true() {
+        let settle = Duration::from_secs(10);
+        for (mtime, since) in [(1_000_000, 1_000_000), (990_000, 1_000_000), (1_060_000, 1_000_000), (900_000, 1_000_000)] {
+            let due = due_ms(mtime, since, settle);
+            assert!(!is_settled(due - 1, mtime, since, settle) || due <= since, "{mtime} {since}");
+            assert!(is_settled(due, mtime, since, settle), "{mtime} {since}");
+        }
+        assert_eq!(seconds_until(10_001, 0), 11);
+        assert_eq!(seconds_until(10_000, 0), 10);
+        assert_eq!(seconds_until(0, 10_000), 0);
     }
 
     #[test]

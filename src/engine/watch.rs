@@ -130,6 +130,10 @@ struct AccountLoop {
     rx: Receiver<Wake>,
 }
 
+/// How often a waiting watcher looks at a lease held by a process on this machine, whose death
+/// frees it at once (one cheap SQLite upsert per look).
+const LOCAL_HOLDER_RETRY: Duration = Duration::from_millis(250);
+
 /// What waiting ended with.
 enum Waited {
     Timeout,
@@ -266,16 +270,21 @@ impl AccountLoop {
             if stopping() {
                 return false;
             }
+            let mut retry = self.renew_every();
             match ledger.acquire_lease(&self.lease, &self.holder, self.ttl) {
                 Ok(true) => return true,
                 Ok(false) => {
+                    let other = ledger
+                        .lease_holder(&self.lease)
+                        .ok()
+                        .flatten()
+                        .map(|(h, _)| h)
+                        .unwrap_or_default();
+                    // A holder on this machine is taken over the moment it dies: look often.
+                    if ledger.dies_visibly(&other) {
+                        retry = LOCAL_HOLDER_RETRY.min(self.renew_every());
+                    }
                     if !told {
-                        let other = ledger
-                            .lease_holder(&self.lease)
-                            .ok()
-                            .flatten()
-                            .map(|(h, _)| h)
-                            .unwrap_or_default();
                         tracing::info!(
                             account = %name, holder = %other,
                             "another watcher holds this drop's lease; waiting for it to stop or for its lease to lapse"
@@ -285,7 +294,7 @@ impl AccountLoop {
                 }
                 Err(e) => tracing::warn!(account = %name, "cannot take the lease: {e}"),
             }
-            if let Waited::Stop = self.wait(self.renew_every()) {
+            if let Waited::Stop = self.wait(retry) {
                 return false;
             }
         }

@@ -13,9 +13,11 @@ mod files;
 pub mod marker;
 mod migrations;
 mod outbox;
+mod waiting;
 
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use outbox::{Intent, IntentState};
+pub use waiting::Waiting;
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
 use rusqlite::{Connection, OpenFlags};
@@ -574,6 +576,13 @@ impl Ledger {
         Ok(false)
     }
 
+    /// True when [`Self::acquire_lease`] would take `holder`'s lease the moment that process is
+    /// gone (a SQLite ledger, a holder on this host), so a waiter should look often rather than
+    /// once per renewal period.
+    pub fn dies_visibly(&self, holder: &str) -> bool {
+        self.dialect() == Dialect::Sqlite && holder_host(holder).is_some_and(|h| h == this_host())
+    }
+
     /// Who holds a lease and until when (ms since the epoch), expired or not.
     pub fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
         Ok(self.lease(name)?.map(|l| (l.holder, l.expires_ms)))
@@ -674,8 +683,7 @@ pub struct SentOrder {
 /// True when `holder` (`HOST<sep>PID<sep>TAG`, sep `:` or `/`) names this host and a process
 /// that no longer exists. A reused pid reads as alive, which only means waiting for the ttl.
 fn holder_died_here(holder: &str) -> bool {
-    let mut parts = holder.rsplitn(3, [':', '/']);
-    let (Some(_tag), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((host, pid)) = holder_parts(holder) else {
         return false;
     };
     let Ok(pid) = pid.parse::<i32>() else { return false };
@@ -685,6 +693,19 @@ fn holder_died_here(holder: &str) -> bool {
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// `HOST` and `PID` of a holder `HOST<sep>PID<sep>TAG`.
+fn holder_parts(holder: &str) -> Option<(&str, &str)> {
+    let mut parts = holder.rsplitn(3, [':', '/']);
+    let (Some(_tag), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    Some((host, pid))
+}
+
+fn holder_host(holder: &str) -> Option<&str> {
+    holder_parts(holder).map(|(h, _)| h)
 }
 
 /// This machine's host name, as lease holders spell it.
