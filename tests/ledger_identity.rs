@@ -143,7 +143,7 @@ fn ledger_from_a_release_without_ids_upgrades_with_no_action() {
     let (code, report, err) = inst.run_json();
     assert_eq!(code, 0, "no operator action: {report}; {err}");
     let msg = report["accounts"][0]["files"][0]["message"].as_str().unwrap_or_default();
-    assert!(msg.contains("identical to"), "history kept: {report}");
+    assert!(msg.contains("same content as"), "history kept: {report}");
     assert_eq!(writes(&sim), before, "nothing re-sent");
     assert!(inst.outbound_orders().is_empty(), "no order file sent twice");
     let id = ledger_id(&inst.ledger());

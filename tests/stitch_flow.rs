@@ -56,15 +56,15 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
     assert!(!env.exists("inbound/inventory/stock1.csv"));
     assert_eq!(env.archived(), vec!["stock1.csv".to_string()]);
 
-    // The same bytes again under another name: skipped as a duplicate, nothing written.
+    // The same bytes again under the same name: the same file sent again, skipped.
     let before = env.counters();
-    env.put("inbound/inventory/stock1-again.csv", text);
+    env.put("inbound/inventory/stock1.csv", text);
     let r = env.cycle();
-    let rows = env.result("stock1-again.csv");
+    let rows = read_csv(&env.path("results/stock1.csv.result~2.csv"));
     assert_eq!(rows.len(), 4);
     assert!(
         rows.iter()
-            .all(|r| r["outcome"] == "skipped" && r["message"].contains("stock1.csv")),
+            .all(|r| r["outcome"] == "skipped" && r["message"].contains("identical to stock1.csv")),
         "{rows:?}"
     );
     assert_eq!(r.exit_code(), exit::OK, "skipped rows are not rejections");

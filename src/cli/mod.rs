@@ -58,6 +58,9 @@ pub enum Command {
     /// with its location.
     Validate(validate::ValidateArgs),
     /// One full cycle for every configured account: inbound files, then order and cancel download.
+    #[command(after_help = "Exit codes: 0 everything applied; 1 some rows rejected; 2 usage, configuration or ledger problem; \
+3 an account is halted (401/403); 4 transient failures left work pending (the next run resumes it); \
+5 an account needs attention (a problem only a person can fix: see `status`).")]
     Run(run::RunArgs),
     /// The whole loop against a built-in simulator in a temporary drop: no set-up, loopback only.
     Demo(demo::DemoArgs),
