@@ -307,6 +307,9 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
     assert!(errs
         .iter()
         .all(|e| !e["line"].is_empty() && !e["message"].is_empty()));
+    // A refused cancel says why in the warehouse's terms, with no internal id.
+    let ship = errs.iter().find(|e| e["order_ref"] == "SHIP-1").unwrap();
+    assert_eq!(ship["message"], "order SHIP-1 has shipped items; it cannot be cancelled");
 
     // Cancel download: the voided, already-sent fulfillment becomes exactly one cancel file.
     assert_eq!(acct(&r).cancels_sent, 1);

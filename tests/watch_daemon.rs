@@ -327,6 +327,13 @@ fn halted_account_is_skipped_and_others_continue() {
     );
 }
 
+/// The address `watch --metrics-listen 127.0.0.1:0` logged that it serves on.
+fn metrics_addr(w: &Watch) -> String {
+    let log = w.log_text();
+    let at = log.find("metrics on http://").unwrap() + "metrics on http://".len();
+    log[at..].split('/').next().unwrap().to_string()
+}
+
 /// GET over plain HTTP/1.0 (the server closes after answering): status line and body.
 fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -350,11 +357,7 @@ fn metrics_endpoint_counts_files_requests_and_cycles() {
     );
     let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
     w.wait_log("metrics on http://", Duration::from_secs(20));
-    let addr = {
-        let log = w.log_text();
-        let at = log.find("metrics on http://").unwrap() + "metrics on http://".len();
-        log[at..].split('/').next().unwrap().to_string()
-    };
+    let addr = metrics_addr(&w);
     let (status, body) = http_get(&addr, "/healthz");
     assert!(status.contains("200"), "{status}");
     assert_eq!(body.trim(), "ok");
@@ -397,11 +400,7 @@ fn an_account_that_needs_attention_turns_healthz_503_and_alerts_once() {
     std::os::unix::fs::symlink(outside.path(), root.join("results")).unwrap();
     let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
     w.wait_log("metrics on http://", Duration::from_secs(20));
-    let addr = {
-        let log = w.log_text();
-        let at = log.find("metrics on http://").unwrap() + "metrics on http://".len();
-        log[at..].split('/').next().unwrap().to_string()
-    };
+    let addr = metrics_addr(&w);
     let (mut status, mut body) = (String::new(), String::new());
     let unhealthy = wait_for(Duration::from_secs(20), || {
         (status, body) = http_get(&addr, "/healthz");

@@ -221,7 +221,8 @@ impl AccountCtx<'_> {
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
                     let msg = match code.as_str() {
-                        wire::codes::ALREADY_SHIPPED => format!("cannot cancel: part of order {} has already shipped ({message})", r.order_ref),
+                        // In the warehouse's terms: its order reference, never Stitch's internal ids.
+                        wire::codes::ALREADY_SHIPPED => format!("order {} has shipped items; it cannot be cancelled", r.order_ref),
                         wire::codes::ORDER_LOCKED => format!("the warehouse has already acknowledged order {}; changes not applied ({message})", r.order_ref),
                         _ => format!("Stitch refused the order ({status}): {message}"),
                     };
