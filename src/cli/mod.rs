@@ -218,8 +218,6 @@ fn parse_cli() -> Result<Cli, clap::Error> {
     Ok(cli)
 }
 
-/// Runs the command; output failures are mapped to the exit code here (see [`out::finish`]).
-
 /// A token file is the account's credential: anyone who can read it can act as the bridge, and a
 /// new one cannot be had without creating a duplicate channel (see `auth`). `auth` writes 0600.
 fn warn_if_token_readable_by_others(path: &std::path::Path) {
@@ -235,6 +233,7 @@ fn warn_if_token_readable_by_others(path: &std::path::Path) {
     }
 }
 
+/// Runs the command; output failures are mapped to the exit code here (see [`out::finish`]).
 pub fn main() -> i32 {
     let code = dispatch();
     out::finish(code)

@@ -362,8 +362,8 @@ async fn settle_attention(
             let text = attention::alert_text(name, &a, &since);
             tracing::error!(account = %name, reason = %a.reason, "account needs attention: {}", a.message);
             // The alert file is (re)written every time: whoever removed it still needs to know.
-            let written = match drop.as_deref_mut() {
-                Some(d) => halt::write_alert(d, name, &text).map_err(|e| e.to_string()),
+            let written = match &mut drop {
+                Some(d) => halt::write_alert(&mut **d, name, &text).map_err(|e| e.to_string()),
                 None => match beside_ledger() {
                     Some(path) => std::fs::write(&path, text.as_bytes()).map_err(|e| e.to_string()),
                     None => Ok(()),
@@ -385,7 +385,7 @@ async fn settle_attention(
             }
             if announced {
                 tracing::info!(account = %name, reason = %was, "account no longer needs attention");
-                if let Some(d) = drop.as_deref_mut() {
+                if let Some(d) = &mut drop {
                     if matches!(d.stat(&halt::alert_name(name)), Ok(Some(_))) {
                         let _ = d.remove(&halt::alert_name(name));
                     }
