@@ -214,15 +214,17 @@ fn sftp_a_file_growing_while_read_waits() {
             use std::io::Write;
             let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
             let mut n = 0u64;
+            // A steady trickle (pacing, not synchronisation): a sleeping writer is woken
+            // promptly on a busy machine, one that only yields can be starved.
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 writeln!(f, "SKU-{n},1").unwrap();
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_millis(1));
             }
         })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while fs::metadata(&path).unwrap().len() < 4096 {
+    while fs::metadata(&path).unwrap().len() < 512 {
         assert!(Instant::now() < deadline, "the writer never wrote");
         std::thread::yield_now();
     }

@@ -161,6 +161,11 @@ impl AccountCtx<'_> {
         let markers = self.acct.marker_suffixes.clone();
         let now_ms = settle::millis(std::time::SystemTime::now());
         for e in entries {
+            // Dot names are never input, whatever they are (an uploader's hidden staging
+            // folder is its own business): left alone, neither read nor moved.
+            if e.name.starts_with('.') {
+                continue;
+            }
             // Links, FIFOs, sockets and folders are never read (nor followed): moved aside,
             // the entry itself, with a result saying what it was.
             if e.kind != EntryKind::File {
