@@ -291,14 +291,7 @@ impl AccountCtx<'_> {
     fn read_and_parse(&mut self, kind: Kind, path: &str, listed: &Entry) -> Step<Option<Parsed>> {
         let (size, name) = (listed.size, listed.name.as_str());
         let opts = self.parse_opts(kind, name);
-        let reader = match self.drop.open_listed(path, listed) {
-            Ok(r) => r,
-            Err(e) if as_changed(&e).is_some() => {
-                tracing::warn!(account = %self.acct.name, file = %path, "not read: {e}");
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut file_rejection = None;
@@ -572,11 +565,7 @@ impl AccountCtx<'_> {
         opts: &formats::ParseOptions,
         rejected_by_line: &HashMap<u64, &StoredRecord>,
     ) -> Step<Option<usize>> {
-        let reader = match self.drop.open_listed(path, listed) {
-            Ok(r) => r,
-            Err(e) if as_changed(&e).is_some() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
         let Ok(units) = formats::parse(kind, reader, opts) else { return Ok(Some(0)) };
         let mut widest = 0;
         for u in units {
@@ -599,14 +588,7 @@ impl AccountCtx<'_> {
         };
         let mut tmp = tempfile::tempfile()?;
         {
-            let reader = match self.drop.open_listed(path, listed) {
-                Ok(r) => r,
-                Err(e) if as_changed(&e).is_some() => {
-                    tracing::warn!(account = %self.acct.name, file = %path, "error file not written: {e}");
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
             let mut buf = io::BufWriter::new(&mut tmp);
             match formats::parse(kind, reader, &opts) {
                 Err(r) => {
@@ -657,6 +639,25 @@ impl AccountCtx<'_> {
         }
         tmp.rewind()?;
         Ok(Some(tmp))
+    }
+}
+
+/// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
+/// listed: every read of an inbound file (parse, widest row, error file) goes through this one
+/// check, so a file swapped or changed since the listing is never read.
+fn open_unchanged<'a>(
+    drop: &'a mut dyn crate::drop::Drop,
+    account: &str,
+    path: &str,
+    listed: &Entry,
+) -> io::Result<Option<Box<dyn Read + 'a>>> {
+    match drop.open_listed(path, listed) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if as_changed(&e).is_some() => {
+            tracing::warn!(account = %account, file = %path, "not read: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
