@@ -45,7 +45,12 @@ struct Sshd {
 }
 
 fn keygen(kg: &Path, path: &Path) {
-    let st = Command::new(kg).args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"]).arg(path).stdin(Stdio::null()).status().unwrap();
+    let st = Command::new(kg)
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success(), "ssh-keygen failed");
 }
 
@@ -105,7 +110,14 @@ impl Sshd {
                 }
                 None => Command::new(&sshd),
             };
-            let mut child = cmd.args(["-D", "-e", "-f"]).arg(&cfg).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+            let mut child = cmd
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
             let (tx, rx) = mpsc::channel();
             let stderr = child.stderr.take().unwrap();
             std::thread::spawn(move || {
@@ -146,7 +158,15 @@ impl Sshd {
             let host_key = decode_b64(text.split_whitespace().nth(1).unwrap());
             let known_hosts = d.join("known_hosts");
             stitch_bridge::drop::sftp::record_host_key(&known_hosts, host, port, &host_key).unwrap();
-            return Ok(Sshd { child, host: host.into(), port, user: current_user(), key: d.join("client_ed25519"), known_hosts, host_key });
+            return Ok(Sshd {
+                child,
+                host: host.into(),
+                port,
+                user: current_user(),
+                key: d.join("client_ed25519"),
+                known_hosts,
+                host_key,
+            });
         }
         Err(format!("sshd did not start: {last}"))
     }
@@ -239,7 +259,14 @@ fn pipelined_big(s: &Sshd, connect: (&str, u16), path: &Path, size: u64, ways: u
     let chunk = size.div_ceil(ways);
     let threads: Vec<_> = (0..ways)
         .map(|i| {
-            let (host, port, user, key, host_key, path) = (connect.0.to_string(), connect.1, s.user.clone(), s.key.clone(), s.host_key.clone(), path.to_path_buf());
+            let (host, port, user, key, host_key, path) = (
+                connect.0.to_string(),
+                connect.1,
+                s.user.clone(),
+                s.key.clone(),
+                s.host_key.clone(),
+                path.to_path_buf(),
+            );
             std::thread::spawn(move || {
                 let tcp = TcpStream::connect((host.as_str(), port)).unwrap();
                 tcp.set_nodelay(true).unwrap();
@@ -272,7 +299,8 @@ fn pipelined_big(s: &Sshd, connect: (&str, u16), path: &Path, size: u64, ways: u
 /// Cipher and MAC each client negotiates with this server (they explain CPU-bound gaps); ours is
 /// what `SftpDrop` itself negotiates (its own algorithm preferences).
 fn ciphers(s: &Sshd, root: &Path) -> (String, String) {
-    let ours = SftpDrop::connect(s.config(root)).and_then(|mut d| d.download_methods()).unwrap_or_else(|e| format!("? ({e})"));
+    let ours =
+        SftpDrop::connect(s.config(root)).and_then(|mut d| d.download_methods()).unwrap_or_else(|e| format!("? ({e})"));
     let out = Command::new("ssh")
         .args(["-v", "-i"])
         .arg(&s.key)
@@ -287,7 +315,12 @@ fn ciphers(s: &Sshd, root: &Path) -> (String, String) {
         .ok()
         .and_then(|o| {
             let err = String::from_utf8_lossy(&o.stderr).into_owned();
-            err.lines().find_map(|l| l.split("kex: server->client cipher: ").nth(1).and_then(|c| c.split_whitespace().next()).map(str::to_string))
+            err.lines().find_map(|l| {
+                l.split("kex: server->client cipher: ")
+                    .nth(1)
+                    .and_then(|c| c.split_whitespace().next())
+                    .map(str::to_string)
+            })
         })
         .unwrap_or_else(|| "?".into());
     (ours, theirs)
@@ -332,7 +365,9 @@ impl NetemLink {
     const NS_IP: &'static str = "10.213.77.2";
 
     fn create(delay_ms_each_way: f64) -> Result<NetemLink, String> {
-        if find_program("ip", &["/usr/sbin", "/sbin"]).is_none() || find_program("tc", &["/usr/sbin", "/sbin"]).is_none() {
+        if find_program("ip", &["/usr/sbin", "/sbin"]).is_none()
+            || find_program("tc", &["/usr/sbin", "/sbin"]).is_none()
+        {
             return Err("`ip`/`tc` not installed".into());
         }
         let id = std::process::id() % 100_000;
@@ -438,7 +473,14 @@ fn write_big(path: &Path, size: u64) {
 fn ratio_row(what: &str, ours: Duration, theirs: Duration, unit: &str, amount: f64, target: f64) {
     let (o, t) = (amount / ours.as_secs_f64(), amount / theirs.as_secs_f64());
     let r = o / t;
-    row(what, &format!("{o:.1} {unit} ({:.2} s)", ours.as_secs_f64()), &format!("sftp -b {t:.1} {unit} ({:.2} s)", theirs.as_secs_f64()), &format!("{r:.2}x"), &format!(">= {target}x"), Some(r >= target));
+    row(
+        what,
+        &format!("{o:.1} {unit} ({:.2} s)", ours.as_secs_f64()),
+        &format!("sftp -b {t:.1} {unit} ({:.2} s)", theirs.as_secs_f64()),
+        &format!("{r:.2}x"),
+        &format!(">= {target}x"),
+        Some(r >= target),
+    );
 }
 
 fn main() {
@@ -504,7 +546,14 @@ fn main() {
         ours = ours.min(ours_small(s.config(&root), "small", small_files));
     }
     println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
-    ratio_row(&format!("sftp: {small_files} small files (list + read), loopback"), ours, theirs, "files/s", small_files as f64, 1.5);
+    ratio_row(
+        &format!("sftp: {small_files} small files (list + read), loopback"),
+        ours,
+        theirs,
+        "files/s",
+        small_files as f64,
+        1.5,
+    );
 
     // 25 ms RTT: netem on a namespace pair, else the userspace relay.
     let one_way = 12.5;
@@ -516,12 +565,24 @@ fn main() {
             }
             Err(e) => {
                 note(&format!("sshd inside the namespace did not start ({e}); using the userspace delay relay"));
-                ("userspace delay relay", None, "127.0.0.1".to_string(), delay_relay(s.port, Duration::from_micros(12_500)), None)
+                (
+                    "userspace delay relay",
+                    None,
+                    "127.0.0.1".to_string(),
+                    delay_relay(s.port, Duration::from_micros(12_500)),
+                    None,
+                )
             }
         },
         Err(e) => {
             note(&format!("25 ms RTT row: netem link not available ({e}); the delay comes from a userspace relay on loopback adding 12.5 ms each way"));
-            ("userspace delay relay", None, "127.0.0.1".to_string(), delay_relay(s.port, Duration::from_micros(12_500)), None)
+            (
+                "userspace delay relay",
+                None,
+                "127.0.0.1".to_string(),
+                delay_relay(s.port, Duration::from_micros(12_500)),
+                None,
+            )
         }
     };
     let srv = server.as_ref().unwrap_or(&s);
@@ -539,12 +600,20 @@ fn main() {
         theirs = theirs.min(srv.openssh(&batch_big, port, &host));
         ours = ours.min(ours_big(cfg.clone(), "big.bin", size));
     }
-    println!("  big file, 25 ms RTT ({label}): ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+    println!(
+        "  big file, 25 ms RTT ({label}): ours {:.2} s, sftp -b {:.2} s",
+        ours.as_secs_f64(),
+        theirs.as_secs_f64()
+    );
     ratio_row(&format!("sftp: one {big_mb} MB file, 25 ms RTT ({label})"), ours, theirs, "MB/s", big_mb as f64, 0.8);
     if std::env::var("BENCH_SFTP_SWEEP").as_deref() == Ok("1") {
         for kib in [32usize, 256, 1024, 2048, 4096] {
             let d = libssh2_read(srv, (&host, port), &root.join("big.bin"), size, kib * 1024);
-            println!("  sweep, 25 ms RTT, plain libssh2 reads of {kib} KiB: {:.1} MB/s ({:.2} s)", mb(size) / d.as_secs_f64(), d.as_secs_f64());
+            println!(
+                "  sweep, 25 ms RTT, plain libssh2 reads of {kib} KiB: {:.1} MB/s ({:.2} s)",
+                mb(size) / d.as_secs_f64(),
+                d.as_secs_f64()
+            );
         }
     }
     let ways = 8;

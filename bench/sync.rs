@@ -56,7 +56,9 @@ fn breakdown(c: &sim::Counters) -> String {
 fn inventory(latency: u64) {
     let skus = common::size("BENCH_SKUS", 100_000, 10_000);
     let changed_every = 100; // 1%
-    let products: Vec<_> = (0..skus).map(|i| json!({"sku": format!("SKU-{i:07}"), "name": format!("Product {i}"), "stock": (i * 7) % 1000})).collect();
+    let products: Vec<_> = (0..skus)
+        .map(|i| json!({"sku": format!("SKU-{i:07}"), "name": format!("Product {i}"), "stock": (i * 7) % 1000}))
+        .collect();
     let token = "bench-token".to_string();
     let sim = sim::start_in_background(SimOptions {
         token: token.clone(),
@@ -105,7 +107,17 @@ fn inventory(latency: u64) {
 /// The warehouse's answer, as the demo builds it: every line of every order file shipped.
 fn shipments_for_orders(outbound: &Path) -> (String, usize) {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["fulfillment_id", "order_ref", "sku", "quantity", "shipped_at", "carrier", "service", "tracking_number"]).unwrap();
+    out.write_record([
+        "fulfillment_id",
+        "order_ref",
+        "sku",
+        "quantity",
+        "shipped_at",
+        "carrier",
+        "service",
+        "tracking_number",
+    ])
+    .unwrap();
     let mut names: Vec<_> = fs::read_dir(outbound).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     let mut n = 0;
@@ -117,7 +129,17 @@ fn shipments_for_orders(outbound: &Path) -> (String, usize) {
         for rec in r.records() {
             let rec = rec.unwrap();
             let tracking = format!("1ZBENCH{}", &rec[fi]);
-            out.write_record([&rec[fi], &rec[oi], &rec[si], &rec[qi], "2024-05-02T10:00:00Z", "UPS", "Ground", &tracking]).unwrap();
+            out.write_record([
+                &rec[fi],
+                &rec[oi],
+                &rec[si],
+                &rec[qi],
+                "2024-05-02T10:00:00Z",
+                "UPS",
+                "Ground",
+                &tracking,
+            ])
+            .unwrap();
         }
         n += 1;
     }
@@ -126,7 +148,9 @@ fn shipments_for_orders(outbound: &Path) -> (String, usize) {
 
 fn shipments(latency: u64) {
     let n = common::size("BENCH_SHIPMENTS", 10_000, 1_000);
-    let products: Vec<_> = (0..100).map(|i| json!({"sku": format!("SHIP-{i:03}"), "name": format!("Item {i}"), "stock": 1_000_000})).collect();
+    let products: Vec<_> = (0..100)
+        .map(|i| json!({"sku": format!("SHIP-{i:03}"), "name": format!("Item {i}"), "stock": 1_000_000}))
+        .collect();
     let orders: Vec<_> = (0..n)
         .map(|i| {
             json!({
@@ -155,10 +179,17 @@ fn shipments(latency: u64) {
     assert_eq!(sent, n as u64, "every order downloaded");
     let (file, files) = shipments_for_orders(&tmp.path().join("drop/outbound/orders"));
     assert_eq!(files, n);
-    println!("shipments: setup: {n} orders downloaded as order files in {:.1} s (no latency)", t.elapsed().as_secs_f64());
+    println!(
+        "shipments: setup: {n} orders downloaded as order files in {:.1} s (no latency)",
+        t.elapsed().as_secs_f64()
+    );
     fs::write(tmp.path().join("drop/inbound/shipments/shipments.csv"), file).unwrap();
     let faults = json!({ "latency_ms": latency }).to_string();
-    assert_eq!(common::http_post_json(sim.addr(), "/_admin/faults", sim.admin_token(), &faults).unwrap(), 200, "set latency");
+    assert_eq!(
+        common::http_post_json(sim.addr(), "/_admin/faults", sim.admin_token(), &faults).unwrap(),
+        200,
+        "set latency"
+    );
     assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", sim.admin_token(), "").unwrap(), 204);
 
     let t = Instant::now();
@@ -173,7 +204,11 @@ fn shipments(latency: u64) {
     check(&report2, "download half");
     let c2 = sim.counters();
     let state = sim.snapshot();
-    let complete = state.fulfillments.values().filter(|f| f.state == stitch_bridge::stitch::wire::FulfillmentState::Complete).count();
+    let complete = state
+        .fulfillments
+        .values()
+        .filter(|f| f.state == stitch_bridge::stitch::wire::FulfillmentState::Complete)
+        .count();
     assert_eq!(complete, n, "every fulfillment completed");
     assert_eq!(state.shipments.len(), n, "one shipment per fulfillment, none twice");
 
@@ -190,12 +225,20 @@ fn shipments(latency: u64) {
         floor.as_secs_f64()
     );
     println!("  shipments cycle requests: {}", breakdown(&c1));
-    println!("  download half of the same run --once: {:.2} s, {total2} requests: {}", wall2.as_secs_f64(), breakdown(&c2));
+    println!(
+        "  download half of the same run --once: {:.2} s, {total2} requests: {}",
+        wall2.as_secs_f64(),
+        breakdown(&c2)
+    );
     let k = if n % 1000 == 0 { format!("{}k", n / 1000) } else { n.to_string() };
     row(
         &format!("shipments: {k}, conc {CONCURRENCY}, {latency} ms: shipments cycle"),
         &format!("{rate:.0}/s ({:.1} s, {total1} req)", wall.as_secs_f64()),
-        &format!("latency floor {:.0}/s for {:.2} req/shipment", n as f64 / floor.as_secs_f64(), total1 as f64 / n as f64),
+        &format!(
+            "latency floor {:.0}/s for {:.2} req/shipment",
+            n as f64 / floor.as_secs_f64(),
+            total1 as f64 / n as f64
+        ),
         &format!("{:.2}x of 200/s", rate / 200.0),
         ">= 200/s",
         Some(rate >= 200.0),

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{measure, mb, mib, row, Measured, Rng};
+use common::{mb, measure, mib, row, Measured, Rng};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -44,7 +44,8 @@ fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
     for i in 0..rows {
         let q = rng.below(5000);
         let word = WORDS[rng.below(8) as usize];
-        let name = if rng.below(4) == 0 { format!("\"{word}, size {}\"", rng.below(50)) } else { format!("{word} {i}") };
+        let name =
+            if rng.below(4) == 0 { format!("\"{word}, size {}\"", rng.below(50)) } else { format!("{word} {i}") };
         let bc = if rng.below(3) == 0 { String::new() } else { barcode(10_000_000 + i as u64) };
         writeln!(w, "SKU-{i:08},{q},{name},{bc}")?;
     }
@@ -115,7 +116,8 @@ fn best_of(mut f: impl FnMut() -> Measured) -> Measured {
 
 fn ours(kind: &str, file: &Path) -> Measured {
     best_of(|| {
-        let m = measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
+        let m =
+            measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
         assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
         m
     })
@@ -138,7 +140,8 @@ fn run_frictionless(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
     let schema = format!("{kind}.schema.json");
     fs::copy(Path::new(ROOT).join(format!("schemas/{kind}.json")), dir.join(&schema)).ok()?;
     let name = file.file_name()?;
-    measure(Command::new(exe).current_dir(dir).args(["validate", "--json", "--schema", &schema]).arg(name), Some(out)).ok()
+    measure(Command::new(exe).current_dir(dir).args(["validate", "--json", "--schema", &schema]).arg(name), Some(out))
+        .ok()
 }
 
 fn friction(kind: &str, file: &Path, out: &Path) -> Option<Measured> {
@@ -165,7 +168,11 @@ fn record_lines(path: &Path) -> Vec<u64> {
 }
 
 fn fmt_set(s: &BTreeSet<u64>) -> String {
-    if s.is_empty() { "-".into() } else { s.iter().map(u64::to_string).collect::<Vec<_>>().join(" ") }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Lines flagged on the broken samples by us (own errors, not `group_rejected`) and by frictionless.
@@ -174,7 +181,8 @@ fn broken_samples(tmp: &Path) {
         let sample = Path::new(ROOT).join(format!("samples/{kind}_broken.csv"));
         let file = tmp.join(format!("{kind}_broken.csv"));
         fs::copy(&sample, &file).unwrap();
-        let out = Command::new(BIN).args(["validate", "--json", "--kind", kind]).arg(&file).output().expect("run validate");
+        let out =
+            Command::new(BIN).args(["validate", "--json", "--kind", kind]).arg(&file).output().expect("run validate");
         let mut mine = BTreeSet::new();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
@@ -191,7 +199,8 @@ fn broken_samples(tmp: &Path) {
                 let json = tmp.join(format!("{kind}_broken.frictionless.json"));
                 let _ = run_frictionless(kind, &file, &json);
                 let lines = record_lines(&file);
-                let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
+                let v: serde_json::Value =
+                    serde_json::from_str(&fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default();
                 let mut set = BTreeSet::new();
                 for t in v["tasks"].as_array().into_iter().flatten() {
                     for e in t["errors"].as_array().into_iter().flatten() {
@@ -205,7 +214,11 @@ fn broken_samples(tmp: &Path) {
         };
         let (theirs_s, only_us, only_them) = match &theirs {
             None => ("n/a".to_string(), "n/a".to_string(), "n/a".to_string()),
-            Some(t) => (fmt_set(t), fmt_set(&mine.difference(t).copied().collect()), fmt_set(&t.difference(&mine).copied().collect())),
+            Some(t) => (
+                fmt_set(t),
+                fmt_set(&mine.difference(t).copied().collect()),
+                fmt_set(&t.difference(&mine).copied().collect()),
+            ),
         };
         println!("SIDE|{kind}_broken.csv|{}|{theirs_s}|{only_us}|{only_them}", fmt_set(&mine));
     }
@@ -237,7 +250,13 @@ fn main() {
         common::note("frictionless not installed (pip install frictionless): its comparisons are n/a");
     }
 
-    let k = |n: usize| if n >= 1_000_000 && n % 1_000_000 == 0 { format!("{}M", n / 1_000_000) } else { format!("{}k", n / 1000) };
+    let k = |n: usize| {
+        if n >= 1_000_000 && n % 1_000_000 == 0 {
+            format!("{}M", n / 1_000_000)
+        } else {
+            format!("{}k", n / 1000)
+        }
+    };
     let mut rss_rows = Vec::new();
     for (kind, file, bytes, label) in [
         ("inventory", &inv, inv_bytes, format!("inventory {} rows", k(inv_rows))),
@@ -253,15 +272,41 @@ fn main() {
             mib(o.max_rss),
             r.wall.as_secs_f64(),
             mib(r.max_rss),
-            f.as_ref().map_or(String::new(), |f| format!(", frictionless {:.2} MB/s ({:.1} s, {:.0} MiB)", rate(bytes, f), f.wall.as_secs_f64(), mib(f.max_rss)))
+            f.as_ref().map_or(String::new(), |f| format!(
+                ", frictionless {:.2} MB/s ({:.1} s, {:.0} MiB)",
+                rate(bytes, f),
+                f.wall.as_secs_f64(),
+                mib(f.max_rss)
+            ))
         );
-        row(&format!("validate {label}: vs raw csv"), &format!("{ro:.1} MB/s"), &format!("{rr:.1} MB/s"), &format!("{:.2}x", ro / rr), ">= 0.50x", Some(ro / rr >= 0.5));
+        row(
+            &format!("validate {label}: vs raw csv"),
+            &format!("{ro:.1} MB/s"),
+            &format!("{rr:.1} MB/s"),
+            &format!("{:.2}x", ro / rr),
+            ">= 0.50x",
+            Some(ro / rr >= 0.5),
+        );
         match f {
             Some(f) => {
                 let rf = rate(bytes, &f);
-                row(&format!("validate {label}: vs frictionless"), &format!("{ro:.1} MB/s"), &format!("{rf:.2} MB/s"), &format!("{:.0}x", ro / rf), ">= 20x", Some(ro / rf >= 20.0));
+                row(
+                    &format!("validate {label}: vs frictionless"),
+                    &format!("{ro:.1} MB/s"),
+                    &format!("{rf:.2} MB/s"),
+                    &format!("{:.0}x", ro / rf),
+                    ">= 20x",
+                    Some(ro / rf >= 20.0),
+                );
             }
-            None => row(&format!("validate {label}: vs frictionless"), &format!("{ro:.1} MB/s"), "n/a", "n/a", ">= 20x", None),
+            None => row(
+                &format!("validate {label}: vs frictionless"),
+                &format!("{ro:.1} MB/s"),
+                "n/a",
+                "n/a",
+                ">= 20x",
+                None,
+            ),
         }
         rss_rows.push((kind, label, o, r));
     }
@@ -297,7 +342,14 @@ fn main() {
                 Some(worst < RSS_LIMIT && big.max_rss as f64 <= o.max_rss as f64 * 1.25),
             );
         } else {
-            row(&format!("validate peak RSS: {label}"), &format!("{:.1} MiB", mib(o.max_rss)), &format!("raw csv {:.1} MiB", mib(r.max_rss)), "-", "< 64 MiB", Some(o.max_rss < RSS_LIMIT));
+            row(
+                &format!("validate peak RSS: {label}"),
+                &format!("{:.1} MiB", mib(o.max_rss)),
+                &format!("raw csv {:.1} MiB", mib(r.max_rss)),
+                "-",
+                "< 64 MiB",
+                Some(o.max_rss < RSS_LIMIT),
+            );
         }
     }
     broken_samples(d);

@@ -435,21 +435,22 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        Self::parse(&text, &base).map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })
-            .map(|mut c| {
+        Self::parse(&text, &base).map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem }).map(
+            |mut c| {
                 c.source = Some(path.to_path_buf());
                 c
-            })
+            },
+        )
     }
 
     /// Parse and check a config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigProblem> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigProblem::new(text, e.message().trim_end().to_string(), e.span(), true))?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigProblem::new(text, e.message().trim_end().to_string(), e.span(), true))?;
         let spans = Spans::new(text);
         let checked = (|| {
             let (ledger, lease_ttl, max_connections) = check_ledger(&raw.ledger, base, &spans)?;
@@ -481,10 +482,15 @@ fn check_ledger(
     use crate::ledger::LedgerLocation;
     let at = |key: &str, message: String| Fault::at(message, spans.ledger(key));
     let location = match (&l.path, &l.url) {
-        (Some(_), Some(_)) => return Err(at("url", "[ledger]: set either path (SQLite) or url (PostgreSQL), not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(at("url", "[ledger]: set either path (SQLite) or url (PostgreSQL), not both".into()))
+        }
         (_, Some(url)) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(at("url", format!("[ledger] url {:?} must start with postgres://", crate::ledger::redact_url(url))));
+                return Err(at(
+                    "url",
+                    format!("[ledger] url {:?} must start with postgres://", crate::ledger::redact_url(url)),
+                ));
             }
             if crate::ledger::redact_url(url) != *url {
                 let message = "[ledger] url must not contain the password: put it in an environment variable named by password_env";
@@ -526,7 +532,10 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
     let drop = parse_drop(&a.drop, base).map_err(|m| Fault { quote, ..at(&["drop"], m) })?;
     let token = match (&a.token_env, &a.token_file) {
         (Some(e), None) if e.is_empty() || e.contains(['=', '\0']) || e.trim() != e => {
-            return Err(at(&["token_env"], format!("token_env {e:?} must name an environment variable, e.g. \"STITCH_TOKEN\"")))
+            return Err(at(
+                &["token_env"],
+                format!("token_env {e:?} must name an environment variable, e.g. \"STITCH_TOKEN\""),
+            ))
         }
         (Some(e), None) => TokenSource::Env(e.clone()),
         (None, Some(f)) if f.trim().is_empty() => {
@@ -538,7 +547,8 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
         }
         (None, None) => return Err(ctx("set exactly one of token_env or token_file".into())),
     };
-    let url = reqwest::Url::parse(&a.stitch_url).map_err(|e| at(&["stitch_url"], format!("stitch_url {:?}: {e}", a.stitch_url)))?;
+    let url = reqwest::Url::parse(&a.stitch_url)
+        .map_err(|e| at(&["stitch_url"], format!("stitch_url {:?}: {e}", a.stitch_url)))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(at(&["stitch_url"], format!("stitch_url {:?} must be http or https", a.stitch_url)));
     }
@@ -803,10 +813,16 @@ token_env = "ACME_STITCH_TOKEN"
     #[test]
     fn answer_and_cycle_bounds_have_defaults_and_can_be_set() {
         let a = &Config::parse(MIN, Path::new(".")).unwrap().accounts[0];
-        assert_eq!((a.max_response_bytes, a.max_retry_wait, a.max_cycle), (16 << 20, Duration::from_secs(120), Duration::from_secs(3600)));
+        assert_eq!(
+            (a.max_response_bytes, a.max_retry_wait, a.max_cycle),
+            (16 << 20, Duration::from_secs(120), Duration::from_secs(3600))
+        );
         let text = format!("{MIN}max_response_bytes = 4096\nmax_retry_wait_seconds = 0\nmax_cycle_seconds = 5\n");
         let a = &Config::parse(&text, Path::new(".")).unwrap().accounts[0];
-        assert_eq!((a.max_response_bytes, a.max_retry_wait, a.max_cycle), (4096, Duration::ZERO, Duration::from_secs(5)));
+        assert_eq!(
+            (a.max_response_bytes, a.max_retry_wait, a.max_cycle),
+            (4096, Duration::ZERO, Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -864,7 +880,10 @@ token_env = "ACME_STITCH_TOKEN"
         let c = Config::parse(&pg, Path::new("/c")).unwrap();
         assert_eq!(
             c.ledger,
-            LedgerLocation::Postgres { url: "postgres://sb@127.0.0.1:5432/sb".into(), password_env: Some("SB_DB_PW".into()) }
+            LedgerLocation::Postgres {
+                url: "postgres://sb@127.0.0.1:5432/sb".into(),
+                password_env: Some("SB_DB_PW".into())
+            }
         );
         assert_eq!((c.lease_ttl, c.max_connections), (Duration::from_secs(5), Some(16)));
         let both = format!("[ledger]\npath = \"l.sqlite\"\nurl = \"postgres://h/db\"\n{MIN}");
@@ -913,7 +932,8 @@ token_env = "ACME_STITCH_TOKEN"
 
     #[test]
     fn the_packaged_config_parses() {
-        let c = Config::parse(include_str!("../packaging/stitch-bridge.toml"), Path::new("/etc/stitch-bridge")).unwrap();
+        let c =
+            Config::parse(include_str!("../packaging/stitch-bridge.toml"), Path::new("/etc/stitch-bridge")).unwrap();
         assert_eq!(c.accounts[0].drop, DropLocation::Local(PathBuf::from("/srv/drop/main")));
     }
 

@@ -56,15 +56,13 @@ pub fn health() -> (u16, String) {
 /// first lets the caller report a taken port before anything starts) until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) -> std::io::Result<()> {
     use axum::{http::StatusCode, routing::get, Router};
-    let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route(
-            "/healthz",
-            get(|| {
-                let (code, body) = health();
-                std::future::ready((StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), body))
-            }),
-        );
+    let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render()))).route(
+        "/healthz",
+        get(|| {
+            let (code, body) = health();
+            std::future::ready((StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), body))
+        }),
+    );
     axum::serve(listener, app).await
 }
 
@@ -116,15 +114,21 @@ pub fn record_cycle(report: &crate::engine::AccountReport, seconds: f64, oldest_
         metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => "rejected").increment(f.rejected);
     }
     metrics::counter!("stitch_bridge_orders_sent_total", "account" => account.clone()).increment(report.orders_sent);
-    metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone()).increment(report.cancels_sent);
+    metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone())
+        .increment(report.cancels_sent);
     metrics::histogram!("stitch_bridge_cycle_duration_seconds", "account" => account.clone()).record(seconds);
-    metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if report.halted.is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if report.halted.is_some() {
+        1.0
+    } else {
+        0.0
+    });
     match (&report.halted, &report.attention) {
         (Some(h), _) => set_health(&account, Some(format!("halted: {h}"))),
         (None, Some(a)) => set_health(&account, Some(format!("needs attention: {}", a.reason))),
         (None, None) => set_health(&account, None),
     }
-    metrics::gauge!("stitch_bridge_oldest_unprocessed_file_age_seconds", "account" => account).set(oldest_waiting_secs.unwrap_or(0.0));
+    metrics::gauge!("stitch_bridge_oldest_unprocessed_file_age_seconds", "account" => account)
+        .set(oldest_waiting_secs.unwrap_or(0.0));
 }
 
 #[cfg(test)]
@@ -133,9 +137,21 @@ mod tests {
 
     #[test]
     fn endpoint_labels_fold_ids() {
-        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/fulfillments/123/line_items"), "GET /api2/v1/integrations/fulfillments/{id}/line_items");
-        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/fulfillments?page=2"), "GET /api2/v1/integrations/fulfillments");
-        assert_eq!(endpoint_label("PUT", "/api2/v1/integrations/fulfillments/9"), "PUT /api2/v1/integrations/fulfillments/{id}");
-        assert_eq!(endpoint_label("GET", "/api2/v1/integrations/shipments?fulfillment_id=9"), "GET /api2/v1/integrations/shipments");
+        assert_eq!(
+            endpoint_label("GET", "/api2/v1/integrations/fulfillments/123/line_items"),
+            "GET /api2/v1/integrations/fulfillments/{id}/line_items"
+        );
+        assert_eq!(
+            endpoint_label("GET", "/api2/v1/integrations/fulfillments?page=2"),
+            "GET /api2/v1/integrations/fulfillments"
+        );
+        assert_eq!(
+            endpoint_label("PUT", "/api2/v1/integrations/fulfillments/9"),
+            "PUT /api2/v1/integrations/fulfillments/{id}"
+        );
+        assert_eq!(
+            endpoint_label("GET", "/api2/v1/integrations/shipments?fulfillment_id=9"),
+            "GET /api2/v1/integrations/shipments"
+        );
     }
 }

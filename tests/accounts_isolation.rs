@@ -1,10 +1,10 @@
 //! Many accounts in one run: one account's halt or bad files never stop the others.
 
+use std::fs;
+use std::path::Path;
 use stitch_bridge::config::Config;
 use stitch_bridge::engine::{self, exit, Parts};
 use stitch_bridge::sim::{self, SimOptions};
-use std::fs;
-use std::path::Path;
 
 const INVENTORY: &str = "sku,quantity\nISO-A,5\nISO-B,7\n";
 
@@ -49,7 +49,13 @@ fn halted_and_broken_accounts_do_not_stop_a_healthy_one() {
     assert!(h.halted.is_none() && h.pending.is_empty() && h.fatal.is_empty(), "{h:?}");
     assert_eq!(h.files.iter().filter(|f| f.state == "archived").count(), 1);
     assert_eq!(h.files.iter().filter(|f| f.state == "rejected").count(), 1);
-    let stock: Vec<(String, i64)> = healthy.snapshot().products.values().map(|p| (p.sku.clone(), p.stock)).filter(|(s, _)| s.starts_with("ISO-")).collect();
+    let stock: Vec<(String, i64)> = healthy
+        .snapshot()
+        .products
+        .values()
+        .map(|p| (p.sku.clone(), p.stock))
+        .filter(|(s, _)| s.starts_with("ISO-"))
+        .collect();
     assert_eq!(stock, vec![("ISO-A".to_string(), 5), ("ISO-B".to_string(), 7)]);
 
     let halted = by("halting");

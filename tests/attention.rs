@@ -19,7 +19,10 @@ fn events(path: &std::path::Path) -> Vec<String> {
 fn env_with_events() -> (Env, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.txt");
-    let env = Env::with(base_seed(), &format!("alert_command = \"echo $STITCH_BRIDGE_ALERT_EVENT >> '{}'\"\n", log.display()));
+    let env = Env::with(
+        base_seed(),
+        &format!("alert_command = \"echo $STITCH_BRIDGE_ALERT_EVENT >> '{}'\"\n", log.display()),
+    );
     // Keep the events file's folder alive as long as the test.
     std::mem::forget(dir);
     (env, log)
@@ -39,9 +42,16 @@ fn a_missing_drop_folder_needs_attention_alerts_once_and_clears_when_created() {
     // The drop is what is missing, so the alert file is beside the ledger.
     let alert = env.dir.path().join("state/ALERT-acme.txt");
     let said = fs::read_to_string(&alert).expect("alert file beside the ledger");
-    assert!(said.contains("NEEDS ATTENTION") && said.contains("drop_missing") && said.contains("stitch-bridge test acme"), "{said}");
+    assert!(
+        said.contains("NEEDS ATTENTION") && said.contains("drop_missing") && said.contains("stitch-bridge test acme"),
+        "{said}"
+    );
     let status = env.bin(&["status"]);
-    assert!(text(&status).contains("NEEDS ATTENTION since") && text(&status).contains("drop_missing"), "{}", text(&status));
+    assert!(
+        text(&status).contains("NEEDS ATTENTION since") && text(&status).contains("drop_missing"),
+        "{}",
+        text(&status)
+    );
     let json: serde_json::Value = serde_json::from_slice(&env.bin(&["status", "--json"]).stdout).unwrap();
     assert_eq!(json[0]["attention"]["reason"], "drop_missing", "{json}");
 

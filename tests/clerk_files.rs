@@ -29,7 +29,11 @@ fn wrong_delimiter_and_spreadsheets_are_named_in_the_error_file() {
     let env = Env::with(base_seed(), "delimiter = \";\"\n");
     env.put("inbound/inventory/comma.csv", "sku,quantity\nRED,1\n");
     std::fs::create_dir_all(env.path("inbound/inventory")).unwrap();
-    std::fs::write(env.path("inbound/inventory/stock.xlsx"), b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xc8\x9a\n").unwrap();
+    std::fs::write(
+        env.path("inbound/inventory/stock.xlsx"),
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xc8\x9a\n",
+    )
+    .unwrap();
     run_once(&env);
     assert!(env.exists("rejected/comma.csv") && env.exists("rejected/stock.xlsx"));
     // The error file is in the partner's own delimiter, as their files are.
@@ -74,7 +78,10 @@ fn a_ragged_row_names_the_same_column_everywhere() {
     assert_eq!(errors[1].get("extra_1").map(String::as_str), Some(""), "{errors:?}");
     // Every row was refused, so nothing was applied: the file is in rejected/.
     let shown = validate(&[s(&env.path("rejected/r.csv"))]);
-    assert!(shown.contains("r.csv:2: extra_1: ragged_row") && shown.contains("r.csv:3: quantity: ragged_row"), "{shown}");
+    assert!(
+        shown.contains("r.csv:2: extra_1: ragged_row") && shown.contains("r.csv:3: quantity: ragged_row"),
+        "{shown}"
+    );
 }
 
 #[test]

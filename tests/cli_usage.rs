@@ -24,7 +24,12 @@ fn a_config_without_accounts_is_a_usage_error_for_every_account_command() {
 #[test]
 fn an_unknown_account_name_is_a_usage_error_naming_it() {
     let env = Env::new();
-    for args in [&["test", "nosuch"][..], &["status", "nosuch"], &["run", "--once", "--account", "nosuch"], &["watch", "--account", "nosuch"]] {
+    for args in [
+        &["test", "nosuch"][..],
+        &["status", "nosuch"],
+        &["run", "--once", "--account", "nosuch"],
+        &["watch", "--account", "nosuch"],
+    ] {
         let out = env.bin(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         let err = stderr(&out);

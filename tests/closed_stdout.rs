@@ -131,7 +131,11 @@ fn status_piped_into_head_is_not_a_panic() {
     // The shell's own pipeline: `head` exits after one line, whatever status writes next.
     let o = Command::new("sh")
         .arg("-c")
-        .arg(format!("'{}' --config '{}' status | head -1", env!("CARGO_BIN_EXE_stitch-bridge"), env.config_path.display()))
+        .arg(format!(
+            "'{}' --config '{}' status | head -1",
+            env!("CARGO_BIN_EXE_stitch-bridge"),
+            env.config_path.display()
+        ))
         .env("STITCH_BRIDGE_LOG", "error")
         .output()
         .unwrap();

@@ -22,7 +22,12 @@ fn scenario(label: &str, lost_answer: f64) {
     let token = format!("crash-{seed:x}");
     // A little latency per request and one request at a time: a run's work is spread over
     // time, so random kill instants land all through it, on any machine.
-    let faults = FaultConfig { seed, latency_ms: 4, rates: FaultRates { lost_answer, ..Default::default() }, ..Default::default() };
+    let faults = FaultConfig {
+        seed,
+        latency_ms: 4,
+        rates: FaultRates { lost_answer, ..Default::default() },
+        ..Default::default()
+    };
     let sim = start_sim(w.seed_json(), &token, faults, None, None);
     let inst = Install::new(&sim.base_url(), &token, "timeout_seconds = 10\nconcurrency = 1\n");
 
@@ -30,7 +35,8 @@ fn scenario(label: &str, lost_answer: f64) {
     inst.put("inbound/inventory", &w.inventory_files);
     inst.put("inbound/orders", &w.order_files);
     let n_orders = w.orders.len();
-    let a = drive(&inst, &mut rng, kills * 3 / 5, |i| i.inbound_left().is_empty() && i.outbound_orders().len() >= n_orders);
+    let a =
+        drive(&inst, &mut rng, kills * 3 / 5, |i| i.inbound_left().is_empty() && i.outbound_orders().len() >= n_orders);
     assert_eq!(inst.outbound_orders().len(), n_orders, "one order file per released order");
     for f in sim.snapshot().fulfillments.values() {
         let want = stitch_bridge::engine::download::SENT_STATUS;

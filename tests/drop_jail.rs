@@ -142,7 +142,14 @@ fn links_fifos_sockets_and_folders_are_moved_aside_with_a_result() {
     let inb = env.path("inbound/inventory");
     symlink(outside.path().join("secret.csv"), inb.join("link.csv")).unwrap();
     symlink(outside.path(), inb.join("linkdir")).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, inb.join("pipe.csv"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        inb.join("pipe.csv"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
     let _sock = std::os::unix::net::UnixListener::bind(inb.join("sock.csv")).unwrap();
     fs::create_dir(inb.join("sub")).unwrap();
     fs::write(inb.join("sub/inner.csv"), STOCK).unwrap();
@@ -319,7 +326,8 @@ fn a_bad_file_mode_is_refused_at_load() {
 fn validate_names_a_fifo_instead_of_waiting_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("stock.csv");
-    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0)
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
         .arg("validate")
         .arg(&fifo)

@@ -85,7 +85,8 @@ fn text(o: &Output) -> String {
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -97,7 +98,8 @@ fn umask() -> u32 {
 }
 
 fn mkfifo(p: &Path) {
-    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o644), 0)
+        .unwrap();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -311,7 +313,12 @@ fn sftp_linked_folders_are_refused_by_every_operation() {
     assert_eq!(esc(d.remove("results/x.csv").unwrap_err()), Some("results".into()));
     fs::write(root.join("a.csv"), "a").unwrap();
     assert_eq!(esc(d.rename_no_replace("a.csv", "results/a.csv").unwrap_err()), Some("results".into()));
-    assert_eq!(listing(srv.scratch()).iter().filter(|n| n.ends_with(".csv")).count(), 1, "{:?}", listing(srv.scratch()));
+    assert_eq!(
+        listing(srv.scratch()).iter().filter(|n| n.ends_with(".csv")).count(),
+        1,
+        "{:?}",
+        listing(srv.scratch())
+    );
     // The link itself moves like any entry.
     d.rename_entry("", b"results", "rejected/results").unwrap();
     assert!(fs::symlink_metadata(root.join("rejected/results")).unwrap().file_type().is_symlink());

@@ -1,12 +1,12 @@
 //! The drop's rules at the level of a whole cycle: which files are taken, and what is never
 //! overwritten. Real local folder, real SQLite ledger, real HTTP to the simulator.
 
-use stitch_bridge::config::Config;
-use stitch_bridge::engine::{self, Parts};
-use stitch_bridge::sim::{self, BackgroundSim, SimOptions};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use stitch_bridge::config::Config;
+use stitch_bridge::engine::{self, Parts};
+use stitch_bridge::sim::{self, BackgroundSim, SimOptions};
 
 const STOCK: &str = "sku,quantity\nDR-1,3\nDR-2,4\n";
 
@@ -48,7 +48,9 @@ impl Env {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     v.sort();
     v
 }

@@ -19,7 +19,10 @@ fn small(seed: u64) -> Workload {
 fn summary(test: &str, seed: u64, sim: &stitch_bridge::sim::BackgroundSim, codes: &[i32]) {
     let c = sim.counters();
     let total: u64 = c.faults_injected.values().sum();
-    println!("faults-summary: test={test} seed={seed} faults_injected={total} by_kind={:?} exits={codes:?}", c.faults_injected);
+    println!(
+        "faults-summary: test={test} seed={seed} faults_injected={total} by_kind={:?} exits={codes:?}",
+        c.faults_injected
+    );
 }
 
 fn q(fault: FaultKind, method: &str, path: &str) -> QueuedFault {
@@ -67,7 +70,11 @@ fn a_429_burst_longer_than_the_retries_leaves_work_pending_then_the_next_run_fin
 fn answers_slower_than_the_client_timeout_are_resolved_not_repeated() {
     let seed = seed_from_env("STITCH_BRIDGE_FAULTS_SEED");
     let w = small(seed);
-    let slow = |method: &str, path: &str| QueuedFault { ms: Some(1600), retry_after: None, ..q(FaultKind::Latency, method, path) };
+    let slow = |method: &str, path: &str| QueuedFault {
+        ms: Some(1600),
+        retry_after: None,
+        ..q(FaultKind::Latency, method, path)
+    };
     let queue = vec![
         slow("POST", "/api2/v1/integrations/products"),
         slow("POST", "/api2/v1/SalesOrders"),
@@ -100,7 +107,13 @@ fn unreachable_stitch_exits_pending_and_moves_nothing() {
     assert_eq!(inst.inbound_left().len(), w.inventory_files.len() + w.order_files.len(), "every file stays in inbound");
     assert!(walk(&inst.drop().join("archive")).is_empty() && walk(&inst.drop().join("results")).is_empty());
     // Stitch comes back: the same installation finishes the work.
-    let sim = start_sim(w.seed_json(), "t-down", FaultConfig::default(), None, Some(format!("127.0.0.1:{port}").parse().unwrap()));
+    let sim = start_sim(
+        w.seed_json(),
+        "t-down",
+        FaultConfig::default(),
+        None,
+        Some(format!("127.0.0.1:{port}").parse().unwrap()),
+    );
     let (ships, inputs, codes) = whole_loop(&inst, &w, RUNS, |_| {});
     verify(&inst, &sim, &Expect { workload: &w, inputs, shipments: &ships, applied_elsewhere: 0 });
     summary("unreachable", seed, &sim, &codes);
@@ -135,7 +148,9 @@ fn simulator_restarted_mid_run_on_the_same_state_file() {
         // Restart while a run is busy: after it made some requests, before it finishes.
         let mut child = inst.spawn_run();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let current = |s: &Option<stitch_bridge::sim::BackgroundSim>| s.as_ref().unwrap().counters().requests.values().sum::<u64>();
+        let current = |s: &Option<stitch_bridge::sim::BackgroundSim>| {
+            s.as_ref().unwrap().counters().requests.values().sum::<u64>()
+        };
         let start_requests = current(&sim);
         while current(&sim) < start_requests + 8 {
             assert!(std::time::Instant::now() < deadline, "the run made no requests");
@@ -148,7 +163,11 @@ fn simulator_restarted_mid_run_on_the_same_state_file() {
         sim = Some(start_sim(w.seed_json(), "t-restart", slow.clone(), Some(state.clone()), Some(addr)));
         restarts += 1;
         let st = wait_deadline(&mut child, std::time::Duration::from_secs(120));
-        assert!(matches!(st.code(), Some(0) | Some(4)), "run across a restart exits 0 or 4, got {st:?}: {}", inst.last_stderr());
+        assert!(
+            matches!(st.code(), Some(0) | Some(4)),
+            "run across a restart exits 0 or 4, got {st:?}: {}",
+            inst.last_stderr()
+        );
         codes.push(st.code().unwrap());
         codes.extend(converge(&inst, RUNS, |i| i.inbound_left().is_empty() && i.outbound_orders().len() == n));
     }

@@ -81,7 +81,10 @@ fn a_single_huge_line_is_reported_without_being_held_or_copied() {
     let errors = inst.drop().join("errors/stock.csv.errors.csv");
     assert!(size(&result) < SMALL, "result file {} bytes", size(&result));
     assert!(size(&errors) < SMALL, "errors file {} bytes", size(&errors));
-    let ledger: u64 = ["", "-wal"].iter().map(|s| std::fs::metadata(format!("{}{s}", inst.ledger().display())).map_or(0, |m| m.len())).sum();
+    let ledger: u64 = ["", "-wal"]
+        .iter()
+        .map(|s| std::fs::metadata(format!("{}{s}", inst.ledger().display())).map_or(0, |m| m.len()))
+        .sum();
     assert!(ledger < 8 * 1024 * 1024, "ledger {ledger} bytes");
     let status = inst.command(&["status", "--json"]).output().unwrap();
     assert!(status.stdout.len() < SMALL as usize, "status {} bytes", status.stdout.len());

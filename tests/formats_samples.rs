@@ -6,28 +6,19 @@ use stitch_bridge::formats::{self, codes, columns, ColType, Kind, ParseOptions, 
 use stitch_bridge::report::ErrorWriter;
 
 fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("samples")
-            .join(name),
-    )
-    .expect("sample exists")
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)).expect("sample exists")
 }
 
 /// (accepted units, [(line, column, code)]) for a sample.
 fn check(kind: Kind, name: &str) -> (usize, Vec<(u64, String, String)>) {
     let bytes = sample(name);
-    let units =
-        formats::parse(kind, bytes.as_slice(), &ParseOptions::default()).expect("header ok");
+    let units = formats::parse(kind, bytes.as_slice(), &ParseOptions::default()).expect("header ok");
     let mut ok = 0;
     let mut errs = Vec::new();
     for u in units {
         match u.expect("file not rejected").result {
             Ok(_) => ok += 1,
-            Err(es) => errs.extend(
-                es.into_iter()
-                    .map(|e| (e.line, e.column, e.code.as_str().to_string())),
-            ),
+            Err(es) => errs.extend(es.into_iter().map(|e| (e.line, e.column, e.code.as_str().to_string()))),
         }
     }
     (ok, errs)
@@ -107,11 +98,8 @@ fn broken_shipments_sample() {
 #[test]
 fn schemas_match_column_tables() {
     for kind in Kind::ALL {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("schemas")
-            .join(format!("{}.json", kind.as_str()));
-        let schema: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(format!("{}.json", kind.as_str()));
+        let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let fields = schema["fields"].as_array().unwrap();
         let in_schema: Vec<(String, bool, String)> = fields
             .iter()
@@ -131,22 +119,13 @@ fn schemas_match_column_tables() {
                     ColType::Decimal => "number",
                     ColType::Text | ColType::Date => "string",
                 };
-                (
-                    c.name.to_string(),
-                    c.presence == Presence::Required,
-                    ty.to_string(),
-                )
+                (c.name.to_string(), c.presence == Presence::Required, ty.to_string())
             })
             .collect();
         assert_eq!(in_schema, in_code, "{}", kind.as_str());
         for f in fields {
             let enum_of = |v: &serde_json::Value| -> Vec<String> {
-                v["constraints"]["enum"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap().to_string())
-                    .collect()
+                v["constraints"]["enum"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
             };
             match f["name"].as_str().unwrap() {
                 "ship_country" => assert_eq!(enum_of(f), codes::COUNTRIES.to_vec()),
@@ -164,24 +143,10 @@ fn schemas_match_column_tables() {
 fn error_report_has_bom_and_neutralised_cells() {
     let header = vec!["sku".to_string(), "quantity".to_string()];
     let mut w = ErrorWriter::new(Vec::new(), &header).unwrap();
-    let row = RawRow {
-        line: 2,
-        fields: vec!["=HYPERLINK(\"x\")", "-5"].into(),
-    };
-    w.write(
-        &row,
-        2,
-        "quantity",
-        "negative_quantity",
-        "quantity on hand cannot be negative, got -5",
-    )
-    .unwrap();
-    let short = RawRow {
-        line: 3,
-        fields: vec!["@A\u{1b}"].into(),
-    };
-    w.write(&short, 3, "", "ragged_row", "this row has 1 values")
-        .unwrap();
+    let row = RawRow { line: 2, fields: vec!["=HYPERLINK(\"x\")", "-5"].into() };
+    w.write(&row, 2, "quantity", "negative_quantity", "quantity on hand cannot be negative, got -5").unwrap();
+    let short = RawRow { line: 3, fields: vec!["@A\u{1b}"].into() };
+    w.write(&short, 3, "", "ragged_row", "this row has 1 values").unwrap();
     let out = String::from_utf8(w.finish().unwrap()).unwrap();
     assert_eq!(
         out,

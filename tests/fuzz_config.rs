@@ -2,26 +2,95 @@
 //! structurally plausible TOML with random keys and values; whatever it accepts is sane.
 
 use proptest::prelude::*;
-use stitch_bridge::config::Config;
 use std::path::Path;
+use stitch_bridge::config::Config;
 
 const KEYS: &[&str] = &[
-    "name", "drop", "stitch_url", "token_env", "token_file", "settle_seconds", "sftp_key_file", "sftp_password_env",
-    "sftp_key_passphrase_env", "known_hosts", "sftp_allow_legacy_ssh_rsa", "sftp_max_sessions", "marker_suffixes",
-    "poll_seconds", "download_interval_seconds", "concurrency", "requests_per_second", "timeout_seconds", "max_retries",
-    "inventory_mode", "zero_missing", "zero_missing_max_share", "delimiter", "date_format", "timezone", "max_file_bytes",
-    "max_rows", "max_field_len", "max_rows_per_order", "unknown_key",
+    "name",
+    "drop",
+    "stitch_url",
+    "token_env",
+    "token_file",
+    "settle_seconds",
+    "sftp_key_file",
+    "sftp_password_env",
+    "sftp_key_passphrase_env",
+    "known_hosts",
+    "sftp_allow_legacy_ssh_rsa",
+    "sftp_max_sessions",
+    "marker_suffixes",
+    "poll_seconds",
+    "download_interval_seconds",
+    "concurrency",
+    "requests_per_second",
+    "timeout_seconds",
+    "max_retries",
+    "inventory_mode",
+    "zero_missing",
+    "zero_missing_max_share",
+    "delimiter",
+    "date_format",
+    "timezone",
+    "max_file_bytes",
+    "max_rows",
+    "max_field_len",
+    "max_rows_per_order",
+    "unknown_key",
 ];
 
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "0", "1", "-1", "64", "65", "18446744073709551615", "9223372036854775807", "-9223372036854775808", "4294967296",
-            "1e400", "nan", "inf", "-inf", "0.5", "2.0", "-0.0", "true", "false", "[]", "[\".done\", \"\"]", "{}",
-            "\"\"", "\"acme\"", "\"a b\"", "\"../x\"", "\"/abs\"", "\"sftp://u@h:0/p\"", "\"sftp://u:pw@h/p\"", "\"sftp://h\"",
-            "\"file://rel\"", "\"file:///abs\"", "\"http://127.0.0.1:1\"", "\"ftp://x\"", "\"http://[::1\"", "\"\\t\"",
-            "\"tab\"", "\"\\\"\"", "\"ab\"", "\"é\"", "\"%\"", "\"%Y%\"", "\"%-Q\"", "\"%s%z%Z\"", "\"Mars/Base\"",
-            "\"America/St_Johns\"", "\"delta\"", "\"snapshot\"", "\"DELTA\"", "1979-05-27T07:32:00Z", "'''\nmulti'''",
+            "0",
+            "1",
+            "-1",
+            "64",
+            "65",
+            "18446744073709551615",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "4294967296",
+            "1e400",
+            "nan",
+            "inf",
+            "-inf",
+            "0.5",
+            "2.0",
+            "-0.0",
+            "true",
+            "false",
+            "[]",
+            "[\".done\", \"\"]",
+            "{}",
+            "\"\"",
+            "\"acme\"",
+            "\"a b\"",
+            "\"../x\"",
+            "\"/abs\"",
+            "\"sftp://u@h:0/p\"",
+            "\"sftp://u:pw@h/p\"",
+            "\"sftp://h\"",
+            "\"file://rel\"",
+            "\"file:///abs\"",
+            "\"http://127.0.0.1:1\"",
+            "\"ftp://x\"",
+            "\"http://[::1\"",
+            "\"\\t\"",
+            "\"tab\"",
+            "\"\\\"\"",
+            "\"ab\"",
+            "\"é\"",
+            "\"%\"",
+            "\"%Y%\"",
+            "\"%-Q\"",
+            "\"%s%z%Z\"",
+            "\"Mars/Base\"",
+            "\"America/St_Johns\"",
+            "\"delta\"",
+            "\"snapshot\"",
+            "\"DELTA\"",
+            "1979-05-27T07:32:00Z",
+            "'''\nmulti'''",
         ])
         .prop_map(String::from),
         "\"[^\"\\\\\\x00-\\x1f]{0,20}\"".prop_map(|s| s),
@@ -32,7 +101,10 @@ fn value() -> impl Strategy<Value = String> {
 
 fn structured() -> impl Strategy<Value = String> {
     let account = prop::collection::vec((prop::sample::select(KEYS.to_vec()), value()), 0..5);
-    let folders = prop::collection::vec((prop::sample::select(vec!["results", "errors", "archive", "inbound_orders", "bogus"]), value()), 0..3);
+    let folders = prop::collection::vec(
+        (prop::sample::select(vec!["results", "errors", "archive", "inbound_orders", "bogus"]), value()),
+        0..3,
+    );
     // Targets: mostly our columns (or aliases), which load; sometimes any name, which must not.
     let target = prop_oneof![
         8 => prop::sample::select(vec!["sku", "quantity", "qty", "order_ref", "tracking_no", " Ship_City "]).prop_map(String::from),

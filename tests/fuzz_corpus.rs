@@ -42,10 +42,7 @@ fn corpus(name: &str) -> Vec<u8> {
 }
 
 fn skus(o: &Outcome) -> Vec<String> {
-    o.accepted
-        .iter()
-        .filter_map(|r| if let Record::Inventory(i) = r { Some(i.sku.clone()) } else { None })
-        .collect()
+    o.accepted.iter().filter_map(|r| if let Record::Inventory(i) = r { Some(i.sku.clone()) } else { None }).collect()
 }
 
 fn inv(name: &str) -> Outcome {

@@ -25,12 +25,15 @@ fn each_limit_gives_a_clear_rejection_with_a_result_file() {
     while big.len() <= 2000 {
         big.push_str("BIG-SKU-000000,1\n");
     }
-    let many_rows: String = std::iter::once("sku,quantity\n".to_string()).chain((0..30).map(|i| format!("ROW-{i},1\n"))).collect();
+    let many_rows: String =
+        std::iter::once("sku,quantity\n".to_string()).chain((0..30).map(|i| format!("ROW-{i},1\n"))).collect();
     let long_field = format!("sku,quantity,name\nLONG-1,1,{}\nSHORT-1,2,ok\n", "n".repeat(100));
     let header = "order_ref,order_date,ship_name,ship_address1,ship_city,ship_state,ship_zip,ship_country,shipping_speed,sku,quantity,price,currency,action\n";
     let mut big_order = header.to_string();
     for i in 0..5 {
-        big_order.push_str(&format!("BIG-1,2024-03-15,A,1 Main St,Springfield,IL,62701,US,Standard,SKU-000{i},1,1.00,USD,create\n"));
+        big_order.push_str(&format!(
+            "BIG-1,2024-03-15,A,1 Main St,Springfield,IL,62701,US,Standard,SKU-000{i},1,1.00,USD,create\n"
+        ));
     }
     inst.put(
         "inbound/inventory",
@@ -47,7 +50,10 @@ fn each_limit_gives_a_clear_rejection_with_a_result_file() {
     assert!(result_text(&inst, "too_big.csv").contains("limit is 2000 bytes"), "{}", result_text(&inst, "too_big.csv"));
     assert!(result_text(&inst, "too_many_rows.csv").contains("rejected"));
     let long = result_text(&inst, "long_field.csv");
-    assert!(long.contains("2,LONG-1,rejected") && long.contains("longer than 64") && long.contains("SHORT-1,created"), "{long}");
+    assert!(
+        long.contains("2,LONG-1,rejected") && long.contains("longer than 64") && long.contains("SHORT-1,created"),
+        "{long}"
+    );
     let order = result_text(&inst, "big_order.csv");
     assert!(order.contains("rejected"), "{order}");
     let st = sim.snapshot();

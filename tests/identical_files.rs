@@ -12,7 +12,13 @@ fn stock(env: &Env, sku: &str) -> i64 {
 
 fn run(env: &Env) {
     let out = env.bin(&["run", "--once"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

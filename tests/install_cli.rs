@@ -78,7 +78,8 @@ fn exported(init_stdout: &str) -> (String, String) {
 /// `[default: X]` of a flag in a command's `--help`.
 fn help_default(help: &str, flag: &str) -> String {
     let line = help.lines().skip_while(|l| !l.trim_start().starts_with(flag)).take(4).collect::<Vec<_>>().join(" ");
-    let start = line.find("[default: ").unwrap_or_else(|| panic!("no default for {flag} in:\n{help}")) + "[default: ".len();
+    let start =
+        line.find("[default: ").unwrap_or_else(|| panic!("no default for {flag} in:\n{help}")) + "[default: ".len();
     line[start..].split(']').next().unwrap().to_string()
 }
 
@@ -121,7 +122,11 @@ fn init_with_another_config_path_says_so_in_its_steps() {
     let dir = tempfile::tempdir().unwrap();
     let init = run(dir.path(), &["--config", "etc/bridge.toml", "init"]);
     assert_eq!(init.status.code(), Some(0), "{}", text(&init));
-    assert!(String::from_utf8_lossy(&init.stdout).contains("stitch-bridge --config etc/bridge.toml test"), "{}", text(&init));
+    assert!(
+        String::from_utf8_lossy(&init.stdout).contains("stitch-bridge --config etc/bridge.toml test"),
+        "{}",
+        text(&init)
+    );
 }
 
 fn write_config(dir: &Path, account_extra: &str) {
@@ -201,10 +206,13 @@ fn a_token_file_others_can_read_is_warned_about() {
         let token = dir.path().join("secrets/wh.token");
         std::fs::write(&token, "t").unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
-        std::fs::set_permissions(dir.path().join("stitch-bridge.toml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path().join("stitch-bridge.toml"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         let o = run(dir.path(), &["test"]);
         let err = String::from_utf8_lossy(&o.stderr);
-        let says = err.contains("token file") && err.contains("readable by users other than its owner") && err.contains("chmod 600");
+        let says = err.contains("token file")
+            && err.contains("readable by users other than its owner")
+            && err.contains("chmod 600");
         assert_eq!(says, warned, "mode {mode:o}: {}", text(&o));
     }
 }
@@ -212,7 +220,11 @@ fn a_token_file_others_can_read_is_warned_about() {
 #[test]
 fn completions_and_man_pages_come_from_the_clap_definitions() {
     let dir = tempfile::tempdir().unwrap();
-    for (shell, marker) in [("bash", "complete -F _stitch__bridge"), ("zsh", "#compdef stitch-bridge"), ("fish", "complete -c stitch-bridge")] {
+    for (shell, marker) in [
+        ("bash", "complete -F _stitch__bridge"),
+        ("zsh", "#compdef stitch-bridge"),
+        ("fish", "complete -c stitch-bridge"),
+    ] {
         let o = run(dir.path(), &["completions", shell]);
         let out = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -281,7 +293,8 @@ fn package_units_and_config_agree() {
     let bin = format!("/{}stitch-bridge", dest("target/release/stitch-bridge"));
     let config = format!("/{}", dest("packaging/stitch-bridge.toml"));
     for unit in ["stitch-bridge-run.service", "stitch-bridge-watch.service"] {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd").join(unit)).unwrap();
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd").join(unit)).unwrap();
         let exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
         assert!(exec.starts_with(&format!("{bin} --config {config} ")), "{unit}: {exec}");
         assert!(text.contains("User=stitch-bridge") && text.contains("ProtectSystem=strict"), "{unit}");
@@ -289,5 +302,8 @@ fn package_units_and_config_agree() {
     }
     let packaged = include_str!("../packaging/stitch-bridge.toml");
     let parsed = stitch_bridge::config::Config::parse(packaged, Path::new("/etc/stitch-bridge")).unwrap();
-    assert_eq!(parsed.ledger, stitch_bridge::ledger::LedgerLocation::Sqlite("/var/lib/stitch-bridge/ledger.sqlite".into()));
+    assert_eq!(
+        parsed.ledger,
+        stitch_bridge::ledger::LedgerLocation::Sqlite("/var/lib/stitch-bridge/ledger.sqlite".into())
+    );
 }

@@ -85,7 +85,15 @@ fn other_key(dir: &Path) -> String {
 fn hashed(dir: &Path, marker: &str, host: &str, key: &str) -> String {
     let f = dir.join("to_hash");
     fs::write(&f, format!("{host} {key}\n")).unwrap();
-    let st = Command::new("ssh-keygen").arg("-q").arg("-H").arg("-f").arg(&f).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new("ssh-keygen")
+        .arg("-q")
+        .arg("-H")
+        .arg("-f")
+        .arg(&f)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success());
     let line = fs::read_to_string(&f).unwrap().lines().find(|l| l.starts_with("|1|")).unwrap().to_string();
     format!("{marker}{line}")
@@ -119,25 +127,53 @@ fn bridge_decides_host_keys_as_openssh_does() {
         ("@revoked *", vec![format!("@revoked * {real}"), exact.clone()], Verdict::Revoked),
         ("@revoked after the trusted line", vec![exact.clone(), format!("@revoked * {real}")], Verdict::Revoked),
         ("@revoked *.example,!foo", vec![format!("@revoked *.example,!foo {real}"), exact.clone()], Verdict::Accepted),
-        ("@revoked 127.0.0.? (port 22 form)", vec![format!("@revoked 127.0.0.? {real}"), exact.clone()], Verdict::Accepted),
-        ("@revoked [127.0.0.?]:PORT", vec![format!("@revoked [127.0.0.?]:{p} {real}"), exact.clone()], Verdict::Revoked),
+        (
+            "@revoked 127.0.0.? (port 22 form)",
+            vec![format!("@revoked 127.0.0.? {real}"), exact.clone()],
+            Verdict::Accepted,
+        ),
+        (
+            "@revoked [127.0.0.?]:PORT",
+            vec![format!("@revoked [127.0.0.?]:{p} {real}"), exact.clone()],
+            Verdict::Revoked,
+        ),
         ("@revoked [127.0.0.1]:*", vec![format!("@revoked [127.0.0.1]:* {real}"), exact.clone()], Verdict::Revoked),
-        ("@revoked *,! this host", vec![format!("@revoked *,![127.0.0.1]:{p} {real}"), exact.clone()], Verdict::Accepted),
-        ("@revoked ! this host,*", vec![format!("@revoked ![127.0.0.1]:{p},* {real}"), exact.clone()], Verdict::Accepted),
+        (
+            "@revoked *,! this host",
+            vec![format!("@revoked *,![127.0.0.1]:{p} {real}"), exact.clone()],
+            Verdict::Accepted,
+        ),
+        (
+            "@revoked ! this host,*",
+            vec![format!("@revoked ![127.0.0.1]:{p},* {real}"), exact.clone()],
+            Verdict::Accepted,
+        ),
         ("@revoked another key", vec![format!("@revoked * {other}"), exact.clone()], Verdict::Accepted),
         ("@revoked hashed", vec![hashed_revoked.clone(), exact.clone()], Verdict::Revoked),
         ("@revoked hashed for another host", vec![hashed_other_host, exact.clone()], Verdict::Accepted),
         ("trusted *", vec![format!("* {real}")], Verdict::Accepted),
         ("trusted [127.0.0.?]:*", vec![format!("[127.0.0.?]:* {real}")], Verdict::Accepted),
-        ("trusted *,! this host and port, ! bare", vec![format!("*,![127.0.0.1]:{p},!127.0.0.1 {real}")], Verdict::Unknown),
-        ("trusted with a negation of another host", vec![format!("[127.0.0.1]:{p},!127.0.0.1 {real}")], Verdict::Accepted),
+        (
+            "trusted *,! this host and port, ! bare",
+            vec![format!("*,![127.0.0.1]:{p},!127.0.0.1 {real}")],
+            Verdict::Unknown,
+        ),
+        (
+            "trusted with a negation of another host",
+            vec![format!("[127.0.0.1]:{p},!127.0.0.1 {real}")],
+            Verdict::Accepted,
+        ),
         ("trusted upper-case pattern", vec![format!("[127.0.0.1]:{p},NOT.EXAMPLE {real}")], Verdict::Accepted),
         ("trusted hashed", vec![hashed_real.clone()], Verdict::Accepted),
         ("another key under *", vec![format!("* {other}")], Verdict::Changed),
         ("another key, then the right one", vec![format!("* {other}"), exact.clone()], Verdict::Accepted),
         ("@cert-authority only", vec![format!("@cert-authority * {real}")], Verdict::Unknown),
         ("unknown marker", vec![format!("@bogus * {real}")], Verdict::Unknown),
-        ("comment and junk lines skipped", vec!["# c".into(), "garbage".into(), format!("  {exact}")], Verdict::Accepted),
+        (
+            "comment and junk lines skipped",
+            vec!["# c".into(), "garbage".into(), format!("  {exact}")],
+            Verdict::Accepted,
+        ),
     ];
 
     let mut mismatches = Vec::new();

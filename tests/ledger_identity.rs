@@ -71,7 +71,11 @@ fn adopt_then_proceed(label: &str, inst: &Install, n: usize) {
     assert!(marker(inst).contains(&id), "{label}: the marker now names the ledger {id}: {}", marker(inst));
     let (code, report, err) = inst.run_json();
     assert_eq!(code, 0, "{label}: after adopt the run proceeds: {report}; {err}");
-    assert_eq!(inst.outbound_orders().len(), n, "{label}: the new ledger sends the open orders again (operator's choice)");
+    assert_eq!(
+        inst.outbound_orders().len(),
+        n,
+        "{label}: the new ledger sends the open orders again (operator's choice)"
+    );
 }
 
 #[test]

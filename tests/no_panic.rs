@@ -19,10 +19,7 @@ fn exercise(kind: Kind, input: &[u8], opts: &ParseOptions) {
         match item {
             Ok(unit) => {
                 assert!(!unit.rows.is_empty());
-                assert!(
-                    unit.rows.iter().all(|r| r.line >= 2),
-                    "data rows start after the header"
-                );
+                assert!(unit.rows.iter().all(|r| r.line >= 2), "data rows start after the header");
                 match &unit.result {
                     Ok(rec) => {
                         let line = match rec {
@@ -67,20 +64,8 @@ fn same_when_piped(kind: Kind, input: &[u8], opts: &ParseOptions) {
 fn odd_options() -> impl Strategy<Value = ParseOptions> {
     (
         prop::sample::select(vec![b',', b';', b'\t', b'|', b'"', b'\n', b'\r', 0xff]),
-        prop::option::of(prop::sample::select(vec![
-            "%d.%m.%Y",
-            "%",
-            "%Y%%",
-            "%s",
-            "%Y-%m-%d %H:%M:%S%z",
-            "",
-        ])),
-        prop::sample::select(vec![
-            "UTC",
-            "Pacific/Chatham",
-            "America/St_Johns",
-            "Asia/Kathmandu",
-        ]),
+        prop::option::of(prop::sample::select(vec!["%d.%m.%Y", "%", "%Y%%", "%s", "%Y-%m-%d %H:%M:%S%z", ""])),
+        prop::sample::select(vec!["UTC", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu"]),
         any::<bool>(),
         prop::sample::select(vec![0u64, 1, 40, 10_000, u64::MAX]),
         prop::sample::select(vec![0usize, 1, 8, 4096]),
@@ -88,36 +73,24 @@ fn odd_options() -> impl Strategy<Value = ParseOptions> {
         prop::sample::select(vec![0usize, 1, 2, 1000]),
         any::<bool>(),
     )
-        .prop_map(
-            |(
+        .prop_map(|(delimiter, fmt, tz, delta, max_file_bytes, max_field_len, max_rows, per_group, alias)| {
+            let mut opts = ParseOptions {
                 delimiter,
-                fmt,
-                tz,
-                delta,
+                date_format: fmt.map(String::from),
+                timezone: tz.parse().unwrap(),
+                inventory_delta: delta,
                 max_file_bytes,
                 max_field_len,
                 max_rows,
-                per_group,
-                alias,
-            )| {
-                let mut opts = ParseOptions {
-                    delimiter,
-                    date_format: fmt.map(String::from),
-                    timezone: tz.parse().unwrap(),
-                    inventory_delta: delta,
-                    max_file_bytes,
-                    max_field_len,
-                    max_rows,
-                    max_rows_per_group: per_group,
-                    ..ParseOptions::default()
-                };
-                if alias {
-                    opts.column_map.insert("a".into(), "sku".into());
-                    opts.column_map.insert("b".into(), "not_a_column".into());
-                }
-                opts
-            },
-        )
+                max_rows_per_group: per_group,
+                ..ParseOptions::default()
+            };
+            if alias {
+                opts.column_map.insert("a".into(), "sku".into());
+                opts.column_map.insert("b".into(), "not_a_column".into());
+            }
+            opts
+        })
 }
 
 /// Cells likely to hit edge cases: quotes, delimiters, newlines, bad UTF-8, numbers, dates.
@@ -217,20 +190,12 @@ fn csvish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn full_header(kind: Kind) -> Vec<u8> {
-    formats::columns(kind)
-        .iter()
-        .map(|c| c.name)
-        .collect::<Vec<_>>()
-        .join(",")
-        .into_bytes()
+    formats::columns(kind).iter().map(|c| c.name).collect::<Vec<_>>().join(",").into_bytes()
 }
 
 /// A complete header followed by random rows, so the deep validation paths are reached.
 fn with_full_header() -> impl Strategy<Value = (Kind, Vec<u8>)> {
-    (
-        prop::sample::select(Kind::ALL.to_vec()),
-        prop::collection::vec(prop::collection::vec(cell(), 0..20), 0..20),
-    )
+    (prop::sample::select(Kind::ALL.to_vec()), prop::collection::vec(prop::collection::vec(cell(), 0..20), 0..20))
         .prop_map(|(kind, rows)| {
             let mut out = full_header(kind);
             for row in rows {

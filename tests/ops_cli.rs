@@ -48,7 +48,8 @@ fn a_file_waiting_to_settle_is_listed_with_when_it_is_taken() {
     let out = bin(&cfg, &["run", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", both(&out));
     let text = stdout(&out);
-    let line = text.lines().find(|l| l.contains("inbound/inventory/fresh.csv")).unwrap_or_else(|| panic!("{}", both(&out)));
+    let line =
+        text.lines().find(|l| l.contains("inbound/inventory/fresh.csv")).unwrap_or_else(|| panic!("{}", both(&out)));
     assert!(line.contains("waiting") && line.contains("taken in "), "{line}");
 
     let out = bin(&cfg, &["run", "--once", "--json"]);
@@ -65,7 +66,8 @@ fn a_file_waiting_to_settle_is_listed_with_when_it_is_taken() {
 
     let out = bin(&cfg, &["status"]);
     let text = stdout(&out);
-    let line = text.lines().find(|l| l.contains("inbound/inventory/fresh.csv")).unwrap_or_else(|| panic!("{}", both(&out)));
+    let line =
+        text.lines().find(|l| l.contains("inbound/inventory/fresh.csv")).unwrap_or_else(|| panic!("{}", both(&out)));
     assert!(line.contains("taken in "), "{line}");
     let json: Value = serde_json::from_slice(&bin(&cfg, &["status", "--json"]).stdout).unwrap();
     assert_eq!(json[0]["waiting"][0]["path"], "inbound/inventory/fresh.csv", "{json}");
@@ -162,8 +164,10 @@ fn status_json_has_named_fields_and_matches_the_published_schema() {
     assert!(json[0]["recent_files"].as_array().is_some_and(|a| !a.is_empty()), "{json}");
     assert!(json[0]["waiting"].as_array().is_some_and(|a| a.len() == 1), "{json}");
 
-    let schema: Value =
-        serde_json::from_str(&fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/status.schema.json")).unwrap()).unwrap();
+    let schema: Value = serde_json::from_str(
+        &fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/status.schema.json")).unwrap(),
+    )
+    .unwrap();
     let mut errs = Vec::new();
     check(&schema, &json, "$", &mut errs);
     assert!(errs.is_empty(), "{errs:#?}\n{json:#}");

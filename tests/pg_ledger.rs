@@ -79,7 +79,10 @@ fn intents_done_never_reopen_and_failed_retry() {
         assert_eq!(pending, vec!["k1"], "survives reopening");
         assert_eq!(l.count_intents("a", "failed").unwrap(), 1);
         let retry = l.begin_intents("a", &[("k2".into(), "order", "{\"v\":2}".into())]).unwrap();
-        assert_eq!((retry[0].state, retry[0].attempts, retry[0].payload.as_str()), (IntentState::Pending, 2, "{\"v\":2}"));
+        assert_eq!(
+            (retry[0].state, retry[0].attempts, retry[0].payload.as_str()),
+            (IntentState::Pending, 2, "{\"v\":2}")
+        );
         assert_eq!(l.intent("a", "k2").unwrap().unwrap().message.as_deref(), Some("422"));
         assert!(l.intent("b", "k2").unwrap().is_none(), "intents are per account");
     });
@@ -94,9 +97,30 @@ fn files_move_through_their_steps() {
         assert_eq!(l.take_file("a", "orders", "inbound/orders/o.csv", 10, 1000).unwrap().id, f.id, "resumed, not new");
         l.set_hash(f.id, "abc", 12).unwrap();
         let recs = vec![
-            StoredRecord { line: 3, key: "k3".into(), outcome: "created".into(), remote_id: "9".into(), code: "".into(), message: "".into() },
-            StoredRecord { line: 2, key: "k2b".into(), outcome: "rejected".into(), remote_id: "".into(), code: "bad_sku".into(), message: "no".into() },
-            StoredRecord { line: 2, key: "k2a".into(), outcome: "rejected".into(), remote_id: "".into(), code: "x".into(), message: "".into() },
+            StoredRecord {
+                line: 3,
+                key: "k3".into(),
+                outcome: "created".into(),
+                remote_id: "9".into(),
+                code: "".into(),
+                message: "".into(),
+            },
+            StoredRecord {
+                line: 2,
+                key: "k2b".into(),
+                outcome: "rejected".into(),
+                remote_id: "".into(),
+                code: "bad_sku".into(),
+                message: "no".into(),
+            },
+            StoredRecord {
+                line: 2,
+                key: "k2a".into(),
+                outcome: "rejected".into(),
+                remote_id: "".into(),
+                code: "x".into(),
+                message: "".into(),
+            },
         ];
         l.store_outcomes(f.id, &recs, None, true, Some("whole file")).unwrap();
         let keys: Vec<_> = l.outcomes(f.id).unwrap().into_iter().map(|r| r.key).collect();
@@ -104,7 +128,10 @@ fn files_move_through_their_steps() {
         l.store_outcomes(f.id, &recs[..1], None, false, None).unwrap();
         assert_eq!(l.outcomes(f.id).unwrap().len(), 1, "storing again replaces");
         let row = l.file(f.id).unwrap().unwrap();
-        assert_eq!((row.step, row.accepted, row.rejected, row.reject_file, row.size), (FileStep::Applied, 1, 0, false, 12));
+        assert_eq!(
+            (row.step, row.accepted, row.rejected, row.reject_file, row.size),
+            (FileStep::Applied, 1, 0, false, 12)
+        );
         l.set_step(f.id, FileStep::ResultWritten, Some("results/o.csv"), None).unwrap();
         l.set_step(f.id, FileStep::ErrorsWritten, None, Some("errors/o.csv")).unwrap();
         l.plan_final_path(f.id, "archive/o.csv").unwrap();
@@ -212,7 +239,11 @@ fn ledger_id_is_made_once_and_shared_by_every_connection() {
         let mut drop = stitch_bridge::drop::local::LocalDrop::new(drop_dir.path());
         use stitch_bridge::ledger::marker::{check, Marker};
         assert_eq!(check(&mut drop, &ids[0]).unwrap(), Marker::Written);
-        assert_eq!(check(&mut drop, &open(loc).id().unwrap()).unwrap(), Marker::Ours, "another worker of the same ledger");
+        assert_eq!(
+            check(&mut drop, &open(loc).id().unwrap()).unwrap(),
+            Marker::Ours,
+            "another worker of the same ledger"
+        );
         let other = match loc {
             LedgerLocation::Sqlite(p) => LedgerLocation::Sqlite(p.with_file_name("other.sqlite")),
             LedgerLocation::Postgres { .. } => support_pg::server("other ledger").unwrap().fresh(),
@@ -230,7 +261,10 @@ fn ledger_without_an_id_gets_one_on_upgrade() {
         open(loc).set_mark("kept", "yes").unwrap();
         match loc {
             LedgerLocation::Sqlite(p) => {
-                rusqlite::Connection::open(p).unwrap().execute_batch("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; PRAGMA user_version=1;").unwrap();
+                rusqlite::Connection::open(p)
+                    .unwrap()
+                    .execute_batch("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; PRAGMA user_version=1;")
+                    .unwrap();
             }
             LedgerLocation::Postgres { .. } => {
                 let pg = support_pg::server("upgrade").unwrap();
@@ -267,7 +301,8 @@ fn concurrent_first_opens_migrate_once_on_postgres() {
     let Some(pg) = support_pg::server("concurrent_first_opens_migrate_once_on_postgres") else { return };
     let loc = pg.fresh();
     std::thread::scope(|s| {
-        let hs: Vec<_> = (0..6).map(|_| s.spawn(|| Ledger::open_at(&loc).map(|_| ()).map_err(|e| e.to_string()))).collect();
+        let hs: Vec<_> =
+            (0..6).map(|_| s.spawn(|| Ledger::open_at(&loc).map(|_| ()).map_err(|e| e.to_string()))).collect();
         for h in hs {
             h.join().unwrap().unwrap();
         }
@@ -279,7 +314,10 @@ fn concurrent_first_opens_migrate_once_on_postgres() {
 #[test]
 fn unreachable_server_is_a_clear_error_not_a_fresh_ledger() {
     // Port 9 (discard) on loopback: nothing listens in a test environment.
-    let loc = LedgerLocation::Postgres { url: "postgres://sb@127.0.0.1:9/ledger?connect_timeout=5".into(), password_env: None };
+    let loc = LedgerLocation::Postgres {
+        url: "postgres://sb@127.0.0.1:9/ledger?connect_timeout=5".into(),
+        password_env: None,
+    };
     match Ledger::open_at(&loc) {
         Err(e @ LedgerError::Unreachable { .. }) => assert!(e.to_string().contains("127.0.0.1:9"), "{e}"),
         Err(other) => panic!("expected Unreachable, got {other}"),

@@ -52,9 +52,14 @@ fn three_workers_process_twenty_accounts_exactly_once() {
     assert_eq!(archived_reports.len(), sc.files(), "each file archived by exactly one worker: {archived_reports:?}");
     assert_eq!(unique.len(), sc.files());
     let workers_that_worked = seen.iter().filter(|(f, _)| !f.is_empty()).count();
-    assert!(workers_that_worked >= 2, "the work was shared: {:?}", seen.iter().map(|(f, s)| (f.len(), s)).collect::<Vec<_>>());
+    assert!(
+        workers_that_worked >= 2,
+        "the work was shared: {:?}",
+        seen.iter().map(|(f, s)| (f.len(), s)).collect::<Vec<_>>()
+    );
 
-    let expected: Vec<String> = sc.accounts.iter().flat_map(|a| (0..2).map(move |f| format!("{a}/orders_{f}.csv"))).collect();
+    let expected: Vec<String> =
+        sc.accounts.iter().flat_map(|a| (0..2).map(move |f| format!("{a}/orders_{f}.csv"))).collect();
     assert_eq!(sc.archived(), expected, "every file archived once, no second copy");
     let refs = sc.sim_order_refs();
     assert_eq!(refs.len(), sc.orders(), "one order per input");
@@ -91,7 +96,8 @@ fn killed_worker_is_taken_over_without_duplicate_writes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let held = watcher.account_claim(&account).unwrap().is_some_and(|l| l.holder.contains(&tag));
-        let intents = watcher.count_intents(&account, "pending").unwrap() + watcher.count_intents(&account, "done").unwrap();
+        let intents =
+            watcher.count_intents(&account, "pending").unwrap() + watcher.count_intents(&account, "done").unwrap();
         if held && intents > 0 {
             break;
         }

@@ -60,7 +60,17 @@ fn tokens_and_client_secrets_never_leak_and_files_are_private() {
     let mut outputs: Vec<(String, String)> = Vec::new();
     let code = auth_code(&sim.base_url());
     let out = inst
-        .command(&["auth", "rel", "--client-id", "cid", "--redirect-uri", REDIRECT, "--code", &code, "--i-understand-this-creates-a-new-channel-warehouse"])
+        .command(&[
+            "auth",
+            "rel",
+            "--client-id",
+            "cid",
+            "--redirect-uri",
+            REDIRECT,
+            "--code",
+            &code,
+            "--i-understand-this-creates-a-new-channel-warehouse",
+        ])
         .env("STITCH_CLIENT_SECRET", CLIENT_SECRET)
         .env("STITCH_BRIDGE_LOG", "debug")
         .output()
@@ -74,7 +84,9 @@ fn tokens_and_client_secrets_never_leak_and_files_are_private() {
     // Full loop with debug logging.
     inst.put("inbound/inventory", &w.inventory_files);
     inst.put("inbound/orders", &w.order_files);
-    for args in [&["run", "--once"][..], &["run", "--once", "--json"], &["status", "--json"], &["status"], &["test", "rel"]] {
+    for args in
+        [&["run", "--once"][..], &["run", "--once", "--json"], &["status", "--json"], &["status"], &["test", "rel"]]
+    {
         let out = inst.command(args).env("STITCH_BRIDGE_LOG", "debug").output().unwrap();
         outputs.push((args.join(" "), text(&out)));
     }
@@ -90,7 +102,12 @@ fn tokens_and_client_secrets_never_leak_and_files_are_private() {
     for sub in ["", "validate", "run", "demo", "sim", "test", "auth", "status", "resume", "init"] {
         let mut args: Vec<&str> = sub.split_whitespace().collect();
         args.push("--help");
-        let out = inst.command(&args).env("STITCH_CLIENT_SECRET", CLIENT_SECRET).env("STITCH_BRIDGE_TOKEN", &token).output().unwrap();
+        let out = inst
+            .command(&args)
+            .env("STITCH_CLIENT_SECRET", CLIENT_SECRET)
+            .env("STITCH_BRIDGE_TOKEN", &token)
+            .output()
+            .unwrap();
         outputs.push((format!("{sub} --help"), text(&out)));
     }
     // Files: everything in the drop, the ledger and its WAL.

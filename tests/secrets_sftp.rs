@@ -157,7 +157,9 @@ fn scenario(srv: &TestServer, cred: Cred, what: &str, total: &mut Scanned) {
     drop_file(&root, "inbound/orders/orders.csv", ORDERS.as_bytes());
     let mut outputs: Vec<(String, String)> = Vec::new();
 
-    for args in [&["run", "--once"][..], &["run", "--once", "--json"], &["status"], &["status", "--json"], &["test", "wh"]] {
+    for args in
+        [&["run", "--once"][..], &["run", "--once", "--json"], &["status"], &["status", "--json"], &["test", "wh"]]
+    {
         let (code, out) = inst.run(args, &cred, right);
         assert_eq!(code, Some(0), "{what}: `{}` with the right secret: {out}", args.join(" "));
         outputs.push((args.join(" "), out));
@@ -175,8 +177,12 @@ fn scenario(srv: &TestServer, cred: Cred, what: &str, total: &mut Scanned) {
     let (code, out) = inst.run(&["run", "--once"], &cred, wrong);
     assert_eq!(code, Some(stitch_bridge::engine::exit::ATTENTION), "{what}: wrong secret needs a person: {out}");
     let needles: &[&str] = match cred {
-        Cred::Password => &["account wh", "NEEDS ATTENTION (sftp_auth)", "password authentication as", "refused the password"],
-        Cred::KeyWithPassphrase(_) => &["account wh", "NEEDS ATTENTION (sftp_auth)", "key authentication as", "wrong passphrase"],
+        Cred::Password => {
+            &["account wh", "NEEDS ATTENTION (sftp_auth)", "password authentication as", "refused the password"]
+        }
+        Cred::KeyWithPassphrase(_) => {
+            &["account wh", "NEEDS ATTENTION (sftp_auth)", "key authentication as", "wrong passphrase"]
+        }
     };
     for n in needles {
         assert!(out.contains(n), "{what}: wrong secret: {n:?} missing from:\n{out}");
@@ -212,7 +218,11 @@ fn scenario(srv: &TestServer, cred: Cred, what: &str, total: &mut Scanned) {
         let bytes = fs::read(f).unwrap();
         total.bytes += bytes.len();
         for s in secrets() {
-            assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "{what}: secret {s:?} found in {}", f.display());
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{what}: secret {s:?} found in {}",
+                f.display()
+            );
         }
     }
     total.outputs += outputs.len();

@@ -7,13 +7,15 @@ use stitch_bridge::stitch::{wire, ClientOptions, StitchClient};
 async fn lists_follow_every_page_in_order() {
     let sim = sim::start_in_background(SimOptions { token: "t".into(), ..Default::default() }).unwrap();
     let client = StitchClient::new(ClientOptions::new(sim.base_url()), "t").unwrap();
-    let products: Vec<wire::ProductUpsert> =
-        (0..1201).map(|i| wire::ProductUpsert { sku: format!("PG-{i:05}"), name: None, barcode: None, stock: i }).collect();
+    let products: Vec<wire::ProductUpsert> = (0..1201)
+        .map(|i| wire::ProductUpsert { sku: format!("PG-{i:05}"), name: None, barcode: None, stock: i })
+        .collect();
     for chunk in products.chunks(wire::MAX_PRODUCTS_PER_REQUEST) {
         client.upsert_products(chunk).await.unwrap();
     }
     let listed = client.list_products().await.unwrap();
-    let ours: Vec<(String, i64)> = listed.iter().filter(|p| p.sku.starts_with("PG-")).map(|p| (p.sku.clone(), p.stock)).collect();
+    let ours: Vec<(String, i64)> =
+        listed.iter().filter(|p| p.sku.starts_with("PG-")).map(|p| (p.sku.clone(), p.stock)).collect();
     assert_eq!(ours.len(), 1201);
     assert_eq!(ours, products.iter().map(|p| (p.sku.clone(), p.stock)).collect::<Vec<_>>());
     // One request per page of 500.

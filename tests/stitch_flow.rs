@@ -27,17 +27,11 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
             ("GREEN".into(), "rejected".into()),
         ]
     );
-    assert_eq!(
-        rows.iter().map(|r| r["line"].as_str()).collect::<Vec<_>>(),
-        ["2", "3", "4", "5"]
-    );
+    assert_eq!(rows.iter().map(|r| r["line"].as_str()).collect::<Vec<_>>(), ["2", "3", "4", "5"]);
     let st = env.state();
     assert_eq!(st.products["RED"].stock, 60);
     assert_eq!(st.products["NEW-1"].stock, 7);
-    assert_eq!(
-        st.products["GREEN"].stock, 5,
-        "a rejected row changes nothing"
-    );
+    assert_eq!(st.products["GREEN"].stock, 5, "a rejected row changes nothing");
     assert_eq!(rows[0]["remote_id"], st.products["RED"].id.to_string());
     assert_eq!(rows[2]["remote_id"], st.products["NEW-1"].id.to_string());
     assert!(rows[0]["message"].contains("50 -> 60"), "{:?}", rows[0]);
@@ -47,11 +41,7 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
     assert_eq!(errs[0]["sku"], "GREEN");
     assert_eq!(errs[0]["line"], "5");
     assert_eq!(errs[0]["column"], "quantity");
-    assert!(
-        !errs[0]["code"].is_empty() && !errs[0]["message"].is_empty(),
-        "{:?}",
-        errs[0]
-    );
+    assert!(!errs[0]["code"].is_empty() && !errs[0]["message"].is_empty(), "{:?}", errs[0]);
     // Archived, out of inbound.
     assert!(!env.exists("inbound/inventory/stock1.csv"));
     assert_eq!(env.archived(), vec!["stock1.csv".to_string()]);
@@ -63,8 +53,7 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
     let rows = read_csv(&env.path("results/stock1.csv.result~2.csv"));
     assert_eq!(rows.len(), 4);
     assert!(
-        rows.iter()
-            .all(|r| r["outcome"] == "skipped" && r["message"].contains("identical to stock1.csv")),
+        rows.iter().all(|r| r["outcome"] == "skipped" && r["message"].contains("identical to stock1.csv")),
         "{rows:?}"
     );
     assert_eq!(r.exit_code(), exit::OK, "skipped rows are not rejections");
@@ -76,10 +65,7 @@ fn inventory_snapshot_created_updated_unchanged_rejected_then_duplicate_skipped(
 #[test]
 fn inventory_delta_rejects_below_zero_and_unknown_sku() {
     let env = Env::new();
-    env.put(
-        "inbound/inventory/adjust_delta.csv",
-        "sku,quantity\nRED,-10\nGREEN,-6\nNOPE,3\nBLUE,+4\n",
-    );
+    env.put("inbound/inventory/adjust_delta.csv", "sku,quantity\nRED,-10\nGREEN,-6\nNOPE,3\nBLUE,+4\n");
     let r = env.cycle();
     assert_eq!(r.exit_code(), exit::REJECTED);
     let rows = env.result("adjust_delta.csv");
@@ -93,39 +79,19 @@ fn inventory_delta_rejects_below_zero_and_unknown_sku() {
         ]
     );
     assert!(rows[1]["message"].contains("below zero"), "{:?}", rows[1]);
-    assert!(
-        rows[2]["message"].contains("NOPE") && rows[2]["message"].contains("not in Stitch"),
-        "{:?}",
-        rows[2]
-    );
+    assert!(rows[2]["message"].contains("NOPE") && rows[2]["message"].contains("not in Stitch"), "{:?}", rows[2]);
     let st = env.state();
-    assert_eq!(
-        (
-            st.products["RED"].stock,
-            st.products["GREEN"].stock,
-            st.products["BLUE"].stock
-        ),
-        (40, 5, 24)
-    );
+    assert_eq!((st.products["RED"].stock, st.products["GREEN"].stock, st.products["BLUE"].stock), (40, 5, 24));
     assert!(!st.products.contains_key("NOPE"));
     let errs = env.errors("adjust_delta.csv");
-    let codes: Vec<(&str, &str)> = errs
-        .iter()
-        .map(|e| (e["sku"].as_str(), e["code"].as_str()))
-        .collect();
-    assert_eq!(
-        codes,
-        vec![("GREEN", "stock_below_zero"), ("NOPE", "unknown_sku")]
-    );
+    let codes: Vec<(&str, &str)> = errs.iter().map(|e| (e["sku"].as_str(), e["code"].as_str())).collect();
+    assert_eq!(codes, vec![("GREEN", "stock_below_zero"), ("NOPE", "unknown_sku")]);
     assert_eq!(errs[0]["line"], "3");
 }
 
 #[test]
 fn inventory_zero_missing_guard_rejects_the_whole_snapshot() {
-    let env = Env::with(
-        base_seed(),
-        "zero_missing = true\nzero_missing_max_share = 0.3\n",
-    );
+    let env = Env::with(base_seed(), "zero_missing = true\nzero_missing_max_share = 0.3\n");
     // 3 of 4 SKUs would be zeroed: 75% > 30%.
     env.put("inbound/inventory/partial.csv", "sku,quantity\nRED,9\n");
     let before = env.counters();
@@ -145,11 +111,7 @@ fn inventory_zero_missing_guard_rejects_the_whole_snapshot() {
     let rows = env.result("empty.csv");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["outcome"], "rejected");
-    assert!(
-        rows[0]["message"].contains("empty snapshot"),
-        "{:?}",
-        rows[0]
-    );
+    assert!(rows[0]["message"].contains("empty snapshot"), "{:?}", rows[0]);
     let errs = env.errors("empty.csv");
     assert!(errs.iter().any(|e| e["code"] == "bad_export"), "{errs:?}");
     // Nothing was applied from either file: both belong in rejected/, and the report says so.
@@ -158,21 +120,12 @@ fn inventory_zero_missing_guard_rejects_the_whole_snapshot() {
     assert_eq!(env.state().products["BLUE"].stock, 20);
 
     // 1 of 4 (25%) is within the allowed share: the missing SKU is zeroed (reported on line 0).
-    env.put(
-        "inbound/inventory/full.csv",
-        "sku,quantity\nRED,9\nBLUE,20\nGADGET,40\n",
-    );
+    env.put("inbound/inventory/full.csv", "sku,quantity\nRED,9\nBLUE,20\nGADGET,40\n");
     let r = env.cycle();
     assert_eq!(r.exit_code(), exit::OK, "{r:?}");
     let rows = env.result("full.csv");
-    let green = rows
-        .iter()
-        .find(|r| r["key"] == "GREEN")
-        .expect("zeroed SKU reported");
-    assert_eq!(
-        (green["line"].as_str(), green["outcome"].as_str()),
-        ("0", "updated")
-    );
+    let green = rows.iter().find(|r| r["key"] == "GREEN").expect("zeroed SKU reported");
+    assert_eq!((green["line"].as_str(), green["outcome"].as_str()), ("0", "updated"));
     assert_eq!(env.state().products["GREEN"].stock, 0);
 }
 
@@ -195,19 +148,11 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
     let r = env.cycle();
     assert_eq!(r.exit_code(), exit::OK, "{r:?}");
     let rows = env.result("o1.csv");
-    assert!(
-        rows.iter()
-            .all(|r| r["outcome"] == "created" && !r["remote_id"].is_empty()),
-        "{rows:?}"
-    );
+    assert!(rows.iter().all(|r| r["outcome"] == "created" && !r["remote_id"].is_empty()), "{rows:?}");
     let st = env.state();
     assert_eq!(st.orders.len(), 5);
     for r in &rows {
-        let o = st
-            .orders
-            .values()
-            .find(|o| o.po_num == r["key"])
-            .expect("order in Stitch");
+        let o = st.orders.values().find(|o| o.po_num == r["key"]).expect("order in Stitch");
         assert_eq!(o.id.to_string(), r["remote_id"]);
     }
     // Order download: one file per released fulfillment, status set, acknowledged.
@@ -233,10 +178,7 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
 
     // Something of SHIP-1 ships, so it can no longer be cancelled.
     let ship1 = env.fulfillment_of("SHIP-1").unwrap();
-    env.put(
-        "inbound/shipments/s1.csv",
-        &shipments_file(&[ship_row(&ship1.id.to_string(), "", "BLUE", 1, "T-SHIP1")]),
-    );
+    env.put("inbound/shipments/s1.csv", &shipments_file(&[ship_row(&ship1.id.to_string(), "", "BLUE", 1, "T-SHIP1")]));
     assert_eq!(env.cycle().exit_code(), exit::OK);
 
     env.put(
@@ -276,37 +218,20 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
     assert!(msg("GHOST").contains("no order"), "{}", msg("GHOST"));
     let st = env.state();
     let order = |po: &str| st.orders.values().find(|o| o.po_num == po).unwrap().clone();
-    assert_eq!(
-        order("LOCK-2").lines[0].quantity,
-        1,
-        "locked order unchanged"
-    );
+    assert_eq!(order("LOCK-2").lines[0].quantity, 1, "locked order unchanged");
     assert!(order("VOID-L").void);
     assert!(!order("SHIP-1").void);
     assert_eq!(order("EDIT").lines[0].quantity, 3);
     assert!(!st.orders.values().any(|o| o.po_num == "UNK"));
-    assert_eq!(
-        env.fulfillment_state("VOID-L"),
-        Some(FulfillmentState::Cancelled)
-    );
+    assert_eq!(env.fulfillment_state("VOID-L"), Some(FulfillmentState::Cancelled));
     // The errors file lists each refused order's rows with a code.
     let errs = env.errors("o2.csv");
-    let codes: Vec<(&str, &str)> = errs
-        .iter()
-        .map(|e| (e["order_ref"].as_str(), e["code"].as_str()))
-        .collect();
+    let codes: Vec<(&str, &str)> = errs.iter().map(|e| (e["order_ref"].as_str(), e["code"].as_str())).collect();
     assert_eq!(
         codes,
-        vec![
-            ("LOCK-2", "order_locked"),
-            ("SHIP-1", "already_shipped"),
-            ("UNK", "invalid"),
-            ("GHOST", "unknown_order")
-        ]
+        vec![("LOCK-2", "order_locked"), ("SHIP-1", "already_shipped"), ("UNK", "invalid"), ("GHOST", "unknown_order")]
     );
-    assert!(errs
-        .iter()
-        .all(|e| !e["line"].is_empty() && !e["message"].is_empty()));
+    assert!(errs.iter().all(|e| !e["line"].is_empty() && !e["message"].is_empty()));
     // A refused cancel says why in the warehouse's terms, with no internal id.
     let ship = errs.iter().find(|e| e["order_ref"] == "SHIP-1").unwrap();
     assert_eq!(ship["message"], "order SHIP-1 has shipped items; it cannot be cancelled");
@@ -314,14 +239,8 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
     // Cancel download: the voided, already-sent fulfillment becomes exactly one cancel file.
     assert_eq!(acct(&r).cancels_sent, 1);
     let voided = env.fulfillment_of("VOID-L").unwrap();
-    assert_eq!(
-        env.list("outbound/cancellations"),
-        vec![format!("cancel_VOID-L_{}.csv", voided.id)]
-    );
-    let c = read_csv(&env.path(&format!(
-        "outbound/cancellations/cancel_VOID-L_{}.csv",
-        voided.id
-    )));
+    assert_eq!(env.list("outbound/cancellations"), vec![format!("cancel_VOID-L_{}.csv", voided.id)]);
+    let c = read_csv(&env.path(&format!("outbound/cancellations/cancel_VOID-L_{}.csv", voided.id)));
     assert_eq!(
         (c[0]["fulfillment_id"].as_str(), c[0]["order_ref"].as_str()),
         (voided.id.to_string().as_str(), "VOID-L")
@@ -336,12 +255,7 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
     assert_eq!(r.exit_code(), exit::OK);
     let after = env.counters();
     assert_eq!(before.writes_applied, after.writes_applied);
-    assert_eq!(
-        write_requests(&before),
-        write_requests(&after),
-        "{:?}",
-        after.requests
-    );
+    assert_eq!(write_requests(&before), write_requests(&after), "{:?}", after.requests);
     assert_eq!((acct(&r).orders_sent, acct(&r).cancels_sent), (0, 0));
     assert_eq!(env.list("outbound/cancellations").len(), 1);
 }
@@ -349,28 +263,16 @@ fn orders_every_outcome_and_download_of_orders_and_cancels() {
 #[test]
 fn unacknowledged_order_is_updated_in_place() {
     let env = Env::new();
-    env.put(
-        "inbound/orders/a.csv",
-        &orders_file(&[order_row("PO-9", "RED", 2, "3.00")]),
-    );
+    env.put("inbound/orders/a.csv", &orders_file(&[order_row("PO-9", "RED", 2, "3.00")]));
     assert_eq!(env.inbound_only().exit_code(), exit::OK);
     assert!(!env.fulfillment_of("PO-9").unwrap().acknowledged);
-    env.put(
-        "inbound/orders/b.csv",
-        &orders_file(&[order_row("PO-9", "RED", 4, "3.00")]),
-    );
+    env.put("inbound/orders/b.csv", &orders_file(&[order_row("PO-9", "RED", 4, "3.00")]));
     assert_eq!(env.cycle().exit_code(), exit::OK);
-    assert_eq!(
-        outcomes(&env.result("b.csv")),
-        vec![("PO-9".into(), "updated".into())]
-    );
+    assert_eq!(outcomes(&env.result("b.csv")), vec![("PO-9".into(), "updated".into())]);
     let st = env.state();
     assert_eq!(st.orders.len(), 1);
     let f = env.fulfillment_of("PO-9").unwrap();
-    assert_eq!(
-        f.lines[0].quantity, 4,
-        "the re-released fulfillment carries the update"
-    );
+    assert_eq!(f.lines[0].quantity, 4, "the re-released fulfillment carries the update");
     assert_eq!(env.list("outbound/orders").len(), 1);
 }
 
@@ -394,10 +296,7 @@ fn shipments_every_outcome_and_fulfillment_status() {
     let fid = |po: &str| env.fulfillment_of(po).unwrap().id.to_string();
     let (fa, fc, fd, fk) = (fid("S-A"), fid("S-C"), fid("S-D"), fid("S-K"));
 
-    env.put(
-        "inbound/orders/cancel.csv",
-        &orders_file(&[cancel_row("S-C")]),
-    );
+    env.put("inbound/orders/cancel.csv", &orders_file(&[cancel_row("S-C")]));
     env.put(
         "inbound/shipments/s1.csv",
         &shipments_file(&[
@@ -427,46 +326,20 @@ fn shipments_every_outcome_and_fulfillment_status() {
         ]
     );
     let msg = |i: usize| rows[i]["message"].clone();
-    assert!(
-        msg(2).contains("over-shipment") && msg(2).contains("only 1 remain"),
-        "{}",
-        msg(2)
-    );
+    assert!(msg(2).contains("over-shipment") && msg(2).contains("only 1 remain"), "{}", msg(2));
     assert!(msg(3).contains("NOPE"), "{}", msg(3));
-    assert!(
-        msg(4).contains("KIT") && msg(4).contains("ship its components"),
-        "{}",
-        msg(4)
-    );
+    assert!(msg(4).contains("KIT") && msg(4).contains("ship its components"), "{}", msg(4));
     assert!(msg(5).contains("cancelled"), "{}", msg(5));
     assert!(msg(6).contains("NO-SUCH-ORDER"), "{}", msg(6));
     let st = env.state();
-    assert_eq!(
-        st.shipments.len(),
-        2,
-        "only T-A1 and T-B1 recorded: {:?}",
-        st.shipments
-    );
-    let ship_a1 = st
-        .shipments
-        .values()
-        .find(|s| s.tracking_number == "T-A1")
-        .unwrap();
+    assert_eq!(st.shipments.len(), 2, "only T-A1 and T-B1 recorded: {:?}", st.shipments);
+    let ship_a1 = st.shipments.values().find(|s| s.tracking_number == "T-A1").unwrap();
     assert_eq!(rows[0]["remote_id"], ship_a1.id);
-    assert_eq!(
-        env.fulfillment_of("S-A").unwrap().status,
-        "Partially shipped"
-    );
+    assert_eq!(env.fulfillment_of("S-A").unwrap().status, "Partially shipped");
     assert_eq!(env.fulfillment_of("S-B").unwrap().status, "Shipped");
-    assert_eq!(
-        env.fulfillment_state("S-B"),
-        Some(FulfillmentState::Complete)
-    );
+    assert_eq!(env.fulfillment_state("S-B"), Some(FulfillmentState::Complete));
     let errs = env.errors("s1.csv");
-    let codes: Vec<(&str, &str)> = errs
-        .iter()
-        .map(|e| (e["tracking_number"].as_str(), e["code"].as_str()))
-        .collect();
+    let codes: Vec<(&str, &str)> = errs.iter().map(|e| (e["tracking_number"].as_str(), e["code"].as_str())).collect();
     assert_eq!(
         codes,
         vec![
@@ -482,12 +355,7 @@ fn shipments_every_outcome_and_fulfillment_status() {
     // fulfillment refuses more; the rest of S-A completes it.
     let line = |po: &str, sku: &str| {
         let f = env.fulfillment_of(po).unwrap();
-        f.lines
-            .iter()
-            .find(|l| l.sku == sku)
-            .unwrap()
-            .id
-            .to_string()
+        f.lines.iter().find(|l| l.sku == sku).unwrap().id.to_string()
     };
     let (status, _) = env.api(
         "POST",
@@ -520,17 +388,10 @@ fn shipments_every_outcome_and_fulfillment_status() {
     assert!(rows[1]["message"].contains("complete"), "{:?}", rows[1]);
     let st = env.state();
     assert_eq!(st.shipments.len(), shipments_before + 1);
-    let a3 = st
-        .shipments
-        .values()
-        .find(|s| s.tracking_number == "T-A3")
-        .unwrap();
+    let a3 = st.shipments.values().find(|s| s.tracking_number == "T-A3").unwrap();
     assert_eq!(a3.line_items.len(), 2, "one shipment with both SKUs");
     assert_eq!(env.fulfillment_of("S-A").unwrap().status, "Shipped");
-    assert_eq!(
-        env.fulfillment_state("S-A"),
-        Some(FulfillmentState::Complete)
-    );
+    assert_eq!(env.fulfillment_state("S-A"), Some(FulfillmentState::Complete));
     assert_eq!(env.errors("s2.csv")[0]["code"], "fulfillment_complete");
 }
 
@@ -556,20 +417,10 @@ fn the_same_cycle_twice_makes_no_write_the_second_time() {
     env.put("inbound/shipments/shp.csv", &shipments);
     let r = env.cycle();
     assert_eq!(r.exit_code(), exit::OK, "{r:?}");
-    assert!(env
-        .result("shp.csv")
-        .iter()
-        .all(|r| r["outcome"] == "created"));
+    assert!(env.result("shp.csv").iter().all(|r| r["outcome"] == "created"));
     assert_eq!(env.fulfillment_of("I-1").unwrap().status, "Shipped");
-    assert_eq!(
-        env.fulfillment_of("I-2").unwrap().status,
-        "Partially shipped"
-    );
-    assert_eq!(
-        env.list("outbound/orders").len(),
-        1,
-        "only I-2 is still open to send"
-    );
+    assert_eq!(env.fulfillment_of("I-2").unwrap().status, "Partially shipped");
+    assert_eq!(env.list("outbound/orders").len(), 1, "only I-2 is still open to send");
 
     // The same content again (other bytes: CRLF line ends, so not skipped as duplicates).
     let crlf = |s: &str| s.replace('\n', "\r\n");
@@ -580,29 +431,15 @@ fn the_same_cycle_twice_makes_no_write_the_second_time() {
     let state_before = env.state();
     let r = env.cycle();
     let after = env.counters();
-    assert_eq!(
-        r.exit_code(),
-        exit::OK,
-        "{r:?}\n{:?}",
-        env.result("shp2.csv")
-    );
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}\n{:?}", env.result("shp2.csv"));
     for name in ["inv2.csv", "ord2.csv", "shp2.csv"] {
         let rows = env.result(name);
-        assert!(
-            !rows.is_empty() && rows.iter().all(|r| r["outcome"] == "unchanged"),
-            "{name}: {rows:?}"
-        );
+        assert!(!rows.is_empty() && rows.iter().all(|r| r["outcome"] == "unchanged"), "{name}: {rows:?}");
     }
     assert_eq!(before.writes_applied, after.writes_applied);
-    let writes: Vec<_> = after
-        .requests
-        .iter()
-        .filter(|(k, n)| is_write_request(k) && before.requests.get(*k) != Some(n))
-        .collect();
-    assert!(
-        writes.is_empty(),
-        "write requests in the repeat run: {writes:?}"
-    );
+    let writes: Vec<_> =
+        after.requests.iter().filter(|(k, n)| is_write_request(k) && before.requests.get(*k) != Some(n)).collect();
+    assert!(writes.is_empty(), "write requests in the repeat run: {writes:?}");
     assert_eq!(acct(&r).write_requests, 0);
     assert_eq!(state_before.shipments, env.state().shipments);
     assert_eq!(state_before.orders, env.state().orders);
@@ -622,7 +459,8 @@ fn shipments_of_sent_fulfillments_use_the_list_and_cached_line_items() {
     env.put("inbound/orders/o.csv", &orders_file(&two));
     assert_eq!(env.cycle().exit_code(), exit::OK);
     let fid = |po: &str| env.fulfillment_of(po).unwrap().id.to_string();
-    let mut rows: Vec<String> = (0..n).map(|i| ship_row(&fid(&format!("M-{i}")), "", "RED", 1, &format!("T-{i}"))).collect();
+    let mut rows: Vec<String> =
+        (0..n).map(|i| ship_row(&fid(&format!("M-{i}")), "", "RED", 1, &format!("T-{i}"))).collect();
     rows.push(ship_row(&fid("M-TWO"), "", "GADGET", 1, "T-TWO-1"));
     env.put("inbound/shipments/s.csv", &shipments_file(&rows));
     let before = env.counters();

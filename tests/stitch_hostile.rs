@@ -50,10 +50,19 @@ impl Req {
 
 enum Reply {
     Json(u16, Value),
-    Raw { status: u16, headers: Vec<(String, String)>, body: String },
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
     /// A 200 whose body is `filler` bytes, `chunk` at a time every `every`, until `limit` bytes
     /// were sent; then the connection is held open until the client closes it.
-    Stream { content_length: Option<u64>, chunk: usize, every: Duration, limit: u64 },
+    Stream {
+        content_length: Option<u64>,
+        chunk: usize,
+        every: Duration,
+        limit: u64,
+    },
     /// Read the request, never answer.
     Hang,
 }
@@ -145,9 +154,8 @@ async fn serve(
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
     let len: usize = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
@@ -179,7 +187,8 @@ async fn serve(
                 Some(n) => format!("Content-Length: {n}\r\n"),
                 None => "Transfer-Encoding: chunked\r\n".to_string(),
             };
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n");
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n");
             sock.write_all(head.as_bytes()).await?;
             let data = vec![b' '; chunk];
             let mut n = 0u64;
@@ -213,7 +222,12 @@ async fn serve(
     Ok(())
 }
 
-async fn write_simple(sock: &mut tokio::net::TcpStream, status: u16, headers: &[(String, String)], body: &str) -> std::io::Result<()> {
+async fn write_simple(
+    sock: &mut tokio::net::TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -266,7 +280,10 @@ fn fake_stitch(seed: &[(&str, i64)]) -> (Server, Arc<Mutex<Fake>>) {
                     .take(size as usize)
                     .map(|(sku, (id, stock))| json!({"id": id, "sku": sku, "stock": stock}))
                     .collect();
-                Reply::Json(200, json!({"products": list, "meta": {"page": page, "page_size": size, "total": src.len()}}))
+                Reply::Json(
+                    200,
+                    json!({"products": list, "meta": {"page": page, "page_size": size, "total": src.len()}}),
+                )
             }
             ("POST", PRODUCTS) => {
                 let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
@@ -291,7 +308,9 @@ fn fake_stitch(seed: &[(&str, i64)]) -> (Server, Arc<Mutex<Fake>>) {
                 }
                 Reply::Json(200, json!({"products": answer}))
             }
-            ("GET", FULFILLMENTS) => Reply::Json(200, json!({"fulfillments": [], "meta": {"page": 1, "page_size": 500, "total": 0}})),
+            ("GET", FULFILLMENTS) => {
+                Reply::Json(200, json!({"fulfillments": [], "meta": {"page": 1, "page_size": 500, "total": 0}}))
+            }
             _ => Reply::Json(404, json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
         }
     });
@@ -348,7 +367,10 @@ struct Run {
 
 impl Run {
     fn text(&self) -> String {
-        format!("exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.elapsed, self.stdout, self.stderr)
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
     }
 }
 
@@ -431,13 +453,19 @@ const INVENTORY: &str = "sku,quantity\nRED,7\nNEW,3\n";
 
 #[test]
 fn a_redirect_to_another_host_is_a_config_error_and_the_token_stays_home() {
-    let other = Server::start(|_| Reply::Json(200, json!({"products": [], "meta": {"page": 1, "page_size": 500, "total": 0}})));
+    let other =
+        Server::start(|_| Reply::Json(200, json!({"products": [], "meta": {"page": 1, "page_size": 500, "total": 0}})));
     let other_port = other.url.rsplit(':').next().unwrap().to_string();
     let location = format!("http://localhost:{other_port}{PRODUCTS}");
     let loc = location.clone();
     let main = Server::start(move |r| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", PRODUCTS) => Reply::Json(200, json!({"products": [{"id": "1", "sku": "RED", "stock": 50}], "meta": {"page": 1, "page_size": 500, "total": 1}})),
-        ("GET", FULFILLMENTS) => Reply::Json(200, json!({"fulfillments": [], "meta": {"page": 1, "page_size": 500, "total": 0}})),
+        ("GET", PRODUCTS) => Reply::Json(
+            200,
+            json!({"products": [{"id": "1", "sku": "RED", "stock": 50}], "meta": {"page": 1, "page_size": 500, "total": 1}}),
+        ),
+        ("GET", FULFILLMENTS) => {
+            Reply::Json(200, json!({"fulfillments": [], "meta": {"page": 1, "page_size": 500, "total": 0}}))
+        }
         _ => Reply::Raw { status: 302, headers: vec![("Location".into(), loc.clone())], body: String::new() },
     });
     let w = World::new(&main.url, "max_retries = 3\n");
@@ -451,7 +479,11 @@ fn a_redirect_to_another_host_is_a_config_error_and_the_token_stays_home() {
     assert!(seen.is_empty(), "nothing is sent to the other host: {seen:?}");
     assert_eq!(run.code, Some(exit::ATTENTION), "{}", run.text());
     assert!(run.stdout.contains("NEEDS ATTENTION (stitch_redirect)"), "{}", run.text());
-    assert!(run.stdout.contains("302") && run.stdout.contains(&location), "the error names the status and Location: {}", run.text());
+    assert!(
+        run.stdout.contains("302") && run.stdout.contains(&location),
+        "the error names the status and Location: {}",
+        run.text()
+    );
     assert_eq!(main.count("POST", PRODUCTS), 1, "a redirect is never retried");
     assert!(w.drop().join("inbound/inventory/inv.csv").exists(), "the file stays for the next run");
     assert_eq!(archived(&w), 0);
@@ -467,12 +499,20 @@ fn flood(content_length: Option<u64>, limit: u64) -> Server {
 
 fn assert_cut_at_the_cap(server: &Server, run: &Run, cap: u64) {
     assert_eq!(run.code, Some(exit::PENDING), "{}", run.text());
-    assert!(run.stdout.contains("max_response_bytes") && run.stdout.contains(&cap.to_string()), "the error names the cap: {}", run.text());
+    assert!(
+        run.stdout.contains("max_response_bytes") && run.stdout.contains(&cap.to_string()),
+        "the error names the cap: {}",
+        run.text()
+    );
     // What the server got out is what the client read plus the loopback socket buffers.
     let sent = server.sent();
     assert!(sent < cap + 24 * MIB, "the client kept reading: the server sent {} MiB", sent / MIB);
     assert!(run.peak_rss < 128 * MIB, "peak RSS {} MiB", run.peak_rss / MIB);
-    eprintln!("hostile-figures: body cut at cap={cap} sent={sent} peak_rss_mib={} secs={:.2}", run.peak_rss / MIB, run.elapsed.as_secs_f64());
+    eprintln!(
+        "hostile-figures: body cut at cap={cap} sent={sent} peak_rss_mib={} secs={:.2}",
+        run.peak_rss / MIB,
+        run.elapsed.as_secs_f64()
+    );
 }
 
 #[test]
@@ -494,7 +534,12 @@ fn an_endless_chunked_body_is_cut_at_the_cap() {
 
 #[test]
 fn a_trickling_body_gives_up_within_the_timeout() {
-    let server = Server::start(|_| Reply::Stream { content_length: None, chunk: 1, every: Duration::from_millis(100), limit: u64::MAX });
+    let server = Server::start(|_| Reply::Stream {
+        content_length: None,
+        chunk: 1,
+        every: Duration::from_millis(100),
+        limit: u64::MAX,
+    });
     let w = World::new(&server.url, "max_retries = 1\ntimeout_seconds = 2\n");
     let run = w.run();
     assert_eq!(run.code, Some(exit::PENDING), "{}", run.text());
@@ -505,13 +550,21 @@ fn a_trickling_body_gives_up_within_the_timeout() {
     for l in &lives {
         assert!(*l < Duration::from_millis(3000), "a request outlived its 2 s timeout: {l:?}");
     }
-    eprintln!("hostile-figures: trickle timeout=2s requests={} longest={:?} run_secs={:.2}", lives.len(), lives.iter().max(), run.elapsed.as_secs_f64());
+    eprintln!(
+        "hostile-figures: trickle timeout=2s requests={} longest={:?} run_secs={:.2}",
+        lives.len(),
+        lives.iter().max(),
+        run.elapsed.as_secs_f64()
+    );
 }
 
 #[test]
 fn an_absurd_page_count_fails_fast_with_few_requests() {
     let server = Server::start(|r| {
-        Reply::Json(200, json!({"fulfillments": [], "products": [], "meta": {"page": r.query_param("page").unwrap_or(1), "page_size": 500, "total": 1_000_000_000_000u64}}))
+        Reply::Json(
+            200,
+            json!({"fulfillments": [], "products": [], "meta": {"page": r.query_param("page").unwrap_or(1), "page_size": 500, "total": 1_000_000_000_000u64}}),
+        )
     });
     let w = World::new(&server.url, "max_retries = 3\n");
     let run = w.run();
@@ -537,7 +590,10 @@ fn retry_after_waits_are_capped_and_the_last_attempt_is_not_followed_by_a_wait()
     assert_eq!(reqs.len(), 3, "one request and two retries");
     for pair in reqs.windows(2) {
         let gap = pair[1].at - pair[0].at;
-        assert!(gap >= Duration::from_millis(900) && gap < Duration::from_millis(2500), "wait between attempts {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(900) && gap < Duration::from_millis(2500),
+            "wait between attempts {gap:?}"
+        );
     }
     let after_last = run.ended - reqs[2].at;
     assert!(after_last < Duration::from_millis(900), "slept after the last attempt: exited {after_last:?} after it");
@@ -613,14 +669,29 @@ fn a_token_a_header_cannot_carry_is_a_config_error_naming_its_source() {
     w.put("inbound/inventory/inv.csv", INVENTORY);
     let run = w.run();
     assert_eq!(run.code, Some(exit::USAGE), "{}", run.text());
-    assert!(run.stdout.contains("acme") && run.stdout.contains("secrets/token"), "names account and file: {}", run.text());
-    assert!(!run.stdout.contains("def-secret-part") && !run.stderr.contains("def-secret-part"), "never the token: {}", run.text());
+    assert!(
+        run.stdout.contains("acme") && run.stdout.contains("secrets/token"),
+        "names account and file: {}",
+        run.text()
+    );
+    assert!(
+        !run.stdout.contains("def-secret-part") && !run.stderr.contains("def-secret-part"),
+        "never the token: {}",
+        run.text()
+    );
     assert!(server.requests().is_empty(), "nothing sent");
 
     // The same from the environment.
-    let text = std::fs::read_to_string(&w.config).unwrap().replace("token_file = \"secrets/token\"", "token_env = \"HOSTILE_TOKEN\"");
+    let text = std::fs::read_to_string(&w.config)
+        .unwrap()
+        .replace("token_file = \"secrets/token\"", "token_env = \"HOSTILE_TOKEN\"");
     std::fs::write(&w.config, text).unwrap();
-    let run = run_bounded(&w.config, &["run", "--once"], &[("HOSTILE_TOKEN", "abc\u{1}def-secret-part")], Duration::from_secs(60));
+    let run = run_bounded(
+        &w.config,
+        &["run", "--once"],
+        &[("HOSTILE_TOKEN", "abc\u{1}def-secret-part")],
+        Duration::from_secs(60),
+    );
     assert_eq!(run.code, Some(exit::USAGE), "{}", run.text());
     assert!(run.stdout.contains("acme") && run.stdout.contains("HOSTILE_TOKEN"), "{}", run.text());
     assert!(!run.stdout.contains("def-secret-part") && !run.stderr.contains("def-secret-part"), "{}", run.text());

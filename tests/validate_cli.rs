@@ -8,11 +8,7 @@ fn bin() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin()
-        .arg("validate")
-        .args(args)
-        .output()
-        .expect("binary runs")
+    bin().arg("validate").args(args).output().expect("binary runs")
 }
 
 fn write(dir: &Path, rel: &str, body: &[u8]) -> PathBuf {
@@ -35,28 +31,18 @@ fn clean_file_exits_zero_with_summary() {
     let out = run(&["--kind", "inventory", &samples("inventory_good.csv")]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        stdout.contains("inventory: 10 accepted, 0 rejected"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("inventory: 10 accepted, 0 rejected"), "{stdout}");
 }
 
 #[test]
 fn rejected_rows_exit_one_and_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     // Kind comes from the parent folder name.
-    let f = write(
-        dir.path(),
-        "inventory/stock.csv",
-        b"sku,quantity\nA,1\nB,3.5\n",
-    );
+    let f = write(dir.path(), "inventory/stock.csv", b"sku,quantity\nA,1\nB,3.5\n");
     let out = run(&[s(&f)]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let expected = format!(
-        "{}:3: quantity: bad_integer: quantity must be a whole number, got '3.5'\n",
-        s(&f)
-    );
+    let expected = format!("{}:3: quantity: bad_integer: quantity must be a whole number, got '3.5'\n", s(&f));
     assert!(stdout.starts_with(&expected), "{stdout}");
     assert!(stdout.contains("1 accepted, 1 rejected"), "{stdout}");
 }
@@ -69,15 +55,9 @@ fn rejected_file_exits_two() {
     let g = write(dir.path(), "x/unknown.csv", b"a,b\n1,2\n");
     let out = run(&[s(&g)]);
     assert_eq!(out.status.code(), Some(2), "kind cannot be guessed");
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .contains("unknown_kind"));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("unknown_kind"));
     assert_eq!(run(&["--kind", "bogus", s(&g)]).status.code(), Some(2));
-    assert_eq!(
-        bin().arg("validate").output().unwrap().status.code(),
-        Some(2),
-        "no files"
-    );
+    assert_eq!(bin().arg("validate").output().unwrap().status.code(), Some(2), "no files");
 }
 
 #[test]
@@ -93,11 +73,7 @@ fn sniffs_kind_and_warnings_do_not_fail() {
 #[test]
 fn delta_by_name_or_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "inventory/stock_delta.csv",
-        b"sku,quantity\nA,-2\n",
-    );
+    let f = write(dir.path(), "inventory/stock_delta.csv", b"sku,quantity\nA,-2\n");
     assert_eq!(run(&[s(&f)]).status.code(), Some(0));
     let g = write(dir.path(), "inventory/stock.csv", b"sku,quantity\nA,-2\n");
     assert_eq!(run(&[s(&g)]).status.code(), Some(1));
@@ -106,27 +82,16 @@ fn delta_by_name_or_flag() {
 
 #[test]
 fn json_lines_per_error() {
-    let out = run(&[
-        "--json",
-        "--kind",
-        "shipments",
-        &samples("shipments_broken.csv"),
-    ]);
+    let out = run(&["--json", "--kind", "shipments", &samples("shipments_broken.csv")]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.len(), 8);
     assert_eq!(lines[1]["line"], 3);
     assert_eq!(lines[1]["column"], "quantity");
     assert_eq!(lines[1]["code"], "bad_integer");
     assert_eq!(lines[1]["severity"], "error");
-    assert!(lines[1]["file"]
-        .as_str()
-        .unwrap()
-        .ends_with("shipments_broken.csv"));
+    assert!(lines[1]["file"].as_str().unwrap().ends_with("shipments_broken.csv"));
     assert!(lines[1]["message"].as_str().unwrap().contains("'two'"));
 }
 
@@ -135,10 +100,7 @@ fn errors_out_writes_report_per_file() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "inventory/a.csv", b"sku,quantity\nA,=1+1\n");
     let report = dir.path().join("report.csv");
-    assert_eq!(
-        run(&["--errors-out", s(&report), s(&f)]).status.code(),
-        Some(1)
-    );
+    assert_eq!(run(&["--errors-out", s(&report), s(&f)]).status.code(), Some(1));
     let body = std::fs::read_to_string(&report).unwrap();
     assert_eq!(
         body,
@@ -147,12 +109,7 @@ fn errors_out_writes_report_per_file() {
     // Several files: the path is a directory (here ending in '/') with one report each.
     let g = write(dir.path(), "inventory/b.csv", b"sku,quantity\nB,1\n");
     let reports = dir.path().join("reports/");
-    assert_eq!(
-        run(&["--errors-out", s(&reports), s(&f), s(&g)])
-            .status
-            .code(),
-        Some(1)
-    );
+    assert_eq!(run(&["--errors-out", s(&reports), s(&f), s(&g)]).status.code(), Some(1));
     assert!(reports.join("a.errors.csv").exists() && reports.join("b.errors.csv").exists());
 }
 
@@ -164,31 +121,10 @@ fn options_delimiter_timezone_date_format() {
         "shipments/s.csv",
         b"order_ref;sku;qty;ship_date;carrier;tracking_number\nPO-1;A;1;15.03.2024;UPS;T1\n",
     );
-    assert_eq!(
-        run(&[s(&f)]).status.code(),
-        Some(2),
-        "wrong delimiter: one unknown column"
-    );
-    assert_eq!(
-        run(&["--delimiter", ";", s(&f)]).status.code(),
-        Some(1),
-        "custom date needs the format"
-    );
-    let ok = run(&[
-        "--delimiter",
-        ";",
-        "--date-format",
-        "%d.%m.%Y",
-        "--timezone",
-        "America/Chicago",
-        s(&f),
-    ]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert_eq!(run(&[s(&f)]).status.code(), Some(2), "wrong delimiter: one unknown column");
+    assert_eq!(run(&["--delimiter", ";", s(&f)]).status.code(), Some(1), "custom date needs the format");
+    let ok = run(&["--delimiter", ";", "--date-format", "%d.%m.%Y", "--timezone", "America/Chicago", s(&f)]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
 
 fn stdout(o: &Output) -> String {
@@ -318,10 +254,7 @@ fn account_settings_apply_to_validate() {
     // Without the account the same file is refused.
     assert_eq!(run(&["--kind", "shipments", s(&f)]).status.code(), Some(2));
     // An unknown account is a usage error that names it.
-    let none = bin()
-        .args(["--config", s(&cfg), "validate", "--account", "nope", s(&f)])
-        .output()
-        .unwrap();
+    let none = bin().args(["--config", s(&cfg), "validate", "--account", "nope", s(&f)]).output().unwrap();
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("\"nope\""));
 }
@@ -363,11 +296,7 @@ fn config_is_offered_only_where_it_is_read() {
 #[test]
 fn ragged_rows_keep_their_extra_cells_and_read_the_same_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "inventory/a.csv",
-        b"sku,quantity\nA,1,x,=y\nB,2\nC\n",
-    );
+    let f = write(dir.path(), "inventory/a.csv", b"sku,quantity\nA,1,x,=y\nB,2\nC\n");
     let report = dir.path().join("a.errors.csv");
     let out = run(&["--errors-out", s(&report), s(&f)]);
     assert_eq!(out.status.code(), Some(1));
@@ -385,11 +314,7 @@ fn ragged_rows_keep_their_extra_cells_and_read_the_same_everywhere() {
 #[test]
 fn problems_come_in_line_order() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "inventory/a.csv",
-        b"sku,quantity\nA,1\nB,1\nA,2\nC,x\n",
-    );
+    let f = write(dir.path(), "inventory/a.csv", b"sku,quantity\nA,1\nB,1\nA,2\nC,x\n");
     let report = dir.path().join("a.errors.csv");
     let out = run(&["--errors-out", s(&report), s(&f)]);
     assert_eq!(out.status.code(), Some(1));
@@ -398,11 +323,7 @@ fn problems_come_in_line_order() {
     assert!(at(":4: sku: duplicate_sku") < at(":5: quantity: bad_integer"), "{text}");
     assert!(text.contains("2 accepted, 2 rejected"), "{text}");
     let body = std::fs::read_to_string(&report).unwrap();
-    let lines: Vec<u64> = body
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
-        .collect();
+    let lines: Vec<u64> = body.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
     assert_eq!(lines, vec![4, 5], "{body}");
 }
 

@@ -51,11 +51,7 @@ impl Watch {
 
     fn wait_log(&mut self, needle: &str, limit: Duration) {
         let ok = wait_for(limit, || self.logged(needle));
-        assert!(
-            ok,
-            "{needle:?} not logged within {limit:?}:\n{}",
-            self.log_text()
-        );
+        assert!(ok, "{needle:?} not logged within {limit:?}:\n{}", self.log_text());
     }
 
     fn signal(&self, sig: i32) {
@@ -73,11 +69,7 @@ impl Watch {
             }
             None => false,
         });
-        assert!(
-            done,
-            "watch did not exit within {limit:?}:\n{}",
-            self.log_text()
-        );
+        assert!(done, "watch did not exit within {limit:?}:\n{}", self.log_text());
         code
     }
 }
@@ -104,11 +96,7 @@ fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     // Long polls: only the filesystem event can explain a fast pick-up.
-    let (root, cfg) = setup(
-        dir.path(),
-        &sim.base_url(),
-        EVENT_DRIVEN,
-    );
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
     let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
     w.wait_log("watching the drop", Duration::from_secs(20));
     // Folders are watched before the first cycle starts, so no need to wait for it.
@@ -126,12 +114,7 @@ fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
     assert!(sim.counters().requests.values().sum::<u64>() > requests_before);
     w.wait_log("file processed", Duration::from_secs(5));
     w.signal(libc::SIGTERM);
-    assert_eq!(
-        w.exit_code(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        w.log_text()
-    );
+    assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
     assert!(w.logged("lease released"), "{}", w.log_text());
 }
 
@@ -139,15 +122,8 @@ fn dropped_file_processed_within_two_seconds_then_sigterm_exits_zero() {
 fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
     let dir = tempfile::tempdir().unwrap();
     // Slow Stitch answers so the signal lands while files are being worked on.
-    let sim = sim_with(FaultConfig {
-        latency_ms: 150,
-        ..Default::default()
-    });
-    let (root, cfg) = setup(
-        dir.path(),
-        &sim.base_url(),
-        EVENT_DRIVEN,
-    );
+    let sim = sim_with(FaultConfig { latency_ms: 150, ..Default::default() });
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
     let names: Vec<String> = (0..5).map(|i| format!("stock_{i}.csv")).collect();
     for (i, n) in names.iter().enumerate() {
         // Different quantities: not duplicates of one another.
@@ -156,21 +132,14 @@ fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
     }
     let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
     assert!(
-        wait_for(Duration::from_secs(30), || fs::read_dir(
-            root.join("results")
-        )
-        .map(|d| d.count() > 0)
-        .unwrap_or(false)),
+        wait_for(Duration::from_secs(30), || fs::read_dir(root.join("results"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)),
         "no file finished:\n{}",
         w.log_text()
     );
     w.signal(libc::SIGTERM);
-    assert_eq!(
-        w.exit_code(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        w.log_text()
-    );
+    assert_eq!(w.exit_code(Duration::from_secs(30)), Some(0), "{}", w.log_text());
     let t = tree(&root);
     let mut left = 0;
     for n in &names {
@@ -178,27 +147,14 @@ fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
         let archived = t.contains(&format!("archive/DATE/{n}"));
         let result = t.contains(&format!("results/{n}.result.csv"));
         assert!(inbound != archived, "{n} in exactly one place: {t:?}");
-        assert_eq!(
-            archived, result,
-            "{n}: a result exactly when archived: {t:?}"
-        );
+        assert_eq!(archived, result, "{n}: a result exactly when archived: {t:?}");
         left += inbound as usize;
     }
-    assert!(
-        left > 0,
-        "stopped between files, not after all of them: {t:?}"
-    );
+    assert!(left > 0, "stopped between files, not after all of them: {t:?}");
     assert!(visible_temp_files(&root).is_empty(), "{t:?}");
-    let ledger =
-        stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
-    assert!(
-        ledger.unfinished_files("wh").unwrap().is_empty(),
-        "no file left half-way in the ledger"
-    );
-    assert!(
-        ledger.lease_holder("drop:wh").unwrap().is_none(),
-        "lease released"
-    );
+    let ledger = stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    assert!(ledger.unfinished_files("wh").unwrap().is_empty(), "no file left half-way in the ledger");
+    assert!(ledger.lease_holder("drop:wh").unwrap().is_none(), "lease released");
     // The rest is taken by the next run, without redoing the finished ones.
     let r = stitch_bridge::engine::run_cycle(&load(&cfg), &[], stitch_bridge::engine::Parts::ALL);
     assert_eq!(r.accounts[0].files.len(), left, "{r:?}");
@@ -209,25 +165,16 @@ fn sigterm_mid_cycle_leaves_a_consistent_drop_and_ledger() {
 fn second_watcher_waits_and_takes_over_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
-    let (root, cfg) = setup(
-        dir.path(),
-        &sim.base_url(),
-        EVENT_DRIVEN,
-    );
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
     let lease = ["--lease-seconds", "2"];
     let mut first = Watch::start(&cfg, &lease);
     first.wait_log("watching the drop", Duration::from_secs(20));
     let mut second = Watch::start(&cfg, &lease);
-    second.wait_log(
-        "another watcher holds this drop's lease",
-        Duration::from_secs(20),
-    );
+    second.wait_log("another watcher holds this drop's lease", Duration::from_secs(20));
     // While the first lives (it renews every ttl/3), the second keeps waiting.
     drop_file(&root, "inbound/inventory/a.csv", INVENTORY.as_bytes());
     assert!(
-        wait_for(Duration::from_secs(10), || root
-            .join("results/a.csv.result.csv")
-            .exists()),
+        wait_for(Duration::from_secs(10), || root.join("results/a.csv.result.csv").exists()),
         "{}",
         first.log_text()
     );
@@ -241,19 +188,12 @@ fn second_watcher_waits_and_takes_over_after_sigkill() {
     let text = INVENTORY.replace(",120,", ",121,");
     drop_file(&root, "inbound/inventory/b.csv", text.as_bytes());
     assert!(
-        wait_for(Duration::from_secs(10), || root
-            .join("results/b.csv.result.csv")
-            .exists()),
+        wait_for(Duration::from_secs(10), || root.join("results/b.csv.result.csv").exists()),
         "{}",
         second.log_text()
     );
     second.signal(libc::SIGTERM);
-    assert_eq!(
-        second.exit_code(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        second.log_text()
-    );
+    assert_eq!(second.exit_code(Duration::from_secs(20)), Some(0), "{}", second.log_text());
 }
 
 /// README: a second watcher takes over "at once" when the first was a process on this machine
@@ -282,11 +222,7 @@ fn dead_local_watchers_lease_is_taken_over_within_two_seconds() {
 fn halted_account_is_skipped_and_others_continue() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
-    let (root, cfg) = setup(
-        dir.path(),
-        &sim.base_url(),
-        EVENT_DRIVEN,
-    );
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
     // A second account on its own drop, halted in the ledger.
     let other = dir.path().join("drop2");
     fs::create_dir_all(&other).unwrap();
@@ -297,34 +233,17 @@ fn halted_account_is_skipped_and_others_continue() {
         sim.base_url()
     );
     fs::write(&cfg, text).unwrap();
-    let ledger =
-        stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
-    ledger
-        .halt("halted", "unauthorized", "401 from Stitch")
-        .unwrap();
+    let ledger = stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    ledger.halt("halted", "unauthorized", "401 from Stitch").unwrap();
     drop(ledger);
     drop_file(&other, "inbound/inventory/x.csv", INVENTORY.as_bytes());
     let mut w = Watch::start(&cfg, &["--lease-seconds", "5"]);
     w.wait_log("account halted; skipped", Duration::from_secs(20));
     drop_file(&root, "inbound/inventory/a.csv", INVENTORY.as_bytes());
-    assert!(
-        wait_for(Duration::from_secs(10), || root
-            .join("results/a.csv.result.csv")
-            .exists()),
-        "{}",
-        w.log_text()
-    );
-    assert!(
-        other.join("inbound/inventory/x.csv").exists(),
-        "halted account's files untouched"
-    );
+    assert!(wait_for(Duration::from_secs(10), || root.join("results/a.csv.result.csv").exists()), "{}", w.log_text());
+    assert!(other.join("inbound/inventory/x.csv").exists(), "halted account's files untouched");
     w.signal(libc::SIGINT);
-    assert_eq!(
-        w.exit_code(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        w.log_text()
-    );
+    assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
 }
 
 /// The address `watch --metrics-listen 127.0.0.1:0` logged that it serves on.
@@ -350,11 +269,7 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 fn metrics_endpoint_counts_files_requests_and_cycles() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
-    let (root, cfg) = setup(
-        dir.path(),
-        &sim.base_url(),
-        EVENT_DRIVEN,
-    );
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
     let mut w = Watch::start(&cfg, &["--metrics-listen", "127.0.0.1:0"]);
     w.wait_log("metrics on http://", Duration::from_secs(20));
     let addr = metrics_addr(&w);
@@ -372,9 +287,14 @@ fn metrics_endpoint_counts_files_requests_and_cycles() {
         text.contains("stitch_bridge_files_total{")
     });
     assert!(seen, "{text}");
-    let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}")).to_string();
+    let line = |name: &str| {
+        text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{text}")).to_string()
+    };
     let files = line("stitch_bridge_files_total{");
-    assert!(files.contains("account=\"wh\"") && files.contains("kind=\"inventory\"") && files.ends_with(" 1"), "{files}");
+    assert!(
+        files.contains("account=\"wh\"") && files.contains("kind=\"inventory\"") && files.ends_with(" 1"),
+        "{files}"
+    );
     assert!(line("stitch_bridge_api_requests_total{").contains("endpoint=\""), "{text}");
     assert!(text.contains("stitch_bridge_cycle_duration_seconds_bucket"), "{text}");
     assert!(line("stitch_bridge_account_halted{").ends_with(" 0"), "{text}");
@@ -410,12 +330,18 @@ fn an_account_that_needs_attention_turns_healthz_503_and_alerts_once() {
     assert!(body.contains("wh: needs attention: drop_symlink"), "{body}");
     let metrics = http_get(&addr, "/metrics").1;
     assert!(
-        metrics.lines().any(|l| l.starts_with("stitch_bridge_account_attention{") && l.contains("reason=\"drop_symlink\"") && l.ends_with(" 1")),
+        metrics.lines().any(|l| l.starts_with("stitch_bridge_account_attention{")
+            && l.contains("reason=\"drop_symlink\"")
+            && l.ends_with(" 1")),
         "{metrics}"
     );
     // Several more cycles (one a second) meet the same problem: the hook heard it once.
     let cycles_before = w.log_text().matches("needs attention").count();
-    assert!(wait_for(Duration::from_secs(20), || w.log_text().matches("needs attention").count() >= cycles_before + 2), "{}", w.log_text());
+    assert!(
+        wait_for(Duration::from_secs(20), || w.log_text().matches("needs attention").count() >= cycles_before + 2),
+        "{}",
+        w.log_text()
+    );
     assert_eq!(fs::read_to_string(&events).unwrap_or_default().lines().collect::<Vec<_>>(), vec!["attention"]);
     // Fixed by a person: the link replaced by a real folder.
     fs::remove_file(root.join("results")).unwrap();
@@ -427,7 +353,10 @@ fn an_account_that_needs_attention_turns_healthz_503_and_alerts_once() {
     assert!(healthy, "{status} {body}\n{}", w.log_text());
     assert_eq!(body.trim(), "ok");
     assert!(wait_for(Duration::from_secs(10), || fs::read_to_string(&events).unwrap_or_default().lines().count() == 2));
-    assert_eq!(fs::read_to_string(&events).unwrap().lines().collect::<Vec<_>>(), vec!["attention", "attention_cleared"]);
+    assert_eq!(
+        fs::read_to_string(&events).unwrap().lines().collect::<Vec<_>>(),
+        vec!["attention", "attention_cleared"]
+    );
     w.signal(libc::SIGTERM);
     assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
 }

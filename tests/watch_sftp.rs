@@ -17,9 +17,7 @@ fn polls_an_sftp_drop_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let c = srv.config();
-    let SftpAuth::Key { path, .. } = &c.auth else {
-        unreachable!()
-    };
+    let SftpAuth::Key { path, .. } = &c.auth else { unreachable!() };
     let drop = format!("sftp://{}@127.0.0.1:{}{}", c.user, c.port, c.root);
     let extra = format!(
         "settle_seconds = 0\ndownload_interval_seconds = 600\nsftp_key_file = \"{}\"\nknown_hosts = \"{}\"\n",
@@ -39,30 +37,14 @@ fn polls_an_sftp_drop_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     // The first cycle (inbound and downloads) is over once the ledger records it.
-    let ledger =
-        stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
-    assert!(wait_for(Duration::from_secs(20), || ledger
-        .last_cycle("wh")
-        .unwrap()
-        .is_some()));
-    let downloads = || {
-        sim.counters()
-            .requests
-            .iter()
-            .filter(|(k, _)| k.contains("fulfillment"))
-            .map(|(_, v)| *v)
-            .sum::<u64>()
-    };
+    let ledger = stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || ledger.last_cycle("wh").unwrap().is_some()));
+    let downloads =
+        || sim.counters().requests.iter().filter(|(k, _)| k.contains("fulfillment")).map(|(_, v)| *v).sum::<u64>();
     let after_first = downloads();
     drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
-    assert!(wait_for(Duration::from_secs(10), || root
-        .join("results/stock.csv.result.csv")
-        .exists()));
-    assert_eq!(
-        downloads(),
-        after_first,
-        "inbound polls make no download calls"
-    );
+    assert!(wait_for(Duration::from_secs(10), || root.join("results/stock.csv.result.csv").exists()));
+    assert_eq!(downloads(), after_first, "inbound polls make no download calls");
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let mut code = None;

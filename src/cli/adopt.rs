@@ -28,7 +28,8 @@ fn inner(cli: &Cli, args: &AdoptArgs) -> Result<i32, i32> {
     let ledger = Ledger::open_adopting(&config.ledger).map_err(|e| fail(&e))?;
     let id = ledger.id().map_err(|e| fail(&e))?;
     let mut drop = crate::engine::account::open_drop(acct).map_err(|e| fail(&e))?;
-    let before = marker::adopt(drop.as_mut(), &id).map_err(|e| fail(&format!("cannot write the drop marker in {}: {e}", drop.describe())))?;
+    let before = marker::adopt(drop.as_mut(), &id)
+        .map_err(|e| fail(&format!("cannot write the drop marker in {}: {e}", drop.describe())))?;
     let was = match before {
         None => "had no marker".to_string(),
         Some(None) => "had a marker this version cannot read".to_string(),

@@ -66,7 +66,9 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
             .append_pair("client_id", &args.client_id)
             .append_pair("redirect_uri", &args.redirect_uri)
             .append_pair("state", &format!("{:016x}", rand::random::<u64>()));
-        outln!("Open this URL, log in with the Stitch subdomain, username and password, then re-run with --code:\n{url}");
+        outln!(
+            "Open this URL, log in with the Stitch subdomain, username and password, then re-run with --code:\n{url}"
+        );
         return exit::OK;
     };
     let form = wire::TokenRequest {

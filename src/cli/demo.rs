@@ -30,7 +30,16 @@ fn step(n: u32, text: &str) {
 /// Build the warehouse's answer: ship every line of every order file it received.
 fn shipments_for_orders(outbound: &Path) -> std::io::Result<(String, usize)> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(["fulfillment_id", "order_ref", "sku", "quantity", "shipped_at", "carrier", "service", "tracking_number"])?;
+    out.write_record([
+        "fulfillment_id",
+        "order_ref",
+        "sku",
+        "quantity",
+        "shipped_at",
+        "carrier",
+        "service",
+        "tracking_number",
+    ])?;
     let mut n = 0;
     let mut names: Vec<_> = fs::read_dir(outbound)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
@@ -39,7 +48,9 @@ fn shipments_for_orders(outbound: &Path) -> std::io::Result<(String, usize)> {
         let mut r = csv::Reader::from_path(p)?;
         let h = r.headers()?.clone();
         let col = |name: &str| h.iter().position(|x| x == name);
-        let (Some(fi), Some(oi), Some(si), Some(qi)) = (col("fulfillment_id"), col("order_ref"), col("sku"), col("quantity")) else {
+        let (Some(fi), Some(oi), Some(si), Some(qi)) =
+            (col("fulfillment_id"), col("order_ref"), col("sku"), col("quantity"))
+        else {
             continue;
         };
         let mut shipped_any = false;
@@ -79,7 +90,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     };
     let token = format!("demo-{:016x}", rand::random::<u64>());
     let seed: serde_json::Value = serde_json::from_str(SEED)?;
-    let sim = sim::start_in_background(SimOptions { token: token.clone(), seed: Some(Seed::Json(seed)), ..Default::default() })?;
+    let sim = sim::start_in_background(SimOptions {
+        token: token.clone(),
+        seed: Some(Seed::Json(seed)),
+        ..Default::default()
+    })?;
     outln!("Stitch simulator listening on {}", sim.base_url());
 
     let drop = dir.join("drop");
@@ -115,16 +130,26 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     outln!("  write requests in the repeat cycle: {writes}");
 
     let state = sim.snapshot();
-    let complete = state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Complete).count();
+    let complete =
+        state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Complete).count();
     let open = state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Open).count();
     outln!("\n== Summary");
-    outln!("  Stitch now holds {} products, {} sales orders, {} shipments", state.products.len(), state.orders.len(), state.shipments.len());
+    outln!(
+        "  Stitch now holds {} products, {} sales orders, {} shipments",
+        state.products.len(),
+        state.orders.len(),
+        state.shipments.len()
+    );
     outln!("  fulfillments: {complete} complete, {open} still open");
     outln!("  drop:    {}", drop.display());
     outln!("  results: {}", drop.join("results").display());
     outln!("  errors:  {} (open them in a spreadsheet)", drop.join("errors").display());
     outln!("  config:  {} (the simulator stops when the demo ends)", dir.join("stitch-bridge.toml").display());
-    let ok = first.accounts.iter().chain(&second.accounts).all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty())
+    let ok = first
+        .accounts
+        .iter()
+        .chain(&second.accounts)
+        .all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty())
         && complete > 0
         && open == 0
         && writes == 0;

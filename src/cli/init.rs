@@ -46,7 +46,17 @@ pub fn run(cli: &Cli, args: &InitArgs) -> i32 {
     for a in &config.accounts {
         if let crate::config::DropLocation::Local(root) = &a.drop {
             let f = &a.folders;
-            for d in [&f.inbound_orders, &f.inbound_inventory, &f.inbound_shipments, &f.outbound_orders, &f.outbound_cancellations, &f.results, &f.errors, &f.archive, &f.rejected] {
+            for d in [
+                &f.inbound_orders,
+                &f.inbound_inventory,
+                &f.inbound_shipments,
+                &f.outbound_orders,
+                &f.outbound_cancellations,
+                &f.results,
+                &f.errors,
+                &f.archive,
+                &f.rejected,
+            ] {
                 if let Err(e) = std::fs::create_dir_all(root.join(d)) {
                     eprintln!("error: cannot create {}: {e}", root.join(d).display());
                     return exit::USAGE;
@@ -69,7 +79,8 @@ fn next_steps(cli: &Cli, stitch_url: &str) -> String {
     let mut out = format!("wrote {} and the drop folders\n", cli.config.display());
     let sim_listen = reqwest::Url::parse(stitch_url).ok().filter(|u| u.scheme() == "http").and_then(|u| {
         let host = u.host_str()?.to_string();
-        let loopback = host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback = host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         loopback.then(|| format!("{host}:{}", u.port_or_known_default().unwrap_or(80)))
     });
     match sim_listen {

@@ -58,9 +58,11 @@ pub enum Command {
     /// with its location.
     Validate(validate::ValidateArgs),
     /// One full cycle for every configured account: inbound files, then order and cancel download.
-    #[command(after_help = "Exit codes: 0 everything applied; 1 some rows rejected; 2 usage, configuration or ledger problem; \
+    #[command(
+        after_help = "Exit codes: 0 everything applied; 1 some rows rejected; 2 usage, configuration or ledger problem; \
 3 an account is halted (401/403); 4 transient failures left work pending (the next run resumes it); \
-5 an account needs attention (a problem only a person can fix: see `status`).")]
+5 an account needs attention (a problem only a person can fix: see `status`)."
+    )]
     Run(run::RunArgs),
     /// The whole loop against a built-in simulator in a temporary drop: no set-up, loopback only.
     Demo(demo::DemoArgs),
@@ -129,13 +131,21 @@ pub fn open_ledger(config: &crate::config::Config) -> Result<crate::ledger::Ledg
 pub fn load_accounts<S: AsRef<str>>(path: &std::path::Path, only: &[S]) -> Result<crate::config::Config, i32> {
     let config = load_config(path)?;
     if config.accounts.is_empty() {
-        eprintln!("error: {} configures no accounts; add an [[account]] table (`stitch-bridge init` writes an example)", path.display());
+        eprintln!(
+            "error: {} configures no accounts; add an [[account]] table (`stitch-bridge init` writes an example)",
+            path.display()
+        );
         return Err(crate::engine::exit::USAGE);
     }
     for name in only {
         if config.account(name.as_ref()).is_none() {
             let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
-            eprintln!("error: no account named {:?} in {}; accounts: {}", name.as_ref(), path.display(), known.join(", "));
+            eprintln!(
+                "error: no account named {:?} in {}; accounts: {}",
+                name.as_ref(),
+                path.display(),
+                known.join(", ")
+            );
             return Err(crate::engine::exit::USAGE);
         }
     }
@@ -157,7 +167,9 @@ pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config, i32>
         Err(e) => {
             eprintln!("error: {e}");
             if matches!(e, crate::config::ConfigError::Read { .. }) {
-                eprintln!("hint: `stitch-bridge init` writes a commented configuration; `--config FILE` picks another file");
+                eprintln!(
+                    "hint: `stitch-bridge init` writes a commented configuration; `--config FILE` picks another file"
+                );
             }
             Err(crate::engine::exit::USAGE)
         }

@@ -56,7 +56,8 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
         let st = (|| -> crate::ledger::Result<AccountStatus> {
             let (archived, rejected) = ledger.file_counts_since(&a.name, &today)?;
             let (sent, cancelled) = ledger.count_sent_fulfillments(&a.name)?;
-            let last_cycle = ledger.last_cycle(&a.name)?.map(|(at, outcome, summary)| LastCycle { at, outcome, summary });
+            let last_cycle =
+                ledger.last_cycle(&a.name)?.map(|(at, outcome, summary)| LastCycle { at, outcome, summary });
             let stopped = last_cycle
                 .as_ref()
                 .filter(|c| c.outcome == crate::engine::account::LEDGER_MISMATCH)
@@ -73,7 +74,12 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
                 fulfillments_sent: sent,
                 cancellations: cancelled,
                 recent_files: ledger.recent_files(Some(&a.name), args.recent)?,
-                waiting: crate::engine::waiting_files(&ledger, &a.name, a.settle, chrono::Utc::now().timestamp_millis())?,
+                waiting: crate::engine::waiting_files(
+                    &ledger,
+                    &a.name,
+                    a.settle,
+                    chrono::Utc::now().timestamp_millis(),
+                )?,
             })
         })();
         match st {
@@ -91,7 +97,9 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
     for s in &out {
         outln!("account {}", s.account);
         match &s.halted {
-            Some(h) => outln!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account),
+            Some(h) => {
+                outln!("  HALTED since {} ({}): run `stitch-bridge resume {}` once fixed", h.at, h.code, s.account)
+            }
             None if s.stopped.is_none() && s.attention.is_none() => outln!("  active"),
             None => {}
         }

@@ -29,7 +29,9 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
         match account::open_drop(a) {
             Err(e) => {
                 failed = true;
-                outln!("  FAIL drop: {e}\n       check the drop setting, the server, and (sFTP) the key and known_hosts");
+                outln!(
+                    "  FAIL drop: {e}\n       check the drop setting, the server, and (sFTP) the key and known_hosts"
+                );
             }
             Ok(mut d) => {
                 let probe = ".stitch-bridge-test.tmp";
@@ -61,7 +63,9 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
             }
         };
         match rt.block_on(client.probe()) {
-            Ok(()) => outln!("  ok   Stitch at {} accepts the token and the integration endpoints are enabled", a.stitch_url),
+            Ok(()) => {
+                outln!("  ok   Stitch at {} accepts the token and the integration endpoints are enabled", a.stitch_url)
+            }
             Err(ApiError::Halt { kind: HaltKind::Unauthorized, message, .. }) => {
                 failed = true;
                 outln!("  FAIL Stitch refused the token (401): {message}\n       do NOT re-authorise (it creates a duplicate channel warehouse); contact Stitch support to restore access");
@@ -72,7 +76,10 @@ pub fn run(cli: &Cli, args: &TestArgs) -> i32 {
             }
             Err(e) => {
                 failed = true;
-                outln!("  FAIL cannot talk to Stitch at {}: {e}\n       check stitch_url and the network", a.stitch_url);
+                outln!(
+                    "  FAIL cannot talk to Stitch at {}: {e}\n       check stitch_url and the network",
+                    a.stitch_url
+                );
             }
         }
     }

@@ -38,18 +38,11 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
         Err(code) => return code,
     };
     let Some(acct) = config.account(&args.account) else {
-        eprintln!(
-            "error: no account named {:?} in {}",
-            args.account,
-            cli.config.display()
-        );
+        eprintln!("error: no account named {:?} in {}", args.account, cli.config.display());
         return exit::USAGE;
     };
     let (DropLocation::Sftp { host, port, .. }, Some(s)) = (&acct.drop, &acct.sftp) else {
-        eprintln!(
-            "error: account {} does not use an sftp:// drop; there is no host key to trust",
-            acct.name
-        );
+        eprintln!("error: account {} does not use an sftp:// drop; there is no host key to trust", acct.name);
         return exit::USAGE;
     };
     let kh = &s.known_hosts;
@@ -57,10 +50,7 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
     let (key, ktype, fp) = match crate::drop::sftp::probe_host_key(host, *port, timeout) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!(
-                "error: cannot fetch the host key of {}: {e}",
-                known_hosts::host_pattern(host, *port)
-            );
+            eprintln!("error: cannot fetch the host key of {}: {e}", known_hosts::host_pattern(host, *port));
             return exit::UNREACHABLE;
         }
     };
@@ -70,10 +60,7 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
     let mut replace = false;
     match known_hosts::verify_host_key(kh, host, *port, &key) {
         Ok(()) => {
-            outln!(
-                "This key is already recorded in {}; nothing to do.",
-                kh.display()
-            );
+            outln!("This key is already recorded in {}; nothing to do.", kh.display());
             return exit::OK;
         }
         Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<HostKeyError>()) {
@@ -94,16 +81,15 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
                     recorded.join(", ")
                 );
                 if !args.replace {
-                    eprintln!("Refusing. Confirm the new fingerprint with the warehouse, then run again with --replace.");
+                    eprintln!(
+                        "Refusing. Confirm the new fingerprint with the warehouse, then run again with --replace."
+                    );
                     return exit::REFUSED;
                 }
                 replace = true;
             }
             Some(HostKeyError::Revoked { .. }) => {
-                eprintln!(
-                    "error: this key is marked @revoked in {}; refusing to trust it",
-                    kh.display()
-                );
+                eprintln!("error: this key is marked @revoked in {}; refusing to trust it", kh.display());
                 return exit::REFUSED;
             }
             None => {
@@ -120,9 +106,7 @@ pub fn run(cli: &Cli, args: &TrustArgs) -> i32 {
             );
             return exit::REFUSED;
         }
-        out!(
-            "Does this fingerprint match the one the warehouse gave you? Type 'yes' to record it: "
-        );
+        out!("Does this fingerprint match the one the warehouse gave you? Type 'yes' to record it: ");
         super::out::flush();
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim() != "yes" {

@@ -48,8 +48,7 @@ pub struct ValidateArgs {
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
-    formats::kind_for_folder(s)
-        .ok_or_else(|| format!("unknown kind '{s}' (expected inventory, orders or shipments)"))
+    formats::kind_for_folder(s).ok_or_else(|| format!("unknown kind '{s}' (expected inventory, orders or shipments)"))
 }
 
 fn parse_delimiter(s: &str) -> Result<u8, String> {
@@ -82,10 +81,7 @@ fn emit<W: Write + ?Sized>(out: &mut W, json: bool, p: &Problem) -> std::io::Res
         });
         writeln!(out, "{v}")
     } else {
-        let loc = p
-            .line
-            .map(|l| format!("{}:{l}", p.file))
-            .unwrap_or_else(|| p.file.to_string());
+        let loc = p.line.map(|l| format!("{}:{l}", p.file)).unwrap_or_else(|| p.file.to_string());
         let column = if p.column.is_empty() { "-" } else { p.column };
         writeln!(out, "{loc}: {column}: {}: {}", p.code, p.message)
     }
@@ -123,11 +119,7 @@ fn read_header(path: &Path, delimiter: u8) -> Option<Vec<String>> {
                 rec.iter()
                     .enumerate()
                     .map(|(i, f)| {
-                        let f = if i == 0 {
-                            f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f)
-                        } else {
-                            f
-                        };
+                        let f = if i == 0 { f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f) } else { f };
                         String::from_utf8_lossy(f).into_owned()
                     })
                     .collect(),
@@ -143,10 +135,7 @@ fn detect_kind(args: &ValidateArgs, opts: &ParseOptions, path: &Path) -> Option<
     if let Some(k) = args.kind {
         return Some(k);
     }
-    let folder = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str());
+    let folder = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
     if let Some(k) = folder.and_then(formats::kind_for_folder) {
         return Some(k);
     }
@@ -168,18 +157,9 @@ fn report_paths(args: &ValidateArgs) -> Vec<Option<PathBuf>> {
     args.files
         .iter()
         .map(|path| {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "file".into());
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
             let name = (1..)
-                .map(|n| {
-                    if n == 1 {
-                        format!("{stem}.errors.csv")
-                    } else {
-                        format!("{stem}~{n}.errors.csv")
-                    }
-                })
+                .map(|n| if n == 1 { format!("{stem}.errors.csv") } else { format!("{stem}~{n}.errors.csv") })
                 .find(|n| !used.contains(n))
                 .unwrap_or_default();
             used.insert(name.clone());
@@ -193,9 +173,7 @@ fn report_paths(args: &ValidateArgs) -> Vec<Option<PathBuf>> {
 /// folder of that name.
 fn errors_out_is_usable(args: &ValidateArgs) -> bool {
     match &args.errors_out {
-        Some(out) if args.files.len() > 1 => {
-            out.is_dir() || out.as_os_str().as_encoded_bytes().ends_with(b"/")
-        }
+        Some(out) if args.files.len() > 1 => out.is_dir() || out.as_os_str().as_encoded_bytes().ends_with(b"/"),
         _ => true,
     }
 }
@@ -253,10 +231,8 @@ impl Spool {
     fn entries(self) -> std::io::Result<impl Iterator<Item = std::io::Result<Entry>>> {
         let mut file = self.csv.into_inner().map_err(|e| e.into_error())?.into_inner().map_err(|e| e.into_error())?;
         file.rewind()?;
-        let rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(std::io::BufReader::new(file));
+        let rdr =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(std::io::BufReader::new(file));
         Ok(rdr.into_records().map(|rec| {
             let rec = rec.map_err(std::io::Error::other)?;
             let get = |i: usize| rec.get(i).unwrap_or("").to_string();
@@ -297,13 +273,7 @@ struct Check<'a> {
 }
 
 /// A file refused before it could be parsed: the problem printed and, if asked, reported.
-fn refuse(
-    name: &str,
-    json: bool,
-    report: Option<&Path>,
-    entry: &Entry,
-    out: &mut impl Write,
-) -> std::io::Result<i32> {
+fn refuse(name: &str, json: bool, report: Option<&Path>, entry: &Entry, out: &mut impl Write) -> std::io::Result<i32> {
     emit(
         out,
         json,
@@ -344,12 +314,7 @@ fn read_error(message: String) -> Entry {
 }
 
 /// Checks one file; returns its exit status (0, 1 or 2).
-fn check_file(
-    check: &Check,
-    path: &Path,
-    report: Option<&Path>,
-    out: &mut impl Write,
-) -> std::io::Result<i32> {
+fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl Write) -> std::io::Result<i32> {
     let args = check.args;
     let name = path.display().to_string();
     let json = args.json;
@@ -384,10 +349,7 @@ fn check_file(
         };
         return refuse(&name, json, report, &entry, out);
     };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut opts = check.base.clone();
     opts.inventory_delta |= args.delta || formats::is_delta_name(&file_name);
     let (mut accepted, mut rejected, mut warnings) = (0u64, 0u64, 0usize);
@@ -395,8 +357,7 @@ fn check_file(
     // The parser buffers its input itself, framing CSV on a second thread while this one checks
     // rows. Repeated SKUs are found after the last row, so memory stays flat whatever the file
     // size.
-    let units = formats::parse_piped(kind, file, &opts)
-        .map(|u| u.late_duplicates(formats::LATE_DUPLICATES_IN_MEMORY));
+    let units = formats::parse_piped(kind, file, &opts).map(|u| u.late_duplicates(formats::LATE_DUPLICATES_IN_MEMORY));
     let mut units = match units {
         Ok(u) => u,
         Err(rej) => {
@@ -469,13 +430,8 @@ fn check_file(
         }
     }
     drop(units);
-    let widest = late
-        .iter()
-        .filter_map(|e| e.row.as_ref())
-        .map(|r| r.fields.len())
-        .chain([spool.widest])
-        .max()
-        .unwrap_or(0);
+    let widest =
+        late.iter().filter_map(|e| e.row.as_ref()).map(|r| r.fields.len()).chain([spool.widest]).max().unwrap_or(0);
     let mut ew = match report {
         Some(p) => {
             // A ragged row keeps every value: those beyond the header go under extra_1, ….
@@ -523,11 +479,7 @@ fn check_file(
     let summary = format!(
         "{name}: {}: {accepted} accepted, {rejected} rejected{}{}",
         kind.as_str(),
-        if warnings > 0 {
-            format!(", {warnings} warning(s)")
-        } else {
-            String::new()
-        },
+        if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() },
         if status == 2 { "; file rejected" } else { "" },
     );
     if args.json {
@@ -555,10 +507,8 @@ fn late_duplicates<R: Read>(
     Ok(found
         .into_iter()
         .map(|(row, e)| {
-            let valid = late
-                .binary_search_by_key(&e.line, |d| d.line)
-                .map(|i| late[i].otherwise_valid)
-                .unwrap_or(false);
+            let valid =
+                late.binary_search_by_key(&e.line, |d| d.line).map(|i| late[i].otherwise_valid).unwrap_or(false);
             (row, e, valid)
         })
         .collect())

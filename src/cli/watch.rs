@@ -29,10 +29,7 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
         Err(code) => return code,
     };
     // Signal handlers go in before any cycle starts, so a signal never kills a cycle midway.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -41,10 +38,7 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
     };
     use tokio::signal::unix::{signal, SignalKind};
     let signals = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
+        Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
     });
     let (mut term, mut int) = match signals {
         Ok(s) => s,
@@ -79,10 +73,7 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
     }
     let opts = WatchOptions {
         accounts: args.accounts.clone(),
-        lease_ttl: args
-            .lease_seconds
-            .map(Duration::from_secs)
-            .unwrap_or(config.lease_ttl),
+        lease_ttl: args.lease_seconds.map(Duration::from_secs).unwrap_or(config.lease_ttl),
         poll_override: args.poll_ms.map(Duration::from_millis),
     };
     let watcher = match engine::watch::start(&config, &opts) {

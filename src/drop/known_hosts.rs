@@ -257,8 +257,7 @@ fn names_literally(hosts: &str, name: &str) -> bool {
     if hosts.starts_with('|') {
         return hashed_matches(hosts, name);
     }
-    hosts_match(hosts, name)
-        && hosts.split(',').any(|p| !p.contains(['*', '?', '!']) && p.eq_ignore_ascii_case(name))
+    hosts_match(hosts, name) && hosts.split(',').any(|p| !p.contains(['*', '?', '!']) && p.eq_ignore_ascii_case(name))
 }
 
 /// The lookup name OpenSSH uses, lower-cased as ssh does with the host it is given.
@@ -307,7 +306,11 @@ pub fn verify_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) ->
     let host_name = host_pattern(host, port);
     let fp = fingerprint(key);
     if rec.revoked.iter().any(|k| k == key) {
-        return Err(refusal(HostKeyError::Revoked { host: host_name, fingerprint: fp, known_hosts: known_hosts.into() }));
+        return Err(refusal(HostKeyError::Revoked {
+            host: host_name,
+            fingerprint: fp,
+            known_hosts: known_hosts.into(),
+        }));
     }
     if rec.trusted.iter().any(|k| k == key) {
         return Ok(());
@@ -328,7 +331,13 @@ pub fn verify_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) ->
             other_types: rec.key_types(),
         }
     } else {
-        HostKeyError::Changed { host: host_name, key_type, fingerprint: fp, recorded: same_type, known_hosts: known_hosts.into() }
+        HostKeyError::Changed {
+            host: host_name,
+            key_type,
+            fingerprint: fp,
+            recorded: same_type,
+            known_hosts: known_hosts.into(),
+        }
     };
     Err(refusal(err))
 }
@@ -340,8 +349,8 @@ fn refusal(e: HostKeyError) -> io::Error {
 /// Append `key` for `host:port` to `known_hosts` in OpenSSH format (for `stitch-bridge trust`).
 /// Creates the file with mode 0600 (and its folder with 0700) if missing.
 pub fn record_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) -> io::Result<()> {
-    let key_type = key_type_of(key)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an SSH public key blob"))?;
+    let key_type =
+        key_type_of(key).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an SSH public key blob"))?;
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid host name {host:?}")));
     }

@@ -117,10 +117,7 @@ fn components(rel: &str) -> io::Result<Vec<&OsStr>> {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
             _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("path {rel:?} is not inside the drop"),
-                ))
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("path {rel:?} is not inside the drop")))
             }
         }
     }
@@ -160,7 +157,8 @@ fn kind_of(st: &rfs::Stat) -> EntryKind {
 #[allow(clippy::unnecessary_cast)]
 fn entry_of(raw_name: &[u8], st: &rfs::Stat) -> Entry {
     let (secs, nanos) = (st.st_mtime as i64, st.st_mtime_nsec as u32);
-    let mtime = u64::try_from(secs).map(|s| UNIX_EPOCH + Duration::new(s, nanos.min(999_999_999))).unwrap_or(UNIX_EPOCH);
+    let mtime =
+        u64::try_from(secs).map(|s| UNIX_EPOCH + Duration::new(s, nanos.min(999_999_999))).unwrap_or(UNIX_EPOCH);
     Entry::new(
         raw_name.to_vec(),
         st.st_size.max(0) as u64,
@@ -282,7 +280,13 @@ impl Drop for LocalDrop {
         }
         let fdir = self.walk(&components(dir)?, false)?.ok_or_else(|| ctx(Errno::NOENT, dir))?;
         let (tdir, tname) = self.parent(to, true)?;
-        rename_at(&fdir, OsStr::from_bytes(raw_name), &tdir.expect("created"), tname, &format!("move an entry of {dir} to {to}"))
+        rename_at(
+            &fdir,
+            OsStr::from_bytes(raw_name),
+            &tdir.expect("created"),
+            tname,
+            &format!("move an entry of {dir} to {to}"),
+        )
     }
 
     fn stat(&mut self, path: &str) -> io::Result<Option<Entry>> {
@@ -390,14 +394,15 @@ mod tests {
         let mut d = LocalDrop::new(dir.path());
         let listed = d.list("in").unwrap().remove(0);
         assert_eq!(listed.kind, EntryKind::File);
+        // A second name keeps the listed inode allocated, so no later file can reuse its number.
+        fs::hard_link(dir.path().join("in/a.csv"), dir.path().join("kept")).unwrap();
         fs::remove_file(dir.path().join("in/a.csv")).unwrap();
         symlink(outside.path().join("secret"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
         assert!(as_changed(&e).is_some(), "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(d.open_read("in/a.csv").is_err());
-        // Swapped for another regular file (made while the listed one still existed, so the
-        // inode cannot be the freed one reused): the inode differs.
+        // Swapped for another regular file: the inode differs.
         fs::write(dir.path().join("in/new"), "sku\n").unwrap();
         fs::rename(dir.path().join("in/new"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
@@ -419,7 +424,11 @@ mod tests {
         let kinds: Vec<_> = d.list("").unwrap().into_iter().map(|e| (e.name, e.kind)).collect();
         assert_eq!(
             kinds,
-            vec![("p.csv".into(), EntryKind::Fifo), ("s.csv".into(), EntryKind::Socket), ("sub.csv".into(), EntryKind::Dir)]
+            vec![
+                ("p.csv".into(), EntryKind::Fifo),
+                ("s.csv".into(), EntryKind::Socket),
+                ("sub.csv".into(), EntryKind::Dir)
+            ]
         );
         // Would block forever if the FIFO were opened for reading without O_NONBLOCK.
         let e = d.open_read("p.csv").err().unwrap();
@@ -446,7 +455,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Read, not set: the umask is the whole process's, and tests run in parallel.
         let status = fs::read_to_string("/proc/self/status").unwrap();
-        let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).map(|v| u32::from_str_radix(v.trim(), 8).unwrap());
+        let umask =
+            status.lines().find_map(|l| l.strip_prefix("Umask:")).map(|v| u32::from_str_radix(v.trim(), 8).unwrap());
         let umask = umask.expect("Umask in /proc/self/status");
         let mut d = LocalDrop::new(dir.path());
         d.write_atomic("a.csv", &mut &b"x"[..]).unwrap();

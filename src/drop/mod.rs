@@ -143,8 +143,15 @@ impl EntryKind {
 pub enum Identity {
     #[default]
     Unknown,
-    Inode { dev: u64, ino: u64 },
-    Attrs { uid: u32, gid: u32, perm: u32 },
+    Inode {
+        dev: u64,
+        ino: u64,
+    },
+    Attrs {
+        uid: u32,
+        gid: u32,
+        perm: u32,
+    },
 }
 
 /// One directory entry as the drop reports it.
@@ -310,8 +317,7 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// Names an uploader is still writing or that are ours in flight: never taken.
 pub fn is_ignored_name(name: &str) -> bool {
-    name.starts_with('.')
-        || [".tmp", ".part", ".filepart"].iter().any(|s| name.ends_with(s))
+    name.starts_with('.') || [".tmp", ".part", ".filepart"].iter().any(|s| name.ends_with(s))
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp}
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -57,7 +57,10 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone)]
 pub enum SftpAuth {
     /// Private key file (OpenSSH or PEM format); the public key is derived from it.
-    Key { path: PathBuf, passphrase: Option<Secret> },
+    Key {
+        path: PathBuf,
+        passphrase: Option<Secret>,
+    },
     Password(Secret),
 }
 
@@ -234,10 +237,9 @@ fn remap_io(e: io::Error, sess: &Session, what: &str) -> io::Error {
         {
             map_err(&se, what)
         }
-        _ if e.kind() == io::ErrorKind::Other => io::Error::new(
-            e.kind(),
-            format!("sftp: {what}: {e} (server reported a failure, e.g. disk full or quota)"),
-        ),
+        _ if e.kind() == io::ErrorKind::Other => {
+            io::Error::new(e.kind(), format!("sftp: {what}: {e} (server reported a failure, e.g. disk full or quota)"))
+        }
         _ => io_ctx(e, what),
     }
 }
@@ -307,7 +309,8 @@ diffie-hellman-group-exchange-sha256,diffie-hellman-group14-sha256";
 /// chacha20-poly1305 first, as OpenSSH orders them, and for speed: libssh2 decrypts it a whole
 /// packet per call, but AES-GCM and AES-CTR one 16-byte block per call, which made reading a
 /// big file over a fast link about 1.6 times slower.
-const CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+const CIPHERS: &str =
+    "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
 const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
 const HOSTKEYS: &[&str] = &[
     "ssh-ed25519",
@@ -467,8 +470,8 @@ impl Conn {
         let who = format!("{} at {}", cfg.user, known_hosts::host_pattern(&cfg.host, cfg.port));
         match &cfg.auth {
             SftpAuth::Key { path, passphrase } => {
-                sess.userauth_pubkey_file(&cfg.user, None, path, passphrase.as_ref().map(Secret::expose))
-                    .map_err(|e| {
+                sess.userauth_pubkey_file(&cfg.user, None, path, passphrase.as_ref().map(Secret::expose)).map_err(
+                    |e| {
                         let base = map_err(&e, &format!("key authentication as {who} with {}", path.display()));
                         // libssh2 reports a wrong passphrase as an unsupported format; say
                         // which of the likely causes applies to this file.
@@ -487,7 +490,8 @@ impl Conn {
                             _ => "",
                         };
                         auth_error(base.kind(), format!("{base}; {why}"))
-                    })?;
+                    },
+                )?;
             }
             SftpAuth::Password(pw) => {
                 sess.userauth_password(&cfg.user, pw.expose()).map_err(|e| {
@@ -595,7 +599,9 @@ impl SftpDrop {
             let listed_changed = listed.is_some_and(|l| !l.unchanged_as(&entry_of(&l.raw_name, &st)));
             match (k, listed) {
                 (EntryKind::File, _) if !listed_changed => {}
-                (EntryKind::File, _) => return Err(changed_error(path, "size, mtime or owner differ from the listing")),
+                (EntryKind::File, _) => {
+                    return Err(changed_error(path, "size, mtime or owner differ from the listing"))
+                }
                 (k, Some(_)) => return Err(changed_error(path, format!("it is {} now", k.describe()))),
                 (k, None) => return Err(not_regular(path, k)),
             }
@@ -935,17 +941,11 @@ impl Drop for SftpDrop {
                         }
                         // READDIR attributes come from lstat on OpenSSH; servers that omit
                         // the type get an explicit lstat so links are never followed.
-                        let st = if st.perm.is_none() {
-                            lstat_opt(c, &path.join(&p))?.unwrap_or(st)
-                        } else {
-                            st
-                        };
+                        let st = if st.perm.is_none() { lstat_opt(c, &path.join(&p))?.unwrap_or(st) } else { st };
                         out.push(entry_of(raw, &st));
                     }
                     // ssh2 reports the end of a listing as a FILE error ("no more files").
-                    Err(e) if matches!(e.code(), ErrorCode::SFTP(rc::FX_EOF) | ErrorCode::Session(rc::FILE)) => {
-                        break
-                    }
+                    Err(e) if matches!(e.code(), ErrorCode::SFTP(rc::FX_EOF) | ErrorCode::Session(rc::FILE)) => break,
                     Err(e) => return Err(map_err(&e, &format!("list {}", path.display()))),
                 }
             }

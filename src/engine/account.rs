@@ -174,7 +174,13 @@ pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, work
     report
 }
 
-async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, parts: Parts, mut report: AccountReport) -> (AccountReport, Ledger) {
+async fn claimed(
+    acct: &Account,
+    location: &LedgerLocation,
+    ledger: Ledger,
+    parts: Parts,
+    mut report: AccountReport,
+) -> (AccountReport, Ledger) {
     let started = crate::ledger::now();
     let clock = std::time::Instant::now();
     match ledger.halted(&acct.name) {
@@ -242,7 +248,16 @@ async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, part
     let mut stopped_why: Option<String> = None;
     // The drop opened: problems of opening it are over, whatever happens next; anything else
     // is known to be over only when the whole cycle ran.
-    let opened_past = |r: Reason| matches!(r, Reason::HostKeyUnknown | Reason::HostKeyChanged | Reason::HostKeyRevoked | Reason::SftpAuth | Reason::DropMissing);
+    let opened_past = |r: Reason| {
+        matches!(
+            r,
+            Reason::HostKeyUnknown
+                | Reason::HostKeyChanged
+                | Reason::HostKeyRevoked
+                | Reason::SftpAuth
+                | Reason::DropMissing
+        )
+    };
     let recorded = cx.ledger.attention(&acct.name).ok().flatten();
     let cleared = result.is_ok() || recorded.as_ref().is_some_and(|r| opened_past(r.reason));
     let (result, met) = match result {
@@ -251,9 +266,11 @@ async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, part
     };
     let stopped_by_attention = met.is_some();
     if met.is_some() || recorded.is_some() {
-        let o = settle_attention(acct, location, &cx.ledger, Some(cx.drop.as_mut()), &mut cx.report, met, cleared).await;
+        let o =
+            settle_attention(acct, location, &cx.ledger, Some(cx.drop.as_mut()), &mut cx.report, met, cleared).await;
         if stopped_by_attention {
-            stopped_why = Some(cx.report.attention.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| o.to_string()));
+            stopped_why =
+                Some(cx.report.attention.as_ref().map(|a| a.message.clone()).unwrap_or_else(|| o.to_string()));
         }
     }
     let outcome = match result {
@@ -276,7 +293,8 @@ async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, part
             if let Err(e) = halt::write_alert(cx.drop.as_mut(), &acct.name, &text) {
                 tracing::error!(account = %acct.name, "could not write the alert file: {e}");
             }
-            cx.report.halted = Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
+            cx.report.halted =
+                Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
             super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
             "halted".to_string()
         }
@@ -301,7 +319,12 @@ async fn claimed(acct: &Account, location: &LedgerLocation, ledger: Ledger, part
         super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "file_rejected", &text).await;
     }
     let summary = stopped_why.unwrap_or_else(|| {
-        format!("{} files, {} orders sent, {} cancels sent", cx.report.files.len(), cx.report.orders_sent, cx.report.cancels_sent)
+        format!(
+            "{} files, {} orders sent, {} cancels sent",
+            cx.report.files.len(),
+            cx.report.orders_sent,
+            cx.report.cancels_sent
+        )
     });
     let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -483,8 +506,12 @@ impl AccountCtx<'_> {
             for e in entries.iter().filter(|e| crate::drop::is_temp_of_ours(&e.name)) {
                 let path = format!("{dir}/{}", e.name);
                 match self.drop.remove(&path) {
-                    Ok(()) => tracing::info!(account = %self.acct.name, file = %path, "removed a temp file left by an interrupted run"),
-                    Err(err) => tracing::warn!(account = %self.acct.name, file = %path, "cannot remove a stale temp file: {err}"),
+                    Ok(()) => {
+                        tracing::info!(account = %self.acct.name, file = %path, "removed a temp file left by an interrupted run")
+                    }
+                    Err(err) => {
+                        tracing::warn!(account = %self.acct.name, file = %path, "cannot remove a stale temp file: {err}")
+                    }
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! the account's limit; ledger updates happen here, between them, never inside a request.
 
 use super::account::{AccountCtx, Step, Stop};
-use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
 use crate::formats::Kind;
+use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
 use crate::ledger::{Intent, IntentState};
 use crate::reconcile::{self, inventory, orders, shipments, Decision, Outcome};
 use crate::stitch::wire::{self, NewShipment};
@@ -34,22 +34,35 @@ pub(crate) fn line_items_mark(account: &str, fulfillment_id: &str) -> String {
 
 fn from_intent(line: u64, i: &Intent) -> Decision {
     let outcome = reconcile::outcome_from(i.outcome.as_deref().unwrap_or("unchanged"));
-    Decision::new(line, i.key.split(':').next_back().unwrap_or(&i.key), outcome, i.remote_id.clone().unwrap_or_default(), i.message.clone().unwrap_or_default())
+    Decision::new(
+        line,
+        i.key.split(':').next_back().unwrap_or(&i.key),
+        outcome,
+        i.remote_id.clone().unwrap_or_default(),
+        i.message.clone().unwrap_or_default(),
+    )
 }
 
 impl AccountCtx<'_> {
     pub async fn apply(&mut self, kind: Kind, sha: &str, records: Vec<Record>, delta: bool) -> Step<Vec<Decision>> {
         match kind {
             Kind::Inventory => {
-                let recs = records.into_iter().filter_map(|r| if let Record::Inventory(i) = r { Some(i) } else { None }).collect();
+                let recs = records
+                    .into_iter()
+                    .filter_map(|r| if let Record::Inventory(i) = r { Some(i) } else { None })
+                    .collect();
                 self.apply_inventory(sha, recs, delta).await
             }
             Kind::Orders => {
-                let recs = records.into_iter().filter_map(|r| if let Record::Order(o) = r { Some(o) } else { None }).collect();
+                let recs =
+                    records.into_iter().filter_map(|r| if let Record::Order(o) = r { Some(o) } else { None }).collect();
                 self.apply_orders(sha, recs).await
             }
             Kind::Shipments => {
-                let recs = records.into_iter().filter_map(|r| if let Record::Shipment(s) = r { Some(s) } else { None }).collect();
+                let recs = records
+                    .into_iter()
+                    .filter_map(|r| if let Record::Shipment(s) = r { Some(s) } else { None })
+                    .collect();
                 self.apply_shipments(sha, recs).await
             }
         }
@@ -68,15 +81,24 @@ impl AccountCtx<'_> {
         // delta, repeating would add the adjustment twice.
         for r in recs {
             match self.ledger.intent(&acct, &key(&r.sku))? {
-                Some(i) if i.state == IntentState::Done => decisions.push(Decision { line: r.line, key: r.sku.clone(), ..from_intent(r.line, &i) }),
+                Some(i) if i.state == IntentState::Done => {
+                    decisions.push(Decision { line: r.line, key: r.sku.clone(), ..from_intent(r.line, &i) })
+                }
                 Some(i) if i.state == IntentState::Pending => {
-                    let target = serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["stock"].as_i64());
+                    let target =
+                        serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["stock"].as_i64());
                     match (target, remote.get(&r.sku)) {
                         (Some(t), Some(p)) if p.stock == t => {
-                            let created = serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["creates"].as_bool()).unwrap_or(false);
+                            let created = serde_json::from_str::<serde_json::Value>(&i.payload)
+                                .ok()
+                                .and_then(|v| v["creates"].as_bool())
+                                .unwrap_or(false);
                             let outcome = if created { Outcome::Created } else { Outcome::Updated };
                             let msg = format!("stock {t} (confirmed after an interrupted run)");
-                            self.ledger.complete_intents(&acct, &[(i.key.clone(), outcome.as_str().into(), p.id.clone(), msg.clone())])?;
+                            self.ledger.complete_intents(
+                                &acct,
+                                &[(i.key.clone(), outcome.as_str().into(), p.id.clone(), msg.clone())],
+                            )?;
                             decisions.push(Decision::new(r.line, &r.sku, outcome, &p.id, msg));
                         }
                         _ => todo.push(r),
@@ -97,7 +119,13 @@ impl AccountCtx<'_> {
         for c in &chunks {
             let items: Vec<(String, &str, String)> = c
                 .iter()
-                .map(|u| (key(&u.upsert.sku), "product", json!({"sku": u.upsert.sku, "stock": u.upsert.stock, "creates": u.creates}).to_string()))
+                .map(|u| {
+                    (
+                        key(&u.upsert.sku),
+                        "product",
+                        json!({"sku": u.upsert.sku, "stock": u.upsert.stock, "creates": u.creates}).to_string(),
+                    )
+                })
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
@@ -128,9 +156,14 @@ impl AccountCtx<'_> {
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
                     let msg = format!("Stitch refused this batch ({status} {code}): {message}");
-                    let failed: Vec<_> = chunk.iter().map(|u| (key(&u.upsert.sku), "rejected".into(), String::new(), msg.clone())).collect();
+                    let failed: Vec<_> = chunk
+                        .iter()
+                        .map(|u| (key(&u.upsert.sku), "rejected".into(), String::new(), msg.clone()))
+                        .collect();
                     self.ledger.fail_intents(&acct, &failed)?;
-                    decisions.extend(chunk.iter().map(|u| Decision::rejected(u.line, "stitch_rejected", &u.upsert.sku, &msg)));
+                    decisions.extend(
+                        chunk.iter().map(|u| Decision::rejected(u.line, "stitch_rejected", &u.upsert.sku, &msg)),
+                    );
                 }
                 Err(e) => {
                     // Keep draining finished requests so their outcomes are recorded.
@@ -177,7 +210,13 @@ impl AccountCtx<'_> {
                     d.key = r.order_ref.clone();
                     if i.state == IntentState::Pending {
                         let id = remote.map(|v| v.order.id.clone()).unwrap_or_default();
-                        d = Decision::new(r.line, &r.order_ref, Outcome::Created, &id, "confirmed after an interrupted run");
+                        d = Decision::new(
+                            r.line,
+                            &r.order_ref,
+                            Outcome::Created,
+                            &id,
+                            "confirmed after an interrupted run",
+                        );
                         self.ledger.complete_intents(&acct, &[(key(&r), "created".into(), id, d.message.clone())])?;
                     }
                     decisions.push(d);
@@ -191,7 +230,13 @@ impl AccountCtx<'_> {
         }
         let items: Vec<(String, &str, String)> = writes
             .iter()
-            .map(|(r, _)| (key(r), "order", json!({"po_num": r.order_ref, "action": format!("{:?}", r.action).to_lowercase()}).to_string()))
+            .map(|(r, _)| {
+                (
+                    key(r),
+                    "order",
+                    json!({"po_num": r.order_ref, "action": format!("{:?}", r.action).to_lowercase()}).to_string(),
+                )
+            })
             .collect();
         self.ledger.begin_intents(&acct, &items)?;
         let mut results = stream::iter(writes)
@@ -201,9 +246,14 @@ impl AccountCtx<'_> {
                     let (write, outcome) = match &p {
                         orders::OrderPlan::Create(w) => (w.clone(), Outcome::Created),
                         orders::OrderPlan::Update { write, .. } => (write.clone(), Outcome::Updated),
-                        orders::OrderPlan::Void { id } => {
-                            (wire::SalesOrderWrite { id: Some(id.clone()), void: Some("1".into()), ..Default::default() }, Outcome::Updated)
-                        }
+                        orders::OrderPlan::Void { id } => (
+                            wire::SalesOrderWrite {
+                                id: Some(id.clone()),
+                                void: Some("1".into()),
+                                ..Default::default()
+                            },
+                            Outcome::Updated,
+                        ),
                         orders::OrderPlan::Settled(_) => unreachable!("settled plans are not sent"),
                     };
                     let res = client.write_order(&write, &r.order_ref, |v| orders::landed(&r, v)).await;
@@ -216,14 +266,22 @@ impl AccountCtx<'_> {
             match res {
                 Ok(v) => {
                     let msg = if r.action == OrderAction::Cancel { "cancelled (voided) in Stitch" } else { "" };
-                    self.ledger.complete_intents(&acct, &[(key(&r), outcome.as_str().into(), v.order.id.clone(), msg.into())])?;
+                    self.ledger.complete_intents(
+                        &acct,
+                        &[(key(&r), outcome.as_str().into(), v.order.id.clone(), msg.into())],
+                    )?;
                     decisions.push(Decision::new(r.line, &r.order_ref, outcome, &v.order.id, msg));
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
                     let msg = match code.as_str() {
                         // In the warehouse's terms: its order reference, never Stitch's internal ids.
-                        wire::codes::ALREADY_SHIPPED => format!("order {} has shipped items; it cannot be cancelled", r.order_ref),
-                        wire::codes::ORDER_LOCKED => format!("the warehouse has already acknowledged order {}; changes not applied ({message})", r.order_ref),
+                        wire::codes::ALREADY_SHIPPED => {
+                            format!("order {} has shipped items; it cannot be cancelled", r.order_ref)
+                        }
+                        wire::codes::ORDER_LOCKED => format!(
+                            "the warehouse has already acknowledged order {}; changes not applied ({message})",
+                            r.order_ref
+                        ),
                         _ => format!("Stitch refused the order ({status}): {message}"),
                     };
                     self.ledger.fail_intents(&acct, &[(key(&r), "rejected".into(), String::new(), msg.clone())])?;
@@ -263,7 +321,12 @@ impl AccountCtx<'_> {
                         None => match self.ledger.get_mark(&mark)? {
                             Some(f) => Some(f),
                             None => {
-                                let f = self.open_fulfillments().await?.iter().find(|f| &f.order_number == o).map(|f| f.id.clone());
+                                let f = self
+                                    .open_fulfillments()
+                                    .await?
+                                    .iter()
+                                    .find(|f| &f.order_number == o)
+                                    .map(|f| f.id.clone());
                                 if let Some(f) = &f {
                                     self.ledger.set_mark(&mark, f)?;
                                 }
@@ -374,8 +437,9 @@ impl AccountCtx<'_> {
             }
             let snap = snaps.get_mut(fid).and_then(|s| s.as_mut());
             let mut plan = shipments::plan(&pending_recs, snap.as_deref(), fid);
-            let needs_history = plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected))
-                || pending_recs.iter().any(|r| self.ledger.intent(&acct, &key(fid, r)).ok().flatten().is_some());
+            let needs_history =
+                plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected))
+                    || pending_recs.iter().any(|r| self.ledger.intent(&acct, &key(fid, r)).ok().flatten().is_some());
             if let (true, Some(s)) = (needs_history, snap) {
                 s.shipments = self.client.shipments_for(fid).await?;
                 plan = shipments::plan(&pending_recs, Some(s), fid);
@@ -384,7 +448,10 @@ impl AccountCtx<'_> {
                 match p {
                     shipments::ShipmentPlan::Settled(d) => {
                         if d.outcome == Outcome::Unchanged {
-                            let _ = self.ledger.complete_intents(&acct, &[(key(fid, r), "unchanged".into(), d.remote_id.clone(), d.message.clone())]);
+                            let _ = self.ledger.complete_intents(
+                                &acct,
+                                &[(key(fid, r), "unchanged".into(), d.remote_id.clone(), d.message.clone())],
+                            );
                         }
                         decisions.push(d)
                     }
@@ -397,7 +464,14 @@ impl AccountCtx<'_> {
         for b in &batches {
             let items: Vec<(String, &str, String)> = b
                 .iter()
-                .map(|(_, n)| (format!("shp:{}/{}", n.fulfillment_id, n.tracking_number), "shipment", json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number, "file": sha}).to_string()))
+                .map(|(_, n)| {
+                    (
+                        format!("shp:{}/{}", n.fulfillment_id, n.tracking_number),
+                        "shipment",
+                        json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number, "file": sha})
+                            .to_string(),
+                    )
+                })
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
@@ -418,11 +492,17 @@ impl AccountCtx<'_> {
         while let Some((b, r)) = results.next().await {
             match r {
                 Ok(answer) => {
-                    let ids: HashMap<(&str, &str), &str> =
-                        answer.iter().map(|s| ((s.fulfillment_id.as_str(), s.tracking_number.as_str()), s.id.as_str())).collect();
+                    let ids: HashMap<(&str, &str), &str> = answer
+                        .iter()
+                        .map(|s| ((s.fulfillment_id.as_str(), s.tracking_number.as_str()), s.id.as_str()))
+                        .collect();
                     let mut done = Vec::new();
                     for (line, n) in &b {
-                        let id = ids.get(&(n.fulfillment_id.as_str(), n.tracking_number.as_str())).copied().unwrap_or("").to_string();
+                        let id = ids
+                            .get(&(n.fulfillment_id.as_str(), n.tracking_number.as_str()))
+                            .copied()
+                            .unwrap_or("")
+                            .to_string();
                         let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
                         done.push((format!("shp:{k}"), "created".to_string(), id.clone(), String::new()));
                         decisions.push(Decision::new(*line, k, Outcome::Created, id, ""));
@@ -455,7 +535,10 @@ impl AccountCtx<'_> {
                 Ok(answer) => {
                     let id = answer.first().map(|s| s.id.clone()).unwrap_or_default();
                     let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
-                    self.ledger.complete_intents(&acct, &[(format!("shp:{k}"), "created".into(), id.clone(), String::new())])?;
+                    self.ledger.complete_intents(
+                        &acct,
+                        &[(format!("shp:{k}"), "created".into(), id.clone(), String::new())],
+                    )?;
                     decisions.push(Decision::new(line, k, Outcome::Created, id, ""));
                     let m = shipped.entry(n.fulfillment_id.clone()).or_default();
                     for li in &n.line_items {
@@ -505,7 +588,13 @@ impl AccountCtx<'_> {
         // next run's `resolve_pending`, which never lets an older status overwrite a newer one.
         let intents: Vec<(String, &str, String)> = statuses
             .iter()
-            .map(|(fid, st)| (super::download::status_key(fid, st), "status", json!({"fulfillment_id": fid, "status": st}).to_string()))
+            .map(|(fid, st)| {
+                (
+                    super::download::status_key(fid, st),
+                    "status",
+                    json!({"fulfillment_id": fid, "status": st}).to_string(),
+                )
+            })
             .collect();
         self.ledger.begin_intents(&acct, &intents)?;
         let mut sets = stream::iter(statuses)
@@ -551,15 +640,40 @@ impl AccountCtx<'_> {
         }
     }
 
-    fn settle_refused_shipment(&mut self, decisions: &mut Vec<Decision>, line: u64, n: &NewShipment, status: u16, code: &str, message: &str) -> Step<()> {
+    fn settle_refused_shipment(
+        &mut self,
+        decisions: &mut Vec<Decision>,
+        line: u64,
+        n: &NewShipment,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> Step<()> {
         let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
         if code == wire::codes::DUPLICATE_SHIPMENT {
-            self.ledger.complete_intents(&self.acct.name, &[(format!("shp:{k}"), "unchanged".into(), String::new(), "tracking number already recorded".into())])?;
-            decisions.push(Decision::new(line, k, Outcome::Unchanged, "", "tracking number already recorded on this fulfillment"));
+            self.ledger.complete_intents(
+                &self.acct.name,
+                &[(format!("shp:{k}"), "unchanged".into(), String::new(), "tracking number already recorded".into())],
+            )?;
+            decisions.push(Decision::new(
+                line,
+                k,
+                Outcome::Unchanged,
+                "",
+                "tracking number already recorded on this fulfillment",
+            ));
         } else {
             let msg = format!("Stitch refused the shipment ({status}): {message}");
-            self.ledger.fail_intents(&self.acct.name, &[(format!("shp:{k}"), "rejected".into(), String::new(), msg.clone())])?;
-            decisions.push(Decision::rejected(line, leak_code(if code.is_empty() { "stitch_rejected" } else { code }), k, msg));
+            self.ledger.fail_intents(
+                &self.acct.name,
+                &[(format!("shp:{k}"), "rejected".into(), String::new(), msg.clone())],
+            )?;
+            decisions.push(Decision::rejected(
+                line,
+                leak_code(if code.is_empty() { "stitch_rejected" } else { code }),
+                k,
+                msg,
+            ));
         }
         Ok(())
     }
@@ -569,8 +683,17 @@ impl AccountCtx<'_> {
 fn leak_code(code: &str) -> &'static str {
     use wire::codes::*;
     for known in [
-        ORDER_LOCKED, ALREADY_SHIPPED, FULFILLMENT_NOT_OPEN, UNKNOWN_FULFILLMENT, UNKNOWN_LINE_ITEM, OVER_SHIPMENT,
-        DUPLICATE_SHIPMENT, INVALID, TOO_MANY_PRODUCTS, NOT_FOUND, BAD_REQUEST,
+        ORDER_LOCKED,
+        ALREADY_SHIPPED,
+        FULFILLMENT_NOT_OPEN,
+        UNKNOWN_FULFILLMENT,
+        UNKNOWN_LINE_ITEM,
+        OVER_SHIPMENT,
+        DUPLICATE_SHIPMENT,
+        INVALID,
+        TOO_MANY_PRODUCTS,
+        NOT_FOUND,
+        BAD_REQUEST,
     ] {
         if known == code {
             return known;

@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(transition(Some(&r), Some(&changed), false), Transition::Still { strikes: 2 });
         // An outage before the point where the problem arose proves nothing either way.
         assert_eq!(transition(Some(&r), None, false), Transition::Quiet);
-        assert_eq!(transition(Some(&r), None, true), Transition::Clear { was: Reason::HostKeyChanged, announced: true });
+        assert_eq!(
+            transition(Some(&r), None, true),
+            Transition::Clear { was: Reason::HostKeyChanged, announced: true }
+        );
         assert_eq!(transition(None, None, true), Transition::Quiet);
     }
 
@@ -206,10 +209,16 @@ mod tests {
         assert!(!once.announced());
         assert_eq!(transition(Some(&once), Some(&perm), false), Transition::Enter { strikes: 2 });
         // A strike that cleared was never announced: clearing it says nothing to anyone.
-        assert_eq!(transition(Some(&once), None, true), Transition::Clear { was: Reason::Permission, announced: false });
+        assert_eq!(
+            transition(Some(&once), None, true),
+            Transition::Clear { was: Reason::Permission, announced: false }
+        );
         // Another problem replaces the recorded one and is announced.
         let missing = Attention::new(Reason::DropMissing, "gone");
-        assert_eq!(transition(Some(&rec(Reason::HostKeyChanged, 3)), Some(&missing), false), Transition::Enter { strikes: 1 });
+        assert_eq!(
+            transition(Some(&rec(Reason::HostKeyChanged, 3)), Some(&missing), false),
+            Transition::Enter { strikes: 1 }
+        );
     }
 
     #[test]

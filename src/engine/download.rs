@@ -193,21 +193,36 @@ impl AccountCtx<'_> {
             let v: serde_json::Value = serde_json::from_str(&i.payload).unwrap_or_default();
             match i.kind.as_str() {
                 "shipment" => {
-                    let (Some(fid), Some(t)) = (v["fulfillment_id"].as_str(), v["tracking_number"].as_str()) else { continue };
+                    let (Some(fid), Some(t)) = (v["fulfillment_id"].as_str(), v["tracking_number"].as_str()) else {
+                        continue;
+                    };
                     if let Some(s) = self.client.find_shipment(fid, t).await? {
                         // Landed unseen: the cached shipped counts miss it.
                         self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, fid)])?;
-                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), s.id, "confirmed after an interrupted run".into())])?;
+                        self.ledger.complete_intents(
+                            &acct,
+                            &[(i.key.clone(), "created".into(), s.id, "confirmed after an interrupted run".into())],
+                        )?;
                     }
                 }
                 "order" if v["action"] == "create" => {
                     let Some(po) = v["po_num"].as_str() else { continue };
                     if let Some(o) = self.client.find_order(po).await? {
-                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "created".into(), o.order.id, "confirmed after an interrupted run".into())])?;
+                        self.ledger.complete_intents(
+                            &acct,
+                            &[(
+                                i.key.clone(),
+                                "created".into(),
+                                o.order.id,
+                                "confirmed after an interrupted run".into(),
+                            )],
+                        )?;
                     }
                 }
                 "status" => {
-                    let (Some(fid), Some(status)) = (v["fulfillment_id"].as_str(), v["status"].as_str()) else { continue };
+                    let (Some(fid), Some(status)) = (v["fulfillment_id"].as_str(), v["status"].as_str()) else {
+                        continue;
+                    };
                     // A later status already set must not be overwritten by an older one.
                     let rank = STATUS_ORDER.iter().position(|s| *s == status).unwrap_or(0);
                     let mut superseded = false;
@@ -217,14 +232,26 @@ impl AccountCtx<'_> {
                         }
                     }
                     if superseded {
-                        self.ledger.complete_intents(&acct, &[(i.key.clone(), "unchanged".into(), String::new(), "superseded by a later status".into())])?;
+                        self.ledger.complete_intents(
+                            &acct,
+                            &[(
+                                i.key.clone(),
+                                "unchanged".into(),
+                                String::new(),
+                                "superseded by a later status".into(),
+                            )],
+                        )?;
                         continue;
                     }
                     match self.client.set_status(fid, status).await {
-                        Ok(()) => self.ledger.complete_intents(&acct, &[(i.key.clone(), "updated".into(), String::new(), String::new())])?,
+                        Ok(()) => self.ledger.complete_intents(
+                            &acct,
+                            &[(i.key.clone(), "updated".into(), String::new(), String::new())],
+                        )?,
                         Err(crate::stitch::ApiError::Rejected { status, message, .. }) => {
                             let msg = format!("status update refused ({status}): {message}");
-                            self.ledger.fail_intents(&acct, &[(i.key.clone(), "rejected".into(), String::new(), msg)])?;
+                            self.ledger
+                                .fail_intents(&acct, &[(i.key.clone(), "rejected".into(), String::new(), msg)])?;
                         }
                         Err(e) => return Err(e.into()),
                     }

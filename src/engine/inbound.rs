@@ -71,7 +71,12 @@ impl KeyColumns {
     fn key(&self, u: &Unit) -> String {
         let Some(row) = u.rows.first() else { return String::new() };
         let value = |cols: &Vec<usize>| {
-            cols.iter().filter_map(|&i| row.fields.get(i)).map(|s| s.trim()).find(|s| !s.is_empty()).unwrap_or("").to_string()
+            cols.iter()
+                .filter_map(|&i| row.fields.get(i))
+                .map(|s| s.trim())
+                .find(|s| !s.is_empty())
+                .unwrap_or("")
+                .to_string()
         };
         let parts: Vec<String> = self.0.iter().map(value).collect();
         if parts.iter().all(|p| p.is_empty()) {
@@ -85,7 +90,8 @@ impl KeyColumns {
 fn unit_decision(u: &Unit, errs: &[formats::RecordError], key: String) -> Decision {
     let line = u.rows.first().map(|r| r.line).unwrap_or(0);
     let first = errs.first();
-    let msg = errs.iter().map(|e| format!("line {} {}: {}", e.line, e.column, e.message)).collect::<Vec<_>>().join("; ");
+    let msg =
+        errs.iter().map(|e| format!("line {} {}: {}", e.line, e.column, e.message)).collect::<Vec<_>>().join("; ");
     Decision::rejected(line, first.map(|e| e.code.as_str()).unwrap_or("invalid"), key, msg)
 }
 
@@ -131,11 +137,9 @@ fn key_of(r: &Record) -> String {
     match r {
         Record::Inventory(i) => i.sku.clone(),
         Record::Order(o) => o.order_ref.clone(),
-        Record::Shipment(s) => format!(
-            "{}/{}",
-            s.fulfillment_id.as_deref().or(s.order_ref.as_deref()).unwrap_or(""),
-            s.tracking_number
-        ),
+        Record::Shipment(s) => {
+            format!("{}/{}", s.fulfillment_id.as_deref().or(s.order_ref.as_deref()).unwrap_or(""), s.tracking_number)
+        }
     }
 }
 
@@ -269,7 +273,13 @@ impl AccountCtx<'_> {
         let existing: HashSet<String> = self.drop.list(&results_dir)?.into_iter().map(|x| x.name).collect();
         let rname = unique_name_in(&existing, &format!("{safe}.result.csv"));
         let mut w = ResultWriter::new(Vec::new())?;
-        w.write(&ResultRow { line: 0, key: String::new(), outcome: Outcome::Rejected, remote_id: String::new(), message })?;
+        w.write(&ResultRow {
+            line: 0,
+            key: String::new(),
+            outcome: Outcome::Rejected,
+            remote_id: String::new(),
+            message,
+        })?;
         let bytes = w.finish()?;
         if moved.is_ok() {
             self.drop.write_atomic(&format!("{results_dir}/{rname}"), &mut bytes.as_slice())?;
@@ -368,7 +378,11 @@ impl AccountCtx<'_> {
                     .iter()
                     .map(|r| Decision::new(record_line(r), key_of(r), Outcome::Skipped, "", &msg))
                     .collect();
-                ds.extend(parsed.rejected.iter().map(|d| Decision { outcome: Outcome::Skipped, message: msg.clone(), ..d.clone() }));
+                ds.extend(parsed.rejected.iter().map(|d| Decision {
+                    outcome: Outcome::Skipped,
+                    message: msg.clone(),
+                    ..d.clone()
+                }));
                 ds.sort_by_key(|d| d.line);
                 (ds, Some(earlier.id), false, Some(msg))
             } else {
@@ -486,7 +500,8 @@ impl AccountCtx<'_> {
                 let target = match &row.errors_path {
                     Some(p) => p.clone(),
                     None => {
-                        let existing: HashSet<String> = self.drop.list(&f.errors)?.into_iter().map(|x| x.name).collect();
+                        let existing: HashSet<String> =
+                            self.drop.list(&f.errors)?.into_iter().map(|x| x.name).collect();
                         let p = format!("{}/{}", f.errors, unique_name_in(&existing, &format!("{name}.errors.csv")));
                         self.ledger.set_step(row.id, FileStep::ResultWritten, None, Some(&p))?;
                         p
@@ -578,7 +593,13 @@ impl AccountCtx<'_> {
         Ok(Some(widest))
     }
 
-    fn render_errors(&mut self, kind: Kind, path: &str, listed: &Entry, outcomes: &[StoredRecord]) -> Step<Option<std::fs::File>> {
+    fn render_errors(
+        &mut self,
+        kind: Kind,
+        path: &str,
+        listed: &Entry,
+        outcomes: &[StoredRecord],
+    ) -> Step<Option<std::fs::File>> {
         let opts = self.parse_opts(kind, &listed.name);
         let rejected_by_line: HashMap<u64, &StoredRecord> =
             outcomes.iter().filter(|o| o.outcome == "rejected").map(|o| (o.line, o)).collect();
@@ -588,7 +609,9 @@ impl AccountCtx<'_> {
         };
         let mut tmp = tempfile::tempfile()?;
         {
-            let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
+            let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+                return Ok(None);
+            };
             let mut buf = io::BufWriter::new(&mut tmp);
             match formats::parse(kind, reader, &opts) {
                 Err(r) => {
@@ -598,12 +621,21 @@ impl AccountCtx<'_> {
                 }
                 Ok(units) => {
                     let header = units.header().to_vec();
-                    let mut w = ErrorWriter::with_delimiter(&mut buf, &formats::error_file_header(&header, widest), opts.delimiter)?;
+                    let mut w = ErrorWriter::with_delimiter(
+                        &mut buf,
+                        &formats::error_file_header(&header, widest),
+                        opts.delimiter,
+                    )?;
                     for u in units {
                         let u = match u {
                             Ok(u) => u,
                             Err(r) => {
-                                w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
+                                w.write_file_error(
+                                    r.line,
+                                    r.column.as_deref().unwrap_or(""),
+                                    r.code.as_str(),
+                                    &r.message,
+                                )?;
                                 break;
                             }
                         };

@@ -93,7 +93,12 @@ pub struct WaitingFile {
 }
 
 /// The waiting files of `account` at `now_ms`, from the ledger's observations.
-pub fn waiting_files(ledger: &crate::ledger::Ledger, account: &str, settle: std::time::Duration, now_ms: i64) -> crate::ledger::Result<Vec<WaitingFile>> {
+pub fn waiting_files(
+    ledger: &crate::ledger::Ledger,
+    account: &str,
+    settle: std::time::Duration,
+    now_ms: i64,
+) -> crate::ledger::Result<Vec<WaitingFile>> {
     Ok(ledger
         .waiting_files(account)?
         .into_iter()
@@ -110,7 +115,8 @@ impl AccountReport {
     }
 
     pub fn rejected_records(&self) -> u64 {
-        self.files.iter().map(|f| f.rejected).sum::<u64>() + self.files.iter().filter(|f| f.state == "rejected").count() as u64
+        self.files.iter().map(|f| f.rejected).sum::<u64>()
+            + self.files.iter().filter(|f| f.state == "rejected").count() as u64
     }
 }
 
@@ -183,7 +189,8 @@ pub fn run_cycle(config: &Config, only: &[String], parts: Parts) -> RunReport {
 /// long cycle keeps its accounts and a killed one loses them within one ttl.
 pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Worker) -> RunReport {
     use std::sync::{Arc, Mutex};
-    let accounts: Vec<_> = config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).cloned().collect();
+    let accounts: Vec<_> =
+        config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).cloned().collect();
     let n = accounts.len();
     if n == 0 {
         return RunReport::default();
@@ -192,14 +199,14 @@ pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Wor
     // Workers start at different accounts, so they spread over the accounts instead of queuing
     // behind each other's claims in the same order.
     let start = rand::random::<u32>() as usize % n;
-    let queue: Arc<Mutex<std::collections::VecDeque<(usize, crate::config::Account)>>> = Arc::new(Mutex::new(
-        accounts.into_iter().enumerate().cycle().skip(start).take(n).collect(),
-    ));
+    let queue: Arc<Mutex<std::collections::VecDeque<(usize, crate::config::Account)>>> =
+        Arc::new(Mutex::new(accounts.into_iter().enumerate().cycle().skip(start).take(n).collect()));
     let results: Arc<Mutex<Vec<Option<AccountReport>>>> = Arc::new(Mutex::new(vec![None; n]));
     let (stop_heartbeat, heartbeat) = start_heartbeat(config.ledger.clone(), worker.clone());
     let threads: Vec<_> = (0..slots)
         .filter_map(|i| {
-            let (queue, results, ledger, worker) = (queue.clone(), results.clone(), config.ledger.clone(), worker.clone());
+            let (queue, results, ledger, worker) =
+                (queue.clone(), results.clone(), config.ledger.clone(), worker.clone());
             let spawned = std::thread::Builder::new().name(format!("accounts-{i}")).spawn(move || loop {
                 let Some((idx, acct)) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -214,7 +221,10 @@ pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Wor
                 }))
                 .unwrap_or_else(|_| {
                     let mut r = AccountReport::new(&acct.name);
-                    r.fatal.push("internal error: the account's cycle panicked; nothing after the last recorded step was done".into());
+                    r.fatal.push(
+                        "internal error: the account's cycle panicked; nothing after the last recorded step was done"
+                            .into(),
+                    );
                     r
                 });
                 results.lock().unwrap_or_else(|e| e.into_inner())[idx] = Some(r);
@@ -235,7 +245,8 @@ pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Wor
     if let Some(h) = heartbeat {
         let _ = h.join();
     }
-    let names: Vec<String> = config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).map(|a| a.name.clone()).collect();
+    let names: Vec<String> =
+        config.accounts.iter().filter(|a| only.is_empty() || only.contains(&a.name)).map(|a| a.name.clone()).collect();
     let results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     let accounts = results
         .into_iter()

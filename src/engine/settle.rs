@@ -65,7 +65,9 @@ mod tests {
     #[test]
     fn due_is_when_is_settled_turns_true() {
         let settle = Duration::from_secs(10);
-        for (mtime, since) in [(1_000_000, 1_000_000), (990_000, 1_000_000), (1_060_000, 1_000_000), (900_000, 1_000_000)] {
+        for (mtime, since) in
+            [(1_000_000, 1_000_000), (990_000, 1_000_000), (1_060_000, 1_000_000), (900_000, 1_000_000)]
+        {
             let due = due_ms(mtime, since, settle);
             assert!(!is_settled(due - 1, mtime, since, settle) || due <= since, "{mtime} {since}");
             assert!(is_settled(due, mtime, since, settle), "{mtime} {since}");

@@ -79,15 +79,8 @@ impl Watcher {
 pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
     // The same id as this process's account claims: host/pid/tag (see `Worker`).
     let holder = super::Worker::this_process(opts.lease_ttl).id;
-    let mut w = Watcher {
-        wakers: Vec::new(),
-        threads: Vec::new(),
-    };
-    for acct in config
-        .accounts
-        .iter()
-        .filter(|a| opts.accounts.is_empty() || opts.accounts.contains(&a.name))
-    {
+    let mut w = Watcher { wakers: Vec::new(), threads: Vec::new() };
+    for acct in config.accounts.iter().filter(|a| opts.accounts.is_empty() || opts.accounts.contains(&a.name)) {
         let (tx, rx) = mpsc::channel();
         let mut acct = acct.clone();
         if let Some(p) = opts.poll_override {
@@ -105,11 +98,7 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
             rx,
         };
         let name = lp.acct.name.clone();
-        w.threads.push(
-            std::thread::Builder::new()
-                .name(format!("watch-{name}"))
-                .spawn(move || lp.run())?,
-        );
+        w.threads.push(std::thread::Builder::new().name(format!("watch-{name}")).spawn(move || lp.run())?);
         w.wakers.push(tx);
     }
     Ok(w)
@@ -156,10 +145,7 @@ impl AccountLoop {
 
     fn run(self) {
         let name = self.acct.name.clone();
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(account = %name, "cannot start a runtime: {e}; not watching this account");
@@ -211,10 +197,7 @@ impl AccountLoop {
                         }
                     }
                     let download = now >= next_download;
-                    let parts = Parts {
-                        inbound: true,
-                        download,
-                    };
+                    let parts = Parts { inbound: true, download };
                     let (report, l) = self.cycle_renewing(&rt, ledger, parts);
                     ledger = l;
                     let done = Instant::now();
@@ -274,12 +257,7 @@ impl AccountLoop {
             match ledger.acquire_lease(&self.lease, &self.holder, self.ttl) {
                 Ok(true) => return true,
                 Ok(false) => {
-                    let other = ledger
-                        .lease_holder(&self.lease)
-                        .ok()
-                        .flatten()
-                        .map(|(h, _)| h)
-                        .unwrap_or_default();
+                    let other = ledger.lease_holder(&self.lease).ok().flatten().map(|(h, _)| h).unwrap_or_default();
                     // A holder on this machine is taken over the moment it dies: look often.
                     if ledger.dies_visibly(&other) {
                         retry = LOCAL_HOLDER_RETRY.min(self.renew_every());
@@ -301,12 +279,7 @@ impl AccountLoop {
     }
 
     /// Run one cycle while a helper thread keeps the lease fresh (a cycle can outlast the ttl).
-    fn cycle_renewing(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        ledger: Ledger,
-        parts: Parts,
-    ) -> (AccountReport, Ledger) {
+    fn cycle_renewing(&self, rt: &tokio::runtime::Runtime, ledger: Ledger, parts: Parts) -> (AccountReport, Ledger) {
         let name = &self.acct.name;
         if let Ok(Some(h)) = ledger.halted(name) {
             tracing::warn!(account = %name, code = %h.code, since = %h.at, "account halted; skipped (run `stitch-bridge resume {name}` once fixed)");
@@ -329,9 +302,7 @@ impl AccountLoop {
         let _ = done_tx.send(());
         let ledger = match renewer.join() {
             Ok(l) => l,
-            Err(_) => {
-                Ledger::open_at(&self.ledger_path).expect("ledger reopened after a renewer panic")
-            }
+            Err(_) => Ledger::open_at(&self.ledger_path).expect("ledger reopened after a renewer panic"),
         };
         (report, ledger)
     }
@@ -350,9 +321,7 @@ impl AccountLoop {
             // *from*. Neither means new work.
             let relevant = match ev.kind {
                 EventKind::Create(_) => true,
-                EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::From,
-                )) => false,
+                EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::From)) => false,
                 EventKind::Modify(_) => true,
                 _ => false,
             };
@@ -368,11 +337,7 @@ impl AccountLoop {
             }
         };
         let f = &self.acct.folders;
-        let mut dirs: Vec<&str> = vec![
-            &f.inbound_inventory,
-            &f.inbound_orders,
-            &f.inbound_shipments,
-        ];
+        let mut dirs: Vec<&str> = vec![&f.inbound_inventory, &f.inbound_orders, &f.inbound_shipments];
         dirs.sort();
         dirs.dedup();
         if !root.is_dir() {
@@ -382,10 +347,7 @@ impl AccountLoop {
         for d in &dirs {
             let dir = root.join(d);
             let made = std::fs::create_dir_all(&dir);
-            if let Err(e) = made.and_then(|()| {
-                w.watch(&dir, RecursiveMode::Recursive)
-                    .map_err(std::io::Error::other)
-            }) {
+            if let Err(e) = made.and_then(|()| w.watch(&dir, RecursiveMode::Recursive).map_err(std::io::Error::other)) {
                 tracing::warn!(account = %self.acct.name, "cannot watch {d} ({e}); polling every {:?}", self.acct.poll_interval);
             }
         }
@@ -394,9 +356,7 @@ impl AccountLoop {
 }
 
 fn is_ignored(p: &Path) -> bool {
-    p.file_name()
-        .map(|n| crate::drop::is_ignored_name(&n.to_string_lossy()))
-        .unwrap_or(false)
+    p.file_name().map(|n| crate::drop::is_ignored_name(&n.to_string_lossy())).unwrap_or(false)
 }
 
 /// The settle deadline of the report as an `Instant` (plus a little slack for clock rounding).

@@ -13,18 +13,11 @@ pub(crate) struct Cells<'a> {
 
 impl<'a> Cells<'a> {
     pub fn new(row: &'a Row, map: &'a HeaderMap) -> Self {
-        Cells {
-            row,
-            map,
-            errors: Vec::new(),
-        }
+        Cells { row, map, errors: Vec::new() }
     }
 
     pub fn name(&self, col: usize) -> &'static str {
-        columns(self.map.kind)
-            .get(col)
-            .map(|d| d.name)
-            .unwrap_or("")
+        columns(self.map.kind).get(col).map(|d| d.name).unwrap_or("")
     }
 
     /// Trimmed value, `None` if blank or the column is absent.
@@ -52,16 +45,10 @@ impl<'a> Cells<'a> {
 
     pub fn push(&mut self, col: usize, code: ErrorCode, message: String) {
         let name = self.name(col);
-        self.errors
-            .push(RecordError::new(self.row.line(), name, code, message));
+        self.errors.push(RecordError::new(self.row.line(), name, code, message));
     }
 
-    fn apply<T>(
-        &mut self,
-        col: usize,
-        v: &str,
-        f: impl FnOnce(&str, &str) -> Result<T, FieldError>,
-    ) -> Option<T> {
+    fn apply<T>(&mut self, col: usize, v: &str, f: impl FnOnce(&str, &str) -> Result<T, FieldError>) -> Option<T> {
         match f(self.name(col), v) {
             Ok(t) => Some(t),
             Err((code, message)) => {
@@ -85,11 +72,7 @@ impl<'a> Cells<'a> {
     }
 
     /// Parses a required value; missing or bad values are recorded.
-    pub fn parse_req<T>(
-        &mut self,
-        col: usize,
-        f: impl FnOnce(&str, &str) -> Result<T, FieldError>,
-    ) -> Option<T> {
+    pub fn parse_req<T>(&mut self, col: usize, f: impl FnOnce(&str, &str) -> Result<T, FieldError>) -> Option<T> {
         let v = self.req(col)?;
         self.apply(col, v, f)
     }

@@ -103,11 +103,9 @@ impl LateDuplicates {
         let mut visit = |e: Entry| {
             let line = e[1] >> 1;
             match group {
-                Some((fp, first)) if fp == e[0] => out.push(LateDuplicate {
-                    line,
-                    first_line: first,
-                    otherwise_valid: e[1] & 1 == 1,
-                }),
+                Some((fp, first)) if fp == e[0] => {
+                    out.push(LateDuplicate { line, first_line: first, otherwise_valid: e[1] & 1 == 1 })
+                }
                 _ => group = Some((e[0], line)),
             }
         };
@@ -157,13 +155,7 @@ struct RunReader<'a> {
 
 impl<'a> RunReader<'a> {
     fn new(file: &'a File, offset: u64, entries: u64) -> Self {
-        RunReader {
-            file,
-            pos: offset,
-            left: entries,
-            buf: Vec::new(),
-            at: 0,
-        }
+        RunReader { file, pos: offset, left: entries, buf: Vec::new(), at: 0 }
     }
 
     fn next(&mut self) -> io::Result<Option<Entry>> {
@@ -227,9 +219,8 @@ fn sort_entries(v: &mut Vec<Entry>, scratch: &mut Vec<Entry>) {
     let half = starts[mid];
     let (low, high) = scratch.split_at_mut(half);
     let shared = std::thread::scope(|s| {
-        let spawned = std::thread::Builder::new()
-            .name("sort".into())
-            .spawn_scoped(s, || sort_buckets(high, &starts[mid..]));
+        let spawned =
+            std::thread::Builder::new().name("sort".into()).spawn_scoped(s, || sort_buckets(high, &starts[mid..]));
         sort_buckets(low, &starts[..=mid]);
         spawned.is_ok()
     });

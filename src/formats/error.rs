@@ -146,12 +146,7 @@ pub struct FileRejection {
 
 impl FileRejection {
     pub(crate) fn new(code: ErrorCode, line: Option<u64>, message: impl Into<String>) -> Self {
-        FileRejection {
-            code,
-            line,
-            column: None,
-            message: message.into(),
-        }
+        FileRejection { code, line, column: None, message: message.into() }
     }
 }
 
@@ -181,27 +176,13 @@ pub struct RecordError {
 }
 
 impl RecordError {
-    pub(crate) fn new(
-        line: u64,
-        column: &str,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Self {
-        RecordError {
-            line,
-            column: column.to_string(),
-            code,
-            message: message.into(),
-        }
+    pub(crate) fn new(line: u64, column: &str, code: ErrorCode, message: impl Into<String>) -> Self {
+        RecordError { line, column: column.to_string(), code, message: message.into() }
     }
 }
 
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}: {}: {}: {}",
-            self.line, self.column, self.code, self.message
-        )
+        write!(f, "line {}: {}: {}: {}", self.line, self.column, self.code, self.message)
     }
 }

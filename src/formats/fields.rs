@@ -27,40 +27,21 @@ pub(crate) fn shown(v: &str) -> String {
 pub(crate) fn integer(column: &str, v: &str) -> Result<i64, FieldError> {
     let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err((
-            ErrorCode::BadInteger,
-            format!("{column} must be a whole number, got '{}'", shown(v)),
-        ));
+        return Err((ErrorCode::BadInteger, format!("{column} must be a whole number, got '{}'", shown(v))));
     }
-    i64::from_str(v).map_err(|_| {
-        (
-            ErrorCode::BadInteger,
-            format!("{column} is too large, got '{}'", shown(v)),
-        )
-    })
+    i64::from_str(v).map_err(|_| (ErrorCode::BadInteger, format!("{column} is too large, got '{}'", shown(v))))
 }
 
 /// A count that must be positive (order and shipment lines).
 pub(crate) fn positive_quantity(column: &str, v: &str) -> Result<u32, FieldError> {
     let n = integer(column, v)?;
     if n < 0 {
-        return Err((
-            ErrorCode::NegativeQuantity,
-            format!("{column} must be at least 1, got {n}"),
-        ));
+        return Err((ErrorCode::NegativeQuantity, format!("{column} must be at least 1, got {n}")));
     }
     if n == 0 {
-        return Err((
-            ErrorCode::ZeroQuantity,
-            format!("{column} must be at least 1, got 0"),
-        ));
+        return Err((ErrorCode::ZeroQuantity, format!("{column} must be at least 1, got 0")));
     }
-    u32::try_from(n).map_err(|_| {
-        (
-            ErrorCode::BadInteger,
-            format!("{column} is too large, got {n}"),
-        )
-    })
+    u32::try_from(n).map_err(|_| (ErrorCode::BadInteger, format!("{column} is too large, got {n}")))
 }
 
 /// Plain decimal notation only ("12.50", "-3", ".5"): no thousands separators, currency signs or
@@ -71,12 +52,7 @@ pub(crate) fn decimal(column: &str, v: &str) -> Result<Decimal, FieldError> {
     let ok = !(int.is_empty() && frac.is_empty())
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit());
-    let bad = || {
-        (
-            ErrorCode::BadDecimal,
-            format!("{column} must be a number like 12.50, got '{}'", shown(v)),
-        )
-    };
+    let bad = || (ErrorCode::BadDecimal, format!("{column} must be a number like 12.50, got '{}'", shown(v)));
     if !ok {
         return Err(bad());
     }
@@ -87,10 +63,7 @@ pub(crate) fn decimal(column: &str, v: &str) -> Result<Decimal, FieldError> {
 pub(crate) fn amount(column: &str, v: &str) -> Result<Decimal, FieldError> {
     let d = decimal(column, v)?;
     if d.is_sign_negative() && !d.is_zero() {
-        return Err((
-            ErrorCode::NegativeAmount,
-            format!("{column} must not be negative, got '{}'", shown(v)),
-        ));
+        return Err((ErrorCode::NegativeAmount, format!("{column} must not be negative, got '{}'", shown(v))));
     }
     Ok(d)
 }
@@ -129,12 +102,7 @@ fn common_date(b: &[u8]) -> Option<NaiveDateTime> {
 
 /// Places a wall-clock time in `tz`. In a DST overlap the earlier instant is taken (the warehouse
 /// clock showed that time first); a time inside a DST gap never happened and is rejected.
-fn localize(
-    column: &str,
-    v: &str,
-    naive: NaiveDateTime,
-    tz: Tz,
-) -> Result<DateTime<FixedOffset>, FieldError> {
+fn localize(column: &str, v: &str, naive: NaiveDateTime, tz: Tz) -> Result<DateTime<FixedOffset>, FieldError> {
     if tz == Tz::UTC {
         return Ok(naive.and_utc().fixed_offset());
     }
@@ -143,22 +111,14 @@ fn localize(
         LocalResult::Ambiguous(a, _) => Ok(a.fixed_offset()),
         LocalResult::None => Err((
             ErrorCode::BadDate,
-            format!(
-                "{column} '{}' does not exist in time zone {tz} (clocks skipped it)",
-                shown(v)
-            ),
+            format!("{column} '{}' does not exist in time zone {tz} (clocks skipped it)", shown(v)),
         )),
     }
 }
 
 /// Dates: the partner's own format first (if any), then RFC 3339, `YYYY-MM-DD`,
 /// `YYYY-MM-DD HH:MM[:SS]` (also with `T`), `MM/DD/YYYY`. Times without an offset are in `tz`.
-pub(crate) fn date(
-    column: &str,
-    v: &str,
-    custom: Option<&str>,
-    tz: Tz,
-) -> Result<DateTime<FixedOffset>, FieldError> {
+pub(crate) fn date(column: &str, v: &str, custom: Option<&str>, tz: Tz) -> Result<DateTime<FixedOffset>, FieldError> {
     if let Some(fmt) = custom {
         if let Ok(dt) = DateTime::parse_from_str(v, fmt) {
             return Ok(dt);
@@ -178,12 +138,7 @@ pub(crate) fn date(
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
         return Ok(dt);
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(v, fmt) {
             return localize(column, v, n, tz);
         }
@@ -195,10 +150,7 @@ pub(crate) fn date(
     }
     Err((
         ErrorCode::BadDate,
-        format!(
-            "{column} must be a date like 2024-03-15, 2024-03-15 14:30 or 03/15/2024, got '{}'",
-            shown(v)
-        ),
+        format!("{column} must be a date like 2024-03-15, 2024-03-15 14:30 or 03/15/2024, got '{}'", shown(v)),
     ))
 }
 
@@ -208,10 +160,7 @@ pub(crate) fn barcode(column: &str, v: &str) -> Result<(), FieldError> {
     if !matches!(bytes.len(), 12..=14) || !bytes.iter().all(u8::is_ascii_digit) {
         let message = match excel_damage(v) {
             Some(why) => format!("{column} {why}"),
-            None => format!(
-                "{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'",
-                shown(v)
-            ),
+            None => format!("{column} must be 12, 13 or 14 digits (UPC/EAN/GTIN), got '{}'", shown(v)),
         };
         return Err((ErrorCode::BadBarcode, message));
     }
@@ -229,12 +178,8 @@ fn check_digit(digits: &[u8]) -> Result<(), u32> {
     let Some((check, payload)) = digits.split_last() else {
         return Err(0);
     };
-    let sum: u32 = payload
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
-        .sum();
+    let sum: u32 =
+        payload.iter().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
     let expected = (10 - sum % 10) % 10;
     if u32::from(check - b'0') == expected {
         Ok(())
@@ -247,8 +192,7 @@ fn check_digit(digits: &[u8]) -> Result<(), u32> {
 /// scientific notation (and saved so, its digits lost), or leading zeros dropped. Says so, since
 /// the clerk can only fix it in the spreadsheet.
 fn excel_damage(v: &str) -> Option<String> {
-    const HINT: &str =
-        "Excel turned this barcode into a number; format the column as Text before saving";
+    const HINT: &str = "Excel turned this barcode into a number; format the column as Text before saving";
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if let Some((mantissa, exp)) = v.split_once(['E', 'e']) {
         let (int, frac) = mantissa.split_once(['.', ',']).unwrap_or((mantissa, "0"));
@@ -260,14 +204,10 @@ fn excel_damage(v: &str) -> Option<String> {
     if (6..12).contains(&v.len()) && digits(v) {
         let padded = format!("{v:0>12}");
         if check_digit(padded.as_bytes()).is_ok() {
-            return Some(format!(
-                "'{v}' has lost its leading zero(s): it was probably {padded}. {HINT}"
-            ));
+            return Some(format!("'{v}' has lost its leading zero(s): it was probably {padded}. {HINT}"));
         }
         if v.len() == 11 {
-            return Some(format!(
-                "'{v}' has 11 digits: a UPC that lost its leading zero? {HINT}"
-            ));
+            return Some(format!("'{v}' has 11 digits: a UPC that lost its leading zero? {HINT}"));
         }
     }
     None
@@ -322,10 +262,7 @@ pub(crate) fn country(column: &str, v: &str) -> Result<&'static str, FieldError>
     lookup::<2>(&COUNTRIES, &COUNTRY_INDEX, v).ok_or_else(|| {
         (
             ErrorCode::BadCountry,
-            format!(
-                "{column} must be a two-letter ISO country code like US or GB, got '{}'",
-                shown(v)
-            ),
+            format!("{column} must be a two-letter ISO country code like US or GB, got '{}'", shown(v)),
         )
     })
 }
@@ -335,10 +272,7 @@ pub(crate) fn currency(column: &str, v: &str) -> Result<&'static str, FieldError
     lookup::<3>(&CURRENCIES, &CURRENCY_INDEX, v).ok_or_else(|| {
         (
             ErrorCode::BadCurrency,
-            format!(
-                "{column} must be a three-letter ISO currency code like USD, got '{}'",
-                shown(v)
-            ),
+            format!("{column} must be a three-letter ISO currency code like USD, got '{}'", shown(v)),
         )
     })
 }
@@ -367,9 +301,7 @@ mod tests {
         for c in ["UK", "XX", "EU"] {
             assert!(!is_country(c));
         }
-        assert!(
-            is_currency("USD") && is_currency("EUR") && !is_currency("ABC") && !is_currency("XXX")
-        );
+        assert!(is_currency("USD") && is_currency("EUR") && !is_currency("ABC") && !is_currency("XXX"));
     }
 
     #[test]
@@ -377,15 +309,9 @@ mod tests {
         assert!(barcode("b", "036000291452").is_ok()); // UPC-A
         assert!(barcode("b", "4006381333931").is_ok()); // EAN-13
         assert!(barcode("b", "10012345678902").is_ok()); // GTIN-14
-        assert_eq!(
-            barcode("b", "036000291453").unwrap_err().0,
-            ErrorCode::BadBarcode
-        );
+        assert_eq!(barcode("b", "036000291453").unwrap_err().0, ErrorCode::BadBarcode);
         assert_eq!(barcode("b", "12345").unwrap_err().0, ErrorCode::BadBarcode);
-        assert_eq!(
-            barcode("b", "03600029145x").unwrap_err().0,
-            ErrorCode::BadBarcode
-        );
+        assert_eq!(barcode("b", "03600029145x").unwrap_err().0, ErrorCode::BadBarcode);
         for (v, hint) in [
             ("1.23457E+11", true),
             ("4,00638E+12", true),
@@ -405,36 +331,16 @@ mod tests {
         assert_eq!(integer("q", "+7"), Ok(7));
         assert_eq!(integer("q", "-7"), Ok(-7));
         for bad in ["3.5", "", "-", "1e3", "٣", "99999999999999999999"] {
-            assert_eq!(
-                integer("q", bad).unwrap_err().0,
-                ErrorCode::BadInteger,
-                "{bad}"
-            );
+            assert_eq!(integer("q", bad).unwrap_err().0, ErrorCode::BadInteger, "{bad}");
         }
-        assert_eq!(
-            positive_quantity("q", "0").unwrap_err().0,
-            ErrorCode::ZeroQuantity
-        );
-        assert_eq!(
-            positive_quantity("q", "-1").unwrap_err().0,
-            ErrorCode::NegativeQuantity
-        );
-        assert_eq!(
-            decimal("p", "12.50").map(|d| d.to_string()),
-            Ok("12.50".into())
-        );
+        assert_eq!(positive_quantity("q", "0").unwrap_err().0, ErrorCode::ZeroQuantity);
+        assert_eq!(positive_quantity("q", "-1").unwrap_err().0, ErrorCode::NegativeQuantity);
+        assert_eq!(decimal("p", "12.50").map(|d| d.to_string()), Ok("12.50".into()));
         assert_eq!(decimal("p", ".5").map(|d| d.to_string()), Ok("0.5".into()));
         for bad in ["1,000", "$5", "1e3", ".", "1.2.3", "nan"] {
-            assert_eq!(
-                decimal("p", bad).unwrap_err().0,
-                ErrorCode::BadDecimal,
-                "{bad}"
-            );
+            assert_eq!(decimal("p", bad).unwrap_err().0, ErrorCode::BadDecimal, "{bad}");
         }
-        assert_eq!(
-            amount("p", "-0.01").unwrap_err().0,
-            ErrorCode::NegativeAmount
-        );
+        assert_eq!(amount("p", "-0.01").unwrap_err().0, ErrorCode::NegativeAmount);
         assert!(amount("p", "-0").is_ok());
     }
 
@@ -449,11 +355,27 @@ mod tests {
             NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().map(|d| d.and_time(NaiveTime::MIN))
         };
         for v in [
-            "2024-03-15", "2024-02-29", "2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01",
-            "2024-03-15 14:30", "2024-03-15T14:30", "2024-03-15 14:30:59", "2024-03-15T23:59:59",
-            "2024-03-15 24:00", "2024-03-15 14:60", "2024-03-15 14:30:60", "2024-3-15",
-            "2024-03-15x14:30", "2024-03-15 14-30", "2024/03/15", "+024-03-15", "2024-03-1a",
-            "2024-03-15 14:30:5x", "2024-03-15 14:30 ",
+            "2024-03-15",
+            "2024-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0000-01-01",
+            "2024-03-15 14:30",
+            "2024-03-15T14:30",
+            "2024-03-15 14:30:59",
+            "2024-03-15T23:59:59",
+            "2024-03-15 24:00",
+            "2024-03-15 14:60",
+            "2024-03-15 14:30:60",
+            "2024-3-15",
+            "2024-03-15x14:30",
+            "2024-03-15 14-30",
+            "2024/03/15",
+            "+024-03-15",
+            "2024-03-1a",
+            "2024-03-15 14:30:5x",
+            "2024-03-15 14:30 ",
         ] {
             if let Some(fast) = common_date(v.as_bytes()) {
                 assert_eq!(Some(fast), slow(v), "{v}");
@@ -467,24 +389,12 @@ mod tests {
         let ny: Tz = "America/New_York".parse().unwrap();
         let d = |v: &str| date("d", v, None, ny).map(|d| d.to_rfc3339());
         assert_eq!(d("2024-03-15"), Ok("2024-03-15T00:00:00-04:00".into()));
-        assert_eq!(
-            d("2024-01-15 14:30"),
-            Ok("2024-01-15T14:30:00-05:00".into())
-        );
-        assert_eq!(
-            d("2024-01-15 14:30:05"),
-            Ok("2024-01-15T14:30:05-05:00".into())
-        );
+        assert_eq!(d("2024-01-15 14:30"), Ok("2024-01-15T14:30:00-05:00".into()));
+        assert_eq!(d("2024-01-15 14:30:05"), Ok("2024-01-15T14:30:05-05:00".into()));
         assert_eq!(d("01/15/2024"), Ok("2024-01-15T00:00:00-05:00".into()));
-        assert_eq!(
-            d("2024-01-15T10:00:00Z"),
-            Ok("2024-01-15T10:00:00+00:00".into())
-        );
+        assert_eq!(d("2024-01-15T10:00:00Z"), Ok("2024-01-15T10:00:00+00:00".into()));
         assert_eq!(d("2024-03-10 02:30").unwrap_err().0, ErrorCode::BadDate); // DST gap
-        assert_eq!(
-            d("2024-11-03 01:30"),
-            Ok("2024-11-03T01:30:00-04:00".into())
-        ); // overlap: earlier
+        assert_eq!(d("2024-11-03 01:30"), Ok("2024-11-03T01:30:00-04:00".into())); // overlap: earlier
         assert_eq!(d("15/01/2024").unwrap_err().0, ErrorCode::BadDate);
         assert_eq!(d("2024-02-30").unwrap_err().0, ErrorCode::BadDate);
         let c = date("d", "15.01.2024", Some("%d.%m.%Y"), Tz::UTC).map(|d| d.to_rfc3339());

@@ -95,11 +95,7 @@ impl Grouper {
     }
 
     /// The next group, owned.
-    pub fn next_group<R: Read>(
-        &mut self,
-        rows: &mut RowReader<R>,
-        key: KeyFn,
-    ) -> Option<Result<Group, FileRejection>> {
+    pub fn next_group<R: Read>(&mut self, rows: &mut RowReader<R>, key: KeyFn) -> Option<Result<Group, FileRejection>> {
         let mut group = Group::default();
         match self.next_group_into(rows, key, &mut group)? {
             Ok(()) => Some(Ok(group)),

@@ -38,10 +38,7 @@ pub struct ColumnDef {
 impl ColumnDef {
     /// Must the column appear in the header?
     pub fn header_required(&self) -> bool {
-        matches!(
-            self.presence,
-            Presence::Required | Presence::RequiredForCreate
-        )
+        matches!(self.presence, Presence::Required | Presence::RequiredForCreate)
     }
 }
 
@@ -227,10 +224,7 @@ pub fn normalize(name: &str) -> String {
 
 /// Canonical name for a header cell: partner map first, then built-in aliases, else the
 /// normalised name itself.
-pub fn canonical_name(
-    name: &str,
-    column_map: &std::collections::HashMap<String, String>,
-) -> String {
+pub fn canonical_name(name: &str, column_map: &std::collections::HashMap<String, String>) -> String {
     let n = normalize(name);
     if let Some(mapped) = column_map.get(&n) {
         return normalize(mapped);
@@ -290,17 +284,9 @@ impl HeaderMap {
                     let message = if shown.is_empty() {
                         format!("column {} has no name and is ignored", i + 1)
                     } else {
-                        format!(
-                            "column '{shown}' is not used for {} files and is ignored",
-                            kind.as_str()
-                        )
+                        format!("column '{shown}' is not used for {} files and is ignored", kind.as_str())
                     };
-                    warnings.push(RecordError::new(
-                        1,
-                        &shown,
-                        ErrorCode::UnknownColumn,
-                        message,
-                    ));
+                    warnings.push(RecordError::new(1, &shown, ErrorCode::UnknownColumn, message));
                     field_names.push(shown);
                 }
             }
@@ -318,9 +304,8 @@ impl HeaderMap {
         // One-of groups: at least one member column must be present.
         for (i, d) in defs.iter().enumerate() {
             if let Presence::OneOf(group) = d.presence {
-                let members: Vec<usize> = (0..defs.len())
-                    .filter(|&j| defs[j].presence == Presence::OneOf(group))
-                    .collect();
+                let members: Vec<usize> =
+                    (0..defs.len()).filter(|&j| defs[j].presence == Presence::OneOf(group)).collect();
                 if members[0] == i && members.iter().all(|&j| index[j].is_none()) {
                     let names: Vec<&str> = members.iter().map(|&j| defs[j].name).collect();
                     missing.push(names.join(" or "));
@@ -343,14 +328,7 @@ impl HeaderMap {
             rej.column = Some(missing.join(","));
             return Err(rej);
         }
-        Ok((
-            HeaderMap {
-                kind,
-                index,
-                field_names,
-            },
-            warnings,
-        ))
+        Ok((HeaderMap { kind, index, field_names }, warnings))
     }
 
     /// Name to report for file field `i`.
@@ -382,11 +360,8 @@ const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// required columns of `kind` than the header as read (the most, if several do).
 fn other_delimiter(kind: Kind, header: &[String], opts: &ParseOptions) -> Option<u8> {
     let defs = columns(kind);
-    let found = |names: &[String]| {
-        defs.iter()
-            .filter(|d| d.presence != Optional && names.iter().any(|n| n == d.name))
-            .count()
-    };
+    let found =
+        |names: &[String]| defs.iter().filter(|d| d.presence != Optional && names.iter().any(|n| n == d.name)).count();
     let as_read: Vec<String> = header.iter().map(|h| canonical_name(h, &opts.column_map)).collect();
     let baseline = found(&as_read);
     DELIMITERS
@@ -441,21 +416,14 @@ pub fn sniff(header: &[String]) -> Option<Kind> {
 }
 
 /// `sniff` after a partner's column renames.
-pub fn sniff_with(
-    header: &[String],
-    column_map: &std::collections::HashMap<String, String>,
-) -> Option<Kind> {
+pub fn sniff_with(header: &[String], column_map: &std::collections::HashMap<String, String>) -> Option<Kind> {
     let names: Vec<String> = header.iter().map(|h| canonical_name(h, column_map)).collect();
     let has = |n: &str| names.iter().any(|x| x == n);
     let full = |kind: Kind| {
         let defs = columns(kind);
-        defs.iter()
-            .filter(|d| d.header_required())
-            .all(|d| has(d.name))
+        defs.iter().filter(|d| d.header_required()).all(|d| has(d.name))
             && defs.iter().all(|d| match d.presence {
-                Presence::OneOf(g) => defs
-                    .iter()
-                    .any(|e| e.presence == Presence::OneOf(g) && has(e.name)),
+                Presence::OneOf(g) => defs.iter().any(|e| e.presence == Presence::OneOf(g) && has(e.name)),
                 _ => true,
             })
     };
@@ -466,10 +434,7 @@ pub fn sniff_with(
     }
     if has("tracking_number") || has("shipped_at") || has("fulfillment_id") {
         Some(Kind::Shipments)
-    } else if names.iter().any(|n| n.starts_with("ship_"))
-        || has("order_date")
-        || (has("order_ref") && has("action"))
-    {
+    } else if names.iter().any(|n| n.starts_with("ship_")) || has("order_date") || (has("order_ref") && has("action")) {
         Some(Kind::Orders)
     } else if has("sku") && (has("quantity") || has("barcode")) {
         Some(Kind::Inventory)
@@ -533,12 +498,7 @@ mod tests {
     #[test]
     fn every_alias_targets_a_canonical_column() {
         for (alias, target) in ALIASES {
-            assert!(
-                Kind::ALL
-                    .iter()
-                    .any(|k| columns(*k).iter().any(|d| d.name == *target)),
-                "{alias} -> {target}"
-            );
+            assert!(Kind::ALL.iter().any(|k| columns(*k).iter().any(|d| d.name == *target)), "{alias} -> {target}");
             assert_eq!(normalize(alias), *alias);
         }
     }
@@ -549,15 +509,10 @@ mod tests {
         assert_eq!(sniff(&h("SKU,Qty")), Some(Kind::Inventory));
         assert_eq!(sniff(&h("item,qty,upc")), Some(Kind::Inventory));
         assert_eq!(
-            sniff(&h(
-                "order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity"
-            )),
+            sniff(&h("order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity")),
             Some(Kind::Orders)
         );
-        assert_eq!(
-            sniff(&h("cust_ref,item,qty,ship_date,ship_via,tracking_no")),
-            Some(Kind::Shipments)
-        );
+        assert_eq!(sniff(&h("cust_ref,item,qty,ship_date,ship_via,tracking_no")), Some(Kind::Shipments));
         assert_eq!(sniff(&h("a,b")), None);
     }
 }

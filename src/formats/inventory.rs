@@ -26,9 +26,7 @@ pub(crate) struct InventoryState {
 
 impl Default for InventoryState {
     fn default() -> Self {
-        InventoryState {
-            seen: Seen::Inline(FpSet::default()),
-        }
+        InventoryState { seen: Seen::Inline(FpSet::default()) }
     }
 }
 
@@ -38,10 +36,7 @@ pub(crate) fn duplicate_sku(line: u64, sku: &str) -> RecordError {
         line,
         "sku",
         ErrorCode::DuplicateSku,
-        format!(
-            "SKU '{}' appears more than once in this file; keep one row per SKU",
-            fields::shown(sku)
-        ),
+        format!("SKU '{}' appears more than once in this file; keep one row per SKU", fields::shown(sku)),
     )
 }
 
@@ -111,9 +106,6 @@ impl InventoryState {
             Some(r) if errors.is_empty() => Ok(Record::Inventory(r)),
             _ => Err(errors),
         };
-        Unit {
-            rows: vec![row.raw],
-            result,
-        }
+        Unit { rows: vec![row.raw], result }
     }
 }

@@ -96,10 +96,7 @@ pub fn sniff(header_line: &[String]) -> Option<Kind> {
 }
 
 /// `sniff` after a partner's column renames (`ParseOptions::column_map`).
-pub fn sniff_with(
-    header_line: &[String],
-    column_map: &HashMap<String, String>,
-) -> Option<Kind> {
+pub fn sniff_with(header_line: &[String], column_map: &HashMap<String, String>) -> Option<Kind> {
     header::sniff_with(header_line, column_map)
 }
 
@@ -126,9 +123,7 @@ pub fn error_file_header(header: &[String], widest_row: usize) -> Vec<String> {
 
 /// Kind from the drop folder a file arrived in (case-insensitive).
 pub fn kind_for_folder(folder: &str) -> Option<Kind> {
-    Kind::ALL
-        .into_iter()
-        .find(|k| k.as_str().eq_ignore_ascii_case(folder.trim()))
+    Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(folder.trim()))
 }
 
 /// Should an inventory file of this name be read in delta mode? (`*_delta.csv`)
@@ -214,13 +209,12 @@ impl<R> Units<R> {
     /// Fails only if the temporary file failed.
     pub fn finish(&mut self) -> std::io::Result<Vec<LateDuplicate>> {
         match &mut self.state {
-            State::Inventory(st) => match std::mem::replace(
-                &mut st.seen,
-                inventory::Seen::Inline(group::FpSet::default()),
-            ) {
-                inventory::Seen::Late(late) => late.finish(),
-                inventory::Seen::Inline(_) => Ok(Vec::new()),
-            },
+            State::Inventory(st) => {
+                match std::mem::replace(&mut st.seen, inventory::Seen::Inline(group::FpSet::default())) {
+                    inventory::Seen::Late(late) => late.finish(),
+                    inventory::Seen::Inline(_) => Ok(Vec::new()),
+                }
+            }
             State::Grouped(_) => Ok(Vec::new()),
         }
     }
@@ -280,10 +274,7 @@ impl<R: Read> Units<R> {
                 self.failed = true;
                 Some(Err(e))
             }
-            Some(Ok(())) => Some(Ok(Checked {
-                rows: &self.group.rows,
-                errors: &self.errors,
-            })),
+            Some(Ok(())) => Some(Ok(Checked { rows: &self.group.rows, errors: &self.errors })),
         }
     }
 }
@@ -302,16 +293,10 @@ impl<R: Read> Iterator for Units<R> {
             },
             State::Grouped(g) => {
                 let kind = self.rows.map.kind;
-                let key = if kind == Kind::Orders {
-                    orders::key
-                } else {
-                    shipments::key
-                };
+                let key = if kind == Kind::Orders { orders::key } else { shipments::key };
                 let next = g.next_group(&mut self.rows, key)?;
                 match next {
-                    Ok(group) if kind == Kind::Orders => {
-                        Ok(orders::unit(group, &self.rows.map, &self.ctx))
-                    }
+                    Ok(group) if kind == Kind::Orders => Ok(orders::unit(group, &self.rows.map, &self.ctx)),
                     Ok(group) => Ok(shipments::unit(group, &self.rows.map, &self.ctx)),
                     Err(e) => Err(e),
                 }
@@ -363,11 +348,7 @@ pub fn resolve_duplicates<R: Read>(
 }
 
 /// Opens a file of `kind`: reads and checks the header, then streams units lazily.
-pub fn parse<R: Read>(
-    kind: Kind,
-    input: R,
-    opts: &ParseOptions,
-) -> Result<Units<R>, FileRejection> {
+pub fn parse<R: Read>(kind: Kind, input: R, opts: &ParseOptions) -> Result<Units<R>, FileRejection> {
     let rows = reader::RowReader::open(kind, input, opts)?;
     Ok(units(kind, rows, opts))
 }
@@ -386,9 +367,7 @@ pub fn parse_piped<R: Read + Send + 'static>(
 fn units<R>(kind: Kind, rows: reader::RowReader<R>, opts: &ParseOptions) -> Units<R> {
     let state = match kind {
         Kind::Inventory => State::Inventory(inventory::InventoryState::default()),
-        Kind::Orders | Kind::Shipments => {
-            State::Grouped(group::Grouper::new(opts.max_rows_per_group))
-        }
+        Kind::Orders | Kind::Shipments => State::Grouped(group::Grouper::new(opts.max_rows_per_group)),
     };
     let ctx = Ctx {
         date_format: opts.date_format.clone(),
@@ -396,12 +375,5 @@ fn units<R>(kind: Kind, rows: reader::RowReader<R>, opts: &ParseOptions) -> Unit
         inventory_delta: opts.inventory_delta,
         max_rows_per_group: opts.max_rows_per_group.max(1),
     };
-    Units {
-        rows,
-        state,
-        ctx,
-        failed: false,
-        group: group::Group::default(),
-        errors: Vec::new(),
-    }
+    Units { rows, state, ctx, failed: false, group: group::Group::default(), errors: Vec::new() }
 }

@@ -51,30 +51,18 @@ fn parse_action(c: &mut Cells) -> Option<OrderAction> {
 }
 
 fn parse_speed(_: &str, v: &str) -> Result<ShippingSpeed, fields::FieldError> {
-    [
-        ShippingSpeed::Standard,
-        ShippingSpeed::Expedited,
-        ShippingSpeed::Priority,
-    ]
-    .into_iter()
-    .find(|s| s.as_str().eq_ignore_ascii_case(v))
-    .ok_or_else(|| {
-        (
-            ErrorCode::BadChoice,
-            format!(
-                "shipping_speed must be Standard, Expedited or Priority, got '{}'",
-                shown(v)
-            ),
-        )
-    })
+    [ShippingSpeed::Standard, ShippingSpeed::Expedited, ShippingSpeed::Priority]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(v))
+        .ok_or_else(|| {
+            (
+                ErrorCode::BadChoice,
+                format!("shipping_speed must be Standard, Expedited or Priority, got '{}'", shown(v)),
+            )
+        })
 }
 
-fn parse_row(
-    row: &Row,
-    map: &HeaderMap,
-    ctx: &Ctx,
-    build: bool,
-) -> (Option<Parsed>, Vec<RecordError>) {
+fn parse_row(row: &Row, map: &HeaderMap, ctx: &Ctx, build: bool) -> (Option<Parsed>, Vec<RecordError>) {
     let mut c = Cells::new(row, map);
     let _ = c.req(ord::ORDER_REF);
     let Some(action) = parse_action(&mut c) else {
@@ -91,9 +79,7 @@ fn parse_row(
         };
         return (Some(p), c.errors);
     }
-    let order_date = c.parse_req(ord::ORDER_DATE, |n, v| {
-        fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone)
-    });
+    let order_date = c.parse_req(ord::ORDER_DATE, |n, v| fields::date(n, v, ctx.date_format.as_deref(), ctx.timezone));
     let name = c.req(ord::SHIP_NAME);
     let address1 = c.req(ord::SHIP_ADDRESS1);
     let city = c.req(ord::SHIP_CITY);
@@ -120,12 +106,9 @@ fn parse_row(
         _ => None,
     };
     let item = match (sku, quantity, &price) {
-        (Some(sku), Some(quantity), Ok(price)) if build => Some(OrderItem {
-            line: row.line(),
-            sku: sku.to_string(),
-            quantity,
-            price: *price,
-        }),
+        (Some(sku), Some(quantity), Ok(price)) if build => {
+            Some(OrderItem { line: row.line(), sku: sku.to_string(), quantity, price: *price })
+        }
         _ => None,
     };
     let parsed = Parsed {
@@ -156,11 +139,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     tail == 0
         && ca.zip(cb).all(|(x, y)| {
             let w = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
@@ -181,9 +160,7 @@ fn header_agrees(a: &Row, b: &Row, map: &HeaderMap, col: usize) -> bool {
     }
     let (x, y) = (header_value(a, map, col), header_value(b, map, col));
     match col {
-        ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => {
-            x.eq_ignore_ascii_case(y)
-        }
+        ord::SHIP_COUNTRY | ord::CURRENCY | ord::SHIPPING_SPEED | ord::ACTION => x.eq_ignore_ascii_case(y),
         _ => same(x.as_bytes(), y.as_bytes()),
     }
 }
@@ -196,11 +173,7 @@ pub(crate) fn reject_group(
     what: &str,
     key_column: &str,
 ) -> Vec<RecordError> {
-    let first_bad = per_row
-        .iter()
-        .zip(rows)
-        .find(|(e, _)| !e.is_empty())
-        .map(|(_, r)| r.line());
+    let first_bad = per_row.iter().zip(rows).find(|(e, _)| !e.is_empty()).map(|(_, r)| r.line());
     let mut all = Vec::new();
     for (errs, row) in per_row.iter_mut().zip(rows) {
         if errs.is_empty() {
@@ -209,9 +182,7 @@ pub(crate) fn reject_group(
                     row.line(),
                     key_column,
                     ErrorCode::GroupRejected,
-                    format!(
-                        "this {what} was rejected because line {bad} of the same {what} is invalid"
-                    ),
+                    format!("this {what} was rejected because line {bad} of the same {what} is invalid"),
                 ));
             }
         }
@@ -237,20 +208,14 @@ pub(crate) fn problem_errors(
                 shown(key)
             ),
         ),
-        GroupProblem::TooLarge => (
-            ErrorCode::GroupTooLarge,
-            format!("{what} '{}' has more than {max_rows} rows; split it", shown(key)),
-        ),
+        GroupProblem::TooLarge => {
+            (ErrorCode::GroupTooLarge, format!("{what} '{}' has more than {max_rows} rows; split it", shown(key)))
+        }
     };
     let mut out = Vec::new();
     for row in rows {
         out.extend(row.errors.iter().cloned());
-        out.push(RecordError::new(
-            row.line(),
-            key_column,
-            code,
-            message.clone(),
-        ));
+        out.push(RecordError::new(row.line(), key_column, code, message.clone()));
     }
     out
 }
@@ -261,28 +226,18 @@ pub(crate) fn unit(group: Group, map: &HeaderMap, ctx: &Ctx) -> Unit {
         Ok(None) => Err(vec![no_record(&group)]),
         Err(e) => Err(e),
     };
-    Unit {
-        rows: group.rows.into_iter().map(|r| r.raw).collect(),
-        result,
-    }
+    Unit { rows: group.rows.into_iter().map(|r| r.raw).collect(), result }
 }
 
 fn no_record(group: &Group) -> RecordError {
     let line = group.rows.first().map(Row::line).unwrap_or(1);
-    RecordError::new(
-        line,
-        "order_ref",
-        ErrorCode::MissingValue,
-        "order_ref is required but empty",
-    )
+    RecordError::new(line, "order_ref", ErrorCode::MissingValue, "order_ref is required but empty")
 }
 
 /// Order-level columns whose cells must agree across an order's rows. All-cancel orders only
 /// need to agree on the action, since their other cells are ignored.
 fn compared_header_fields(all_cancel: bool) -> impl Iterator<Item = usize> {
-    ord::HEADER_FIELDS
-        .into_iter()
-        .filter(move |&col| !all_cancel || col == ord::ACTION)
+    ord::HEADER_FIELDS.into_iter().filter(move |&col| !all_cancel || col == ord::ACTION)
 }
 
 /// Every row parses without error and the order-level cells agree (the same test as
@@ -301,9 +256,7 @@ fn is_clean(rows: &[Row], map: &HeaderMap, ctx: &Ctx) -> bool {
     let Some((first, rest)) = rows.split_first() else {
         return false;
     };
-    rest.iter().all(|row| {
-        compared_header_fields(all_cancel).all(|col| header_agrees(row, first, map, col))
-    })
+    rest.iter().all(|row| compared_header_fields(all_cancel).all(|col| header_agrees(row, first, map, col)))
 }
 
 /// Checks one order; `Err` lists every problem of its rows. Builds the record only when `build`
@@ -336,10 +289,7 @@ pub(crate) fn evaluate(
         }
     }
     // Order-level cells must agree with the first readable row.
-    let all_cancel = parsed
-        .iter()
-        .flatten()
-        .all(|p| p.action == OrderAction::Cancel);
+    let all_cancel = parsed.iter().flatten().all(|p| p.action == OrderAction::Cancel);
     let reference = rows.iter().position(|r| r.errors.is_empty());
     if let Some(first) = reference {
         for (i, row) in rows.iter().enumerate().skip(first + 1) {
@@ -375,11 +325,8 @@ pub(crate) fn evaluate(
     if !build {
         return Ok(None);
     }
-    let Some(k) = key.clone().or_else(|| {
-        rows.first()
-            .and_then(|r| r.get(map, ord::ORDER_REF))
-            .map(str::to_string)
-    }) else {
+    let Some(k) = key.clone().or_else(|| rows.first().and_then(|r| r.get(map, ord::ORDER_REF)).map(str::to_string))
+    else {
         return Err(vec![no_record(group)]);
     };
     let mut items: Vec<OrderItem> = head.item.into_iter().collect();

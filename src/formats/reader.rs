@@ -63,9 +63,7 @@ impl<R> LimitedReader<R> {
             match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
                 None => return n,
                 Some(i) if buf[i] == b'\n' => self.endings = Endings::Lf,
-                Some(i) if i + 1 < n => {
-                    self.endings = if buf[i + 1] == b'\n' { Endings::Lf } else { Endings::Cr }
-                }
+                Some(i) if i + 1 < n => self.endings = if buf[i + 1] == b'\n' { Endings::Lf } else { Endings::Cr },
                 Some(_) => {
                     // A CR ends the chunk: hold it back until the next byte tells.
                     self.carry = true;
@@ -322,7 +320,11 @@ impl<R: Read> Framer<R> {
     fn io_error(&self, e: io::Error) -> FileRejection {
         let line = Some(self.core.line());
         if self.tripped.load(Ordering::Relaxed) {
-            FileRejection::new(ErrorCode::FileTooLarge, line, format!("the file is larger than the limit of {} bytes", self.max_file_bytes))
+            FileRejection::new(
+                ErrorCode::FileTooLarge,
+                line,
+                format!("the file is larger than the limit of {} bytes", self.max_file_bytes),
+            )
         } else {
             FileRejection::new(ErrorCode::ReadError, line, format!("the file could not be read: {e}"))
         }
@@ -351,14 +353,16 @@ impl<R: Read> Framer<R> {
             };
             let res = match &mut rec.overflow {
                 None => {
-                    let (res, nin, nout, nend) = self.core.read_record(input, &mut rec.bytes[outlen..], &mut rec.ends[endlen..]);
+                    let (res, nin, nout, nend) =
+                        self.core.read_record(input, &mut rec.bytes[outlen..], &mut rec.ends[endlen..]);
                     self.input.consume(nin);
                     outlen += nout;
                     endlen += nend;
                     res
                 }
                 Some(o) => {
-                    let (res, nin, nout, nend) = self.core.read_record(input, &mut self.scratch, &mut self.scratch_ends);
+                    let (res, nin, nout, nend) =
+                        self.core.read_record(input, &mut self.scratch, &mut self.scratch_ends);
                     self.input.consume(nin);
                     o.newlines += memchr::memchr_iter(b'\n', &self.scratch[..nout]).count() as u64;
                     if !o.field_done {
@@ -384,7 +388,15 @@ impl<R: Read> Framer<R> {
                         let newlines = memchr::memchr_iter(b'\n', &rec.bytes[start..outlen]).count() as u64;
                         let field_bytes = (outlen - start) as u64;
                         let whole_row = outlen - start < self.max_field_bytes;
-                        rec.overflow = Some(Overflow { field: endlen, start, field_bytes, excerpt, newlines, whole_row, ..Default::default() });
+                        rec.overflow = Some(Overflow {
+                            field: endlen,
+                            start,
+                            field_bytes,
+                            excerpt,
+                            newlines,
+                            whole_row,
+                            ..Default::default()
+                        });
                     } else {
                         let n = rec.bytes.len().saturating_mul(2).min(self.max_record_bytes);
                         rec.bytes.resize(n, 0);
@@ -394,8 +406,14 @@ impl<R: Read> Framer<R> {
                     if endlen >= self.max_fields {
                         let start = rec.ends[endlen - 1];
                         let newlines = memchr::memchr_iter(b'\n', &rec.bytes[start..outlen]).count() as u64;
-                        rec.overflow =
-                            Some(Overflow { field: endlen, too_many_fields: true, start, field_done: true, newlines, ..Default::default() });
+                        rec.overflow = Some(Overflow {
+                            field: endlen,
+                            too_many_fields: true,
+                            start,
+                            field_done: true,
+                            newlines,
+                            ..Default::default()
+                        });
                     } else {
                         let n = rec.ends.len().saturating_mul(2).min(self.max_fields);
                         rec.ends.resize(n, 0);
@@ -534,13 +552,7 @@ impl Decoder {
 
     /// A row with bytes that are not UTF-8: each value is checked alone, and a bad one is
     /// reported and kept with U+FFFD in place of the bad bytes.
-    fn decode_each(
-        &self,
-        record: &Record,
-        line: u64,
-        errors: &mut Vec<RecordError>,
-        out: &mut Fields,
-    ) {
+    fn decode_each(&self, record: &Record, line: u64, errors: &mut Vec<RecordError>, out: &mut Fields) {
         out.clear();
         for (i, f) in fields(record).enumerate() {
             match decode(f) {
@@ -658,23 +670,14 @@ impl<R: Read> Source<R> {
     /// Fills `row` with the next row; `false` at the end.
     fn next_into(&mut self, row: &mut Row) -> Result<bool, FileRejection> {
         match self {
-            Source::Here {
-                framer,
-                record,
-                decoder,
-            } => match framer.next(record)? {
+            Source::Here { framer, record, decoder } => match framer.next(record)? {
                 Some(line) => {
                     decoder.fill(record, line, row);
                     Ok(true)
                 }
                 None => Ok(false),
             },
-            Source::Piped {
-                full,
-                empty,
-                batch,
-                at,
-            } => loop {
+            Source::Piped { full, empty, batch, at } => loop {
                 if *at < batch.len {
                     // The batch keeps the caller's old buffers for reuse.
                     std::mem::swap(row, &mut batch.rows[*at]);
@@ -725,13 +728,7 @@ fn is_blank(rec: &Record) -> bool {
 /// The record's fields, with the CR of a CRLF ending removed from the last one.
 fn fields(record: &Record) -> impl Iterator<Item = &[u8]> {
     let n = record.len();
-    record.iter().enumerate().map(move |(i, f)| {
-        if i + 1 == n {
-            f.strip_suffix(b"\r").unwrap_or(f)
-        } else {
-            f
-        }
-    })
+    record.iter().enumerate().map(move |(i, f)| if i + 1 == n { f.strip_suffix(b"\r").unwrap_or(f) } else { f })
 }
 
 impl<R: Read> RowReader<R> {
@@ -770,12 +767,7 @@ impl<R: Read> RowReader<R> {
                 format!("the file could not be read: no thread to read it ({e})"),
             ));
         }
-        let source = Source::Piped {
-            full: full_rx,
-            empty: empty_tx,
-            batch: Batch::default(),
-            at: 0,
-        };
+        let source = Source::Piped { full: full_rx, empty: empty_tx, batch: Batch::default(), at: 0 };
         Ok(Self::reading(source, map, header, warnings, opts))
     }
 
@@ -786,15 +778,7 @@ impl<R: Read> RowReader<R> {
         warnings: Vec<RecordError>,
         opts: &ParseOptions,
     ) -> Self {
-        RowReader {
-            source,
-            map,
-            header,
-            warnings,
-            max_rows: opts.max_rows,
-            rows: 0,
-            done: false,
-        }
+        RowReader { source, map, header, warnings, max_rows: opts.max_rows, rows: 0, done: false }
     }
 
     /// Frames the header and checks it against the kind; returns the framer positioned after
@@ -817,16 +801,8 @@ impl<R: Read> RowReader<R> {
                 buf.starts_with(b"\xef\xbb\xbf")
             }
             Err(e) => {
-                let code = if tripped.load(Ordering::Relaxed) {
-                    ErrorCode::FileTooLarge
-                } else {
-                    ErrorCode::ReadError
-                };
-                return Err(FileRejection::new(
-                    code,
-                    None,
-                    format!("the file could not be read: {e}"),
-                ));
+                let code = if tripped.load(Ordering::Relaxed) { ErrorCode::FileTooLarge } else { ErrorCode::ReadError };
+                return Err(FileRejection::new(code, None, format!("the file could not be read: {e}")));
             }
         };
         if bom {
@@ -866,20 +842,13 @@ impl<R: Read> RowReader<R> {
                     return Err(FileRejection::new(
                         ErrorCode::BadEncoding,
                         Some(line),
-                        format!(
-                            "header column {} is not valid UTF-8 text; save the file as UTF-8",
-                            i + 1
-                        ),
+                        format!("header column {} is not valid UTF-8 text; save the file as UTF-8", i + 1),
                     ))
                 }
             }
         }
         let (map, warnings) = HeaderMap::build(kind, &header, opts)?;
-        let decoder = Decoder {
-            map,
-            columns: header.len(),
-            max_field_len: opts.max_field_len,
-        };
+        let decoder = Decoder { map, columns: header.len(), max_field_len: opts.max_field_len };
         Ok((framer, decoder, header, warnings))
     }
 
@@ -914,10 +883,7 @@ impl<R: Read> RowReader<R> {
             return Some(Err(FileRejection::new(
                 ErrorCode::TooManyRows,
                 Some(row.line()),
-                format!(
-                    "the file has more than {} rows; split it into smaller files",
-                    self.max_rows
-                ),
+                format!("the file has more than {} rows; split it into smaller files", self.max_rows),
             )));
         }
         Some(Ok(()))
@@ -983,7 +949,11 @@ mod tests {
         assert_eq!(got[1].0, 3, "the row's own line");
         assert_eq!(got[1].1, vec!["B", "2"], "values before the long one are kept, the long one is not");
         assert_eq!(got[1].2, vec![("name".to_string(), ErrorCode::FieldTooLong)]);
-        assert_eq!((got[2].0, got[2].1.clone()), (5, vec!["C".to_string(), "3".into(), "fine".into()]), "lines count the skipped newline");
+        assert_eq!(
+            (got[2].0, got[2].1.clone()),
+            (5, vec!["C".to_string(), "3".into(), "fine".into()]),
+            "lines count the skipped newline"
+        );
     }
 
     #[test]

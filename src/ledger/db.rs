@@ -184,7 +184,8 @@ impl Pg {
 
     /// Still usable: connected and not inside a transaction.
     pub fn healthy(&self) -> bool {
-        self.call(|c| !c.client.is_closed() && c.client.is_valid(std::time::Duration::from_secs(2)).is_ok()).unwrap_or(false)
+        self.call(|c| !c.client.is_closed() && c.client.is_valid(std::time::Duration::from_secs(2)).is_ok())
+            .unwrap_or(false)
     }
 
     fn exec(&self, sql: &str, params: &[Val]) -> DbResult<u64> {

@@ -193,14 +193,20 @@ impl Ledger {
 
     pub fn unfinished_file(&self, account: &str, path: &str) -> Result<Option<FileRow>> {
         self.query_opt(
-            &format!("SELECT {COLS} FROM files WHERE account=?1 AND path=?2 AND state='processing' ORDER BY id DESC LIMIT 1"),
+            &format!(
+                "SELECT {COLS} FROM files WHERE account=?1 AND path=?2 AND state='processing' ORDER BY id DESC LIMIT 1"
+            ),
             p![account, path],
             row,
         )
     }
 
     pub fn unfinished_files(&self, account: &str) -> Result<Vec<FileRow>> {
-        self.query(&format!("SELECT {COLS} FROM files WHERE account=?1 AND state='processing' ORDER BY id"), p![account], row)
+        self.query(
+            &format!("SELECT {COLS} FROM files WHERE account=?1 AND state='processing' ORDER BY id"),
+            p![account],
+            row,
+        )
     }
 
     pub fn file(&self, id: i64) -> Result<Option<FileRow>> {
@@ -208,13 +214,22 @@ impl Ledger {
     }
 
     pub fn set_hash(&self, id: i64, sha256: &str, size: u64) -> Result<()> {
-        self.exec("UPDATE files SET sha256=?2, size=?3, updated_at=?4 WHERE id=?1", p![id, sha256, size as i64, now()])?;
+        self.exec(
+            "UPDATE files SET sha256=?2, size=?3, updated_at=?4 WHERE id=?1",
+            p![id, sha256, size as i64, now()],
+        )?;
         Ok(())
     }
 
     /// An earlier, finished file of this account with the same content.
     /// The latest earlier file with this content and this drop path (the same file sent again).
-    pub fn processed_with_hash_and_path(&self, account: &str, sha256: &str, path: &str, except: i64) -> Result<Option<FileRow>> {
+    pub fn processed_with_hash_and_path(
+        &self,
+        account: &str,
+        sha256: &str,
+        path: &str,
+        except: i64,
+    ) -> Result<Option<FileRow>> {
         self.query_opt(
             &format!(
                 "SELECT {COLS} FROM files WHERE account=?1 AND sha256=?2 AND id<>?3 AND path=?4 AND state='archived'
@@ -300,7 +315,13 @@ impl Ledger {
         )
     }
 
-    pub fn set_step(&self, id: i64, step: FileStep, result_path: Option<&str>, errors_path: Option<&str>) -> Result<()> {
+    pub fn set_step(
+        &self,
+        id: i64,
+        step: FileStep,
+        result_path: Option<&str>,
+        errors_path: Option<&str>,
+    ) -> Result<()> {
         self.exec(
             "UPDATE files SET step=?2, result_path=COALESCE(?3, result_path), errors_path=COALESCE(?4, errors_path), updated_at=?5 WHERE id=?1",
             p![id, step.as_str(), result_path, errors_path, now()],
@@ -325,7 +346,9 @@ impl Ledger {
 
     pub fn recent_files(&self, account: Option<&str>, limit: usize) -> Result<Vec<FileRow>> {
         self.query(
-            &format!("SELECT {COLS} FROM files WHERE (CAST(?1 AS TEXT) IS NULL OR account=?1) ORDER BY id DESC LIMIT ?2"),
+            &format!(
+                "SELECT {COLS} FROM files WHERE (CAST(?1 AS TEXT) IS NULL OR account=?1) ORDER BY id DESC LIMIT ?2"
+            ),
             p![account, limit as i64],
             row,
         )

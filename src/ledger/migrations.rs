@@ -341,11 +341,8 @@ mod tests {
         assert_eq!(MIGRATIONS.len(), PG_MIGRATIONS.len());
         // Same tables in each version (a cheap guard against a table added to one list only).
         let tables = |sql: &str| -> Vec<String> {
-            let mut t: Vec<String> = sql
-                .split("CREATE TABLE ")
-                .skip(1)
-                .map(|s| s.split([' ', '(']).next().unwrap().to_string())
-                .collect();
+            let mut t: Vec<String> =
+                sql.split("CREATE TABLE ").skip(1).map(|s| s.split([' ', '(']).next().unwrap().to_string()).collect();
             t.sort();
             t
         };

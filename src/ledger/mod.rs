@@ -42,7 +42,9 @@ pub enum LedgerError {
     Io { at: String, source: std::io::Error },
     #[error("ledger {at}: {message}")]
     Config { at: String, message: String },
-    #[error("cannot reach the PostgreSQL ledger {at}: {message}. Nothing was processed; the work waits for the database")]
+    #[error(
+        "cannot reach the PostgreSQL ledger {at}: {message}. Nothing was processed; the work waits for the database"
+    )]
     Unreachable { at: String, message: String },
     #[error("the PostgreSQL ledger {at} refused the credentials: {message}. Check the user in the URL and the password variable")]
     Auth { at: String, message: String },
@@ -57,7 +59,10 @@ pub type Result<T> = std::result::Result<T, LedgerError>;
 pub enum LedgerLocation {
     Sqlite(PathBuf),
     /// The password is never part of the config: it is read from `password_env` at connect time.
-    Postgres { url: String, password_env: Option<String> },
+    Postgres {
+        url: String,
+        password_env: Option<String>,
+    },
 }
 
 impl LedgerLocation {
@@ -162,8 +167,9 @@ impl Ledger {
         }
         // Never SQLITE_OPEN_CREATE here: a ledger appears under its name only with its schema
         // (`create_sqlite`), so a file without one is damage, not a fresh install.
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| classify(&at, e))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| classify(&at, e))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
         let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
         // Switching a brand-new file to WAL can answer BUSY at once, without the busy handler,
@@ -200,9 +206,10 @@ impl Ledger {
     fn connect_pg(url: &str, password_env: Option<&str>) -> Result<Ledger> {
         let at = redact_url(url);
         // The parser's messages name options, never their values, so they cannot leak a password.
-        let mut cfg: postgres::Config = url
-            .parse()
-            .map_err(|e| LedgerError::Config { at: at.clone(), message: format!("not a usable PostgreSQL URL ({e})") })?;
+        let mut cfg: postgres::Config = url.parse().map_err(|e| LedgerError::Config {
+            at: at.clone(),
+            message: format!("not a usable PostgreSQL URL ({e})"),
+        })?;
         if let Some(var) = password_env {
             match std::env::var(var) {
                 Ok(pw) if !pw.is_empty() => {
@@ -211,7 +218,9 @@ impl Ledger {
                 _ => {
                     return Err(LedgerError::Config {
                         at,
-                        message: format!("the database password is expected in environment variable {var}, which is not set"),
+                        message: format!(
+                            "the database password is expected in environment variable {var}, which is not set"
+                        ),
                     })
                 }
             }
@@ -233,7 +242,9 @@ impl Ledger {
         let ledger = Ledger { db: Db::Postgres(pg), at, pool_key: Some(key) };
         let Db::Postgres(pg) = &ledger.db else { unreachable!() };
         pg.call(|c| migrations::migrate_pg(&mut c.client)).map_err(|e| ledger.err(e))?.map_err(|e| match e {
-            migrations::PgMigrateError::TooNew { found, known } => LedgerError::TooNew { at: ledger.at.clone(), found, known },
+            migrations::PgMigrateError::TooNew { found, known } => {
+                LedgerError::TooNew { at: ledger.at.clone(), found, known }
+            }
             migrations::PgMigrateError::Sql(e) => classify_pg(&ledger.at, e, false),
         })?;
         Ok(ledger)
@@ -250,9 +261,11 @@ impl Ledger {
         if !adopting {
             // Read through the WAL: a ledger whose schema is still only in its -wal file counts.
             let (version, objects): (i64, i64) = conn
-                .query_row("SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version), (SELECT COUNT(*) FROM sqlite_master)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(|e| classify(&at, e))?;
             if version == 0 && objects == 0 {
                 return Err(LedgerError::NoSchema { at });
@@ -268,8 +281,9 @@ impl Ledger {
 
     /// This ledger's random id (made with its schema); drops name it in their marker.
     pub fn id(&self) -> Result<String> {
-        self.query_opt("SELECT id FROM ledger_identity WHERE singleton = 1", &[], |r| r.text(0))?
-            .ok_or_else(|| LedgerError::Corrupt { at: self.at.clone(), message: "the ledger's identity row is missing".into() })
+        self.query_opt("SELECT id FROM ledger_identity WHERE singleton = 1", &[], |r| r.text(0))?.ok_or_else(|| {
+            LedgerError::Corrupt { at: self.at.clone(), message: "the ledger's identity row is missing".into() }
+        })
     }
 
     /// Whether this ledger has ever recorded work for `account` (files, intents, orders sent).
@@ -306,7 +320,9 @@ impl Ledger {
             DbError::Sqlite(e) => classify(&self.at, e),
             DbError::Pg(e) => classify_pg(&self.at, e, false),
             DbError::Row(message) => LedgerError::Corrupt { at: self.at.clone(), message },
-            DbError::Gone => LedgerError::Unreachable { at: self.at.clone(), message: "the connection's thread ended".into() },
+            DbError::Gone => {
+                LedgerError::Unreachable { at: self.at.clone(), message: "the connection's thread ended".into() }
+            }
         }
     }
 
@@ -319,7 +335,12 @@ impl Ledger {
         rows.iter().map(|r| f(r).map_err(|e| self.err(DbError::Row(e)))).collect()
     }
 
-    pub(crate) fn query_opt<T>(&self, sql: &str, params: &[db::Val], f: impl Fn(&Row) -> RowResult<T>) -> Result<Option<T>> {
+    pub(crate) fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[db::Val],
+        f: impl Fn(&Row) -> RowResult<T>,
+    ) -> Result<Option<T>> {
         Ok(self.query(sql, params, f)?.into_iter().next())
     }
 
@@ -421,7 +442,13 @@ impl Ledger {
         })
     }
 
-    pub fn mark_fulfillment_sent(&self, account: &str, fulfillment_id: &str, order_ref: &str, file: &str) -> Result<()> {
+    pub fn mark_fulfillment_sent(
+        &self,
+        account: &str,
+        fulfillment_id: &str,
+        order_ref: &str,
+        file: &str,
+    ) -> Result<()> {
         self.exec(
             "INSERT INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
              VALUES (?1, ?2, ?3, ?4, ?5, 'sent') ON CONFLICT DO NOTHING",
@@ -449,7 +476,13 @@ impl Ledger {
     }
 
     /// `state`: `complete` or `cancelled`; `cancel_file` set once the cancel file is written.
-    pub fn set_fulfillment_state(&self, account: &str, fulfillment_id: &str, state: &str, cancel_file: Option<&str>) -> Result<()> {
+    pub fn set_fulfillment_state(
+        &self,
+        account: &str,
+        fulfillment_id: &str,
+        state: &str,
+        cancel_file: Option<&str>,
+    ) -> Result<()> {
         self.exec(
             "UPDATE sent_fulfillments SET state=?3, cancel_file=COALESCE(?4, cancel_file), closed_at=?5
              WHERE account=?1 AND fulfillment_id=?2",
@@ -567,8 +600,12 @@ impl Ledger {
         if self.dialect() == Dialect::Sqlite {
             if let Some(old) = self.lease(name)? {
                 if old.holder != holder && holder_died_here(&old.holder) {
-                    let sql = format!("UPDATE leases SET holder=?3, expires_ms={} + ?4 WHERE name=?1 AND holder=?2", self.lease_now(5));
-                    let params = self.lease_params(p![name, old.holder.as_str(), holder, ttl.as_millis() as i64].to_vec());
+                    let sql = format!(
+                        "UPDATE leases SET holder=?3, expires_ms={} + ?4 WHERE name=?1 AND holder=?2",
+                        self.lease_now(5)
+                    );
+                    let params =
+                        self.lease_params(p![name, old.holder.as_str(), holder, ttl.as_millis() as i64].to_vec());
                     return Ok(self.exec(&sql, &params)? > 0);
                 }
             }
@@ -615,7 +652,8 @@ impl Ledger {
     /// Extend this worker's claim; false if it lapsed and another worker took the account.
     pub fn renew_account(&self, account: &str, worker: &str, ttl: Duration) -> Result<bool> {
         let sql = format!("UPDATE leases SET expires_ms = {} + ?3 WHERE name = ?1 AND holder = ?2", self.lease_now(4));
-        Ok(self.exec(&sql, &self.lease_params(p![account_lease(account), worker, ttl.as_millis() as i64].to_vec()))? > 0)
+        Ok(self.exec(&sql, &self.lease_params(p![account_lease(account), worker, ttl.as_millis() as i64].to_vec()))?
+            > 0)
     }
 
     /// Give the account back at the end of a cycle, so the next worker need not wait for expiry.
@@ -648,7 +686,9 @@ fn create_sqlite(path: &Path, at: &str) -> Result<()> {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         conn.execute_batch("PRAGMA synchronous=FULL;").map_err(|e| classify(at, e))?;
         migrations::migrate(&mut conn).map_err(|e| match e {
-            migrations::MigrateError::TooNew { found, known } => LedgerError::TooNew { at: at.to_string(), found, known },
+            migrations::MigrateError::TooNew { found, known } => {
+                LedgerError::TooNew { at: at.to_string(), found, known }
+            }
             migrations::MigrateError::Sql(e) => classify(at, e),
         })?;
         conn.close().map_err(|(_, e)| classify(at, e))?;
@@ -800,7 +840,8 @@ mod tests {
         let a = Ledger::open(&dir.path().join("a.sqlite")).unwrap().id().unwrap();
         let b = Ledger::open(&dir.path().join("b.sqlite")).unwrap().id().unwrap();
         assert_ne!(a, b, "each ledger has its own id");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert!(names.iter().all(|n| !n.ends_with(".new")), "no temp file left: {names:?}");
     }
 

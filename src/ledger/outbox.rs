@@ -63,7 +63,14 @@ const COLS: &str = "key, kind, payload, state, remote_id, outcome, message, atte
 
 /// Record one intent inside a caller's transaction: new → pending; failed → pending again; a
 /// done intent keeps its payload and state.
-pub(crate) fn upsert_intent(tx: &mut super::db::Tx<'_>, account: &str, key: &str, kind: &str, payload: &str, t: &str) -> super::db::DbResult<u64> {
+pub(crate) fn upsert_intent(
+    tx: &mut super::db::Tx<'_>,
+    account: &str,
+    key: &str,
+    kind: &str,
+    payload: &str,
+    t: &str,
+) -> super::db::DbResult<u64> {
     tx.exec(
         "INSERT INTO intents(account, key, kind, payload, state, attempts, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?5)
@@ -127,7 +134,11 @@ impl Ledger {
     }
 
     pub fn pending_intents(&self, account: &str) -> Result<Vec<Intent>> {
-        self.query(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND state='pending' ORDER BY id"), p![account], row)
+        self.query(
+            &format!("SELECT {COLS} FROM intents WHERE account=?1 AND state='pending' ORDER BY id"),
+            p![account],
+            row,
+        )
     }
 
     pub fn count_intents(&self, account: &str, state: &str) -> Result<i64> {

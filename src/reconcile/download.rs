@@ -6,21 +6,37 @@ use crate::stitch::wire::{Fulfillment, FulfillmentLineItem};
 /// Columns of an outbound order file: the inbound orders kind's names, so a warehouse can
 /// round-trip them, plus the ids it must quote back on shipments.
 pub const ORDER_COLUMNS: &[&str] = &[
-    "order_ref", "order_date", "ship_name", "ship_company", "ship_address1", "ship_address2", "ship_city",
-    "ship_state", "ship_zip", "ship_country", "ship_phone", "ship_email", "shipping_speed", "sku", "name",
-    "quantity", "fulfillment_id", "line_item_id",
+    "order_ref",
+    "order_date",
+    "ship_name",
+    "ship_company",
+    "ship_address1",
+    "ship_address2",
+    "ship_city",
+    "ship_state",
+    "ship_zip",
+    "ship_country",
+    "ship_phone",
+    "ship_email",
+    "shipping_speed",
+    "sku",
+    "name",
+    "quantity",
+    "fulfillment_id",
+    "line_item_id",
 ];
 
 pub const CANCEL_COLUMNS: &[&str] = &["fulfillment_id", "order_ref", "cancelled_at"];
 
 /// File names carry only safe characters, whatever an order reference contains.
 pub fn safe_name(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .take(80)
-        .collect();
-    if cleaned.is_empty() { "_".into() } else { cleaned }
+    let cleaned: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(80).collect();
+    if cleaned.is_empty() {
+        "_".into()
+    } else {
+        cleaned
+    }
 }
 
 pub fn order_file_name(f: &Fulfillment) -> String {
@@ -122,7 +138,13 @@ mod tests {
     #[test]
     fn order_files_carry_values_exactly_and_names_stay_safe() {
         let f = fulfillment("-12", None);
-        let items = vec![FulfillmentLineItem { id: "L1".into(), sku: "=A".into(), name: None, quantity: 2, quantity_shipped: 0 }];
+        let items = vec![FulfillmentLineItem {
+            id: "L1".into(),
+            sku: "=A".into(),
+            name: None,
+            quantity: 2,
+            quantity_shipped: 0,
+        }];
         let rows = rows(render_order(&f, &items, None));
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][0], "-12");

@@ -75,7 +75,12 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
         match current {
             None => out.upserts.push(PlannedUpsert {
                 line: r.line,
-                upsert: ProductUpsert { sku: r.sku.clone(), name: r.name.clone(), barcode: r.barcode.clone(), stock: target },
+                upsert: ProductUpsert {
+                    sku: r.sku.clone(),
+                    name: r.name.clone(),
+                    barcode: r.barcode.clone(),
+                    stock: target,
+                },
                 creates: true,
                 before: None,
                 before_name: None,
@@ -85,7 +90,13 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
                 let name_changed = r.name.is_some() && r.name != p.name;
                 let barcode_changed = r.barcode.is_some() && r.barcode != p.barcode;
                 if p.stock == target && !name_changed && !barcode_changed {
-                    out.settled.push(Decision::new(r.line, &r.sku, Outcome::Unchanged, &p.id, format!("stock {target}")));
+                    out.settled.push(Decision::new(
+                        r.line,
+                        &r.sku,
+                        Outcome::Unchanged,
+                        &p.id,
+                        format!("stock {target}"),
+                    ));
                 } else {
                     out.upserts.push(PlannedUpsert {
                         line: r.line,
@@ -106,7 +117,8 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
     }
     if policy.zero_missing && !policy.delta {
         let in_file: HashSet<&str> = records.iter().map(|r| r.sku.as_str()).collect();
-        let mut missing: Vec<&Product> = remote.values().filter(|p| p.stock != 0 && !in_file.contains(p.sku.as_str())).collect();
+        let mut missing: Vec<&Product> =
+            remote.values().filter(|p| p.stock != 0 && !in_file.contains(p.sku.as_str())).collect();
         missing.sort_by(|a, b| a.sku.cmp(&b.sku));
         for p in missing {
             out.upserts.push(PlannedUpsert {
@@ -126,7 +138,9 @@ pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, poli
 /// export (a truncated file, the wrong warehouse): refuse it whole rather than wipe stock.
 fn zero_guard(records: &[InventoryRecord], remote: &HashMap<String, Product>, max_share: f64) -> Option<String> {
     if records.is_empty() {
-        return Some("an empty snapshot with zero_missing would set every SKU to 0; refused as a likely bad export".into());
+        return Some(
+            "an empty snapshot with zero_missing would set every SKU to 0; refused as a likely bad export".into(),
+        );
     }
     if remote.is_empty() {
         return None;
@@ -177,7 +191,13 @@ mod tests {
     fn applied_messages_say_what_changed() {
         let remote: HashMap<String, Product> = [(
             "A".to_string(),
-            Product { id: "1".into(), sku: "A".into(), name: Some("Old".into()), barcode: Some("111".into()), stock: 300 },
+            Product {
+                id: "1".into(),
+                sku: "A".into(),
+                name: Some("Old".into()),
+                barcode: Some("111".into()),
+                stock: 300,
+            },
         )]
         .into();
         let policy = InventoryPolicy { delta: false, zero_missing: false, zero_missing_max_share: 0.2 };
@@ -244,6 +264,8 @@ mod tests {
         // Empty snapshot: refused, with a file-level rejection to say so.
         let p = plan(&[], &remote, policy);
         assert!(p.upserts.is_empty());
-        assert!(matches!(&p.settled[..], [d] if d.line == 0 && d.outcome == Outcome::Rejected && d.code == "bad_export"));
+        assert!(
+            matches!(&p.settled[..], [d] if d.line == 0 && d.outcome == Outcome::Rejected && d.code == "bad_export")
+        );
     }
 }

@@ -33,7 +33,13 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn new(line: u64, key: impl Into<String>, outcome: Outcome, remote_id: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        line: u64,
+        key: impl Into<String>,
+        outcome: Outcome,
+        remote_id: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Decision { line, key: key.into(), outcome, remote_id: remote_id.into(), code: "", message: message.into() }
     }
 

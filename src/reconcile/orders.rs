@@ -57,11 +57,8 @@ pub fn plan(rec: &OrderRecord, remote: Option<&OrderView>) -> OrderPlan {
 
 /// The sales order as Stitch should hold it; all scalars strings, as the Standard API wants.
 pub fn desired(rec: &OrderRecord) -> SalesOrderWrite {
-    let total: rust_decimal::Decimal = rec
-        .items
-        .iter()
-        .filter_map(|i| i.price.map(|p| p * rust_decimal::Decimal::from(i.quantity)))
-        .sum();
+    let total: rust_decimal::Decimal =
+        rec.items.iter().filter_map(|i| i.price.map(|p| p * rust_decimal::Decimal::from(i.quantity))).sum();
     let has_prices = rec.items.iter().any(|i| i.price.is_some());
     SalesOrderWrite {
         local_id: Some(rec.order_ref.clone()),
@@ -110,19 +107,12 @@ pub fn same(rec: &OrderRecord, v: &OrderView) -> bool {
     let want = desired(rec);
     let mut have_lines: Vec<(String, String, String)> =
         v.lines.iter().map(|l| (l.sku.clone(), l.quantity.clone(), l.price.clone())).collect();
-    let mut want_lines: Vec<(String, String, Option<String>)> = want
-        .line_items
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| (l.sku, l.quantity, l.price))
-        .collect();
+    let mut want_lines: Vec<(String, String, Option<String>)> =
+        want.line_items.unwrap_or_default().into_iter().map(|l| (l.sku, l.quantity, l.price)).collect();
     have_lines.sort();
     want_lines.sort();
     let lines_same = have_lines.len() == want_lines.len()
-        && have_lines
-            .iter()
-            .zip(&want_lines)
-            .all(|(h, w)| h.0 == w.0 && h.1 == w.1 && dec_eq(&h.2, w.2.as_deref()));
+        && have_lines.iter().zip(&want_lines).all(|(h, w)| h.0 == w.0 && h.1 == w.1 && dec_eq(&h.2, w.2.as_deref()));
     let addr_same = match (&want.shipping_address, &v.shipping) {
         (Some(w), Some(h)) => {
             let norm = |a: &Address| {
@@ -209,7 +199,12 @@ mod tests {
                 .line_items
                 .unwrap()
                 .into_iter()
-                .map(|l| SalesOrderLineItem { id: "1".into(), sku: l.sku, quantity: l.quantity, price: "9.5000".into() })
+                .map(|l| SalesOrderLineItem {
+                    id: "1".into(),
+                    sku: l.sku,
+                    quantity: l.quantity,
+                    price: "9.5000".into(),
+                })
                 .collect(),
             shipping: w.shipping_address,
         }
@@ -232,6 +227,9 @@ mod tests {
         assert!(matches!(plan(&cancel, Some(&locked)), OrderPlan::Void { .. }), "cancel goes through a lock");
         assert!(matches!(plan(&cancel, None), OrderPlan::Settled(Decision { outcome: Outcome::Rejected, .. })));
         let voided = view_of(&r, false, true);
-        assert!(matches!(plan(&cancel, Some(&voided)), OrderPlan::Settled(Decision { outcome: Outcome::Unchanged, .. })));
+        assert!(matches!(
+            plan(&cancel, Some(&voided)),
+            OrderPlan::Settled(Decision { outcome: Outcome::Unchanged, .. })
+        ));
     }
 }

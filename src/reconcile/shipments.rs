@@ -4,7 +4,9 @@
 
 use super::{Decision, Outcome};
 use crate::formats::ShipmentRecord;
-use crate::stitch::wire::{Fulfillment, FulfillmentLineItem, FulfillmentState, NewShipment, Shipment, ShipmentLineItem};
+use crate::stitch::wire::{
+    Fulfillment, FulfillmentLineItem, FulfillmentState, NewShipment, Shipment, ShipmentLineItem,
+};
 use std::collections::HashMap;
 
 /// What Stitch holds for one fulfillment.
@@ -32,7 +34,14 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
     let Some(snap) = snap else {
         return recs
             .iter()
-            .map(|r| ShipmentPlan::Settled(Decision::rejected(r.line, "unknown_fulfillment", display_key(wanted, r), format!("unknown fulfillment: Stitch has no fulfillment for {wanted}"))))
+            .map(|r| {
+                ShipmentPlan::Settled(Decision::rejected(
+                    r.line,
+                    "unknown_fulfillment",
+                    display_key(wanted, r),
+                    format!("unknown fulfillment: Stitch has no fulfillment for {wanted}"),
+                ))
+            })
             .collect();
     };
     let f = &snap.fulfillment;
@@ -42,16 +51,32 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
     for r in recs {
         let k = key(&f.id, r);
         if let Some(s) = snap.shipments.iter().find(|s| s.tracking_number == r.tracking_number) {
-            out.push(ShipmentPlan::Settled(Decision::new(r.line, k, Outcome::Unchanged, &s.id, "tracking number already recorded on this fulfillment")));
+            out.push(ShipmentPlan::Settled(Decision::new(
+                r.line,
+                k,
+                Outcome::Unchanged,
+                &s.id,
+                "tracking number already recorded on this fulfillment",
+            )));
             continue;
         }
         match f.state {
             FulfillmentState::Cancelled => {
-                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, "fulfillment_cancelled", k, format!("fulfillment {} was cancelled in Stitch; do not ship it", f.id))));
+                out.push(ShipmentPlan::Settled(Decision::rejected(
+                    r.line,
+                    "fulfillment_cancelled",
+                    k,
+                    format!("fulfillment {} was cancelled in Stitch; do not ship it", f.id),
+                )));
                 continue;
             }
             FulfillmentState::Complete => {
-                out.push(ShipmentPlan::Settled(Decision::rejected(r.line, "fulfillment_complete", k, format!("fulfillment {} is already complete", f.id))));
+                out.push(ShipmentPlan::Settled(Decision::rejected(
+                    r.line,
+                    "fulfillment_complete",
+                    k,
+                    format!("fulfillment {} is already complete", f.id),
+                )));
                 continue;
             }
             FulfillmentState::Open => {}
@@ -84,7 +109,8 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
                 }
             }
             if need > 0 {
-                let rem: u32 = snap.line_items.iter().filter(|l| l.sku == item.sku).map(|l| remaining[l.id.as_str()]).sum();
+                let rem: u32 =
+                    snap.line_items.iter().filter(|l| l.sku == item.sku).map(|l| remaining[l.id.as_str()]).sum();
                 problems.push(format!(
                     "line {}: over-shipment of SKU {}: ships {} but only {} remain on fulfillment {}",
                     item.line, item.sku, item.quantity, rem, f.id
@@ -118,9 +144,8 @@ pub const PARTIALLY_SHIPPED: &str = "Partially shipped";
 
 /// The status to set after shipping: Stitch shows it to the merchant [doc].
 pub fn status_after(line_items: &[FulfillmentLineItem], shipped_now: &HashMap<String, u32>) -> &'static str {
-    let all = line_items
-        .iter()
-        .all(|l| l.quantity_shipped + shipped_now.get(&l.id).copied().unwrap_or(0) >= l.quantity);
+    let all =
+        line_items.iter().all(|l| l.quantity_shipped + shipped_now.get(&l.id).copied().unwrap_or(0) >= l.quantity);
     if all {
         SHIPPED
     } else {
@@ -178,7 +203,9 @@ mod tests {
         let p = plan(&[&a, &b], Some(&s), "F1");
         assert!(matches!(&p[0], ShipmentPlan::Post(n) if n.line_items[0].quantity == 2));
         match &p[1] {
-            ShipmentPlan::Settled(d) => assert!(d.message.contains("over-shipment") && d.message.contains("only 0 remain"), "{}", d.message),
+            ShipmentPlan::Settled(d) => {
+                assert!(d.message.contains("over-shipment") && d.message.contains("only 0 remain"), "{}", d.message)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -192,8 +219,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = snap(FulfillmentState::Cancelled);
-        assert!(matches!(&plan(&[&ship(2, "T1", &[("A", 1)])], Some(&c), "F1")[0], ShipmentPlan::Settled(d) if d.message.contains("cancelled")));
-        assert!(matches!(&plan(&[&ship(2, "T1", &[("A", 1)])], None, "F1")[0], ShipmentPlan::Settled(d) if d.message.contains("unknown fulfillment")));
+        assert!(
+            matches!(&plan(&[&ship(2, "T1", &[("A", 1)])], Some(&c), "F1")[0], ShipmentPlan::Settled(d) if d.message.contains("cancelled"))
+        );
+        assert!(
+            matches!(&plan(&[&ship(2, "T1", &[("A", 1)])], None, "F1")[0], ShipmentPlan::Settled(d) if d.message.contains("unknown fulfillment"))
+        );
     }
 
     #[test]
@@ -210,7 +241,9 @@ mod tests {
             line_items: vec![],
             created_at: chrono::Utc::now(),
         });
-        assert!(matches!(&plan(&[&ship(2, "T1", &[("A", 9)])], Some(&s), "F1")[0], ShipmentPlan::Settled(d) if d.outcome == Outcome::Unchanged && d.remote_id == "S1"));
+        assert!(
+            matches!(&plan(&[&ship(2, "T1", &[("A", 9)])], Some(&s), "F1")[0], ShipmentPlan::Settled(d) if d.outcome == Outcome::Unchanged && d.remote_id == "S1")
+        );
     }
 
     #[test]

@@ -125,8 +125,7 @@ pub struct ResultWriter<W: Write> {
 impl<W: Write> ResultWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
         let mut csv = people_csv(w, b',')?;
-        csv.write_record(["line", "key", "outcome", "remote_id", "message"])
-            .map_err(csv_err)?;
+        csv.write_record(["line", "key", "outcome", "remote_id", "message"]).map_err(csv_err)?;
         Ok(ResultWriter { csv })
     }
 
@@ -167,42 +166,20 @@ impl<W: Write> ErrorWriter<W> {
         let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
         header.extend(["line", "column", "code", "message"].map(String::from));
         csv.write_record(&header).map_err(csv_err)?;
-        Ok(ErrorWriter {
-            csv,
-            width: original_header.len(),
-        })
+        Ok(ErrorWriter { csv, width: original_header.len() })
     }
 
     /// One error about `row`. The row's cells are padded or cut to the header's width so the
     /// error columns always line up (a ragged row's own message says how many values it had).
-    pub fn write(
-        &mut self,
-        row: &RawRow,
-        line: u64,
-        column: &str,
-        code: &str,
-        message: &str,
-    ) -> io::Result<()> {
-        let mut cells: Vec<String> = (0..self.width)
-            .map(|i| row.fields.get(i).map(neutralise).unwrap_or_default())
-            .collect();
-        cells.extend([
-            line.to_string(),
-            neutralise(column),
-            neutralise(code),
-            neutralise(message),
-        ]);
+    pub fn write(&mut self, row: &RawRow, line: u64, column: &str, code: &str, message: &str) -> io::Result<()> {
+        let mut cells: Vec<String> =
+            (0..self.width).map(|i| row.fields.get(i).map(neutralise).unwrap_or_default()).collect();
+        cells.extend([line.to_string(), neutralise(column), neutralise(code), neutralise(message)]);
         self.csv.write_record(&cells).map_err(csv_err)
     }
 
     /// An error about the file as a whole (no row to echo): data cells are left empty.
-    pub fn write_file_error(
-        &mut self,
-        line: Option<u64>,
-        column: &str,
-        code: &str,
-        message: &str,
-    ) -> io::Result<()> {
+    pub fn write_file_error(&mut self, line: Option<u64>, column: &str, code: &str, message: &str) -> io::Result<()> {
         let mut cells = vec![String::new(); self.width];
         cells.extend([
             line.map(|l| l.to_string()).unwrap_or_default(),
@@ -227,7 +204,13 @@ mod tests {
     fn over_long_values_are_written_as_an_excerpt_with_their_size() {
         let big = "A".repeat(3 << 20);
         let mut w = ResultWriter::new(Vec::new()).unwrap();
-        let row = ResultRow { line: 2, key: big.clone(), outcome: Outcome::Rejected, remote_id: String::new(), message: big.clone() };
+        let row = ResultRow {
+            line: 2,
+            key: big.clone(),
+            outcome: Outcome::Rejected,
+            remote_id: String::new(),
+            message: big.clone(),
+        };
         w.write(&row).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert!(out.len() < 1024, "{} bytes", out.len());
@@ -239,7 +222,14 @@ mod tests {
     fn result_files_are_for_people_bom_and_neutral_cells() {
         let mut w = ResultWriter::new(Vec::new()).unwrap();
         for key in ["=HYPERLINK(\"http://x\")", "@SUM(A1:A2)", "+PLUS", "-12"] {
-            w.write(&ResultRow { line: 2, key: key.into(), outcome: crate::reconcile::Outcome::Rejected, remote_id: "=1".into(), message: "=cmd".into() }).unwrap();
+            w.write(&ResultRow {
+                line: 2,
+                key: key.into(),
+                outcome: crate::reconcile::Outcome::Rejected,
+                remote_id: "=1".into(),
+                message: "=cmd".into(),
+            })
+            .unwrap();
         }
         let bytes = w.finish().unwrap();
         assert!(bytes.starts_with(b"\xef\xbb\xbfline,key,outcome,remote_id,message\n"));
@@ -255,7 +245,8 @@ mod tests {
 
     #[test]
     fn error_files_use_the_partners_delimiter() {
-        let mut w = ErrorWriter::with_delimiter(Vec::new(), &["sku".to_string(), "quantity".to_string()], b';').unwrap();
+        let mut w =
+            ErrorWriter::with_delimiter(Vec::new(), &["sku".to_string(), "quantity".to_string()], b';').unwrap();
         w.write_file_error(Some(1), "sku", "missing_value", "a; b").unwrap();
         let text = String::from_utf8(w.finish().unwrap()[3..].to_vec()).unwrap();
         assert!(text.starts_with("sku;quantity;line;column;code;message\n"), "{text}");
@@ -285,9 +276,6 @@ mod tests {
         })
         .unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
-        assert_eq!(
-            out,
-            "\u{feff}line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n"
-        );
+        assert_eq!(out, "\u{feff}line,key,outcome,remote_id,message\n2,\"SKU,1\",created,p-9,'=bad\n");
     }
 }

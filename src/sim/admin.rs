@@ -90,13 +90,9 @@ async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<FaultConfig> {
     Json(lock(&shared.faults).config().clone())
 }
 
-async fn set_faults(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> Result<Json<FaultConfig>, ApiError> {
+async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<FaultConfig>, ApiError> {
     let cfg: FaultConfig = parse_json(&body)?;
-    cfg.validate()
-        .map_err(|e| SimError::unprocessable(codes::INVALID, e))?;
+    cfg.validate().map_err(|e| SimError::unprocessable(codes::INVALID, e))?;
     *lock(&shared.faults) = FaultEngine::new(cfg.clone());
     Ok(Json(cfg))
 }
@@ -124,11 +120,7 @@ struct TokenSet {
 async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<StatusCode, ApiError> {
     let t: TokenSet = parse_json(&body)?;
     if t.token.as_deref() == Some("") {
-        return Err(SimError::unprocessable(
-            codes::INVALID,
-            "token must not be empty; use null to revoke",
-        )
-        .into());
+        return Err(SimError::unprocessable(codes::INVALID, "token must not be empty; use null to revoke").into());
     }
     lock(&shared.runtime).token = t.token;
     let mut st = lock(&shared.state);

@@ -98,11 +98,7 @@ pub fn run(args: &SimArgs) -> i32 {
             args.listen
         );
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sim: cannot start runtime: {e}");

@@ -29,13 +29,7 @@ impl Listener for SimListener {
             match self.0.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (
-                        KillableIo {
-                            inner: stream,
-                            killed: Arc::new(AtomicBool::new(false)),
-                        },
-                        addr,
-                    );
+                    return (KillableIo { inner: stream, killed: Arc::new(AtomicBool::new(false)) }, addr);
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
@@ -54,10 +48,7 @@ pub(crate) struct KillableIo {
 }
 
 fn killed_err() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection dropped by fault injection",
-    )
+    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by fault injection")
 }
 
 impl KillableIo {
@@ -67,11 +58,7 @@ impl KillableIo {
 }
 
 impl AsyncRead for KillableIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.is_killed() {
             return Poll::Ready(Err(killed_err()));
         }
@@ -80,11 +67,7 @@ impl AsyncRead for KillableIo {
 }
 
 impl AsyncWrite for KillableIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.is_killed() {
             return Poll::Ready(Err(killed_err()));
         }
@@ -118,8 +101,6 @@ impl ConnCtl {
 
 impl Connected<IncomingStream<'_, SimListener>> for ConnCtl {
     fn connect_info(stream: IncomingStream<'_, SimListener>) -> Self {
-        ConnCtl {
-            killed: stream.io().killed.clone(),
-        }
+        ConnCtl { killed: stream.io().killed.clone() }
     }
 }

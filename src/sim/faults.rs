@@ -135,13 +135,7 @@ pub struct FaultConfig {
 
 impl Default for FaultConfig {
     fn default() -> Self {
-        FaultConfig {
-            latency_ms: 0,
-            retry_after: 1,
-            seed: 0,
-            rates: FaultRates::default(),
-            queue: Vec::new(),
-        }
+        FaultConfig { latency_ms: 0, retry_after: 1, seed: 0, rates: FaultRates::default(), queue: Vec::new() }
     }
 }
 
@@ -151,21 +145,14 @@ impl FaultConfig {
         let mut sum = 0.0;
         for (kind, r) in self.rates.table() {
             if !(0.0..=1.0).contains(&r) {
-                return Err(format!(
-                    "rate for {} must be within 0..=1, got {r}",
-                    kind.name()
-                ));
+                return Err(format!("rate for {} must be within 0..=1, got {r}", kind.name()));
             }
             sum += r;
         }
         if sum > 1.0 + 1e-9 {
             return Err(format!("fault rates sum to {sum}, more than 1"));
         }
-        if self
-            .queue
-            .iter()
-            .any(|q| q.fault == FaultKind::Latency && q.ms.is_none())
-        {
+        if self.queue.iter().any(|q| q.fault == FaultKind::Latency && q.ms.is_none()) {
             return Err("a queued latency fault needs \"ms\"".into());
         }
         Ok(())
@@ -205,9 +192,7 @@ impl FaultEngine {
     /// Picks the fault (if any) for a request; consumes a matching queue entry.
     pub fn pick(&mut self, method: &str, path: &str) -> Option<Planned> {
         let pos = self.config.queue.iter().position(|q| {
-            q.method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            q.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
                 && q.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         });
         if let Some(pos) = pos {
@@ -227,11 +212,7 @@ impl FaultEngine {
         for (kind, r) in table {
             acc += r;
             if draw < acc {
-                return Some(Planned {
-                    kind,
-                    retry_after: self.config.retry_after,
-                    ms: 0,
-                });
+                return Some(Planned { kind, retry_after: self.config.retry_after, ms: 0 });
             }
         }
         None
@@ -258,28 +239,19 @@ mod tests {
     #[test]
     fn rates_are_reproducible_and_validated() {
         let cfg = FaultConfig {
-            rates: FaultRates {
-                server_error: 0.5,
-                ..Default::default()
-            },
+            rates: FaultRates { server_error: 0.5, ..Default::default() },
             seed: 7,
             ..Default::default()
         };
         let run = |cfg: FaultConfig| {
             let mut e = FaultEngine::new(cfg);
-            (0..64)
-                .map(|_| e.pick("GET", "/").is_some())
-                .collect::<Vec<_>>()
+            (0..64).map(|_| e.pick("GET", "/").is_some()).collect::<Vec<_>>()
         };
         let a = run(cfg.clone());
         assert_eq!(a, run(cfg));
         assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x));
         let bad = FaultConfig {
-            rates: FaultRates {
-                drop: 0.7,
-                lost_answer: 0.7,
-                ..Default::default()
-            },
+            rates: FaultRates { drop: 0.7, lost_answer: 0.7, ..Default::default() },
             ..Default::default()
         };
         assert!(bad.validate().is_err());

@@ -160,10 +160,7 @@ impl Shared {
 
 /// Writes to a sibling temporary file then renames, so a crash never leaves a torn state file.
 pub fn save_state(path: &Path, state: &SimState) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).context("creating temporary state file")?;
     serde_json::to_writer_pretty(&mut tmp, state)?;
     tmp.as_file().sync_all()?;
@@ -174,8 +171,7 @@ pub fn save_state(path: &Path, state: &SimState) -> anyhow::Result<()> {
 fn load_seed(seed: &Seed) -> anyhow::Result<SeedDoc> {
     let doc = match seed {
         Seed::File(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading seed {}", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading seed {}", p.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing seed {}", p.display()))?
         }
         Seed::Json(v) => serde_json::from_value(v.clone()).context("parsing seed JSON")?,
@@ -187,17 +183,14 @@ fn load_seed(seed: &Seed) -> anyhow::Result<SeedDoc> {
 fn initial_state(opts: &SimOptions) -> anyhow::Result<SimState> {
     if let Some(path) = &opts.state_file {
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading state {}", path.display()))?;
-            return serde_json::from_str(&text)
-                .with_context(|| format!("parsing state {}", path.display()));
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading state {}", path.display()))?;
+            return serde_json::from_str(&text).with_context(|| format!("parsing state {}", path.display()));
         }
     }
     let mut st = SimState::default();
     if let Some(seed) = &opts.seed {
         let doc = load_seed(seed)?;
-        st.apply_seed(&doc, chrono::Utc::now())
-            .map_err(|e| anyhow::anyhow!("applying seed: {e}"))?;
+        st.apply_seed(&doc, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("applying seed: {e}"))?;
     }
     Ok(st)
 }
@@ -212,9 +205,7 @@ pub struct SimHandle {
 
 /// Starts serving on `opts.listen`; returns once the socket is bound.
 pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
-    opts.faults
-        .validate()
-        .map_err(|e| anyhow::anyhow!("fault config: {e}"))?;
+    opts.faults.validate().map_err(|e| anyhow::anyhow!("fault config: {e}"))?;
     let st = initial_state(&opts)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(st),
@@ -228,30 +219,22 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
         admin_token: opts.admin_token.clone().unwrap_or_else(random_admin_token),
     });
     shared.persist(&lock(&shared.state));
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let app = routes::router(shared.clone()).merge(admin::router(shared.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(
-            conn::SimListener(listener),
-            app.into_make_service_with_connect_info::<conn::ConnCtl>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
+        let serve =
+            axum::serve(conn::SimListener(listener), app.into_make_service_with_connect_info::<conn::ConnCtl>())
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                });
         if let Err(e) = serve.await {
             tracing::error!("simulator server: {e}");
         }
     });
-    Ok(SimHandle {
-        addr,
-        shared,
-        stop: Some(stop_tx),
-        task: Some(task),
-    })
+    Ok(SimHandle { addr, shared, stop: Some(stop_tx), task: Some(task) })
 }
 
 impl SimHandle {
@@ -317,46 +300,31 @@ pub struct BackgroundSim {
 
 /// Starts a simulator on a dedicated thread; returns once it is listening.
 pub fn start_in_background(opts: SimOptions) -> anyhow::Result<BackgroundSim> {
-    let (ready_tx, ready_rx) =
-        std::sync::mpsc::channel::<anyhow::Result<(SocketAddr, Arc<Shared>)>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<(SocketAddr, Arc<Shared>)>>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("stitch-sim".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
+    let thread = std::thread::Builder::new().name("stitch-sim".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match start(opts).await {
+                Ok(h) => {
+                    let _ = ready_tx.send(Ok((h.addr, h.shared.clone())));
+                    let _ = stop_rx.await;
+                    h.shutdown().await;
+                }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
+                    let _ = ready_tx.send(Err(e));
                 }
-            };
-            rt.block_on(async move {
-                match start(opts).await {
-                    Ok(h) => {
-                        let _ = ready_tx.send(Ok((h.addr, h.shared.clone())));
-                        let _ = stop_rx.await;
-                        h.shutdown().await;
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            });
-        })?;
-    let (addr, shared) = ready_rx
-        .recv()
-        .context("simulator thread died while starting")??;
-    Ok(BackgroundSim {
-        base_url: format!("http://{addr}"),
-        addr,
-        shared,
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    })
+            }
+        });
+    })?;
+    let (addr, shared) = ready_rx.recv().context("simulator thread died while starting")??;
+    Ok(BackgroundSim { base_url: format!("http://{addr}"), addr, shared, stop: Some(stop_tx), thread: Some(thread) })
 }
 
 impl BackgroundSim {

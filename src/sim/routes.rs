@@ -30,18 +30,13 @@ impl From<SimError> for ApiError {
     }
 }
 
-pub(crate) fn error_response(
-    status: StatusCode,
-    code: &str,
-    message: impl Into<String>,
-) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(ErrorBody::new(code, message))).into_response()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         error_response(status, self.0.code, self.0.message)
     }
 }
@@ -50,20 +45,16 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body into a wire type; a body that doesn't fit is a 400 with the serde reason.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, SimError> {
-    serde_json::from_slice(body)
-        .map_err(|e| SimError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| SimError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, SimError> {
-    q.map(|Query(v)| v)
-        .map_err(|e| SimError::bad_request(format!("invalid query: {}", e.body_text())))
+    q.map(|Query(v)| v).map_err(|e| SimError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -90,11 +81,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        codes::BAD_REQUEST,
-        "method not allowed on this endpoint",
-    )
+    error_response(StatusCode::METHOD_NOT_ALLOWED, codes::BAD_REQUEST, "method not allowed on this endpoint")
 }
 
 fn is_oauth(path: &str) -> bool {
@@ -108,22 +95,14 @@ fn refuse(shared: &Shared, req: &Request) -> Option<Response> {
         return None;
     }
     let Some(given) = req.headers().get(wire::ACCESS_TOKEN_HEADER) else {
-        return Some(error_response(
-            StatusCode::UNAUTHORIZED,
-            codes::UNAUTHORIZED,
-            "missing access_token header",
-        ));
+        return Some(error_response(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, "missing access_token header"));
     };
     let given = given.to_str().unwrap_or("");
     let rt = lock(&shared.runtime);
-    let ok = rt.token.as_deref() == Some(given)
-        || (!given.is_empty() && lock(&shared.state).channel_token_valid(given));
+    let ok =
+        rt.token.as_deref() == Some(given) || (!given.is_empty() && lock(&shared.state).channel_token_valid(given));
     if !ok {
-        return Some(error_response(
-            StatusCode::UNAUTHORIZED,
-            codes::UNAUTHORIZED,
-            "invalid or revoked access token",
-        ));
+        return Some(error_response(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, "invalid or revoked access token"));
     }
     if !rt.integrations_enabled && path.starts_with(wire::INTEGRATIONS_PREFIX) {
         return Some(error_response(
@@ -139,43 +118,21 @@ fn refuse(shared: &Shared, req: &Request) -> Option<Response> {
 async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let template = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", |m| m.as_str())
-        .to_string();
-    let conn = req
-        .extensions()
-        .get::<ConnectInfo<ConnCtl>>()
-        .map(|c| c.0.clone());
-    Counters::bump(
-        &mut lock(&shared.counters).requests,
-        &format!("{method} {template}"),
-        1,
-    );
+    let template = req.extensions().get::<MatchedPath>().map_or("<unmatched>", |m| m.as_str()).to_string();
+    let conn = req.extensions().get::<ConnectInfo<ConnCtl>>().map(|c| c.0.clone());
+    Counters::bump(&mut lock(&shared.counters).requests, &format!("{method} {template}"), 1);
 
     let (latency, planned) = {
         let mut f = lock(&shared.faults);
         (f.latency_ms(), f.pick(method.as_str(), &path))
     };
-    let delay = latency
-        + planned
-            .filter(|p| p.kind == FaultKind::Latency)
-            .map_or(0, |p| p.ms);
+    let delay = latency + planned.filter(|p| p.kind == FaultKind::Latency).map_or(0, |p| p.ms);
     if let Some(p) = planned {
-        Counters::bump(
-            &mut lock(&shared.counters).faults_injected,
-            p.kind.name(),
-            1,
-        );
+        Counters::bump(&mut lock(&shared.counters).faults_injected, p.kind.name(), 1);
     }
     if delay > 0 {
         if latency > 0 {
-            Counters::bump(
-                &mut lock(&shared.counters).faults_injected,
-                FaultKind::Latency.name(),
-                1,
-            );
+            Counters::bump(&mut lock(&shared.counters).faults_injected, FaultKind::Latency.name(), 1);
         }
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -189,36 +146,25 @@ async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
                 codes::RATE_LIMITED,
                 format!("rate limited; retry after {secs} s"),
             );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             Some(r)
         }
-        Some(FaultKind::ServerError) => Some(error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::SERVER_ERROR,
-            "injected server error",
-        )),
-        Some(FaultKind::BadGateway) => Some(error_response(
-            StatusCode::BAD_GATEWAY,
-            codes::BAD_GATEWAY,
-            "injected bad gateway",
-        )),
-        Some(FaultKind::GatewayTimeout) => Some(error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            codes::GATEWAY_TIMEOUT,
-            "injected gateway timeout",
-        )),
+        Some(FaultKind::ServerError) => {
+            Some(error_response(StatusCode::INTERNAL_SERVER_ERROR, codes::SERVER_ERROR, "injected server error"))
+        }
+        Some(FaultKind::BadGateway) => {
+            Some(error_response(StatusCode::BAD_GATEWAY, codes::BAD_GATEWAY, "injected bad gateway"))
+        }
+        Some(FaultKind::GatewayTimeout) => {
+            Some(error_response(StatusCode::GATEWAY_TIMEOUT, codes::GATEWAY_TIMEOUT, "injected gateway timeout"))
+        }
         Some(FaultKind::Drop) => match &conn {
             Some(c) => {
                 c.kill();
                 Counters::bump(&mut lock(&shared.counters).statuses, "dropped", 1);
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             }
-            None => Some(error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                codes::GATEWAY_TIMEOUT,
-                "injected drop",
-            )),
+            None => Some(error_response(StatusCode::GATEWAY_TIMEOUT, codes::GATEWAY_TIMEOUT, "injected drop")),
         },
         _ => None,
     };
@@ -235,20 +181,14 @@ async fn api_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
             Counters::bump(&mut lock(&shared.counters).statuses, "dropped", 1);
             return resp;
         }
-        (Some(FaultKind::LostAnswer), None) | (Some(FaultKind::LostAnswer504), _) => {
-            error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                codes::GATEWAY_TIMEOUT,
-                "injected gateway timeout after the request was applied",
-            )
-        }
+        (Some(FaultKind::LostAnswer), None) | (Some(FaultKind::LostAnswer504), _) => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            codes::GATEWAY_TIMEOUT,
+            "injected gateway timeout after the request was applied",
+        ),
         _ => resp,
     };
-    Counters::bump(
-        &mut lock(&shared.counters).statuses,
-        resp.status().as_str(),
-        1,
-    );
+    Counters::bump(&mut lock(&shared.counters).statuses, resp.status().as_str(), 1);
     resp
 }
 
@@ -335,10 +275,7 @@ async fn post_shipments(
         Ok(shipments) => {
             shared.persist(&st);
             count_writes(&shared, "shipments", shipments.len());
-            Ok((
-                StatusCode::CREATED,
-                Json(wire::ShipmentsResponse { shipments }),
-            ))
+            Ok((StatusCode::CREATED, Json(wire::ShipmentsResponse { shipments })))
         }
         Err(e) => {
             if e.code == codes::DUPLICATE_SHIPMENT {
@@ -360,10 +297,7 @@ async fn list_shipments(
 
 // ----- sales orders (Standard API) -----------------------------------------------------------
 
-async fn read_orders(
-    State(shared): State<Arc<Shared>>,
-    body: Bytes,
-) -> ApiResult<Json<wire::SalesOrdersReadResponse>> {
+async fn read_orders(State(shared): State<Arc<Shared>>, body: Bytes) -> ApiResult<Json<wire::SalesOrdersReadResponse>> {
     let req: wire::SalesOrdersReadRequest = parse_json(&body)?;
     Ok(Json(lock(&shared.state).read_orders(&req)?))
 }
@@ -418,24 +352,14 @@ async fn oauth_token(
     State(shared): State<Arc<Shared>>,
     form: Result<Form<wire::TokenRequest>, FormRejection>,
 ) -> ApiResult<Json<wire::TokenResponse>> {
-    let Form(req) = form
-        .map_err(|e| SimError::bad_request(format!("invalid token request: {}", e.body_text())))?;
+    let Form(req) = form.map_err(|e| SimError::bad_request(format!("invalid token request: {}", e.body_text())))?;
     if req.grant_type != "authorization_code" {
         return Err(SimError::bad_request("grant_type must be authorization_code").into());
     }
     let token = random_hex(20);
     let mut st = lock(&shared.state);
-    st.exchange_code(
-        &req.code,
-        &req.client_id,
-        &req.redirect_uri,
-        &token,
-        Utc::now(),
-    )?;
+    st.exchange_code(&req.code, &req.client_id, &req.redirect_uri, &token, Utc::now())?;
     shared.persist(&st);
     lock(&shared.counters).channels_created += 1;
-    Ok(Json(wire::TokenResponse {
-        access_token: token,
-        token_type: "bearer".into(),
-    }))
+    Ok(Json(wire::TokenResponse { access_token: token, token_type: "bearer".into() }))
 }

@@ -27,11 +27,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::stitch::wire::{
-    self, codes, Address, AddressLink, Fulfillment, FulfillmentLineItem, FulfillmentState, IdLink,
-    NewShipment, PageMeta, PageQuery, Product, ProductUpsert, ProductUpsertResult, ProductsPage,
-    SalesOrder, SalesOrderLineItem, SalesOrderLinks, SalesOrderWrite, SalesOrdersReadRequest,
-    SalesOrdersReadResponse, SalesOrdersWriteResponse, ShipTo, Shipment, ShippingSpeed,
-    StandardMeta,
+    self, codes, Address, AddressLink, Fulfillment, FulfillmentLineItem, FulfillmentState, IdLink, NewShipment,
+    PageMeta, PageQuery, Product, ProductUpsert, ProductUpsertResult, ProductsPage, SalesOrder, SalesOrderLineItem,
+    SalesOrderLinks, SalesOrderWrite, SalesOrdersReadRequest, SalesOrdersReadResponse, SalesOrdersWriteResponse,
+    ShipTo, Shipment, ShippingSpeed, StandardMeta,
 };
 
 /// A refused request: HTTP status plus the wire error code and reason.
@@ -44,11 +43,7 @@ pub struct SimError {
 
 impl SimError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        SimError {
-            status,
-            code,
-            message: message.into(),
-        }
+        SimError { status, code, message: message.into() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, codes::BAD_REQUEST, message)
@@ -215,12 +210,7 @@ struct Window {
 fn window(total: usize, page: u32, size: u32) -> Window {
     let start = ((page as u64 - 1) * size as u64).min(total as u64) as usize;
     let end = (start + size as usize).min(total);
-    Window {
-        page,
-        size,
-        start,
-        end,
-    }
+    Window { page, size, start, end }
 }
 
 /// Validates an Integrations `?page&page_size` query: 1-based, size clamped to the maximum.
@@ -240,17 +230,12 @@ fn parse_flag(field: &str, v: &str) -> SimResult<bool> {
     match v.trim() {
         "1" | "true" => Ok(true),
         "0" | "false" | "" => Ok(false),
-        other => Err(SimError::unprocessable(
-            codes::INVALID,
-            format!("{field} must be \"0\" or \"1\", got {other:?}"),
-        )),
+        other => Err(SimError::unprocessable(codes::INVALID, format!("{field} must be \"0\" or \"1\", got {other:?}"))),
     }
 }
 
 fn parse_id(kind: &str, id: &str) -> SimResult<u64> {
-    id.trim()
-        .parse::<u64>()
-        .map_err(|_| SimError::not_found(format!("no {kind} with id {id:?}")))
+    id.trim().parse::<u64>().map_err(|_| SimError::not_found(format!("no {kind} with id {id:?}")))
 }
 
 fn non_empty(s: &Option<String>) -> bool {
@@ -258,8 +243,7 @@ fn non_empty(s: &Option<String>) -> bool {
 }
 
 fn address_populated(a: &Option<Address>) -> bool {
-    a.as_ref()
-        .is_some_and(|a| non_empty(&a.street1) && non_empty(&a.city) && non_empty(&a.country_iso))
+    a.as_ref().is_some_and(|a| non_empty(&a.street1) && non_empty(&a.city) && non_empty(&a.country_iso))
 }
 
 fn ship_to(a: &Address) -> ShipTo {
@@ -315,10 +299,7 @@ impl SimState {
         }
         for (i, p) in products.iter().enumerate() {
             if p.sku.trim().is_empty() {
-                return Err(SimError::unprocessable(
-                    codes::INVALID,
-                    format!("products[{i}]: empty sku"),
-                ));
+                return Err(SimError::unprocessable(codes::INVALID, format!("products[{i}]: empty sku")));
             }
             if p.stock < 0 {
                 return Err(SimError::unprocessable(
@@ -330,21 +311,14 @@ impl SimState {
         let mut out = Vec::with_capacity(products.len());
         for p in products {
             let created = !self.products.contains_key(&p.sku);
-            let id = if created {
-                self.alloc_id()
-            } else {
-                self.products[&p.sku].id
-            };
-            let rec = self
-                .products
-                .entry(p.sku.clone())
-                .or_insert_with(|| ProductRec {
-                    id,
-                    sku: p.sku.clone(),
-                    name: None,
-                    barcode: None,
-                    stock: 0,
-                });
+            let id = if created { self.alloc_id() } else { self.products[&p.sku].id };
+            let rec = self.products.entry(p.sku.clone()).or_insert_with(|| ProductRec {
+                id,
+                sku: p.sku.clone(),
+                name: None,
+                barcode: None,
+                stock: 0,
+            });
             if p.name.is_some() {
                 rec.name = p.name.clone();
             }
@@ -352,12 +326,7 @@ impl SimState {
                 rec.barcode = p.barcode.clone();
             }
             rec.stock = p.stock;
-            out.push(ProductUpsertResult {
-                sku: p.sku.clone(),
-                id: id.to_string(),
-                created,
-                stock: p.stock,
-            });
+            out.push(ProductUpsertResult { sku: p.sku.clone(), id: id.to_string(), created, stock: p.stock });
         }
         self.release_pending(now);
         Ok(out)
@@ -379,14 +348,7 @@ impl SimState {
                 stock: p.stock,
             })
             .collect();
-        ProductsPage {
-            products,
-            meta: PageMeta {
-                page: w.page,
-                page_size: w.size,
-                total: self.products.len() as u64,
-            },
-        }
+        ProductsPage { products, meta: PageMeta { page: w.page, page_size: w.size, total: self.products.len() as u64 } }
     }
 
     // ----- bundles, seed ---------------------------------------------------------------------
@@ -394,19 +356,13 @@ impl SimState {
     /// Defines or replaces a bundle; every component must be a known product.
     pub fn define_bundle(&mut self, b: &BundleRec) -> SimResult<()> {
         if b.sku.trim().is_empty() || b.components.is_empty() {
-            return Err(SimError::unprocessable(
-                codes::INVALID,
-                "a bundle needs a sku and components",
-            ));
+            return Err(SimError::unprocessable(codes::INVALID, "a bundle needs a sku and components"));
         }
         for c in &b.components {
             if !self.products.contains_key(&c.sku) {
                 return Err(SimError::unprocessable(
                     codes::INVALID,
-                    format!(
-                        "bundle {}: component {} is not a known product",
-                        b.sku, c.sku
-                    ),
+                    format!("bundle {}: component {} is not a known product", b.sku, c.sku),
                 ));
             }
             if c.quantity == 0 {
@@ -439,15 +395,10 @@ impl SimState {
     // ----- sales orders ----------------------------------------------------------------------
 
     fn locked(&self, o: &OrderRec) -> bool {
-        o.fulfillment_id
-            .and_then(|f| self.fulfillments.get(&f))
-            .is_some_and(|f| f.acknowledged || f.anything_shipped())
+        o.fulfillment_id.and_then(|f| self.fulfillments.get(&f)).is_some_and(|f| f.acknowledged || f.anything_shipped())
     }
 
-    fn parse_lines(
-        &mut self,
-        lines: &[wire::NewSalesOrderLineItem],
-    ) -> SimResult<Vec<OrderLineRec>> {
+    fn parse_lines(&mut self, lines: &[wire::NewSalesOrderLineItem]) -> SimResult<Vec<OrderLineRec>> {
         let mut out = Vec::with_capacity(lines.len());
         for (i, l) in lines.iter().enumerate() {
             if !self.products.contains_key(&l.sku) && !self.bundles.contains_key(&l.sku) {
@@ -456,28 +407,14 @@ impl SimState {
                     format!("line_items[{i}]: unknown SKU {:?}", l.sku),
                 ));
             }
-            let quantity = l
-                .quantity
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|q| *q > 0)
-                .ok_or_else(|| {
-                    SimError::unprocessable(
-                        codes::INVALID,
-                        format!(
-                            "line_items[{i}] {}: quantity {:?} is not a positive integer",
-                            l.sku, l.quantity
-                        ),
-                    )
-                })?;
+            let quantity = l.quantity.trim().parse::<u32>().ok().filter(|q| *q > 0).ok_or_else(|| {
+                SimError::unprocessable(
+                    codes::INVALID,
+                    format!("line_items[{i}] {}: quantity {:?} is not a positive integer", l.sku, l.quantity),
+                )
+            })?;
             let id = self.alloc_id();
-            out.push(OrderLineRec {
-                id,
-                sku: l.sku.clone(),
-                quantity,
-                price: l.price.clone().unwrap_or_default(),
-            });
+            out.push(OrderLineRec { id, sku: l.sku.clone(), quantity, price: l.price.clone().unwrap_or_default() });
         }
         Ok(out)
     }
@@ -526,11 +463,7 @@ impl SimState {
         };
         for id in ids {
             let o = &self.orders[&id];
-            resp.sales_orders.push(self.order_to_wire(
-                o,
-                &mut resp.line_items,
-                &mut resp.addresses,
-            ));
+            resp.sales_orders.push(self.order_to_wire(o, &mut resp.line_items, &mut resp.addresses));
         }
         Ok(resp)
     }
@@ -548,10 +481,7 @@ impl SimState {
             None => None,
         };
         if order.void && wants_void == Some(false) {
-            return Err(SimError::unprocessable(
-                codes::INVALID,
-                format!("order {id} is void and cannot be reopened"),
-            ));
+            return Err(SimError::unprocessable(codes::INVALID, format!("order {id} is void and cannot be reopened")));
         }
         let changes_content = w.local_id.is_some()
             || w.po_num.is_some()
@@ -572,10 +502,7 @@ impl SimState {
             ));
         }
         if changes_content && order.void {
-            return Err(SimError::unprocessable(
-                codes::INVALID,
-                format!("order {id} is void"),
-            ));
+            return Err(SimError::unprocessable(codes::INVALID, format!("order {id} is void")));
         }
 
         let mut o = order;
@@ -583,11 +510,7 @@ impl SimState {
             // Nobody has seen an unacknowledged fulfillment: withdraw it and let release
             // re-evaluate the order as it now is.
             if let Some(fid) = o.fulfillment_id {
-                if self
-                    .fulfillments
-                    .get(&fid)
-                    .is_some_and(|f| f.state == FulfillmentState::Open)
-                {
+                if self.fulfillments.get(&fid).is_some_and(|f| f.state == FulfillmentState::Open) {
                     self.fulfillments.remove(&fid);
                     o.fulfillment_id = None;
                 }
@@ -625,10 +548,7 @@ impl SimState {
         }
         if wants_void == Some(true) && !o.void {
             if let Some(fid) = o.fulfillment_id {
-                let f = self
-                    .fulfillments
-                    .get_mut(&fid)
-                    .expect("order's fulfillment exists");
+                let f = self.fulfillments.get_mut(&fid).expect("order's fulfillment exists");
                 if f.anything_shipped() {
                     return Err(SimError::unprocessable(
                         codes::ALREADY_SHIPPED,
@@ -693,20 +613,12 @@ impl SimState {
             links.line_items.push(IdLink { id: id.clone() });
             line_items.insert(
                 id.clone(),
-                SalesOrderLineItem {
-                    id,
-                    sku: l.sku.clone(),
-                    quantity: l.quantity.to_string(),
-                    price: l.price.clone(),
-                },
+                SalesOrderLineItem { id, sku: l.sku.clone(), quantity: l.quantity.to_string(), price: l.price.clone() },
             );
         }
         if let Some(a) = &o.shipping_address {
             let id = a.id.clone().unwrap_or_default();
-            links.addresses.push(AddressLink {
-                id: id.clone(),
-                kind: "shipping".into(),
-            });
+            links.addresses.push(AddressLink { id: id.clone(), kind: "shipping".into() });
             addresses.insert(id, a.clone());
         }
         SalesOrder {
@@ -728,24 +640,16 @@ impl SimState {
     /// `POST /api2/v2/SalesOrders`: filter on `id`/`local_id`/`po_num` (exact), ordered by id.
     pub fn read_orders(&self, req: &SalesOrdersReadRequest) -> SimResult<SalesOrdersReadResponse> {
         if req.action != wire::Action::Read {
-            return Err(SimError::bad_request(
-                "action must be \"read\" on the v2 read path",
-            ));
+            return Err(SimError::bad_request("action must be \"read\" on the v2 read path"));
         }
         let size = req.page_size.unwrap_or(wire::STANDARD_DEFAULT_PAGE_SIZE);
         let page = req.page_num.unwrap_or(1);
         if size == 0 || page == 0 {
-            return Err(SimError::bad_request(
-                "page_size and page_num must be at least 1",
-            ));
+            return Err(SimError::bad_request("page_size and page_num must be at least 1"));
         }
         let size = size.min(wire::INTEGRATIONS_MAX_PAGE_SIZE);
-        let conds: Vec<(&String, &String)> = req
-            .filter
-            .iter()
-            .flat_map(|f| f.and.iter())
-            .flat_map(|m| m.iter())
-            .collect();
+        let conds: Vec<(&String, &String)> =
+            req.filter.iter().flat_map(|f| f.and.iter()).flat_map(|m| m.iter()).collect();
         for (k, _) in &conds {
             if !matches!(k.as_str(), "id" | "local_id" | "po_num") {
                 return Err(SimError::bad_request(format!(
@@ -772,16 +676,8 @@ impl SimState {
                 last_page: total.div_ceil(size as usize).to_string(),
                 per_page: size.to_string(),
                 total: total.to_string(),
-                from: if w.end > w.start {
-                    (w.start + 1).to_string()
-                } else {
-                    "0".into()
-                },
-                to: if w.end > w.start {
-                    w.end.to_string()
-                } else {
-                    "0".into()
-                },
+                from: if w.end > w.start { (w.start + 1).to_string() } else { "0".into() },
+                to: if w.end > w.start { w.end.to_string() } else { "0".into() },
             },
             sales_orders: Vec::new(),
             line_items: BTreeMap::new(),
@@ -799,11 +695,7 @@ impl SimState {
     /// Units of each SKU held by open fulfillments and not shipped yet.
     fn reserved(&self) -> HashMap<String, i64> {
         let mut r: HashMap<String, i64> = HashMap::new();
-        for f in self
-            .fulfillments
-            .values()
-            .filter(|f| f.state == FulfillmentState::Open)
-        {
+        for f in self.fulfillments.values().filter(|f| f.state == FulfillmentState::Open) {
             for l in &f.lines {
                 *r.entry(l.sku.clone()).or_default() += (l.quantity - l.shipped) as i64;
             }
@@ -826,10 +718,7 @@ impl SimState {
         };
         for l in lines {
             match self.bundles.get(&l.sku) {
-                Some(b) => b
-                    .components
-                    .iter()
-                    .for_each(|c| add(&c.sku, c.quantity * l.quantity)),
+                Some(b) => b.components.iter().for_each(|c| add(&c.sku, c.quantity * l.quantity)),
                 None => add(&l.sku, l.quantity),
             }
         }
@@ -866,13 +755,7 @@ impl SimState {
                 *reserved.entry(sku.clone()).or_default() += q as i64;
                 let id = self.alloc_id();
                 let name = self.products.get(&sku).and_then(|p| p.name.clone());
-                lines.push(FulfillmentLineRec {
-                    id,
-                    sku,
-                    name,
-                    quantity: q,
-                    shipped: 0,
-                });
+                lines.push(FulfillmentLineRec { id, sku, name, quantity: q, shipped: 0 });
             }
             let o = self.orders.get_mut(&oid).expect("candidate order exists");
             o.fulfillment_id = Some(fid);
@@ -918,44 +801,27 @@ impl SimState {
 
     /// `GET /fulfillments`: open ones oldest first; those on the page become acknowledged.
     /// Returns the page and how many were newly acknowledged.
-    pub fn list_open_fulfillments(
-        &mut self,
-        page: u32,
-        size: u32,
-    ) -> (wire::FulfillmentsPage, usize) {
-        let open: Vec<u64> = self
-            .fulfillments
-            .values()
-            .filter(|f| f.state == FulfillmentState::Open)
-            .map(|f| f.id)
-            .collect();
+    pub fn list_open_fulfillments(&mut self, page: u32, size: u32) -> (wire::FulfillmentsPage, usize) {
+        let open: Vec<u64> =
+            self.fulfillments.values().filter(|f| f.state == FulfillmentState::Open).map(|f| f.id).collect();
         let w = window(open.len(), page, size);
         let mut newly = 0;
         let mut fulfillments = Vec::new();
         for id in &open[w.start..w.end] {
-            let f = self
-                .fulfillments
-                .get_mut(id)
-                .expect("listed fulfillment exists");
+            let f = self.fulfillments.get_mut(id).expect("listed fulfillment exists");
             if !f.acknowledged {
                 f.acknowledged = true;
                 newly += 1;
             }
             fulfillments.push(Self::fulfillment_to_wire(f));
         }
-        let meta = PageMeta {
-            page: w.page,
-            page_size: w.size,
-            total: open.len() as u64,
-        };
+        let meta = PageMeta { page: w.page, page_size: w.size, total: open.len() as u64 };
         (wire::FulfillmentsPage { fulfillments, meta }, newly)
     }
 
     fn fulfillment_rec(&self, id: &str) -> SimResult<&FulfillmentRec> {
         let n = parse_id("fulfillment", id)?;
-        self.fulfillments
-            .get(&n)
-            .ok_or_else(|| SimError::not_found(format!("no fulfillment with id {id}")))
+        self.fulfillments.get(&n).ok_or_else(|| SimError::not_found(format!("no fulfillment with id {id}")))
     }
 
     /// `GET /fulfillments/{id}`, whatever its state.
@@ -994,16 +860,9 @@ impl SimState {
     /// tracking number not already recorded on it (so a retried POST is told `duplicate_shipment`
     /// even when its first attempt completed the fulfillment), fulfillment open, line items valid
     /// and not over-shipped.
-    pub fn record_shipments(
-        &mut self,
-        shipments: &[NewShipment],
-        now: DateTime<Utc>,
-    ) -> SimResult<Vec<Shipment>> {
+    pub fn record_shipments(&mut self, shipments: &[NewShipment], now: DateTime<Utc>) -> SimResult<Vec<Shipment>> {
         if shipments.is_empty() {
-            return Err(SimError::unprocessable(
-                codes::INVALID,
-                "no shipments in the request",
-            ));
+            return Err(SimError::unprocessable(codes::INVALID, "no shipments in the request"));
         }
         self.atomically(|s| {
             let mut out = Vec::with_capacity(shipments.len());
@@ -1019,12 +878,7 @@ impl SimState {
     }
 
     fn record_shipment(&mut self, sh: &NewShipment, now: DateTime<Utc>) -> SimResult<Shipment> {
-        let fid = sh
-            .fulfillment_id
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|id| self.fulfillments.contains_key(id));
+        let fid = sh.fulfillment_id.trim().parse::<u64>().ok().filter(|id| self.fulfillments.contains_key(id));
         let Some(fid) = fid else {
             return Err(SimError::unprocessable(
                 codes::UNKNOWN_FULFILLMENT,
@@ -1034,10 +888,7 @@ impl SimState {
         let fid_s = fid.to_string();
         let tracking = sh.tracking_number.trim();
         if !tracking.is_empty()
-            && self
-                .shipments
-                .values()
-                .any(|r| r.fulfillment_id == fid_s && r.tracking_number.trim() == tracking)
+            && self.shipments.values().any(|r| r.fulfillment_id == fid_s && r.tracking_number.trim() == tracking)
         {
             return Err(SimError::unprocessable(
                 codes::DUPLICATE_SHIPMENT,
@@ -1046,33 +897,21 @@ impl SimState {
         }
         let f = &self.fulfillments[&fid];
         if f.state != FulfillmentState::Open {
-            let state = serde_json::to_value(f.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from));
+            let state = serde_json::to_value(f.state).ok().and_then(|v| v.as_str().map(String::from));
             return Err(SimError::unprocessable(
                 codes::FULFILLMENT_NOT_OPEN,
                 format!("fulfillment {fid} is {}", state.unwrap_or_default()),
             ));
         }
         if sh.line_items.is_empty() {
-            return Err(SimError::unprocessable(
-                codes::INVALID,
-                "a shipment needs line_items",
-            ));
+            return Err(SimError::unprocessable(codes::INVALID, "a shipment needs line_items"));
         }
         let mut shipped: Vec<(usize, u32)> = Vec::new();
         for li in &sh.line_items {
-            let Some(idx) = f
-                .lines
-                .iter()
-                .position(|l| l.id.to_string() == li.line_item_id.trim())
-            else {
+            let Some(idx) = f.lines.iter().position(|l| l.id.to_string() == li.line_item_id.trim()) else {
                 return Err(SimError::unprocessable(
                     codes::UNKNOWN_LINE_ITEM,
-                    format!(
-                        "line item {:?} is not on fulfillment {fid}",
-                        li.line_item_id
-                    ),
+                    format!("line item {:?} is not on fulfillment {fid}", li.line_item_id),
                 ));
             };
             if li.quantity == 0 {
@@ -1082,11 +921,7 @@ impl SimState {
                 ));
             }
             let line = &f.lines[idx];
-            let already: u32 = shipped
-                .iter()
-                .filter(|(i, _)| *i == idx)
-                .map(|(_, q)| q)
-                .sum();
+            let already: u32 = shipped.iter().filter(|(i, _)| *i == idx).map(|(_, q)| q).sum();
             let remaining = line.quantity - line.shipped - already;
             if li.quantity > remaining {
                 return Err(SimError::unprocessable(
@@ -1130,12 +965,7 @@ impl SimState {
     /// `GET /shipments?fulfillment_id=`: recorded shipments, oldest first.
     pub fn shipments_for(&self, fulfillment_id: &str) -> SimResult<Vec<Shipment>> {
         let f = self.fulfillment_rec(fulfillment_id)?.id.to_string();
-        Ok(self
-            .shipments
-            .values()
-            .filter(|s| s.fulfillment_id == f)
-            .cloned()
-            .collect())
+        Ok(self.shipments.values().filter(|s| s.fulfillment_id == f).cloned().collect())
     }
 
     // ----- OAuth -----------------------------------------------------------------------------
@@ -1144,10 +974,7 @@ impl SimState {
     pub fn begin_authorization(&mut self, code: &str, client_id: &str, redirect_uri: &str) {
         self.pending_codes.insert(
             code.to_string(),
-            PendingCode {
-                client_id: client_id.to_string(),
-                redirect_uri: redirect_uri.to_string(),
-            },
+            PendingCode { client_id: client_id.to_string(), redirect_uri: redirect_uri.to_string() },
         );
     }
 
@@ -1160,10 +987,8 @@ impl SimState {
         token: &str,
         now: DateTime<Utc>,
     ) -> SimResult<ChannelRec> {
-        let ok = self
-            .pending_codes
-            .get(code)
-            .is_some_and(|p| p.client_id == client_id && p.redirect_uri == redirect_uri);
+        let ok =
+            self.pending_codes.get(code).is_some_and(|p| p.client_id == client_id && p.redirect_uri == redirect_uri);
         if !ok {
             return Err(SimError::new(
                 400,
@@ -1206,12 +1031,7 @@ mod tests {
     }
 
     fn p(sku: &str, stock: i64) -> ProductUpsert {
-        ProductUpsert {
-            sku: sku.into(),
-            name: Some(format!("{sku} name")),
-            barcode: None,
-            stock,
-        }
+        ProductUpsert { sku: sku.into(), name: Some(format!("{sku} name")), barcode: None, stock }
     }
 
     fn addr() -> Address {
@@ -1230,11 +1050,7 @@ mod tests {
             line_items: Some(
                 lines
                     .iter()
-                    .map(|(s, q)| NewSalesOrderLineItem {
-                        sku: s.to_string(),
-                        quantity: q.to_string(),
-                        price: None,
-                    })
+                    .map(|(s, q)| NewSalesOrderLineItem { sku: s.to_string(), quantity: q.to_string(), price: None })
                     .collect(),
             ),
             shipping_address: with_addr.then(addr),
@@ -1251,14 +1067,8 @@ mod tests {
                     sku: "KIT".into(),
                     name: None,
                     components: vec![
-                        BundleComponent {
-                            sku: "A".into(),
-                            quantity: 1,
-                        },
-                        BundleComponent {
-                            sku: "B".into(),
-                            quantity: 2,
-                        },
+                        BundleComponent { sku: "A".into(), quantity: 1 },
+                        BundleComponent { sku: "B".into(), quantity: 2 },
                     ],
                 }],
                 sales_orders: vec![],
@@ -1270,10 +1080,7 @@ mod tests {
     }
 
     fn create(s: &mut SimState, w: SalesOrderWrite) -> u64 {
-        s.write_orders(&[w], now()).unwrap().sales_orders[0]
-            .id
-            .parse()
-            .unwrap()
+        s.write_orders(&[w], now()).unwrap().sales_orders[0].id.parse().unwrap()
     }
 
     fn fulfillment_of(s: &SimState, oid: u64) -> Option<&FulfillmentRec> {
@@ -1289,10 +1096,7 @@ mod tests {
         assert!(fulfillment_of(&s, big).is_some());
         assert_eq!(s.available("A"), 0);
         let starved = create(&mut s, order("3", &[("A", 1)], true));
-        assert!(
-            fulfillment_of(&s, starved).is_none(),
-            "the last units are reserved"
-        );
+        assert!(fulfillment_of(&s, starved).is_none(), "the last units are reserved");
         // Adding the address to the first order later must not steal from order 3, and new
         // stock goes to the oldest waiting order first.
         let mut upd = order("1", &[("A", 1)], true);
@@ -1310,11 +1114,7 @@ mod tests {
         let mut s = state();
         let o = create(&mut s, order("1", &[("KIT", 2), ("B", 1)], true));
         let f = fulfillment_of(&s, o).unwrap();
-        let lines: Vec<(&str, u32)> = f
-            .lines
-            .iter()
-            .map(|l| (l.sku.as_str(), l.quantity))
-            .collect();
+        let lines: Vec<(&str, u32)> = f.lines.iter().map(|l| (l.sku.as_str(), l.quantity)).collect();
         assert_eq!(lines, vec![("A", 2), ("B", 5)]);
     }
 
@@ -1331,25 +1131,17 @@ mod tests {
             service: None,
             tracking_number: tn.into(),
             cost: None,
-            line_items: vec![ShipmentLineItem {
-                line_item_id: lid.clone(),
-                quantity: q,
-            }],
+            line_items: vec![ShipmentLineItem { line_item_id: lid.clone(), quantity: q }],
         };
         let e = s.record_shipments(&[ship("T1", 3)], now()).unwrap_err();
         assert_eq!(e.code, codes::OVER_SHIPMENT);
         // Two shipments in one request that together over-ship: nothing applied.
-        let e = s
-            .record_shipments(&[ship("T1", 1), ship("T2", 2)], now())
-            .unwrap_err();
+        let e = s.record_shipments(&[ship("T1", 1), ship("T2", 2)], now()).unwrap_err();
         assert_eq!(e.code, codes::OVER_SHIPMENT);
         assert!(s.shipments.is_empty());
         s.record_shipments(&[ship("T1", 2)], now()).unwrap();
         assert_eq!(s.products["A"].stock, 1);
-        assert_eq!(
-            s.fulfillments[&fid.parse::<u64>().unwrap()].state,
-            FulfillmentState::Complete
-        );
+        assert_eq!(s.fulfillments[&fid.parse::<u64>().unwrap()].state, FulfillmentState::Complete);
         let e = s.record_shipments(&[ship("T1", 2)], now()).unwrap_err();
         assert_eq!(e.code, codes::DUPLICATE_SHIPMENT);
         let e = s.record_shipments(&[ship("T9", 1)], now()).unwrap_err();
@@ -1370,17 +1162,10 @@ mod tests {
         assert_eq!((page.fulfillments.len(), newly), (1, 1));
         let e = s.write_orders(&[upd], now()).unwrap_err();
         assert_eq!(e.code, codes::ORDER_LOCKED);
-        let void = SalesOrderWrite {
-            id: Some(o.to_string()),
-            void: Some("1".into()),
-            ..Default::default()
-        };
+        let void = SalesOrderWrite { id: Some(o.to_string()), void: Some("1".into()), ..Default::default() };
         s.write_orders(&[void], now()).unwrap();
         let f = fulfillment_of(&s, o).unwrap();
-        assert_eq!(
-            (f.state, f.cancelled_at),
-            (FulfillmentState::Cancelled, Some(now()))
-        );
+        assert_eq!((f.state, f.cancelled_at), (FulfillmentState::Cancelled, Some(now())));
         assert_eq!(s.available("A"), 3, "cancelling frees the reservation");
     }
 
@@ -1388,13 +1173,7 @@ mod tests {
     fn failed_write_leaves_state_untouched() {
         let mut s = state();
         let before = s.clone();
-        let e = s.write_orders(
-            &[
-                order("1", &[("A", 1)], true),
-                order("2", &[("NOPE", 1)], true),
-            ],
-            now(),
-        );
+        let e = s.write_orders(&[order("1", &[("A", 1)], true), order("2", &[("NOPE", 1)], true)], now());
         assert_eq!(e.unwrap_err().code, codes::INVALID);
         assert_eq!(s, before);
     }
@@ -1413,20 +1192,8 @@ mod tests {
                 filter: None,
             })
             .unwrap();
-        assert_eq!(
-            (
-                r.meta.last_page.as_str(),
-                r.meta.from.as_str(),
-                r.meta.to.as_str()
-            ),
-            ("2", "3", "3")
-        );
-        let r = s
-            .read_orders(&SalesOrdersReadRequest::filtered("po_num", "zzz", 15, 1))
-            .unwrap();
-        assert_eq!(
-            (r.meta.total.as_str(), r.meta.last_page.as_str()),
-            ("0", "0")
-        );
+        assert_eq!((r.meta.last_page.as_str(), r.meta.from.as_str(), r.meta.to.as_str()), ("2", "3", "3"));
+        let r = s.read_orders(&SalesOrdersReadRequest::filtered("po_num", "zzz", 15, 1)).unwrap();
+        assert_eq!((r.meta.total.as_str(), r.meta.last_page.as_str()), ("0", "0"));
     }
 }

@@ -15,9 +15,9 @@
 //! request ends by the cycle's deadline.
 
 use super::wire;
+use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::num::NonZeroU32;
@@ -154,7 +154,10 @@ impl std::fmt::Debug for StitchClient {
 /// One failed attempt, before the retry policy decides.
 enum Attempt {
     /// Certainly not applied: safe to send again (429, connect failure, 503).
-    Retry { wait: Option<Duration>, why: String },
+    Retry {
+        wait: Option<Duration>,
+        why: String,
+    },
     /// Possibly applied (timeout, 5xx, broken answer).
     Unknown(String),
     Final(ApiError),
@@ -217,19 +220,34 @@ impl StitchClient {
     }
 
     /// One HTTP exchange, classified; none starts after the deadline and none outlives it.
-    async fn attempt<B: Serialize + ?Sized>(&self, method: &Method, path: &str, body: Option<&B>) -> Result<bytes_or_json::Body, Attempt> {
+    async fn attempt<B: Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<bytes_or_json::Body, Attempt> {
         self.check_deadline().map_err(Attempt::Final)?;
         match self.opts.deadline {
             None => self.exchange(method, path, body).await,
-            Some(d) => match tokio::time::timeout_at(tokio::time::Instant::from_std(d.at), self.exchange(method, path, body)).await {
-                Ok(r) => r,
-                Err(_) => Err(Attempt::Unknown("cut off at the cycle deadline".into())),
-            },
+            Some(d) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(d.at), self.exchange(method, path, body))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(Attempt::Unknown("cut off at the cycle deadline".into())),
+                }
+            }
         }
     }
 
-    async fn exchange<B: Serialize + ?Sized>(&self, method: &Method, path: &str, body: Option<&B>) -> Result<bytes_or_json::Body, Attempt> {
-        let _permit = self.permits.acquire().await.map_err(|_| Attempt::Final(ApiError::Transient("client closed".into())))?;
+    async fn exchange<B: Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<bytes_or_json::Body, Attempt> {
+        let _permit =
+            self.permits.acquire().await.map_err(|_| Attempt::Final(ApiError::Transient("client closed".into())))?;
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
@@ -276,21 +294,34 @@ impl StitchClient {
                 .unwrap_or_else(|| "(no Location header)".into());
             return Err(Attempt::Final(ApiError::Redirect { status: status.as_u16(), location }));
         }
-        let retry_after = retry_wait(resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()), self.opts.max_retry_wait);
+        let retry_after = retry_wait(
+            resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            self.opts.max_retry_wait,
+        );
         let cut = |e: reqwest::Error| Attempt::Unknown(format!("answer cut off ({status}): {}", describe(&e)));
         if status.is_success() {
             return match read_body(&mut resp, self.opts.max_response_bytes, false).await.map_err(cut)? {
                 (b, false) => Ok(bytes_or_json::Body(b)),
-                (_, true) => Err(Attempt::Final(ApiError::TooLarge { what: format!("{method} {path}"), limit: self.opts.max_response_bytes })),
+                (_, true) => Err(Attempt::Final(ApiError::TooLarge {
+                    what: format!("{method} {path}"),
+                    limit: self.opts.max_response_bytes,
+                })),
             };
         }
-        let (bytes, _) = read_body(&mut resp, ERROR_BODY_BYTES.min(self.opts.max_response_bytes), true).await.map_err(cut)?;
+        let (bytes, _) =
+            read_body(&mut resp, ERROR_BODY_BYTES.min(self.opts.max_response_bytes), true).await.map_err(cut)?;
         let (code, message) = error_text(&bytes);
         Err(match status {
-            StatusCode::UNAUTHORIZED => Attempt::Final(ApiError::Halt { kind: HaltKind::Unauthorized, status: 401, message }),
+            StatusCode::UNAUTHORIZED => {
+                Attempt::Final(ApiError::Halt { kind: HaltKind::Unauthorized, status: 401, message })
+            }
             StatusCode::FORBIDDEN => Attempt::Final(ApiError::Halt { kind: HaltKind::Forbidden, status: 403, message }),
-            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry { wait: retry_after, why: format!("rate limited (429): {message}") },
-            StatusCode::SERVICE_UNAVAILABLE => Attempt::Retry { wait: retry_after, why: format!("unavailable (503): {message}") },
+            StatusCode::TOO_MANY_REQUESTS => {
+                Attempt::Retry { wait: retry_after, why: format!("rate limited (429): {message}") }
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Attempt::Retry { wait: retry_after, why: format!("unavailable (503): {message}") }
+            }
             s if s.is_server_error() => Attempt::Unknown(format!("{s}: {message}")),
             s => Attempt::Final(ApiError::Rejected { status: s.as_u16(), code, message }),
         })
@@ -298,7 +329,12 @@ impl StitchClient {
 
     /// A request that is safe to repeat (reads, idempotent updates): retried on every
     /// transient failure, with no wait after the last attempt.
-    async fn idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ApiError> {
+    async fn idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
         let mut last = String::new();
         for attempt in 0..=self.opts.max_retries {
             if attempt > 0 {
@@ -327,7 +363,12 @@ impl StitchClient {
 
     /// A write that must not be applied twice: retried only when it certainly did not land;
     /// a lost, unreadable or oversized answer comes back as `Uncertain` for the caller to resolve.
-    async fn write_once<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T, ApiError> {
+    async fn write_once<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
         let mut last = String::new();
         for attempt in 0..=self.opts.max_retries {
             if attempt > 0 {
@@ -398,7 +439,11 @@ impl StitchClient {
     /// Every page of an Integrations list: the first page tells the total, the rest are
     /// fetched lazily, at most `concurrency` at a time, in order. A page count past
     /// [`MAX_LIST_PAGES`] is refused before any further request.
-    async fn all_pages<P: DeserializeOwned, T>(&self, base: &str, split: impl Fn(P) -> (Vec<T>, wire::PageMeta)) -> Result<Vec<T>, ApiError> {
+    async fn all_pages<P: DeserializeOwned, T>(
+        &self,
+        base: &str,
+        split: impl Fn(P) -> (Vec<T>, wire::PageMeta),
+    ) -> Result<Vec<T>, ApiError> {
         let size = wire::INTEGRATIONS_MAX_PAGE_SIZE;
         let url = |page: u64| format!("{base}?page={page}&page_size={size}");
         let (mut out, meta) = split(self.idempotent::<(), P>(Method::GET, &url(1), None).await?);
@@ -422,7 +467,10 @@ impl StitchClient {
     /// Upsert by SKU with absolute stock: repeating it sets the same values, so it is retried
     /// like a read. An answer that does not account for every SKU with the stock sent is not
     /// taken: the product list is read back, and only stock seen there confirms the write.
-    pub async fn upsert_products(&self, products: &[wire::ProductUpsert]) -> Result<Vec<wire::ProductUpsertResult>, ApiError> {
+    pub async fn upsert_products(
+        &self,
+        products: &[wire::ProductUpsert],
+    ) -> Result<Vec<wire::ProductUpsertResult>, ApiError> {
         let req = wire::ProductsUpsertRequest { products: products.to_vec() };
         self.write_resolved(
             async || {
@@ -430,7 +478,10 @@ impl StitchClient {
                     self.idempotent(Method::POST, wire::PRODUCTS, Some(&req)).await.map_err(|e| self.lost(e))?;
                 match upsert_mismatch(products, &r.products) {
                     None => Ok(r.products),
-                    Some(why) => Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::PRODUCTS)))),
+                    Some(why) => Err(self.lost(ApiError::Protocol(format!(
+                        "POST {}: the answer does not match the request: {why}",
+                        wire::PRODUCTS
+                    )))),
                 }
             },
             async || Ok(upsert_read_back(products, &self.list_products().await?)),
@@ -464,10 +515,12 @@ impl StitchClient {
         let path = wire::fulfillment(&enc(fulfillment_id));
         self.write_resolved(
             async || {
-                let r: wire::FulfillmentEnvelope = self.idempotent(Method::PUT, &path, Some(&body)).await.map_err(|e| self.lost(e))?;
+                let r: wire::FulfillmentEnvelope =
+                    self.idempotent(Method::PUT, &path, Some(&body)).await.map_err(|e| self.lost(e))?;
                 match status_mismatch(fulfillment_id, status, &r.fulfillment) {
                     None => Ok(()),
-                    Some(why) => Err(self.lost(ApiError::Protocol(format!("PUT {path}: the answer does not match the request: {why}")))),
+                    Some(why) => Err(self
+                        .lost(ApiError::Protocol(format!("PUT {path}: the answer does not match the request: {why}")))),
                 }
             },
             async || Ok(self.get_fulfillment(fulfillment_id).await?.filter(|f| f.status == status).map(|_| ())),
@@ -476,7 +529,8 @@ impl StitchClient {
     }
 
     pub async fn shipments_for(&self, fulfillment_id: &str) -> Result<Vec<wire::Shipment>, ApiError> {
-        let r: wire::ShipmentsResponse = self.idempotent::<(), _>(Method::GET, &wire::shipments_for(&enc(fulfillment_id)), None).await?;
+        let r: wire::ShipmentsResponse =
+            self.idempotent::<(), _>(Method::GET, &wire::shipments_for(&enc(fulfillment_id)), None).await?;
         Ok(r.shipments)
     }
 
@@ -488,7 +542,10 @@ impl StitchClient {
             async || {
                 let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
                 if let Some(why) = shipments_mismatch(&req.shipments, &r.shipments) {
-                    return Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::SHIPMENTS))));
+                    return Err(self.lost(ApiError::Protocol(format!(
+                        "POST {}: the answer does not match the request: {why}",
+                        wire::SHIPMENTS
+                    ))));
                 }
                 r.shipments.into_iter().next().ok_or_else(|| ApiError::Protocol("empty shipments answer".into()))
             },
@@ -506,7 +563,10 @@ impl StitchClient {
                 let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
                 match shipments_mismatch(list, &r.shipments) {
                     None => Ok(r.shipments),
-                    Some(why) => Err(self.lost(ApiError::Protocol(format!("POST {}: the answer does not match the request: {why}", wire::SHIPMENTS)))),
+                    Some(why) => Err(self.lost(ApiError::Protocol(format!(
+                        "POST {}: the answer does not match the request: {why}",
+                        wire::SHIPMENTS
+                    )))),
                 }
             },
             async || {
@@ -523,14 +583,19 @@ impl StitchClient {
         .await
     }
 
-    pub async fn find_shipment(&self, fulfillment_id: &str, tracking: &str) -> Result<Option<wire::Shipment>, ApiError> {
+    pub async fn find_shipment(
+        &self,
+        fulfillment_id: &str,
+        tracking: &str,
+    ) -> Result<Option<wire::Shipment>, ApiError> {
         Ok(self.shipments_for(fulfillment_id).await?.into_iter().find(|x| x.tracking_number == tracking))
     }
 
     /// The sales order with this `po_num`, with its lines and shipping address.
     pub async fn find_order(&self, po_num: &str) -> Result<Option<OrderView>, ApiError> {
         let req = wire::SalesOrdersReadRequest::filtered("po_num", po_num, 50, 1);
-        let r: wire::SalesOrdersReadResponse = self.idempotent(Method::POST, wire::SALES_ORDERS_READ, Some(&req)).await?;
+        let r: wire::SalesOrdersReadResponse =
+            self.idempotent(Method::POST, wire::SALES_ORDERS_READ, Some(&req)).await?;
         Ok(OrderView::pick(r.sales_orders, &r.line_items, &r.addresses, po_num))
     }
 
@@ -545,7 +610,8 @@ impl StitchClient {
         let req = wire::SalesOrdersWriteRequest::new(vec![w.clone()]);
         self.write_resolved(
             async || {
-                let r: wire::SalesOrdersWriteResponse = self.write_once(Method::POST, wire::SALES_ORDERS_WRITE, &req).await?;
+                let r: wire::SalesOrdersWriteResponse =
+                    self.write_once(Method::POST, wire::SALES_ORDERS_WRITE, &req).await?;
                 OrderView::pick(r.sales_orders, &r.line_items, &r.addresses, po_num)
                     .ok_or_else(|| self.lost(ApiError::Protocol("write answer did not echo the order".into())))
             },
@@ -556,7 +622,8 @@ impl StitchClient {
 
     /// Cheap authenticated read used by `test`: proves token and integration access.
     pub async fn probe(&self) -> Result<(), ApiError> {
-        let _: wire::ProductsPage = self.idempotent::<(), _>(Method::GET, &format!("{}?page=1&page_size=1", wire::PRODUCTS), None).await?;
+        let _: wire::ProductsPage =
+            self.idempotent::<(), _>(Method::GET, &format!("{}?page=1&page_size=1", wire::PRODUCTS), None).await?;
         Ok(())
     }
 }
@@ -578,12 +645,8 @@ impl OrderView {
     ) -> Option<OrderView> {
         let order = orders.into_iter().find(|o| o.po_num == po_num)?;
         let lines = order.links.line_items.iter().filter_map(|l| lines.get(&l.id).cloned()).collect();
-        let shipping = order
-            .links
-            .addresses
-            .iter()
-            .find(|a| a.kind == "shipping")
-            .and_then(|a| addrs.get(&a.id).cloned());
+        let shipping =
+            order.links.addresses.iter().find(|a| a.kind == "shipping").and_then(|a| addrs.get(&a.id).cloned());
         Some(OrderView { order, lines, shipping })
     }
 }
@@ -682,10 +745,14 @@ fn sorted_lines(l: &[wire::ShipmentLineItem]) -> Vec<(&str, u32)> {
 fn shipments_mismatch(sent: &[wire::NewShipment], answer: &[wire::Shipment]) -> Option<String> {
     sent.iter().find_map(|s| {
         match answer.iter().find(|a| a.fulfillment_id == s.fulfillment_id && a.tracking_number == s.tracking_number) {
-            None => Some(format!("shipment {} on fulfillment {} is missing from the answer", s.tracking_number, s.fulfillment_id)),
-            Some(a) if sorted_lines(&a.line_items) != sorted_lines(&s.line_items) => {
-                Some(format!("shipment {} on fulfillment {} has other line items in the answer", s.tracking_number, s.fulfillment_id))
-            }
+            None => Some(format!(
+                "shipment {} on fulfillment {} is missing from the answer",
+                s.tracking_number, s.fulfillment_id
+            )),
+            Some(a) if sorted_lines(&a.line_items) != sorted_lines(&s.line_items) => Some(format!(
+                "shipment {} on fulfillment {} has other line items in the answer",
+                s.tracking_number, s.fulfillment_id
+            )),
             Some(_) => None,
         }
     })
@@ -765,10 +832,19 @@ mod tests {
 
     #[test]
     fn read_back_confirms_only_the_stock_that_was_sent() {
-        let p = |sku: &str, stock| wire::Product { id: format!("id-{sku}"), sku: sku.into(), name: None, barcode: None, stock };
+        let p = |sku: &str, stock| wire::Product {
+            id: format!("id-{sku}"),
+            sku: sku.into(),
+            name: None,
+            barcode: None,
+            stock,
+        };
         let sent = [up("A", 1), up("B", 2)];
         let ok = upsert_read_back(&sent, &[p("A", 1), p("B", 2), p("C", 9)]).unwrap();
-        assert_eq!(ok.iter().map(|r| (r.sku.as_str(), r.id.as_str())).collect::<Vec<_>>(), [("A", "id-A"), ("B", "id-B")]);
+        assert_eq!(
+            ok.iter().map(|r| (r.sku.as_str(), r.id.as_str())).collect::<Vec<_>>(),
+            [("A", "id-A"), ("B", "id-B")]
+        );
         assert_eq!(upsert_read_back(&sent, &[p("A", 1), p("B", 3)]), None);
         assert_eq!(upsert_read_back(&sent, &[p("A", 1)]), None);
     }
@@ -779,11 +855,24 @@ mod tests {
         let at = chrono::FixedOffset::east_opt(0).unwrap().with_ymd_and_hms(2024, 3, 16, 10, 0, 0).unwrap();
         let li = |id: &str, q| wire::ShipmentLineItem { line_item_id: id.into(), quantity: q };
         let new = |t: &str, l: Vec<wire::ShipmentLineItem>| wire::NewShipment {
-            fulfillment_id: "F1".into(), shipped_at: at, carrier: "UPS".into(), service: None, tracking_number: t.into(), cost: None, line_items: l,
+            fulfillment_id: "F1".into(),
+            shipped_at: at,
+            carrier: "UPS".into(),
+            service: None,
+            tracking_number: t.into(),
+            cost: None,
+            line_items: l,
         };
         let got = |n: &wire::NewShipment| wire::Shipment {
-            id: "S".into(), fulfillment_id: n.fulfillment_id.clone(), shipped_at: at, carrier: n.carrier.clone(), service: None,
-            tracking_number: n.tracking_number.clone(), cost: None, line_items: n.line_items.clone(), created_at: chrono::Utc::now(),
+            id: "S".into(),
+            fulfillment_id: n.fulfillment_id.clone(),
+            shipped_at: at,
+            carrier: n.carrier.clone(),
+            service: None,
+            tracking_number: n.tracking_number.clone(),
+            cost: None,
+            line_items: n.line_items.clone(),
+            created_at: chrono::Utc::now(),
         };
         let sent = [new("T1", vec![li("a", 1), li("b", 2)]), new("T2", vec![li("a", 1)])];
         let mut answer: Vec<_> = sent.iter().map(got).collect();
@@ -829,7 +918,10 @@ mod tests {
     #[test]
     fn a_token_no_header_can_carry_is_refused_before_any_request() {
         for bad in ["abc\ndef", "abc\u{1}", "tok\r\nX-Evil: 1"] {
-            assert!(matches!(StitchClient::new(ClientOptions::new("http://127.0.0.1:9"), bad), Err(ApiError::InvalidToken)), "{bad:?}");
+            assert!(
+                matches!(StitchClient::new(ClientOptions::new("http://127.0.0.1:9"), bad), Err(ApiError::InvalidToken)),
+                "{bad:?}"
+            );
         }
         assert!(StitchClient::new(ClientOptions::new("http://127.0.0.1:9"), "good-token_123").is_ok());
     }

@@ -105,12 +105,7 @@ pub struct ErrorDetail {
 
 impl ErrorBody {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorBody {
-            error: ErrorDetail {
-                code: code.into(),
-                message: message.into(),
-            },
-        }
+        ErrorBody { error: ErrorDetail { code: code.into(), message: message.into() } }
     }
 }
 
@@ -153,8 +148,7 @@ pub mod codes {
 }
 
 /// Message sent with 403 when integration features are off: it is what an operator must fix [doc].
-pub const INTEGRATIONS_DISABLED_MESSAGE: &str =
-    "the Integrations API requires the Multi-warehousing \
+pub const INTEGRATIONS_DISABLED_MESSAGE: &str = "the Integrations API requires the Multi-warehousing \
 and Third-Party Stock Control options to be enabled on the Stitch account";
 
 // ---------------------------------------------------------------------------------------------
@@ -685,10 +679,7 @@ pub struct SalesOrdersWriteRequest {
 
 impl SalesOrdersWriteRequest {
     pub fn new(sales_orders: Vec<SalesOrderWrite>) -> Self {
-        SalesOrdersWriteRequest {
-            action: Action::Write,
-            sales_orders,
-        }
+        SalesOrdersWriteRequest { action: Action::Write, sales_orders }
     }
 }
 
@@ -712,14 +703,8 @@ mod tests {
     #[test]
     fn paths_are_the_contract_ones() {
         assert_eq!(fulfillment("17"), "/api2/v1/integrations/fulfillments/17");
-        assert_eq!(
-            fulfillment_line_items("17"),
-            "/api2/v1/integrations/fulfillments/17/line_items"
-        );
-        assert_eq!(
-            shipments_for("17"),
-            "/api2/v1/integrations/shipments?fulfillment_id=17"
-        );
+        assert_eq!(fulfillment_line_items("17"), "/api2/v1/integrations/fulfillments/17/line_items");
+        assert_eq!(shipments_for("17"), "/api2/v1/integrations/shipments?fulfillment_id=17");
     }
 
     #[test]
@@ -744,13 +729,7 @@ mod tests {
             void: Some("1".into()),
             ..Default::default()
         }]);
-        assert_eq!(
-            serde_json::to_value(&w).unwrap(),
-            json!({"action":"write","SalesOrders":[{"id":"5","void":"1"}]})
-        );
-        assert_eq!(
-            serde_json::to_value(FulfillmentState::Cancelled).unwrap(),
-            json!("cancelled")
-        );
+        assert_eq!(serde_json::to_value(&w).unwrap(), json!({"action":"write","SalesOrders":[{"id":"5","void":"1"}]}));
+        assert_eq!(serde_json::to_value(FulfillmentState::Cancelled).unwrap(), json!("cancelled"));
     }
 }

@@ -65,15 +65,7 @@ impl Env {
         let config_path = dir.path().join("stitch-bridge.toml");
         std::fs::write(&config_path, &text).unwrap();
         let config = Config::load(&config_path).expect("config parses");
-        Env {
-            sim: Some(sim),
-            seed,
-            base_url,
-            dir,
-            drop,
-            config_path,
-            config,
-        }
+        Env { sim: Some(sim), seed, base_url, dir, drop, config_path, config }
     }
 
     pub fn sim(&self) -> &BackgroundSim {
@@ -94,8 +86,7 @@ impl Env {
             seed: Some(Seed::Json(self.seed.clone())),
             ..Default::default()
         };
-        self.sim =
-            Some(sim::start_in_background(opts).expect("simulator restarts on the same port"));
+        self.sim = Some(sim::start_in_background(opts).expect("simulator restarts on the same port"));
     }
 
     /// Writes a file into the drop (parents created).
@@ -115,14 +106,7 @@ impl Env {
 
     /// Inbound files only: no order download, so nothing gets acknowledged.
     pub fn inbound_only(&self) -> RunReport {
-        engine::run_cycle(
-            &self.config,
-            &[],
-            Parts {
-                inbound: true,
-                download: false,
-            },
-        )
+        engine::run_cycle(&self.config, &[], Parts { inbound: true, download: false })
     }
 
     pub fn cycle(&self) -> RunReport {
@@ -140,10 +124,7 @@ impl Env {
     /// `POST /_admin/<path>` with a JSON body; panics unless it succeeds.
     pub fn admin(&self, path: &str, body: Value) {
         let url = format!("{}/_admin/{path}", self.base_url);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let r = reqwest::Client::new()
                 .post(&url)
@@ -159,16 +140,10 @@ impl Env {
     /// An authenticated API request straight to the simulator, as another client would make.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base_url);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let mut req = reqwest::Client::new()
-                .request(
-                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-                    &url,
-                )
+                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &url)
                 .header("access_token", TOKEN);
             if let Some(b) = body {
                 req = req.json(&b);
@@ -198,10 +173,7 @@ impl Env {
     /// Names of the files in a drop folder, sorted.
     pub fn list(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> = match std::fs::read_dir(self.drop.join(rel)) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect(),
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
@@ -260,11 +232,7 @@ pub fn run_bin(config: &Path, args: &[&str]) -> Output {
 }
 
 pub fn write_requests(c: &Counters) -> u64 {
-    c.requests
-        .iter()
-        .filter(|(k, _)| is_write_request(k))
-        .map(|(_, n)| *n)
-        .sum()
+    c.requests.iter().filter(|(k, _)| is_write_request(k)).map(|(_, n)| *n).sum()
 }
 
 /// `METHOD /template` keys that change Stitch.
@@ -279,18 +247,13 @@ pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
 /// `read_csv` for a file in another delimiter (error files follow the partner's).
 pub fn read_csv_with(path: &Path, delimiter: u8) -> Vec<BTreeMap<String, String>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let bytes = bytes
-        .strip_prefix(b"\xef\xbb\xbf".as_slice())
-        .unwrap_or(&bytes);
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf".as_slice()).unwrap_or(&bytes);
     let mut r = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(bytes);
     let h = r.headers().unwrap().clone();
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            h.iter()
-                .zip(rec.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            h.iter().zip(rec.iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()
         })
         .collect()
 }
@@ -303,9 +266,7 @@ pub fn acct(r: &RunReport) -> &engine::AccountReport {
 
 /// Outcome per key in a result file.
 pub fn outcomes(rows: &[BTreeMap<String, String>]) -> Vec<(String, String)> {
-    rows.iter()
-        .map(|r| (r["key"].clone(), r["outcome"].clone()))
-        .collect()
+    rows.iter().map(|r| (r["key"].clone(), r["outcome"].clone())).collect()
 }
 
 pub const ORDERS_HEADER: &str = "order_ref,order_date,ship_name,ship_address1,ship_city,ship_state,ship_zip,ship_country,shipping_speed,sku,quantity,price,currency,action";
@@ -329,8 +290,7 @@ pub fn orders_file(rows: &[String]) -> String {
     s
 }
 
-pub const SHIPMENTS_HEADER: &str =
-    "fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,tracking_number";
+pub const SHIPMENTS_HEADER: &str = "fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,tracking_number";
 
 /// One shipments-file row; `fid` or `order_ref` may be empty.
 pub fn ship_row(fid: &str, order_ref: &str, sku: &str, qty: u32, tracking: &str) -> String {

@@ -133,7 +133,8 @@ pub fn shipments_from_outbound(outbound: &Path) -> Vec<ShipLine> {
 pub fn shipment_files(lines: &[ShipLine], files: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (fi, chunk) in lines.chunks(lines.len().div_ceil(files).max(1)).enumerate() {
-        let mut text = String::from("fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,service,tracking_number\n");
+        let mut text =
+            String::from("fulfillment_id,order_ref,sku,quantity,shipped_at,carrier,service,tracking_number\n");
         for l in chunk {
             text.push_str(&format!(
                 "{},{},{},{},2024-03-16T10:00:00Z,UPS,Ground,{}\n",
@@ -228,7 +229,12 @@ impl Install {
     /// `run --once`, its stderr into `last-stderr.txt` (kept for diagnostics).
     pub fn spawn_run(&self) -> Child {
         let err = fs::File::create(self.root().join("last-stderr.txt")).unwrap();
-        self.command(&["run", "--once"]).env("STITCH_BRIDGE_LOG", "warn").stdout(Stdio::null()).stderr(err).spawn().unwrap()
+        self.command(&["run", "--once"])
+            .env("STITCH_BRIDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
     }
 
     pub fn last_stderr(&self) -> String {
@@ -352,7 +358,9 @@ pub fn verify(inst: &Install, sim: &BackgroundSim, e: &Expect<'_>) {
     for name in &e.inputs {
         let homes: Vec<_> = visible
             .iter()
-            .filter(|p| (p.starts_with("archive") || p.starts_with("rejected")) && p.file_name().unwrap() == name.as_str())
+            .filter(|p| {
+                (p.starts_with("archive") || p.starts_with("rejected")) && p.file_name().unwrap() == name.as_str()
+            })
             .collect();
         assert_eq!(homes.len(), 1, "{name} must be in exactly one of archive/ and rejected/: {homes:?}");
         let result = drop.join("results").join(format!("{name}.result.csv"));
@@ -369,7 +377,10 @@ pub fn verify(inst: &Install, sim: &BackgroundSim, e: &Expect<'_>) {
     assert_eq!(results, e.inputs.len(), "one result file per input: {visible:?}");
     // 2. Nothing else visible: temp files (dot-prefixed) are the only leftovers allowed.
     for p in &visible {
-        let ok = p.starts_with("archive") || p.starts_with("rejected") || p.starts_with("results") || p.starts_with("outbound/orders");
+        let ok = p.starts_with("archive")
+            || p.starts_with("rejected")
+            || p.starts_with("results")
+            || p.starts_with("outbound/orders");
         assert!(ok, "unexpected visible file in the drop: {}", p.display());
     }
     // 3. Stitch holds exactly the intended state.
@@ -441,8 +452,15 @@ pub fn hidden_leftovers(inst: &Install) -> Vec<PathBuf> {
     walk(&inst.drop()).into_iter().filter(|p| is_hidden(p) && p != marker).collect()
 }
 
-pub fn start_sim(seed: serde_json::Value, token: &str, faults: FaultConfig, state_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> BackgroundSim {
-    let mut o = SimOptions { token: token.into(), seed: Some(Seed::Json(seed)), faults, state_file, ..Default::default() };
+pub fn start_sim(
+    seed: serde_json::Value,
+    token: &str,
+    faults: FaultConfig,
+    state_file: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> BackgroundSim {
+    let mut o =
+        SimOptions { token: token.into(), seed: Some(Seed::Json(seed)), faults, state_file, ..Default::default() };
     if let Some(a) = listen {
         o.listen = a;
     }
@@ -462,7 +480,11 @@ pub fn converge(inst: &Install, max_runs: usize, done: impl Fn(&Install) -> bool
         codes.push(code);
         match code {
             0 => {
-                assert!(done(inst), "run exited 0 while work is pending: inbound {:?}; report {report}", inst.inbound_left());
+                assert!(
+                    done(inst),
+                    "run exited 0 while work is pending: inbound {:?}; report {report}",
+                    inst.inbound_left()
+                );
                 return codes;
             }
             4 => {
@@ -477,7 +499,12 @@ pub fn converge(inst: &Install, max_runs: usize, done: impl Fn(&Install) -> bool
 
 /// Phase 1 (inventory + orders) then phase 2 (shipments built from the order files), each
 /// driven by `converge`; `between` runs before each phase's runs.
-pub fn whole_loop(inst: &Install, w: &Workload, max_runs: usize, mut between: impl FnMut(u32)) -> (Vec<ShipLine>, Vec<String>, Vec<i32>) {
+pub fn whole_loop(
+    inst: &Install,
+    w: &Workload,
+    max_runs: usize,
+    mut between: impl FnMut(u32),
+) -> (Vec<ShipLine>, Vec<String>, Vec<i32>) {
     inst.put("inbound/inventory", &w.inventory_files);
     inst.put("inbound/orders", &w.order_files);
     let n = w.orders.len();

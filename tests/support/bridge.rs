@@ -52,14 +52,10 @@ pub fn load(p: &Path) -> Config {
 pub fn drop_file(root: &Path, rel: &str, content: &[u8]) {
     let target = root.join(rel);
     fs::create_dir_all(target.parent().unwrap()).unwrap();
-    let tmp = target.with_file_name(format!(
-        ".{}.upload",
-        target.file_name().unwrap().to_string_lossy()
-    ));
+    let tmp = target.with_file_name(format!(".{}.upload", target.file_name().unwrap().to_string_lossy()));
     fs::write(&tmp, content).unwrap();
     let f = fs::File::options().write(true).open(&tmp).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
     drop(f);
     fs::rename(&tmp, &target).unwrap();
 }
@@ -82,10 +78,7 @@ pub fn tree(root: &Path) -> Vec<String> {
     let mut out: Vec<String> = out
         .into_iter()
         .map(|s| match s.strip_prefix("archive/") {
-            Some(rest) => format!(
-                "archive/DATE/{}",
-                rest.split_once('/').map_or(rest, |(_, n)| n)
-            ),
+            Some(rest) => format!("archive/DATE/{}", rest.split_once('/').map_or(rest, |(_, n)| n)),
             None => s,
         })
         .collect();
@@ -108,21 +101,14 @@ pub fn visible_temp_files(root: &Path) -> Vec<String> {
 pub fn outputs(root: &Path) -> Vec<(String, String)> {
     let mut v = Vec::new();
     for rel in tree(root) {
-        if rel.starts_with("results/") || rel.starts_with("errors/") || rel.starts_with("outbound/")
-        {
+        if rel.starts_with("results/") || rel.starts_with("errors/") || rel.starts_with("outbound/") {
             let text = fs::read_to_string(root.join(&rel)).unwrap();
             // Timestamps the simulator stamps on new objects differ from run to run.
             let text: Vec<String> = text
                 .lines()
                 .map(|l| {
                     l.split(',')
-                        .map(|f| {
-                            if chrono::DateTime::parse_from_rfc3339(f).is_ok() {
-                                "TIME"
-                            } else {
-                                f
-                            }
-                        })
+                        .map(|f| if chrono::DateTime::parse_from_rfc3339(f).is_ok() { "TIME" } else { f })
                         .collect::<Vec<_>>()
                         .join(",")
                 })
@@ -141,18 +127,10 @@ pub fn sim_picture(s: &BackgroundSim) -> String {
         out += &format!("product {} stock {}\n", p.sku, p.stock);
     }
     for o in st.orders.values() {
-        out += &format!(
-            "order {} void={} lines={}\n",
-            o.po_num,
-            o.void,
-            o.lines.len()
-        );
+        out += &format!("order {} void={} lines={}\n", o.po_num, o.void, o.lines.len());
     }
     for f in st.fulfillments.values() {
-        out += &format!(
-            "fulfillment {} {:?} ack={}\n",
-            f.order_number, f.state, f.acknowledged
-        );
+        out += &format!("fulfillment {} {:?} ack={}\n", f.order_number, f.state, f.acknowledged);
     }
     out += &format!("shipments {}\n", st.shipments.len());
     out += &format!("writes {:?}\n", s.counters().writes_applied);
@@ -173,24 +151,13 @@ pub fn shipments_for(outbound: &Path) -> String {
         "tracking_number",
     ])
     .unwrap();
-    let mut names: Vec<_> = fs::read_dir(outbound)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut names: Vec<_> = fs::read_dir(outbound).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
-    for p in names
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-    {
+    for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "csv")) {
         let mut r = csv::Reader::from_path(p).unwrap();
         let h = r.headers().unwrap().clone();
         let col = |name: &str| h.iter().position(|x| x == name).unwrap();
-        let (fi, oi, si, qi) = (
-            col("fulfillment_id"),
-            col("order_ref"),
-            col("sku"),
-            col("quantity"),
-        );
+        let (fi, oi, si, qi) = (col("fulfillment_id"), col("order_ref"), col("sku"), col("quantity"));
         for rec in r.records() {
             let rec = rec.unwrap();
             let tracking = format!("1ZTEST{}", &rec[fi]);

@@ -8,7 +8,9 @@
 use russh::keys::ssh_key::{private::Ed25519Keypair, LineEnding, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
-use russh_sftp::protocol::{Attrs, Data, File as SftpFile, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode};
+use russh_sftp::protocol::{
+    Attrs, Data, File as SftpFile, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
+};
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::fs::{self, Metadata, OpenOptions};
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use stitch_bridge::drop::sftp::{record_host_key, SftpAuth, SftpConfig, Secret};
+use stitch_bridge::drop::sftp::{record_host_key, Secret, SftpAuth, SftpConfig};
 
 pub const USER: &str = "warehouse";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -117,8 +119,7 @@ impl RusshServer {
         write_private_key(&client, &client_key_path);
         let host_key = host.public_key().to_bytes().unwrap();
         let faults = Arc::new(Faults::default());
-        let shared =
-            Arc::new(Shared { fs_root, client_key: client.public_key().clone(), faults: faults.clone() });
+        let shared = Arc::new(Shared { fs_root, client_key: client.public_key().clone(), faults: faults.clone() });
         let config = Arc::new(russh::server::Config {
             keys: vec![host],
             nodelay: true,
@@ -349,7 +350,13 @@ impl russh_sftp::server::Handler for SftpFs {
         StatusReply::new(StatusCode::OpUnsupported)
     }
 
-    async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, attrs: FileAttributes) -> Result<Handle, Self::Error> {
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
         let path = self.map(&filename)?;
         let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         if pflags.intersects(writes) {
@@ -466,10 +473,7 @@ impl russh_sftp::server::Handler for SftpFs {
     async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
         let p = self.map(&path)?;
         self.check_writable(&[&p])?;
-        fs::DirBuilder::new()
-            .mode(attrs.permissions.unwrap_or(0o755) & 0o7777)
-            .create(p)
-            .map_err(io_status)?;
+        fs::DirBuilder::new().mode(attrs.permissions.unwrap_or(0o755) & 0o7777).create(p).map_err(io_status)?;
         Ok(ok(id))
     }
 

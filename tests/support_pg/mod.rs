@@ -51,12 +51,7 @@ fn start() -> Option<PgServer> {
         Ok(d) => d.keep(),
         Err(e) => return unavailable(&format!("no temp folder: {e}")),
     };
-    let out = std::process::Command::new("bash")
-        .arg(script())
-        .arg("start")
-        .arg(&dir)
-        .env_remove(PASSWORD_ENV)
-        .output();
+    let out = std::process::Command::new("bash").arg(script()).arg("start").arg(&dir).env_remove(PASSWORD_ENV).output();
     match out {
         Ok(o) if o.status.success() => {
             let _ = STARTED_DIR.set(dir);
@@ -79,7 +74,9 @@ fn start() -> Option<PgServer> {
 pub fn server(test: &str) -> Option<&'static PgServer> {
     let s = SERVER.get_or_init(start).as_ref();
     if s.is_none() {
-        println!("skipped {test}: no PostgreSQL (set STITCH_BRIDGE_TEST_PG_URL, or install PostgreSQL so initdb is found)");
+        println!(
+            "skipped {test}: no PostgreSQL (set STITCH_BRIDGE_TEST_PG_URL, or install PostgreSQL so initdb is found)"
+        );
     }
     s
 }

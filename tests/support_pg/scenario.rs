@@ -23,14 +23,25 @@ pub struct Scenario {
 
 impl Scenario {
     /// `ledger_toml`: the `[ledger]` table; `latency_ms`: added to every simulator answer.
-    pub fn build(ledger_toml: &str, accounts: usize, files_per_account: usize, orders_per_file: usize, latency_ms: u64) -> Scenario {
+    pub fn build(
+        ledger_toml: &str,
+        accounts: usize,
+        files_per_account: usize,
+        orders_per_file: usize,
+        latency_ms: u64,
+    ) -> Scenario {
         let seed = serde_json::json!({"products": [
             {"sku": "SKU-A", "name": "A", "stock": 0},
             {"sku": "SKU-B", "name": "B", "stock": 0}
         ]});
         let faults = sim::faults::FaultConfig { latency_ms, ..Default::default() };
-        let sim = sim::start_in_background(SimOptions { token: "tok".into(), seed: Some(Seed::Json(seed)), faults, ..Default::default() })
-            .expect("start simulator");
+        let sim = sim::start_in_background(SimOptions {
+            token: "tok".into(),
+            seed: Some(Seed::Json(seed)),
+            faults,
+            ..Default::default()
+        })
+        .expect("start simulator");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         fs::write(root.join("tok"), "tok").unwrap();
