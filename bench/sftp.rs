@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use stitch_bridge::drop::sftp::{SftpAuth, SftpConfig, SftpDrop};
-use stitch_bridge::drop::Drop as _;
+use stitch_bridge::drop::Transport as _;
 
 const READ_BUF: usize = 256 * 1024;
 

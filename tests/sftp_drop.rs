@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use stitch_bridge::drop::known_hosts::{fingerprint, HostKeyError};
 use stitch_bridge::drop::local::LocalDrop;
 use stitch_bridge::drop::sftp::{is_transient, probe_host_key, record_host_key, SftpAuth, SftpDrop};
-use stitch_bridge::drop::{check_name, Drop};
+use stitch_bridge::drop::{check_name, Transport};
 use support::TestServer;
 
 // ------------------------------------------------------------------------------------------
@@ -60,13 +60,13 @@ fn sha_of(mut r: impl Read) -> io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), total))
 }
 
-fn read_all(d: &mut dyn Drop, path: &str) -> io::Result<Vec<u8>> {
+fn read_all(d: &mut dyn Transport, path: &str) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     d.open_read(path)?.read_to_end(&mut out)?;
     Ok(out)
 }
 
-fn names(d: &mut dyn Drop, dir: &str) -> Vec<String> {
+fn names(d: &mut dyn Transport, dir: &str) -> Vec<String> {
     d.list(dir).unwrap().into_iter().map(|e| e.name).collect()
 }
 
@@ -104,7 +104,7 @@ fn kind_msg(r: io::Result<impl std::fmt::Debug>) -> (io::ErrorKind, String) {
 
 /// Exercise every Drop operation; assert the contract and return a transcript of outcomes
 /// that must be identical across implementations.
-fn conformance(d: &mut dyn Drop, local_root: &Path) -> Vec<String> {
+fn conformance(d: &mut dyn Transport, local_root: &Path) -> Vec<String> {
     let mut t = Vec::new();
     let mut log = |s: String| t.push(s);
     let kind = |r: io::Result<()>| match r {

@@ -6,7 +6,7 @@
 //! a folder, or a file swapped for one after it was listed — is never followed, however it got
 //! there; the check and the use are the same system call.
 
-use super::{changed_error, escape_error, Drop, Entry, EntryKind, Identity};
+use super::{changed_error, escape_error, Transport, Entry, EntryKind, Identity};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -191,7 +191,7 @@ fn rename_at(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr, wha
     }
 }
 
-impl Drop for LocalDrop {
+impl Transport for LocalDrop {
     fn describe(&self) -> String {
         format!("local folder {}", self.root.display())
     }

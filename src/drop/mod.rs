@@ -53,10 +53,10 @@ pub enum OpenErrorKind {
 }
 
 /// Open an sFTP drop for an account (host key verified before any credential is sent).
-pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Drop>, OpenError> {
+pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Transport>, OpenError> {
     let unavailable = |message: String| OpenError { kind: OpenErrorKind::Unavailable, message };
     let cfg = sftp_config(acct).map_err(unavailable)?;
-    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Drop>).map_err(|e| {
+    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Transport>).map_err(|e| {
         use known_hosts::HostKeyError as H;
         let inner = e.get_ref();
         if let Some(hk) = inner.and_then(|i| i.downcast_ref::<H>()) {
@@ -229,13 +229,13 @@ pub fn as_changed(e: &io::Error) -> Option<&EntryChanged> {
     e.get_ref().and_then(|i| i.downcast_ref::<EntryChanged>())
 }
 
-/// A place files are exchanged through. Blocking by design: sFTP (libssh2) is blocking and a
+/// A place files are exchanged through (a local folder or an sFTP server). Blocking by design: sFTP (libssh2) is blocking and a
 /// drop is used by one account's cycle at a time.
 ///
 /// The drop is a jail: the root may be reached through links (it is the operator's config),
 /// nothing below it ever is. A link where a folder is expected fails with [`DropEscape`];
 /// files are read only if they are regular files, never through a link.
-pub trait Drop: Send {
+pub trait Transport: Send {
     /// Human-readable location for logs and messages (never contains secrets).
     fn describe(&self) -> String;
     /// Entries directly inside `dir` (not recursive, symlinks not followed). A missing `dir`

@@ -16,7 +16,7 @@
 //!   libssh2 does not expose the server's message, so a full disk is `Other`, not transient.
 
 use super::known_hosts;
-use super::{changed_error, escape_error, Drop, Entry, EntryKind, Identity};
+use super::{changed_error, escape_error, Transport, Entry, EntryKind, Identity};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -286,7 +286,7 @@ impl Permit {
     }
 }
 
-impl std::ops::Drop for Permit {
+impl Drop for Permit {
     fn drop(&mut self) {
         let (lock, cv) = slots();
         let mut map = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -510,7 +510,7 @@ impl Conn {
     }
 }
 
-impl std::ops::Drop for Conn {
+impl Drop for Conn {
     fn drop(&mut self) {
         if self.broken.load(Ordering::SeqCst) {
             // Closing a dead or stalled session would wait a full op_timeout per step.
@@ -899,7 +899,7 @@ impl Read for SftpReader {
     }
 }
 
-impl std::ops::Drop for SftpReader {
+impl Drop for SftpReader {
     fn drop(&mut self) {
         if self.broken.load(Ordering::SeqCst) {
             // The handle close below would otherwise wait a full op_timeout on a dead session.
@@ -911,7 +911,7 @@ impl std::ops::Drop for SftpReader {
 /// Upload chunk: libssh2 pipelines writes up to the buffer size, so big buffers matter.
 const IO_BUF: usize = 256 * 1024;
 
-impl Drop for SftpDrop {
+impl Transport for SftpDrop {
     fn describe(&self) -> String {
         self.cfg.location()
     }

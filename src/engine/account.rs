@@ -4,7 +4,7 @@
 
 use super::{halt, AccountReport, Parts, Worker};
 use crate::config::{Account, DropLocation, TokenSource};
-use crate::drop::{local::LocalDrop, Drop};
+use crate::drop::{local::LocalDrop, Transport};
 use crate::formats::Kind;
 use crate::ledger::{Ledger, LedgerError, LedgerLocation};
 use crate::stitch::{ApiError, ClientOptions, Deadline, HaltKind, StitchClient};
@@ -65,7 +65,7 @@ use super::attention::{self, Attention, Reason, Transition};
 pub struct AccountCtx<'a> {
     pub acct: &'a Account,
     pub ledger: Ledger,
-    pub drop: Box<dyn Drop>,
+    pub drop: Box<dyn Transport>,
     pub client: StitchClient,
     pub report: AccountReport,
     /// Open fulfillments, fetched at most once per cycle.
@@ -113,7 +113,7 @@ pub fn read_token(src: &TokenSource) -> Result<String, TokenError> {
 }
 
 /// Open the account's drop. sFTP connections verify the host key before anything else.
-pub fn open_drop(acct: &Account) -> Result<Box<dyn Drop>, crate::drop::OpenError> {
+pub fn open_drop(acct: &Account) -> Result<Box<dyn Transport>, crate::drop::OpenError> {
     match &acct.drop {
         DropLocation::Local(p) => {
             if !p.is_dir() {
@@ -346,7 +346,7 @@ async fn settle_attention(
     acct: &Account,
     location: &LedgerLocation,
     ledger: &Ledger,
-    mut drop: Option<&mut dyn Drop>,
+    mut drop: Option<&mut dyn Transport>,
     report: &mut AccountReport,
     met: Option<Attention>,
     cleared: bool,

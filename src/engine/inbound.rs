@@ -678,7 +678,7 @@ impl AccountCtx<'_> {
 /// listed: every read of an inbound file (parse, widest row, error file) goes through this one
 /// check, so a file swapped or changed since the listing is never read.
 fn open_unchanged<'a>(
-    drop: &'a mut dyn crate::drop::Drop,
+    drop: &'a mut dyn crate::drop::Transport,
     account: &str,
     path: &str,
     listed: &Entry,

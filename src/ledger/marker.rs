@@ -7,7 +7,7 @@
 //! touches anything. A mismatch stops the account until `stitch-bridge adopt ACCOUNT` says the
 //! new ledger is meant. The name starts with a dot, so no poller ever takes it as input.
 
-use crate::drop::Drop;
+use crate::drop::Transport;
 use std::io::{self, Read};
 
 /// At the drop root, beside `inbound/` (never inside a folder the warehouse uploads to).
@@ -46,7 +46,7 @@ pub fn parse(text: &str) -> Option<String> {
 }
 
 /// Read the marker: `Ok(None)` when there is none, `Ok(Some(None))` when it is not one of ours.
-pub fn read(drop: &mut dyn Drop) -> io::Result<Option<Option<String>>> {
+pub fn read(drop: &mut dyn Transport) -> io::Result<Option<Option<String>>> {
     if drop.stat(MARKER_NAME)?.is_none() {
         return Ok(None);
     }
@@ -60,7 +60,7 @@ pub fn read(drop: &mut dyn Drop) -> io::Result<Option<Option<String>>> {
 
 /// Compare the drop's marker with `ledger_id`, writing it when the drop has none. Writes are
 /// no-replace: of two ledgers racing on an unmarked drop, the second finds the first's marker.
-pub fn check(drop: &mut dyn Drop, ledger_id: &str) -> io::Result<Marker> {
+pub fn check(drop: &mut dyn Transport, ledger_id: &str) -> io::Result<Marker> {
     match read(drop)? {
         Some(Some(id)) if id == ledger_id => Ok(Marker::Ours),
         Some(other) => Ok(Marker::Foreign(other)),
@@ -78,7 +78,7 @@ pub fn check(drop: &mut dyn Drop, ledger_id: &str) -> io::Result<Marker> {
 
 /// Make the drop name `ledger_id` (the operator's `adopt`); returns the id it named before.
 /// Remove, then write: a crash in between leaves no marker, which the next cycle writes as ours.
-pub fn adopt(drop: &mut dyn Drop, ledger_id: &str) -> io::Result<Option<Option<String>>> {
+pub fn adopt(drop: &mut dyn Transport, ledger_id: &str) -> io::Result<Option<Option<String>>> {
     let before = read(drop)?;
     if before.is_some() {
         drop.remove(MARKER_NAME)?;
