@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stitch_bridge::drop::sftp::{SftpAuth, SftpDrop};
-use stitch_bridge::drop::{as_changed, as_escape, Transport, EntryKind};
+use stitch_bridge::drop::{as_changed, as_escape, EntryKind, Transport};
 use support::TestServer;
 
 const STOCK: &str = "sku,quantity\nWIDGET-RED,7\n";

@@ -6,7 +6,7 @@
 //! a folder, or a file swapped for one after it was listed — is never followed, however it got
 //! there; the check and the use are the same system call.
 
-use super::{changed_error, escape_error, Transport, Entry, EntryKind, Identity};
+use super::{changed_error, escape_error, Entry, EntryKind, Identity, Transport};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;

@@ -16,7 +16,7 @@
 //!   libssh2 does not expose the server's message, so a full disk is `Other`, not transient.
 
 use super::known_hosts;
-use super::{changed_error, escape_error, Transport, Entry, EntryKind, Identity};
+use super::{changed_error, escape_error, Entry, EntryKind, Identity, Transport};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
