@@ -10,6 +10,7 @@ pub mod engine;
 pub mod formats;
 pub mod ledger;
 pub mod metrics;
+pub mod model;
 pub mod reconcile;
 pub mod report;
 pub mod sim;

@@ -70,7 +70,7 @@ fn inner(cli: &Cli, args: &StatusArgs) -> Result<i32, i32> {
                 last_cycle,
                 files_archived_today: archived,
                 files_rejected_today: rejected,
-                pending_intents: ledger.count_intents(&a.name, "pending")?,
+                pending_intents: ledger.count_intents(&a.name, crate::ledger::IntentState::Pending)?,
                 fulfillments_sent: sent,
                 cancellations: cancelled,
                 recent_files: ledger.recent_files(Some(&a.name), args.recent)?,

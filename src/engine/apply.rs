@@ -5,12 +5,12 @@
 use super::account::{AccountCtx, Step, Stop};
 use crate::formats::Kind;
 use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
-use crate::ledger::{Intent, IntentState};
-use crate::reconcile::{self, inventory, orders, shipments, Decision, Outcome};
+use crate::ledger::{Finished, Intent, IntentState, NewIntent};
+use crate::model::{FulfillmentStatus, IntentKey, Payload};
+use crate::reconcile::{inventory, orders, shipments, Decision, Outcome};
 use crate::stitch::wire::{self, NewShipment};
 use crate::stitch::{ApiError, OrderView};
 use futures::stream::{self, StreamExt};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
 /// Most shipments sent in one request: large enough to amortise latency, small enough that a
@@ -32,11 +32,22 @@ pub(crate) fn line_items_mark(account: &str, fulfillment_id: &str) -> String {
     format!("line-items:{account}:{fulfillment_id}")
 }
 
+/// Outbox key of a shipment: one tracking number on one fulfillment, whichever file sends it.
+pub(crate) fn shipment_key(fulfillment_id: &str, tracking_number: &str) -> IntentKey {
+    IntentKey::Shipment { fulfillment_id: fulfillment_id.to_string(), tracking_number: tracking_number.to_string() }
+}
+
+/// Outbox key of a status update: recorded before the update, so one lost to a crash or an
+/// outage is redone by `resolve_pending` (setting a status twice is harmless).
+pub(crate) fn status_key(fulfillment_id: &str, status: FulfillmentStatus) -> IntentKey {
+    IntentKey::Status { fulfillment_id: fulfillment_id.to_string(), status }
+}
+
 fn from_intent(line: u64, i: &Intent) -> Decision {
-    let outcome = reconcile::outcome_from(i.outcome.as_deref().unwrap_or("unchanged"));
+    let outcome = i.outcome.unwrap_or(Outcome::Unchanged);
     Decision::new(
         line,
-        i.key.split(':').next_back().unwrap_or(&i.key),
+        i.key.record_key(),
         outcome,
         i.remote_id.clone().unwrap_or_default(),
         i.message.clone().unwrap_or_default(),
@@ -72,7 +83,7 @@ impl AccountCtx<'_> {
 
     async fn apply_inventory(&mut self, sha: &str, recs: Vec<InventoryRecord>, delta: bool) -> Step<Vec<Decision>> {
         let acct = self.acct.name.clone();
-        let key = |sku: &str| format!("inv:{sha}:{sku}");
+        let key = |sku: &str| IntentKey::Product { content: sha.to_string(), sku: sku.to_string() };
         let remote: HashMap<String, wire::Product> =
             self.client.list_products().await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
         let mut decisions = Vec::new();
@@ -85,20 +96,16 @@ impl AccountCtx<'_> {
                     decisions.push(Decision { line: r.line, key: r.sku.clone(), ..from_intent(r.line, &i) })
                 }
                 Some(i) if i.state == IntentState::Pending => {
-                    let target =
-                        serde_json::from_str::<serde_json::Value>(&i.payload).ok().and_then(|v| v["stock"].as_i64());
-                    match (target, remote.get(&r.sku)) {
-                        (Some(t), Some(p)) if p.stock == t => {
-                            let created = serde_json::from_str::<serde_json::Value>(&i.payload)
-                                .ok()
-                                .and_then(|v| v["creates"].as_bool())
-                                .unwrap_or(false);
-                            let outcome = if created { Outcome::Created } else { Outcome::Updated };
-                            let msg = format!("stock {t} (confirmed after an interrupted run)");
-                            self.ledger.complete_intents(
-                                &acct,
-                                &[(i.key.clone(), outcome.as_str().into(), p.id.clone(), msg.clone())],
-                            )?;
+                    let sent = match &i.payload {
+                        Payload::Product(sent) => Some(sent),
+                        _ => None,
+                    };
+                    match (sent, remote.get(&r.sku)) {
+                        (Some(sent), Some(p)) if p.stock == sent.stock => {
+                            let outcome = if sent.creates { Outcome::Created } else { Outcome::Updated };
+                            let msg = format!("stock {} (confirmed after an interrupted run)", sent.stock);
+                            self.ledger
+                                .complete_intents(&acct, &[Finished::new(i.key.clone(), outcome, &p.id, &msg)])?;
                             decisions.push(Decision::new(r.line, &r.sku, outcome, &p.id, msg));
                         }
                         _ => todo.push(r),
@@ -117,15 +124,9 @@ impl AccountCtx<'_> {
         let chunks: Vec<Vec<inventory::PlannedUpsert>> =
             plan.upserts.chunks(wire::MAX_PRODUCTS_PER_REQUEST).map(|c| c.to_vec()).collect();
         for c in &chunks {
-            let items: Vec<(String, &str, String)> = c
+            let items: Vec<NewIntent> = c
                 .iter()
-                .map(|u| {
-                    (
-                        key(&u.upsert.sku),
-                        "product",
-                        json!({"sku": u.upsert.sku, "stock": u.upsert.stock, "creates": u.creates}).to_string(),
-                    )
-                })
+                .map(|u| NewIntent::new(key(&u.upsert.sku), Payload::product(&u.upsert.sku, u.upsert.stock, u.creates)))
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
@@ -149,17 +150,15 @@ impl AccountCtx<'_> {
                     for u in &chunk {
                         let (outcome, msg) = inventory::applied_message(u);
                         let id = ids.get(u.upsert.sku.as_str()).copied().unwrap_or("").to_string();
-                        done.push((key(&u.upsert.sku), outcome.as_str().to_string(), id.clone(), msg.clone()));
+                        done.push(Finished::new(key(&u.upsert.sku), outcome, &id, &msg));
                         decisions.push(Decision::new(u.line, &u.upsert.sku, outcome, id, msg));
                     }
                     self.ledger.complete_intents(&acct, &done)?;
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
                     let msg = format!("Stitch refused this batch ({status} {code}): {message}");
-                    let failed: Vec<_> = chunk
-                        .iter()
-                        .map(|u| (key(&u.upsert.sku), "rejected".into(), String::new(), msg.clone()))
-                        .collect();
+                    let failed: Vec<_> =
+                        chunk.iter().map(|u| Finished::new(key(&u.upsert.sku), Outcome::Rejected, "", &msg)).collect();
                     self.ledger.fail_intents(&acct, &failed)?;
                     decisions.extend(
                         chunk.iter().map(|u| Decision::rejected(u.line, "stitch_rejected", &u.upsert.sku, &msg)),
@@ -181,7 +180,7 @@ impl AccountCtx<'_> {
 
     async fn apply_orders(&mut self, sha: &str, recs: Vec<OrderRecord>) -> Step<Vec<Decision>> {
         let acct = self.acct.name.clone();
-        let key = |r: &OrderRecord| format!("ord:{sha}:{}", r.order_ref);
+        let key = |r: &OrderRecord| IntentKey::Order { content: sha.to_string(), order_ref: r.order_ref.clone() };
         let client = self.client.clone();
         // Snapshot: each order looked up by its reference, concurrently.
         let refs: Vec<String> = recs.iter().map(|r| r.order_ref.clone()).collect();
@@ -217,7 +216,8 @@ impl AccountCtx<'_> {
                             &id,
                             "confirmed after an interrupted run",
                         );
-                        self.ledger.complete_intents(&acct, &[(key(&r), "created".into(), id, d.message.clone())])?;
+                        self.ledger
+                            .complete_intents(&acct, &[Finished::new(key(&r), Outcome::Created, id, &d.message)])?;
                     }
                     decisions.push(d);
                     continue;
@@ -228,16 +228,8 @@ impl AccountCtx<'_> {
                 p => writes.push((r, p)),
             }
         }
-        let items: Vec<(String, &str, String)> = writes
-            .iter()
-            .map(|(r, _)| {
-                (
-                    key(r),
-                    "order",
-                    json!({"po_num": r.order_ref, "action": format!("{:?}", r.action).to_lowercase()}).to_string(),
-                )
-            })
-            .collect();
+        let items: Vec<NewIntent> =
+            writes.iter().map(|(r, _)| NewIntent::new(key(r), Payload::order(&r.order_ref, r.action))).collect();
         self.ledger.begin_intents(&acct, &items)?;
         let mut results = stream::iter(writes)
             .map(|(r, p)| {
@@ -266,10 +258,7 @@ impl AccountCtx<'_> {
             match res {
                 Ok(v) => {
                     let msg = if r.action == OrderAction::Cancel { "cancelled (voided) in Stitch" } else { "" };
-                    self.ledger.complete_intents(
-                        &acct,
-                        &[(key(&r), outcome.as_str().into(), v.order.id.clone(), msg.into())],
-                    )?;
+                    self.ledger.complete_intents(&acct, &[Finished::new(key(&r), outcome, &v.order.id, msg)])?;
                     decisions.push(Decision::new(r.line, &r.order_ref, outcome, &v.order.id, msg));
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
@@ -284,7 +273,7 @@ impl AccountCtx<'_> {
                         ),
                         _ => format!("Stitch refused the order ({status}): {message}"),
                     };
-                    self.ledger.fail_intents(&acct, &[(key(&r), "rejected".into(), String::new(), msg.clone())])?;
+                    self.ledger.fail_intents(&acct, &[Finished::new(key(&r), Outcome::Rejected, "", &msg)])?;
                     let c = if code.is_empty() { "stitch_rejected".to_string() } else { code };
                     decisions.push(Decision::rejected(r.line, leak_code(&c), &r.order_ref, msg));
                 }
@@ -350,7 +339,7 @@ impl AccountCtx<'_> {
                 }
             }
         }
-        let key = |fid: &str, r: &ShipmentRecord| format!("shp:{}", shipments::key(fid, r));
+        let key = |fid: &str, r: &ShipmentRecord| shipment_key(fid, &r.tracking_number);
         // Snapshot per fulfillment, concurrently: its state and line items. Recorded shipments
         // are fetched only when the plan needs them (a re-sent file), which keeps the common
         // case at one read per fulfillment.
@@ -422,8 +411,7 @@ impl AccountCtx<'_> {
                         d.key = shipments::key(fid, r);
                         // Sent while processing this very file (a run that stopped before
                         // finishing it): still this file's creation, and its status is due.
-                        let same_file = serde_json::from_str::<serde_json::Value>(&i.payload)
-                            .is_ok_and(|v| v["file"].as_str() == Some(sha));
+                        let same_file = matches!(&i.payload, Payload::Shipment(p) if p.file == sha);
                         if d.outcome == Outcome::Created && same_file {
                             shipped.entry(fid.clone()).or_default();
                         } else if d.outcome == Outcome::Created {
@@ -437,9 +425,12 @@ impl AccountCtx<'_> {
             }
             let snap = snaps.get_mut(fid).and_then(|s| s.as_mut());
             let mut plan = shipments::plan(&pending_recs, snap.as_deref(), fid);
-            let needs_history =
-                plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected))
-                    || pending_recs.iter().any(|r| self.ledger.intent(&acct, &key(fid, r)).ok().flatten().is_some());
+            let mut needs_history =
+                plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected));
+            for r in &pending_recs {
+                // A ledger that cannot answer stops the run: guessing could post twice.
+                needs_history |= self.ledger.intent(&acct, &key(fid, r))?.is_some();
+            }
             if let (true, Some(s)) = (needs_history, snap) {
                 s.shipments = self.client.shipments_for(fid).await?;
                 plan = shipments::plan(&pending_recs, Some(s), fid);
@@ -448,10 +439,10 @@ impl AccountCtx<'_> {
                 match p {
                     shipments::ShipmentPlan::Settled(d) => {
                         if d.outcome == Outcome::Unchanged {
-                            let _ = self.ledger.complete_intents(
+                            self.ledger.complete_intents(
                                 &acct,
-                                &[(key(fid, r), "unchanged".into(), d.remote_id.clone(), d.message.clone())],
-                            );
+                                &[Finished::new(key(fid, r), Outcome::Unchanged, &d.remote_id, &d.message)],
+                            )?;
                         }
                         decisions.push(d)
                     }
@@ -462,14 +453,12 @@ impl AccountCtx<'_> {
         // Send: intents first (one transaction per batch), then batches concurrently.
         let batches: Vec<Vec<(u64, NewShipment)>> = posts.chunks(SHIPMENT_BATCH).map(|c| c.to_vec()).collect();
         for b in &batches {
-            let items: Vec<(String, &str, String)> = b
+            let items: Vec<NewIntent> = b
                 .iter()
                 .map(|(_, n)| {
-                    (
-                        format!("shp:{}/{}", n.fulfillment_id, n.tracking_number),
-                        "shipment",
-                        json!({"fulfillment_id": n.fulfillment_id, "tracking_number": n.tracking_number, "file": sha})
-                            .to_string(),
+                    NewIntent::new(
+                        shipment_key(&n.fulfillment_id, &n.tracking_number),
+                        Payload::shipment(&n.fulfillment_id, &n.tracking_number, sha),
                     )
                 })
                 .collect();
@@ -504,7 +493,12 @@ impl AccountCtx<'_> {
                             .unwrap_or("")
                             .to_string();
                         let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
-                        done.push((format!("shp:{k}"), "created".to_string(), id.clone(), String::new()));
+                        done.push(Finished::new(
+                            shipment_key(&n.fulfillment_id, &n.tracking_number),
+                            Outcome::Created,
+                            &id,
+                            "",
+                        ));
                         decisions.push(Decision::new(*line, k, Outcome::Created, id, ""));
                         let m = shipped.entry(n.fulfillment_id.clone()).or_default();
                         for li in &n.line_items {
@@ -537,7 +531,12 @@ impl AccountCtx<'_> {
                     let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
                     self.ledger.complete_intents(
                         &acct,
-                        &[(format!("shp:{k}"), "created".into(), id.clone(), String::new())],
+                        &[Finished::new(
+                            shipment_key(&n.fulfillment_id, &n.tracking_number),
+                            Outcome::Created,
+                            &id,
+                            "",
+                        )],
                     )?;
                     decisions.push(Decision::new(line, k, Outcome::Created, id, ""));
                     let m = shipped.entry(n.fulfillment_id.clone()).or_default();
@@ -555,7 +554,7 @@ impl AccountCtx<'_> {
             }
         }
         // Keep Stitch informed: the status shows in Stitch next to the fulfillment.
-        let statuses: Vec<(String, &'static str)> = shipped
+        let statuses: Vec<(String, FulfillmentStatus)> = shipped
             .iter()
             .filter_map(|(fid, now)| {
                 let snap = snaps.get(fid)?.as_ref()?;
@@ -577,7 +576,7 @@ impl AccountCtx<'_> {
             }
             if items.iter().all(|li| li.quantity_shipped >= li.quantity) {
                 forget.push(line_items_mark(&acct, fid));
-                self.ledger.set_fulfillment_state(&acct, fid, "complete", None)?;
+                self.ledger.set_fulfillment_state(&acct, fid, crate::model::SentState::Complete, None)?;
             } else if let Ok(v) = serde_json::to_string(&items) {
                 keep.push((line_items_mark(&acct, fid), v));
             }
@@ -586,22 +585,14 @@ impl AccountCtx<'_> {
         self.ledger.delete_marks(&forget)?;
         // Through the outbox too: a status update lost to an outage or a crash is redone by the
         // next run's `resolve_pending`, which never lets an older status overwrite a newer one.
-        let intents: Vec<(String, &str, String)> = statuses
-            .iter()
-            .map(|(fid, st)| {
-                (
-                    super::download::status_key(fid, st),
-                    "status",
-                    json!({"fulfillment_id": fid, "status": st}).to_string(),
-                )
-            })
-            .collect();
+        let intents: Vec<NewIntent> =
+            statuses.iter().map(|(fid, st)| NewIntent::new(status_key(fid, *st), Payload::status(fid, *st))).collect();
         self.ledger.begin_intents(&acct, &intents)?;
         let mut sets = stream::iter(statuses)
             .map(|(fid, st)| {
                 let client = client.clone();
                 async move {
-                    let r = client.set_status(&fid, st).await;
+                    let r = client.set_status(&fid, st.label()).await;
                     (fid, st, r)
                 }
             })
@@ -609,24 +600,25 @@ impl AccountCtx<'_> {
         // Completed in batches: one sync per batch, not per update, so the ledger never holds
         // back the requests in flight. A crash before a batch commits only repeats status
         // updates, which is harmless.
-        let mut set_done: Vec<(String, String, String, String)> = Vec::new();
+        let mut set_done: Vec<Finished> = Vec::new();
         while let Some((fid, st, r)) = sets.next().await {
-            let key = super::download::status_key(&fid, st);
+            let key = status_key(&fid, st);
             if set_done.len() >= STATUS_DONE_BATCH {
                 self.ledger.complete_intents(&acct, &set_done)?;
                 set_done.clear();
             }
             match r {
-                Ok(()) => set_done.push((key, "updated".into(), String::new(), String::new())),
+                Ok(()) => set_done.push(Finished::new(key, Outcome::Updated, "", "")),
                 Err(e) if e.is_halt() => {
                     stop.get_or_insert(e.into());
                 }
                 Err(ApiError::Rejected { status, message, .. }) => {
                     let msg = format!("status update refused ({status}): {message}");
                     tracing::warn!(account = %acct, fulfillment = %fid, "{msg}");
-                    self.ledger.fail_intents(&acct, &[(key, "rejected".into(), String::new(), msg)])?;
+                    self.ledger.fail_intents(&acct, &[Finished::new(key, Outcome::Rejected, "", msg)])?;
                 }
                 Err(e) => {
+                    let st = st.label();
                     tracing::warn!(account = %acct, fulfillment = %fid, "could not set the status {st:?}: {e}; the next run sets it");
                     self.report.pending.push(format!("status {st:?} of fulfillment {fid} not set yet: {e}"));
                 }
@@ -653,7 +645,12 @@ impl AccountCtx<'_> {
         if code == wire::codes::DUPLICATE_SHIPMENT {
             self.ledger.complete_intents(
                 &self.acct.name,
-                &[(format!("shp:{k}"), "unchanged".into(), String::new(), "tracking number already recorded".into())],
+                &[Finished::new(
+                    shipment_key(&n.fulfillment_id, &n.tracking_number),
+                    Outcome::Unchanged,
+                    "",
+                    "tracking number already recorded",
+                )],
             )?;
             decisions.push(Decision::new(
                 line,
@@ -666,7 +663,7 @@ impl AccountCtx<'_> {
             let msg = format!("Stitch refused the shipment ({status}): {message}");
             self.ledger.fail_intents(
                 &self.acct.name,
-                &[(format!("shp:{k}"), "rejected".into(), String::new(), msg.clone())],
+                &[Finished::new(shipment_key(&n.fulfillment_id, &n.tracking_number), Outcome::Rejected, "", &msg)],
             )?;
             decisions.push(Decision::rejected(
                 line,

@@ -9,33 +9,23 @@
 //! it off, the next run's `resolve_pending` sends it (setting a status twice is harmless).
 
 use super::account::{AccountCtx, Step, Stop};
+use super::apply::{shipment_key, status_key};
+use crate::ledger::{Finished, IntentState, NewIntent};
+use crate::model::{FulfillmentStatus, Outcome, Payload, SentState};
 use crate::reconcile::download as render;
-use crate::reconcile::shipments;
 use crate::stitch::wire::FulfillmentState;
 use futures::stream::{self, StreamExt};
 use std::collections::HashSet;
 use std::io;
 
+/// The status text a fulfillment gets once its order file is on the drop.
 pub const SENT_STATUS: &str = "Sent to warehouse";
 
 /// Order files recorded in the ledger per transaction.
 const SENT_BATCH: usize = 64;
 
-/// The statuses the bridge sets, in the order a fulfillment goes through them.
-const STATUS_ORDER: [&str; 3] = [SENT_STATUS, shipments::PARTIALLY_SHIPPED, shipments::SHIPPED];
-
-/// Outbox key of a status update: recorded before the update, so one lost to a crash or an
-/// outage is redone by `resolve_pending` (setting a status twice is harmless).
-pub(crate) fn status_key(fulfillment_id: &str, status: &str) -> String {
-    let tag = match status {
-        SENT_STATUS => "sent".to_string(),
-        other => other.to_ascii_lowercase().replace(' ', "-"),
-    };
-    format!("sts:{fulfillment_id}:{tag}")
-}
-
-fn sent_status_key(fulfillment_id: &str) -> String {
-    status_key(fulfillment_id, SENT_STATUS)
+fn sent_status_key(fulfillment_id: &str) -> crate::model::IntentKey {
+    status_key(fulfillment_id, FulfillmentStatus::SentToWarehouse)
 }
 
 impl AccountCtx<'_> {
@@ -88,7 +78,7 @@ impl AccountCtx<'_> {
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
             let set_status = items.iter().all(|li| li.quantity_shipped == 0);
             let status_intent = set_status.then(|| {
-                (sent_status_key(&f.id), serde_json::json!({"fulfillment_id": f.id, "status": SENT_STATUS}).to_string())
+                NewIntent::new(sent_status_key(&f.id), Payload::status(&f.id, FulfillmentStatus::SentToWarehouse))
             });
             batch.push(crate::ledger::SentOrder {
                 fulfillment_id: f.id.clone(),
@@ -131,7 +121,7 @@ impl AccountCtx<'_> {
                 done.clear();
             }
             match r {
-                Ok(()) => done.push((sent_status_key(&id), "updated".into(), String::new(), String::new())),
+                Ok(()) => done.push(Finished::new(sent_status_key(&id), Outcome::Updated, "", "")),
                 Err(e) => {
                     stop.get_or_insert(e.into());
                 }
@@ -168,17 +158,17 @@ impl AccountCtx<'_> {
                 Some(f) if f.state == FulfillmentState::Cancelled => {
                     let path = format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
                     self.write_once(&path, &render::render_cancel(&f))?;
-                    self.ledger.set_fulfillment_state(&acct, &f.id, "cancelled", Some(&path))?;
+                    self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Cancelled, Some(&path))?;
                     tracing::info!(account = %acct, fulfillment = %f.id, file = %path, "cancellation sent to warehouse");
                     self.report.cancels_sent += 1;
                 }
                 Some(f) if f.state == FulfillmentState::Complete => {
-                    self.ledger.set_fulfillment_state(&acct, &f.id, "complete", None)?;
+                    self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Complete, None)?;
                 }
                 Some(_) => {}
                 None => {
                     tracing::warn!(account = %acct, fulfillment = %id, "Stitch no longer knows a fulfillment that was sent to the warehouse");
-                    self.ledger.set_fulfillment_state(&acct, &id, "unknown", None)?;
+                    self.ledger.set_fulfillment_state(&acct, &id, SentState::Unknown, None)?;
                 }
             }
         }
@@ -190,73 +180,65 @@ impl AccountCtx<'_> {
     pub async fn resolve_pending(&mut self) -> Step<()> {
         let acct = self.acct.name.clone();
         for i in self.ledger.pending_intents(&acct)? {
-            let v: serde_json::Value = serde_json::from_str(&i.payload).unwrap_or_default();
-            match i.kind.as_str() {
-                "shipment" => {
-                    let (Some(fid), Some(t)) = (v["fulfillment_id"].as_str(), v["tracking_number"].as_str()) else {
-                        continue;
-                    };
-                    if let Some(s) = self.client.find_shipment(fid, t).await? {
+            match &i.payload {
+                Payload::Shipment(p) => {
+                    debug_assert_eq!(i.key, shipment_key(&p.fulfillment_id, &p.tracking_number));
+                    if let Some(s) = self.client.find_shipment(&p.fulfillment_id, &p.tracking_number).await? {
                         // Landed unseen: the cached shipped counts miss it.
-                        self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, fid)])?;
+                        self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, &p.fulfillment_id)])?;
                         self.ledger.complete_intents(
                             &acct,
-                            &[(i.key.clone(), "created".into(), s.id, "confirmed after an interrupted run".into())],
-                        )?;
-                    }
-                }
-                "order" if v["action"] == "create" => {
-                    let Some(po) = v["po_num"].as_str() else { continue };
-                    if let Some(o) = self.client.find_order(po).await? {
-                        self.ledger.complete_intents(
-                            &acct,
-                            &[(
+                            &[Finished::new(
                                 i.key.clone(),
-                                "created".into(),
-                                o.order.id,
-                                "confirmed after an interrupted run".into(),
+                                Outcome::Created,
+                                s.id,
+                                "confirmed after an interrupted run",
                             )],
                         )?;
                     }
                 }
-                "status" => {
-                    let (Some(fid), Some(status)) = (v["fulfillment_id"].as_str(), v["status"].as_str()) else {
-                        continue;
-                    };
+                // Only a create can be found again by its reference; others wait for their file.
+                Payload::Order(p) if p.action == crate::model::OrderAction::Create => {
+                    if let Some(o) = self.client.find_order(&p.po_num).await? {
+                        self.ledger.complete_intents(
+                            &acct,
+                            &[Finished::new(
+                                i.key.clone(),
+                                Outcome::Created,
+                                o.order.id,
+                                "confirmed after an interrupted run",
+                            )],
+                        )?;
+                    }
+                }
+                Payload::Status(p) => {
                     // A later status already set must not be overwritten by an older one.
-                    let rank = STATUS_ORDER.iter().position(|s| *s == status).unwrap_or(0);
                     let mut superseded = false;
-                    for later in &STATUS_ORDER[rank + 1..] {
-                        if let Some(l) = self.ledger.intent(&acct, &status_key(fid, later))? {
-                            superseded |= l.state == crate::ledger::IntentState::Done;
+                    for later in p.status.later() {
+                        if let Some(l) = self.ledger.intent(&acct, &status_key(&p.fulfillment_id, later))? {
+                            superseded |= l.state == IntentState::Done;
                         }
                     }
                     if superseded {
                         self.ledger.complete_intents(
                             &acct,
-                            &[(
-                                i.key.clone(),
-                                "unchanged".into(),
-                                String::new(),
-                                "superseded by a later status".into(),
-                            )],
+                            &[Finished::new(i.key.clone(), Outcome::Unchanged, "", "superseded by a later status")],
                         )?;
                         continue;
                     }
-                    match self.client.set_status(fid, status).await {
-                        Ok(()) => self.ledger.complete_intents(
-                            &acct,
-                            &[(i.key.clone(), "updated".into(), String::new(), String::new())],
-                        )?,
+                    match self.client.set_status(&p.fulfillment_id, p.status.label()).await {
+                        Ok(()) => self
+                            .ledger
+                            .complete_intents(&acct, &[Finished::new(i.key.clone(), Outcome::Updated, "", "")])?,
                         Err(crate::stitch::ApiError::Rejected { status, message, .. }) => {
                             let msg = format!("status update refused ({status}): {message}");
                             self.ledger
-                                .fail_intents(&acct, &[(i.key.clone(), "rejected".into(), String::new(), msg)])?;
+                                .fail_intents(&acct, &[Finished::new(i.key.clone(), Outcome::Rejected, "", msg)])?;
                         }
                         Err(e) => return Err(e.into()),
                     }
                 }
-                _ => {}
+                Payload::Order(_) | Payload::Product(_) => {}
             }
         }
         Ok(())

@@ -139,15 +139,7 @@ pub struct InventoryRecord {
     pub barcode: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderAction {
-    Create,
-    Cancel,
-}
-
-/// The same three speeds Stitch knows; one type, so nothing translates between them.
-pub use crate::stitch::wire::ShippingSpeed;
+pub use crate::model::{OrderAction, ShippingSpeed};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Address {

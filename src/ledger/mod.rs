@@ -16,7 +16,7 @@ mod outbox;
 mod waiting;
 
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
-pub use outbox::{Intent, IntentState};
+pub use outbox::{Finished, Intent, IntentState, NewIntent};
 pub use waiting::Waiting;
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
@@ -429,8 +429,8 @@ impl Ledger {
                     "INSERT INTO marks(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     p![&o.mark.0, &o.mark.1],
                 )?;
-                if let Some((key, payload)) = &o.status_intent {
-                    outbox::upsert_intent(tx, account, key, "status", payload, &t)?;
+                if let Some(intent) = &o.status_intent {
+                    outbox::upsert_intent(tx, account, intent, &t)?;
                 }
                 tx.exec(
                     "INSERT INTO sent_fulfillments(account, fulfillment_id, order_ref, file, sent_at, state)
@@ -475,18 +475,18 @@ impl Ledger {
         )
     }
 
-    /// `state`: `complete` or `cancelled`; `cancel_file` set once the cancel file is written.
+    /// `cancel_file` is set once the cancel file is written.
     pub fn set_fulfillment_state(
         &self,
         account: &str,
         fulfillment_id: &str,
-        state: &str,
+        state: crate::model::SentState,
         cancel_file: Option<&str>,
     ) -> Result<()> {
         self.exec(
             "UPDATE sent_fulfillments SET state=?3, cancel_file=COALESCE(?4, cancel_file), closed_at=?5
              WHERE account=?1 AND fulfillment_id=?2",
-            p![account, fulfillment_id, state, cancel_file, now()],
+            p![account, fulfillment_id, state.as_str(), cancel_file, now()],
         )?;
         Ok(())
     }
@@ -716,8 +716,8 @@ pub struct SentOrder {
     pub file: String,
     /// (key, value) of the line-item cache mark.
     pub mark: (String, String),
-    /// (key, payload) of the "Sent to warehouse" status intent, when that status is due.
-    pub status_intent: Option<(String, String)>,
+    /// The "Sent to warehouse" status intent, when that status is due.
+    pub status_intent: Option<NewIntent>,
 }
 
 /// True when `holder` (`HOST<sep>PID<sep>TAG`, sep `:` or `/`) names this host and a process

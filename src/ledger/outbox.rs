@@ -16,6 +16,7 @@
 
 use super::db::{p, Row, RowResult};
 use super::{now, Ledger, Result};
+use crate::model::{IntentKey, IntentKind, Outcome, Payload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntentState {
@@ -25,35 +26,89 @@ pub enum IntentState {
 }
 
 impl IntentState {
-    fn parse(s: &str) -> Self {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentState::Pending => "pending",
+            IntentState::Done => "done",
+            IntentState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> std::result::Result<Self, String> {
         match s {
-            "done" => IntentState::Done,
-            "failed" => IntentState::Failed,
-            _ => IntentState::Pending,
+            "pending" => Ok(IntentState::Pending),
+            "done" => Ok(IntentState::Done),
+            "failed" => Ok(IntentState::Failed),
+            other => Err(format!("unknown intent state {other:?}")),
         }
     }
 }
 
+/// One recorded write, read back typed: a row this release cannot read is an error that stops
+/// the run (a guess could send a write twice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
-    pub key: String,
-    pub kind: String,
-    pub payload: String,
+    pub key: IntentKey,
+    pub payload: Payload,
     pub state: IntentState,
     pub remote_id: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub message: Option<String>,
     pub attempts: i64,
 }
 
+impl Intent {
+    pub fn kind(&self) -> IntentKind {
+        self.payload.kind()
+    }
+}
+
+/// A write about to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIntent {
+    pub key: IntentKey,
+    pub payload: Payload,
+}
+
+impl NewIntent {
+    pub fn new(key: IntentKey, payload: Payload) -> Self {
+        NewIntent { key, payload }
+    }
+}
+
+/// How a write ended: what Stitch answered, or what reading it back found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub key: IntentKey,
+    pub outcome: Outcome,
+    pub remote_id: String,
+    pub message: String,
+}
+
+impl Finished {
+    pub fn new(key: IntentKey, outcome: Outcome, remote_id: impl Into<String>, message: impl Into<String>) -> Self {
+        Finished { key, outcome, remote_id: remote_id.into(), message: message.into() }
+    }
+}
+
 fn row(r: &Row) -> RowResult<Intent> {
+    let key_text = r.text(0)?;
+    let key: IntentKey = key_text.parse().map_err(|e: crate::model::ContentError| e.to_string())?;
+    let kind: IntentKind = r.text(1)?.parse().map_err(|e: crate::model::ContentError| e.to_string())?;
+    if kind != key.kind() {
+        return Err(format!("intent {key_text} is recorded as a {} write", kind.as_str()));
+    }
+    let payload = Payload::from_json(kind, &key_text, &r.text(2)?).map_err(|e| e.to_string())?;
+    let outcome = match r.opt_text(5)? {
+        Some(o) => Some(o.parse::<Outcome>().map_err(|e| format!("intent {key_text}: {e}"))?),
+        None => None,
+    };
     Ok(Intent {
-        key: r.text(0)?,
-        kind: r.text(1)?,
-        payload: r.text(2)?,
-        state: IntentState::parse(&r.text(3)?),
+        key,
+        payload,
+        state: IntentState::parse(&r.text(3)?)?,
         remote_id: r.opt_text(4)?,
-        outcome: r.opt_text(5)?,
+        outcome,
         message: r.opt_text(6)?,
         attempts: r.int(7)?,
     })
@@ -66,11 +121,10 @@ const COLS: &str = "key, kind, payload, state, remote_id, outcome, message, atte
 pub(crate) fn upsert_intent(
     tx: &mut super::db::Tx<'_>,
     account: &str,
-    key: &str,
-    kind: &str,
-    payload: &str,
+    intent: &NewIntent,
     t: &str,
 ) -> super::db::DbResult<u64> {
+    let (key, kind, payload) = (intent.key.to_string(), intent.payload.kind().as_str(), intent.payload.to_json());
     tx.exec(
         "INSERT INTO intents(account, key, kind, payload, state, attempts, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?5)
@@ -79,21 +133,22 @@ pub(crate) fn upsert_intent(
             payload = CASE WHEN intents.state='done' THEN intents.payload ELSE excluded.payload END,
             attempts = intents.attempts + CASE WHEN intents.state <> 'done' THEN 1 ELSE 0 END,
             updated_at = excluded.updated_at",
-        p![account, key, kind, payload, t],
+        p![account, &key, kind, &payload, t],
     )
 }
 
 impl Ledger {
     /// Record intents (one transaction, durable on commit) and return each key's current row: a
     /// key that is already `done` comes back `done`, and the caller must not send it again.
-    pub fn begin_intents(&mut self, account: &str, items: &[(String, &str, String)]) -> Result<Vec<Intent>> {
+    pub fn begin_intents(&mut self, account: &str, items: &[NewIntent]) -> Result<Vec<Intent>> {
         let t = now();
         let get = format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2");
         self.transaction(|tx| {
             let mut out = Vec::with_capacity(items.len());
-            for (key, kind, payload) in items {
-                upsert_intent(tx, account, key, kind, payload, &t)?;
-                let rows = tx.query(&get, p![account, key])?;
+            for item in items {
+                upsert_intent(tx, account, item, &t)?;
+                let key = item.key.to_string();
+                let rows = tx.query(&get, p![account, &key])?;
                 let r = rows.first().ok_or_else(|| super::db::DbError::Row(format!("intent {key} vanished")))?;
                 out.push(row(r).map_err(super::db::DbError::Row)?);
             }
@@ -101,32 +156,33 @@ impl Ledger {
         })
     }
 
-    pub fn intent(&self, account: &str, key: &str) -> Result<Option<Intent>> {
-        self.query_opt(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2"), p![account, key], row)
+    pub fn intent(&self, account: &str, key: &IntentKey) -> Result<Option<Intent>> {
+        let key = key.to_string();
+        self.query_opt(&format!("SELECT {COLS} FROM intents WHERE account=?1 AND key=?2"), p![account, &key], row)
     }
 
     /// Mark intents done with what Stitch answered (or what the resolver found).
-    pub fn complete_intents(&mut self, account: &str, done: &[(String, String, String, String)]) -> Result<()> {
-        self.finish_intents(account, done, "done")
+    pub fn complete_intents(&mut self, account: &str, done: &[Finished]) -> Result<()> {
+        self.finish_intents(account, done, IntentState::Done)
     }
 
     /// Stitch refused the write for good (e.g. 422): keep the reason; a later attempt may retry.
-    pub fn fail_intents(&mut self, account: &str, failed: &[(String, String, String, String)]) -> Result<()> {
-        self.finish_intents(account, failed, "failed")
+    pub fn fail_intents(&mut self, account: &str, failed: &[Finished]) -> Result<()> {
+        self.finish_intents(account, failed, IntentState::Failed)
     }
 
-    /// `items`: (key, outcome, remote_id, message).
-    fn finish_intents(&mut self, account: &str, items: &[(String, String, String, String)], state: &str) -> Result<()> {
+    fn finish_intents(&mut self, account: &str, items: &[Finished], state: IntentState) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let t = now();
         self.transaction(|tx| {
-            for (key, outcome, remote_id, message) in items {
+            for f in items {
+                let key = f.key.to_string();
                 tx.exec(
                     "UPDATE intents SET state=?3, outcome=?4, remote_id=?5, message=?6, updated_at=?7
                      WHERE account=?1 AND key=?2",
-                    p![account, key, state, outcome, remote_id, message, &t],
+                    p![account, &key, state.as_str(), f.outcome.as_str(), &f.remote_id, &f.message, &t],
                 )?;
             }
             Ok(())
@@ -141,9 +197,13 @@ impl Ledger {
         )
     }
 
-    pub fn count_intents(&self, account: &str, state: &str) -> Result<i64> {
+    pub fn count_intents(&self, account: &str, state: IntentState) -> Result<i64> {
         Ok(self
-            .query_opt("SELECT COUNT(*) FROM intents WHERE account=?1 AND state=?2", p![account, state], |r| r.int(0))?
+            .query_opt(
+                "SELECT COUNT(*) FROM intents WHERE account=?1 AND state=?2",
+                p![account, state.as_str()],
+                |r| r.int(0),
+            )?
             .unwrap_or(0))
     }
 }
@@ -158,16 +218,22 @@ mod tests {
         (d, l)
     }
 
+    fn ship(t: &str) -> NewIntent {
+        let key = IntentKey::Shipment { fulfillment_id: "F1".into(), tracking_number: t.into() };
+        NewIntent::new(key, Payload::shipment("F1", t, "abc"))
+    }
+
     #[test]
     fn done_intent_is_never_reopened() {
         let (_d, mut l) = ledger();
-        let items = vec![("ship:F1:T1".to_string(), "shipment", "{}".to_string())];
+        let items = vec![ship("T1")];
         let first = l.begin_intents("a", &items).unwrap();
         assert_eq!(first[0].state, IntentState::Pending);
-        l.complete_intents("a", &[("ship:F1:T1".into(), "created".into(), "S9".into(), "".into())]).unwrap();
+        l.complete_intents("a", &[Finished::new(items[0].key.clone(), Outcome::Created, "S9", "")]).unwrap();
         let again = l.begin_intents("a", &items).unwrap();
         assert_eq!(again[0].state, IntentState::Done);
         assert_eq!(again[0].remote_id.as_deref(), Some("S9"));
+        assert_eq!(again[0].outcome, Some(Outcome::Created));
         assert!(l.pending_intents("a").unwrap().is_empty());
     }
 
@@ -177,14 +243,32 @@ mod tests {
         let p = d.path().join("l.sqlite");
         {
             let mut l = Ledger::open(&p).unwrap();
-            l.begin_intents("a", &[("k1".into(), "order", "{}".into()), ("k2".into(), "order", "{}".into())]).unwrap();
-            l.fail_intents("a", &[("k2".into(), "rejected".into(), "".into(), "422".into())]).unwrap();
+            l.begin_intents("a", &[ship("k1"), ship("k2")]).unwrap();
+            l.fail_intents("a", &[Finished::new(ship("k2").key, Outcome::Rejected, "", "422")]).unwrap();
         }
         let mut l = Ledger::open(&p).unwrap();
         let pending: Vec<_> = l.pending_intents("a").unwrap().into_iter().map(|i| i.key).collect();
-        assert_eq!(pending, vec!["k1"]);
-        let retry = l.begin_intents("a", &[("k2".into(), "order", "{}".into())]).unwrap();
+        assert_eq!(pending, vec![ship("k1").key]);
+        assert_eq!(l.count_intents("a", IntentState::Failed).unwrap(), 1);
+        let retry = l.begin_intents("a", &[ship("k2")]).unwrap();
         assert_eq!(retry[0].state, IntentState::Pending);
         assert_eq!(retry[0].attempts, 2);
+    }
+
+    /// A row this release cannot read stops the caller instead of being skipped or guessed.
+    #[test]
+    fn an_unreadable_row_is_an_error_naming_the_intent() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.sqlite");
+        {
+            let mut l = Ledger::open(&p).unwrap();
+            l.begin_intents("a", &[ship("T1")]).unwrap();
+        }
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute("UPDATE intents SET payload='{\"fulfillment_id\":\"F1\"}'", []).unwrap();
+        drop(c);
+        let l = Ledger::open(&p).unwrap();
+        let e = l.pending_intents("a").unwrap_err().to_string();
+        assert!(e.contains("shp:F1/T1") && e.contains("tracking_number"), "{e}");
     }
 }

@@ -7,17 +7,11 @@ pub mod inventory;
 pub mod orders;
 pub mod shipments;
 
-pub use crate::report::Outcome;
+pub use crate::model::Outcome;
 
 /// Outcomes are stored as their strings; anything unknown reads as rejected, never as success.
 pub fn outcome_from(s: &str) -> Outcome {
-    match s {
-        "created" => Outcome::Created,
-        "updated" => Outcome::Updated,
-        "unchanged" => Outcome::Unchanged,
-        "skipped" => Outcome::Skipped,
-        _ => Outcome::Rejected,
-    }
+    s.parse().unwrap_or(Outcome::Rejected)
 }
 
 /// A settled decision for one record.

@@ -4,6 +4,7 @@
 
 use super::{Decision, Outcome};
 use crate::formats::ShipmentRecord;
+use crate::model::FulfillmentStatus;
 use crate::stitch::wire::{
     Fulfillment, FulfillmentLineItem, FulfillmentState, NewShipment, Shipment, ShipmentLineItem,
 };
@@ -139,17 +140,14 @@ fn display_key(wanted: &str, r: &ShipmentRecord) -> String {
     format!("{wanted}/{}", r.tracking_number)
 }
 
-pub const SHIPPED: &str = "Shipped";
-pub const PARTIALLY_SHIPPED: &str = "Partially shipped";
-
 /// The status to set after shipping: Stitch shows it to the merchant [doc].
-pub fn status_after(line_items: &[FulfillmentLineItem], shipped_now: &HashMap<String, u32>) -> &'static str {
+pub fn status_after(line_items: &[FulfillmentLineItem], shipped_now: &HashMap<String, u32>) -> FulfillmentStatus {
     let all =
         line_items.iter().all(|l| l.quantity_shipped + shipped_now.get(&l.id).copied().unwrap_or(0) >= l.quantity);
     if all {
-        SHIPPED
+        FulfillmentStatus::Shipped
     } else {
-        PARTIALLY_SHIPPED
+        FulfillmentStatus::PartiallyShipped
     }
 }
 
@@ -250,8 +248,8 @@ mod tests {
     fn status_reflects_completion() {
         let s = snap(FulfillmentState::Open);
         let now: HashMap<String, u32> = [("L1".to_string(), 2)].into();
-        assert_eq!(status_after(&s.line_items, &now), "Partially shipped");
+        assert_eq!(status_after(&s.line_items, &now), FulfillmentStatus::PartiallyShipped);
         let now: HashMap<String, u32> = [("L1".to_string(), 2), ("L2".to_string(), 1)].into();
-        assert_eq!(status_after(&s.line_items, &now), "Shipped");
+        assert_eq!(status_after(&s.line_items, &now), FulfillmentStatus::Shipped);
     }
 }

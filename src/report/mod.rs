@@ -7,27 +7,7 @@ use std::io::{self, Write};
 
 use crate::formats::RawRow;
 
-/// What happened to one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Rejected,
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Updated => "updated",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Rejected => "rejected",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
+pub use crate::model::Outcome;
 
 /// One line of `NAME.result.csv`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -628,13 +628,7 @@ impl StitchClient {
     }
 }
 
-/// A sales order with its side-loaded lines and shipping address resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderView {
-    pub order: wire::SalesOrder,
-    pub lines: Vec<wire::SalesOrderLineItem>,
-    pub shipping: Option<wire::Address>,
-}
+pub use crate::model::OrderView;
 
 impl OrderView {
     fn pick(

@@ -282,34 +282,7 @@ pub enum FulfillmentState {
     Cancelled,
 }
 
-/// Shipping speed of a fulfillment [ours]; taken from the sales order's `shipping_speed`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ShippingSpeed {
-    #[default]
-    Standard,
-    Expedited,
-    Priority,
-}
-
-impl ShippingSpeed {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShippingSpeed::Standard => "Standard",
-            ShippingSpeed::Expedited => "Expedited",
-            ShippingSpeed::Priority => "Priority",
-        }
-    }
-
-    /// Parses the Standard API string form; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Standard" => Some(ShippingSpeed::Standard),
-            "Expedited" => Some(ShippingSpeed::Expedited),
-            "Priority" => Some(ShippingSpeed::Priority),
-            _ => None,
-        }
-    }
-}
+pub use crate::model::ShippingSpeed;
 
 /// Destination of a fulfillment [ours]; built from the order's shipping address
 /// (`name` = address `contact`, `address1/2` = `street1/2`, `country` = `country_iso`).

@@ -1,0 +1,16 @@
+//! Shared vocabulary: the plain types that several layers speak (formats, reconcile, the
+//! ledger, the engine, reports). Nothing here does I/O, and nothing here imports a layer above
+//! it: every file but `order.rs` is a leaf, and `order.rs` only composes Stitch's wire shapes.
+
+mod intent;
+mod order;
+mod outcome;
+mod status;
+
+pub use intent::{
+    ContentError, IntentKey, IntentKind, OrderPayload, Payload, ProductPayload, ShipmentPayload, StatusPayload,
+    PAYLOAD_VERSION,
+};
+pub use order::{OrderAction, OrderView, ShippingSpeed};
+pub use outcome::Outcome;
+pub use status::{FulfillmentStatus, SentState, UnknownWord};
