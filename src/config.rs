@@ -126,6 +126,8 @@ struct RawLedger {
     path: Option<String>,
     url: Option<String>,
     password_env: Option<String>,
+    sslmode: Option<String>,
+    ssl_ca_file: Option<String>,
     lease_seconds: Option<u64>,
     max_connections: Option<usize>,
 }
@@ -496,11 +498,31 @@ fn check_ledger(
                 let message = "[ledger] url must not contain the password: put it in an environment variable named by password_env";
                 return Err(Fault { quote: false, ..at("url", message.into()) });
             }
-            LedgerLocation::Postgres { url: url.clone(), password_env: l.password_env.clone() }
+            let sslmode = match &l.sslmode {
+                None => crate::ledger::SslMode::default(),
+                Some(m) => crate::ledger::SslMode::parse(m).ok_or_else(|| {
+                    at("sslmode", format!("[ledger] sslmode {m:?} must be {}", crate::ledger::SslMode::NAMES))
+                })?,
+            };
+            if l.ssl_ca_file.is_some() && sslmode != crate::ledger::SslMode::VerifyFull {
+                let message = format!(
+                    "[ledger] ssl_ca_file applies only with sslmode = \"verify-full\" (sslmode is {:?})",
+                    sslmode.as_str()
+                );
+                return Err(at("ssl_ca_file", message));
+            }
+            let tls = crate::ledger::PgTls { sslmode, ssl_ca_file: l.ssl_ca_file.as_ref().map(|f| base.join(f)) };
+            LedgerLocation::Postgres { url: url.clone(), password_env: l.password_env.clone(), tls }
         }
         (path, None) => {
-            if l.password_env.is_some() {
-                return Err(at("password_env", "[ledger] password_env applies only with url (PostgreSQL)".into()));
+            for (key, set) in [
+                ("password_env", l.password_env.is_some()),
+                ("sslmode", l.sslmode.is_some()),
+                ("ssl_ca_file", l.ssl_ca_file.is_some()),
+            ] {
+                if set {
+                    return Err(at(key, format!("[ledger] {key} applies only with url (PostgreSQL)")));
+                }
             }
             LedgerLocation::Sqlite(base.join(path.as_deref().unwrap_or("state/ledger.sqlite")))
         }
@@ -882,7 +904,8 @@ token_env = "ACME_STITCH_TOKEN"
             c.ledger,
             LedgerLocation::Postgres {
                 url: "postgres://sb@127.0.0.1:5432/sb".into(),
-                password_env: Some("SB_DB_PW".into())
+                password_env: Some("SB_DB_PW".into()),
+                tls: crate::ledger::PgTls { sslmode: crate::ledger::SslMode::VerifyFull, ssl_ca_file: None },
             }
         );
         assert_eq!((c.lease_ttl, c.max_connections), (Duration::from_secs(5), Some(16)));
@@ -893,6 +916,31 @@ token_env = "ACME_STITCH_TOKEN"
         assert!(err.contains("password_env") && !err.contains("hunter2"), "{err}");
         let stray = format!("[ledger]\npassword_env = \"X\"\n{MIN}");
         assert!(Config::parse(&stray, Path::new("/c")).unwrap_err().to_string().contains("only with url"));
+    }
+
+    #[test]
+    fn ledger_tls_is_verify_full_by_default_and_the_ca_file_is_relative_to_the_config() {
+        use crate::ledger::{LedgerLocation, PgTls, SslMode};
+        let tls_of = |extra: &str| -> Result<PgTls, String> {
+            let text = format!("[ledger]\nurl = \"postgres://sb@db.example/sb\"\n{extra}{MIN}");
+            match Config::parse(&text, Path::new("/etc/sb")).map_err(|e| e.to_string())?.ledger {
+                LedgerLocation::Postgres { tls, .. } => Ok(tls),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(tls_of("").unwrap(), PgTls { sslmode: SslMode::VerifyFull, ssl_ca_file: None });
+        assert_eq!(
+            tls_of("ssl_ca_file = \"tls/ca.pem\"\n").unwrap(),
+            PgTls { sslmode: SslMode::VerifyFull, ssl_ca_file: Some("/etc/sb/tls/ca.pem".into()) }
+        );
+        assert_eq!(tls_of("sslmode = \"require\"\n").unwrap().sslmode, SslMode::Require);
+        assert_eq!(tls_of("sslmode = \"disable\"\n").unwrap().sslmode, SslMode::Disable);
+        let err = tls_of("sslmode = \"prefer\"\n").unwrap_err();
+        assert!(err.contains("sslmode") && err.contains("verify-full"), "{err}");
+        let err = tls_of("sslmode = \"require\"\nssl_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(err.contains("ssl_ca_file applies only with sslmode"), "{err}");
+        let sqlite = format!("[ledger]\nsslmode = \"require\"\n{MIN}");
+        assert!(Config::parse(&sqlite, Path::new("/c")).unwrap_err().to_string().contains("only with url"));
     }
 
     #[test]

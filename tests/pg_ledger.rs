@@ -5,7 +5,9 @@
 mod support_pg;
 
 use std::time::Duration;
-use stitch_bridge::ledger::{FileState, FileStep, IntentState, Ledger, LedgerError, LedgerLocation, StoredRecord};
+use stitch_bridge::ledger::{
+    FileState, FileStep, IntentState, Ledger, LedgerError, LedgerLocation, PgTls, StoredRecord,
+};
 
 /// Run `check` on SQLite, then on PostgreSQL if available.
 fn on_both(test: &str, check: impl Fn(&LedgerLocation)) {
@@ -217,7 +219,7 @@ fn reopening_migrates_once_and_newer_schemas_are_refused() {
             }
             LedgerLocation::Postgres { .. } => {
                 let pg = support_pg::server("newer schema").unwrap();
-                pg.connect(loc).execute("UPDATE schema_version SET version = 99", &[]).unwrap();
+                pg.connect(loc).batch("UPDATE schema_version SET version = 99");
             }
         }
         assert!(matches!(Ledger::open_at(loc), Err(LedgerError::TooNew { found: 99, .. })));
@@ -268,7 +270,9 @@ fn ledger_without_an_id_gets_one_on_upgrade() {
             }
             LedgerLocation::Postgres { .. } => {
                 let pg = support_pg::server("upgrade").unwrap();
-                pg.connect(loc).batch_execute("DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; UPDATE schema_version SET version = 1").unwrap();
+                pg.connect(loc).batch(
+                    "DROP TABLE ledger_identity; DROP TABLE IF EXISTS attention; UPDATE schema_version SET version = 1",
+                );
             }
         }
         let l = open(loc);
@@ -307,8 +311,8 @@ fn concurrent_first_opens_migrate_once_on_postgres() {
             h.join().unwrap().unwrap();
         }
     });
-    let v: i64 = pg.connect(&loc).query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
-    assert_eq!(v, 3);
+    let v = pg.connect(&loc).int("SELECT version FROM schema_version");
+    assert_eq!(v, stitch_bridge::ledger::SCHEMA_VERSION, "every migration applied once");
 }
 
 #[test]
@@ -317,6 +321,7 @@ fn unreachable_server_is_a_clear_error_not_a_fresh_ledger() {
     let loc = LedgerLocation::Postgres {
         url: "postgres://sb@127.0.0.1:9/ledger?connect_timeout=5".into(),
         password_env: None,
+        tls: PgTls::default(),
     };
     match Ledger::open_at(&loc) {
         Err(e @ LedgerError::Unreachable { .. }) => assert!(e.to_string().contains("127.0.0.1:9"), "{e}"),
@@ -330,6 +335,7 @@ fn missing_or_wrong_password_is_named_and_never_shown() {
     let loc = LedgerLocation::Postgres {
         url: "postgres://sb@127.0.0.1:9/ledger".into(),
         password_env: Some("STITCH_BRIDGE_TEST_SURELY_UNSET_VAR".into()),
+        tls: PgTls::default(),
     };
     let err = Ledger::open_at(&loc).err().expect("no password: error").to_string();
     assert!(err.contains("STITCH_BRIDGE_TEST_SURELY_UNSET_VAR"), "{err}");
@@ -344,7 +350,7 @@ fn missing_or_wrong_password_is_named_and_never_shown() {
     let wrong = format!("{real}-wrong-7f3a");
     // Set once; no other test reads this variable.
     std::env::set_var(var, &wrong);
-    let loc = LedgerLocation::Postgres { url: pg.url.clone(), password_env: Some(var.into()) };
+    let loc = LedgerLocation::Postgres { url: pg.url.clone(), password_env: Some(var.into()), tls: pg.tls() };
     match Ledger::open_at(&loc) {
         Err(e @ LedgerError::Auth { .. }) => {
             let text = format!("{e} {e:?}");
@@ -353,6 +359,10 @@ fn missing_or_wrong_password_is_named_and_never_shown() {
         Err(other) => panic!("expected Auth, got {other}"),
         Ok(_) => panic!("a wrong password must not open"),
     }
-    let inline = LedgerLocation::Postgres { url: pg.url.replace("sb@", &format!("sb:{wrong}@")), password_env: None };
+    let inline = LedgerLocation::Postgres {
+        url: pg.url.replace("sb@", &format!("sb:{wrong}@")),
+        password_env: None,
+        tls: pg.tls(),
+    };
     assert!(!inline.describe().contains(&wrong));
 }

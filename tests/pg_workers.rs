@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use stitch_bridge::engine::{self, Parts, Worker};
 use stitch_bridge::ledger::Ledger;
+use stitch_bridge::sim;
 use support_pg::scenario::Scenario;
 
 const INBOUND: Parts = Parts { inbound: true, download: false };
@@ -79,8 +80,20 @@ fn killed_worker_is_taken_over_without_duplicate_writes() {
     let Some(pg) = support_pg::server("killed_worker_is_taken_over_without_duplicate_writes") else { return };
     let loc = pg.fresh();
     let ttl_s = 3;
-    // Slow answers keep the child mid-cycle long enough to be killed there.
-    let sc = Scenario::build(&pg.ledger_toml(&loc, ttl_s), 1, 4, 3, 150);
+    // The child must be killed mid-cycle. A timing window (slow answers, then polling for the
+    // claim and an intent) was seen missed on a loaded machine: the child finished its whole
+    // cycle before the watcher looked. Instead, the first order write is held by the simulator
+    // far longer than the test runs, so the child waits there, claim held and that intent
+    // pending, until it is killed; the file's other orders are written meanwhile.
+    let hold = sim::faults::QueuedFault {
+        fault: sim::faults::FaultKind::Latency,
+        ms: Some(600_000),
+        method: Some("POST".into()),
+        path_prefix: Some(stitch_bridge::stitch::wire::SALES_ORDERS_WRITE.into()),
+        retry_after: None,
+    };
+    let faults = sim::faults::FaultConfig { latency_ms: 20, queue: vec![hold], ..Default::default() };
+    let sc = Scenario::build_with_faults(&pg.ledger_toml(&loc, ttl_s), 1, 4, 3, faults);
     let account = sc.accounts[0].clone();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
         .arg("--config")
@@ -91,17 +104,17 @@ fn killed_worker_is_taken_over_without_duplicate_writes() {
         .expect("start stitch-bridge");
     let tag = format!("/{}/", child.id());
 
-    // Wait until the child holds the account and has recorded an intent: it is mid-cycle.
+    // Wait until the child holds the account with an intent pending: it is inside the held write.
     let watcher = Ledger::open_at(&loc).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let held = watcher.account_claim(&account).unwrap().is_some_and(|l| l.holder.contains(&tag));
-        let intents =
-            watcher.count_intents(&account, "pending").unwrap() + watcher.count_intents(&account, "done").unwrap();
-        if held && intents > 0 {
+        if held && watcher.count_intents(&account, "pending").unwrap() > 0 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the child finished before it could be killed");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended ({status}) before reaching the held write");
+        }
         assert!(Instant::now() < deadline, "the child never started work");
         std::thread::sleep(Duration::from_millis(10));
     }

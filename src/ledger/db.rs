@@ -1,17 +1,22 @@
 //! The two SQL backends behind one small interface, so every ledger method is written once.
 //!
-//! The synchronous `postgres` client drives its own async runtime and panics inside another
-//! one, and every account's cycle runs inside a tokio runtime; so each PostgreSQL connection
-//! lives on its own thread and the ledger sends it one job per statement.
+//! PostgreSQL goes through `tokio-postgres`, pooled by `deadpool-postgres`, on one small runtime
+//! of the ledger's own ([`run`]). The ledger's API stays synchronous: each statement is spawned
+//! onto that runtime and the calling thread waits for its answer on a plain channel. That works
+//! from inside the account cycles' own runtimes too, where a nested `block_on` would panic; the
+//! caller's thread blocks for the statement, as it does on SQLite.
 //!
 //! SQL is written in SQLite's dialect with numbered placeholders (`?1`), which PostgreSQL
 //! accepts once they are renamed `$1`; the few statements that differ (DDL, clocks, `rowid`)
 //! branch on [`Dialect`]. Values cross the boundary as [`Val`] and come back as [`Row`]s, which
 //! keeps the per-row mapping code shared too. Prepared statements are cached per connection on
-//! both sides: the engine issues the same few statements thousands of times per cycle.
+//! both sides (deadpool's statement cache lives with the pooled connection): the engine issues
+//! the same few statements thousands of times per cycle.
 
-use std::collections::HashMap;
-use std::sync::mpsc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use tokio_postgres::types::{IsNull, ToSql, Type};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -103,9 +108,9 @@ impl Row {
 #[derive(Debug)]
 pub(crate) enum DbError {
     Sqlite(rusqlite::Error),
-    Pg(postgres::Error),
+    Pg(tokio_postgres::Error),
     Row(String),
-    /// The connection's thread is gone (it panicked); the ledger must be reopened.
+    /// The statement's task on the ledger's runtime ended without an answer (it panicked).
     Gone,
 }
 
@@ -114,100 +119,122 @@ impl From<rusqlite::Error> for DbError {
         DbError::Sqlite(e)
     }
 }
-impl From<postgres::Error> for DbError {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
         DbError::Pg(e)
     }
 }
 
 pub(crate) type DbResult<T> = std::result::Result<T, DbError>;
 
-/// What the connection thread owns.
-pub(crate) struct PgConn {
-    pub client: postgres::Client,
-    stmts: HashMap<String, postgres::Statement>,
+/// The runtime every PostgreSQL connection of this process lives on: two worker threads are
+/// plenty for a ledger whose callers wait for each statement.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ledger-pg")
+            .enable_all()
+            .build()
+            .expect("start the ledger's PostgreSQL runtime")
+    })
 }
 
-type Job = Box<dyn FnOnce(&mut PgConn) + Send>;
+/// Run `fut` on the ledger's runtime and wait for it on this thread. Never `block_on`: the
+/// caller may itself be on a runtime's thread (an account's cycle).
+pub(crate) fn run<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> DbResult<T> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| DbError::Gone)
+}
 
-/// A PostgreSQL connection on its own thread; dropping the handle closes it.
+/// Idle connections above this many are closed when a ledger is dropped (a process uses
+/// `max_connections` + 1 at once, and `watch` one per account).
+const MAX_IDLE: usize = 64;
+
+/// One pooled PostgreSQL connection, returned to its pool when dropped.
 pub(crate) struct Pg {
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    conn: Option<Arc<deadpool_postgres::Object>>,
+    pool: deadpool_postgres::Pool,
+    /// Between `BEGIN` and its `COMMIT`/`ROLLBACK`: such a connection is closed, never pooled.
+    in_tx: AtomicBool,
 }
 
 impl Pg {
-    /// Connect on a new thread; returns once connected (or not).
-    pub fn connect(cfg: postgres::Config) -> std::result::Result<Pg, postgres::Error> {
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<std::result::Result<(), postgres::Error>>(1);
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("ledger-pg".into())
-            .spawn(move || {
-                let mut conn = match cfg.connect(postgres::NoTls) {
-                    Ok(client) => PgConn { client, stmts: HashMap::new() },
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                for job in rx {
-                    job(&mut conn);
-                }
-            })
-            .expect("spawn the ledger's connection thread");
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Pg { jobs: Some(jobs), thread: Some(thread) }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => panic!("the ledger's connection thread ended while connecting"),
-        }
+    /// A connection from `pool`, made now if none is idle.
+    pub fn get(pool: &deadpool_postgres::Pool) -> std::result::Result<Pg, deadpool_postgres::PoolError> {
+        let p = pool.clone();
+        let obj = run(async move { p.get().await }).map_err(|_| deadpool_postgres::PoolError::Closed)??;
+        Ok(Pg { conn: Some(Arc::new(obj)), pool: pool.clone(), in_tx: AtomicBool::new(false) })
     }
 
-    /// Run `f` on the connection's thread and wait for its answer.
-    pub fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut PgConn) -> T + Send + 'static) -> DbResult<T> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |c| {
-            let _ = tx.send(f(c));
-        });
-        self.jobs.as_ref().ok_or(DbError::Gone)?.send(job).map_err(|_| DbError::Gone)?;
-        rx.recv().map_err(|_| DbError::Gone)
+    fn conn(&self) -> DbResult<Arc<deadpool_postgres::Object>> {
+        self.conn.clone().ok_or(DbError::Gone)
     }
 
-    /// Move the connection out, leaving an empty handle whose drop does nothing.
-    pub fn take(&mut self) -> Pg {
-        Pg { jobs: self.jobs.take(), thread: self.thread.take() }
-    }
-
-    /// Still usable: connected and not inside a transaction.
-    pub fn healthy(&self) -> bool {
-        self.call(|c| !c.client.is_closed() && c.client.is_valid(std::time::Duration::from_secs(2)).is_ok())
-            .unwrap_or(false)
+    /// Run `f` with the connection on the ledger's runtime and wait for its answer.
+    pub fn call<T, F, Fut>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<deadpool_postgres::Object>) -> Fut,
+        Fut: Future<Output = DbResult<T>> + Send + 'static,
+    {
+        run(f(self.conn()?))?
     }
 
     fn exec(&self, sql: &str, params: &[Val]) -> DbResult<u64> {
-        let (sql, params) = (sql.to_string(), params.to_vec());
-        self.call(move |c| pg_exec(&mut c.client, &mut c.stmts, &sql, &params))?
+        let (sql, params) = (to_pg(sql), params.to_vec());
+        self.call(|c| async move {
+            let st = c.prepare_cached(&sql).await?;
+            Ok(c.execute(&st, &pg_params(&params)).await?)
+        })
     }
 
     fn query(&self, sql: &str, params: &[Val]) -> DbResult<Vec<Row>> {
-        let (sql, params) = (sql.to_string(), params.to_vec());
-        self.call(move |c| pg_query(&mut c.client, &mut c.stmts, &sql, &params))?
+        let (sql, params) = (to_pg(sql), params.to_vec());
+        self.call(|c| async move {
+            let st = c.prepare_cached(&sql).await?;
+            pg_rows(c.query(&st, &pg_params(&params)).await?)
+        })
     }
 
-    fn batch(&self, sql: &'static str) -> DbResult<()> {
-        Ok(self.call(move |c| c.client.batch_execute(sql))??)
+    pub fn batch(&self, sql: &'static str) -> DbResult<()> {
+        self.call(|c| async move { Ok(c.batch_execute(sql).await?) })
+    }
+
+    fn begin(&self) -> DbResult<()> {
+        self.in_tx.store(true, Ordering::SeqCst);
+        self.batch("BEGIN")
+    }
+
+    fn end(&self, sql: &'static str) -> DbResult<()> {
+        self.batch(sql)?;
+        self.in_tx.store(false, Ordering::SeqCst);
+        Ok(())
     }
 }
 
 impl Drop for Pg {
     fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(conn) = self.conn.take() else { return };
+        // Statements in flight hold no clone once `call` has returned.
+        let Ok(obj) = Arc::try_unwrap(conn) else { return };
+        if self.in_tx.load(Ordering::SeqCst) {
+            // Left inside a transaction (a panic between BEGIN and COMMIT): close it.
+            drop(deadpool_postgres::Object::take(obj));
+            return;
+        }
+        drop(obj);
+        if self.pool.status().available > MAX_IDLE {
+            let mut keep = MAX_IDLE;
+            self.pool.retain(|_, _| {
+                let kept = keep > 0;
+                keep = keep.saturating_sub(1);
+                kept
+            });
         }
     }
 }
@@ -259,14 +286,14 @@ impl Db {
                 Ok(out)
             }
             Db::Postgres(pg) => {
-                pg.batch("BEGIN")?;
+                pg.begin()?;
                 match f(&mut Tx::Postgres(pg)) {
                     Ok(out) => {
-                        pg.batch("COMMIT")?;
+                        pg.end("COMMIT")?;
                         Ok(out)
                     }
                     Err(e) => {
-                        let _ = pg.batch("ROLLBACK");
+                        let _ = pg.end("ROLLBACK");
                         Err(e)
                     }
                 }
@@ -333,13 +360,12 @@ fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Val]) -> DbResult
 
 // ---- PostgreSQL --------------------------------------------------------------------------------
 
-impl postgres::types::ToSql for Val {
+impl ToSql for Val {
     fn to_sql(
         &self,
-        ty: &postgres::types::Type,
+        ty: &Type,
         out: &mut bytes::BytesMut,
-    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        use postgres::types::{IsNull, ToSql, Type};
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         // Checked per value, not per Rust type: a text value bound to a bigint would otherwise
         // be sent as raw bytes.
         let ok = match self {
@@ -360,11 +386,11 @@ impl postgres::types::ToSql for Val {
         }
     }
 
-    fn accepts(_: &postgres::types::Type) -> bool {
+    fn accepts(_: &Type) -> bool {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// `?1` → `$1`. Our SQL has no `?` inside string literals.
@@ -381,42 +407,11 @@ pub(crate) fn to_pg(sql: &str) -> String {
     out
 }
 
-fn pg_stmt(
-    c: &mut impl postgres::GenericClient,
-    stmts: &mut HashMap<String, postgres::Statement>,
-    sql: &str,
-) -> DbResult<postgres::Statement> {
-    if let Some(s) = stmts.get(sql) {
-        return Ok(s.clone());
-    }
-    let s = c.prepare(&to_pg(sql))?;
-    stmts.insert(sql.to_string(), s.clone());
-    Ok(s)
+fn pg_params(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
-fn pg_params(params: &[Val]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect()
-}
-
-fn pg_exec(
-    c: &mut impl postgres::GenericClient,
-    stmts: &mut HashMap<String, postgres::Statement>,
-    sql: &str,
-    params: &[Val],
-) -> DbResult<u64> {
-    let st = pg_stmt(c, stmts, sql)?;
-    Ok(c.execute(&st, &pg_params(params))?)
-}
-
-fn pg_query(
-    c: &mut impl postgres::GenericClient,
-    stmts: &mut HashMap<String, postgres::Statement>,
-    sql: &str,
-    params: &[Val],
-) -> DbResult<Vec<Row>> {
-    use postgres::types::Type;
-    let st = pg_stmt(c, stmts, sql)?;
-    let rows = c.query(&st, &pg_params(params))?;
+fn pg_rows(rows: Vec<tokio_postgres::Row>) -> DbResult<Vec<Row>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut vals = Vec::with_capacity(r.len());

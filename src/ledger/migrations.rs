@@ -252,11 +252,11 @@ const PG_MIGRATION_LOCK: i64 = 0x5354_4954_4348;
 
 /// Like [`migrate`]: concurrent first connections serialise on a transaction-scoped advisory
 /// lock, so exactly one of them applies each migration.
-pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), PgMigrateError> {
+pub async fn migrate_pg(client: &tokio_postgres::Client) -> Result<(), PgMigrateError> {
     let known = PG_MIGRATIONS.len() as i64;
     // Every cycle opens the ledger: an up-to-date schema is recognised with one read, without
     // the lock that would serialise all workers' opens (a missing table falls through).
-    if let Ok(Some(row)) = client.query_opt("SELECT version FROM schema_version", &[]) {
+    if let Ok(Some(row)) = client.query_opt("SELECT version FROM schema_version", &[]).await {
         let found: i64 = row.get(0);
         if found == known {
             return Ok(());
@@ -265,13 +265,21 @@ pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), PgMigrateError> {
             return Err(PgMigrateError::TooNew { found, known });
         }
     }
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
-    let found: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
+    client.batch_execute("BEGIN").await?;
+    let out = migrate_pg_in_tx(client, known).await;
+    // A pooled connection must not go back inside a transaction, failed or not.
+    let end = client.batch_execute(if out.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
+    out?;
+    Ok(end?)
+}
+
+async fn migrate_pg_in_tx(tx: &tokio_postgres::Client, known: i64) -> Result<(), PgMigrateError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK]).await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)").await?;
+    let found: i64 = match tx.query_opt("SELECT version FROM schema_version", &[]).await? {
         Some(r) => r.get(0),
         None => {
-            tx.execute("INSERT INTO schema_version(version) VALUES (0)", &[])?;
+            tx.execute("INSERT INTO schema_version(version) VALUES (0)", &[]).await?;
             0
         }
     };
@@ -279,20 +287,22 @@ pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), PgMigrateError> {
         return Err(PgMigrateError::TooNew { found, known });
     }
     for (i, sql) in PG_MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tx.batch_execute(sql)?;
-        tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])?;
+        tx.batch_execute(sql).await?;
+        tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)]).await?;
     }
-    tx.commit()?;
     Ok(())
 }
 
+/// The schema version this build writes (the same on both backends).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 pub enum PgMigrateError {
     TooNew { found: i64, known: i64 },
-    Sql(postgres::Error),
+    Sql(tokio_postgres::Error),
 }
 
-impl From<postgres::Error> for PgMigrateError {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for PgMigrateError {
+    fn from(e: tokio_postgres::Error) -> Self {
         PgMigrateError::Sql(e)
     }
 }

@@ -13,10 +13,13 @@ mod files;
 pub mod marker;
 mod migrations;
 mod outbox;
+mod pg_tls;
 mod waiting;
 
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
+pub use migrations::SCHEMA_VERSION;
 pub use outbox::{Finished, Intent, IntentState, NewIntent};
+pub use pg_tls::{PgTls, SslMode};
 pub use waiting::Waiting;
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
@@ -48,8 +51,10 @@ pub enum LedgerError {
     Unreachable { at: String, message: String },
     #[error("the PostgreSQL ledger {at} refused the credentials: {message}. Check the user in the URL and the password variable")]
     Auth { at: String, message: String },
+    #[error("the PostgreSQL ledger {at}: TLS with {host} failed under sslmode = {sslmode}: {message}. Nothing was processed; check [ledger] sslmode and ssl_ca_file")]
+    Tls { at: String, host: String, sslmode: &'static str, message: String },
     #[error("ledger {at}: {source}")]
-    Postgres { at: String, source: postgres::Error },
+    Postgres { at: String, source: tokio_postgres::Error },
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
@@ -62,6 +67,8 @@ pub enum LedgerLocation {
     Postgres {
         url: String,
         password_env: Option<String>,
+        /// `[ledger] sslmode` and `ssl_ca_file`.
+        tls: PgTls,
     },
 }
 
@@ -100,30 +107,11 @@ pub struct Ledger {
     db: Db,
     /// Where, for messages: a file path or a redacted URL.
     at: String,
-    /// PostgreSQL: the key under which the connection returns to [`IDLE`] when dropped.
-    pool_key: Option<String>,
 }
 
-/// Idle PostgreSQL connections of this process, by URL and password variable. Cycles open a
-/// ledger per account per cycle; reusing connections saves a TCP and SCRAM handshake each time.
-static IDLE: std::sync::Mutex<Vec<(String, db::Pg)>> = std::sync::Mutex::new(Vec::new());
-/// More idle connections than this are closed (a process uses `max_connections` + 1 at once).
-const MAX_IDLE: usize = 64;
-
-impl Drop for Ledger {
-    fn drop(&mut self) {
-        if let (Some(key), Db::Postgres(pg)) = (self.pool_key.take(), &mut self.db) {
-            let pg = pg.take();
-            if pg.healthy() {
-                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() >= MAX_IDLE {
-                    idle.remove(0);
-                }
-                idle.push((key, pg));
-            }
-        }
-    }
-}
+/// This process's PostgreSQL pools, one per URL, password and TLS setting. Cycles open a ledger
+/// per account per cycle; a pooled connection saves a TCP, TLS and SCRAM handshake each time.
+static POOLS: std::sync::Mutex<Vec<(String, deadpool_postgres::Pool)>> = std::sync::Mutex::new(Vec::new());
 
 /// A halted account: why, and since when.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -171,7 +159,7 @@ impl Ledger {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| classify(&at, e))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| classify(&at, e))?;
-        let mut ledger = Ledger { db: Db::Sqlite(conn), at, pool_key: None };
+        let mut ledger = Ledger { db: Db::Sqlite(conn), at };
         // Switching a brand-new file to WAL can answer BUSY at once, without the busy handler,
         // while another process does the same; a short bounded retry rides that out. A ledger
         // that stays locked still fails with `Locked` after the deadline.
@@ -190,7 +178,9 @@ impl Ledger {
     pub fn open_at(location: &LedgerLocation) -> Result<Ledger> {
         match location {
             LedgerLocation::Sqlite(p) => Ledger::open(p),
-            LedgerLocation::Postgres { url, password_env } => Ledger::connect_pg(url, password_env.as_deref()),
+            LedgerLocation::Postgres { url, password_env, tls } => {
+                Ledger::connect_pg(url, password_env.as_deref(), tls)
+            }
         }
     }
 
@@ -203,49 +193,23 @@ impl Ledger {
         }
     }
 
-    fn connect_pg(url: &str, password_env: Option<&str>) -> Result<Ledger> {
+    fn connect_pg(url: &str, password_env: Option<&str>, tls: &PgTls) -> Result<Ledger> {
         let at = redact_url(url);
-        // The parser's messages name options, never their values, so they cannot leak a password.
-        let mut cfg: postgres::Config = url.parse().map_err(|e| LedgerError::Config {
-            at: at.clone(),
-            message: format!("not a usable PostgreSQL URL ({e})"),
+        let pool = pg_pool(&at, url, password_env, tls)?;
+        let pg = db::Pg::get(&pool).map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => classify_pg_connect(&at, e, tls),
+            other => LedgerError::Unreachable { at: at.clone(), message: other.to_string() },
         })?;
-        if let Some(var) = password_env {
-            match std::env::var(var) {
-                Ok(pw) if !pw.is_empty() => {
-                    cfg.password(pw);
-                }
-                _ => {
-                    return Err(LedgerError::Config {
-                        at,
-                        message: format!(
-                            "the database password is expected in environment variable {var}, which is not set"
-                        ),
-                    })
-                }
-            }
-        }
-        if cfg.get_connect_timeout().is_none() {
-            cfg.connect_timeout(Duration::from_secs(10));
-        }
-        cfg.application_name("stitch-bridge");
-        let key = format!("{url}\n{password_env:?}");
-        let idle = {
-            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-            idle.iter().rposition(|(k, _)| *k == key).map(|i| idle.remove(i).1)
-        };
-        let pg = match idle {
-            Some(pg) => pg,
-            None => db::Pg::connect(cfg).map_err(|e| classify_pg(&at, e, true))?,
-        };
         // The schema is checked on every open, pooled or not: another process may have moved it.
-        let ledger = Ledger { db: Db::Postgres(pg), at, pool_key: Some(key) };
+        let ledger = Ledger { db: Db::Postgres(pg), at };
         let Db::Postgres(pg) = &ledger.db else { unreachable!() };
-        pg.call(|c| migrations::migrate_pg(&mut c.client)).map_err(|e| ledger.err(e))?.map_err(|e| match e {
-            migrations::PgMigrateError::TooNew { found, known } => {
-                LedgerError::TooNew { at: ledger.at.clone(), found, known }
+        pg.call(|c| async move { Ok(migrations::migrate_pg(&c).await) }).map_err(|e| ledger.err(e))?.map_err(|e| {
+            match e {
+                migrations::PgMigrateError::TooNew { found, known } => {
+                    LedgerError::TooNew { at: ledger.at.clone(), found, known }
+                }
+                migrations::PgMigrateError::Sql(e) => classify_pg(&ledger.at, e, false),
             }
-            migrations::PgMigrateError::Sql(e) => classify_pg(&ledger.at, e, false),
         })?;
         Ok(ledger)
     }
@@ -320,9 +284,10 @@ impl Ledger {
             DbError::Sqlite(e) => classify(&self.at, e),
             DbError::Pg(e) => classify_pg(&self.at, e, false),
             DbError::Row(message) => LedgerError::Corrupt { at: self.at.clone(), message },
-            DbError::Gone => {
-                LedgerError::Unreachable { at: self.at.clone(), message: "the connection's thread ended".into() }
-            }
+            DbError::Gone => LedgerError::Unreachable {
+                at: self.at.clone(),
+                message: "the statement's task ended unanswered".into(),
+            },
         }
     }
 
@@ -779,9 +744,104 @@ fn classify(at: &str, e: rusqlite::Error) -> LedgerError {
     LedgerError::Sql { at: at.into(), source: e }
 }
 
+/// The pool for this URL, password and TLS setting, made on first use. The password is read
+/// from its variable on every open (a changed one gets a new pool); it is part of the key only
+/// as a digest.
+fn pg_pool(at: &str, url: &str, password_env: Option<&str>, tls: &PgTls) -> Result<deadpool_postgres::Pool> {
+    use sha2::Digest;
+    // The parser's messages name options, never their values, so they cannot leak a password.
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| LedgerError::Config { at: at.into(), message: format!("not a usable PostgreSQL URL ({e})") })?;
+    let mut pw_digest = String::new();
+    if let Some(var) = password_env {
+        match std::env::var(var) {
+            Ok(pw) if !pw.is_empty() => {
+                pw_digest = hex::encode(sha2::Sha256::digest(pw.as_bytes()));
+                cfg.password(pw);
+            }
+            _ => {
+                return Err(LedgerError::Config {
+                    at: at.into(),
+                    message: format!(
+                        "the database password is expected in environment variable {var}, which is not set"
+                    ),
+                })
+            }
+        }
+    }
+    let key = format!("{url}\n{password_env:?}\n{pw_digest}\n{tls:?}");
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(k, _)| *k == key) {
+        return Ok(pool.clone());
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(10));
+    }
+    cfg.application_name("stitch-bridge");
+    // `[ledger] sslmode` decides, whatever the URL says.
+    let manager_config =
+        deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast };
+    let manager = if tls.sslmode == SslMode::Disable {
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        deadpool_postgres::Manager::from_config(cfg, tokio_postgres::NoTls, manager_config)
+    } else {
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let client = pg_tls::client_config(tls.sslmode, tls.ssl_ca_file.as_deref())
+            .map_err(|message| LedgerError::Config { at: at.into(), message })?;
+        let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+        deadpool_postgres::Manager::from_config(cfg, connector, manager_config)
+    };
+    // No wait for a free connection: the pool never runs out before the server does (a process
+    // opens `max_connections` + 1 at once, `watch` one per account); idle ones are trimmed.
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(4096)
+        .build()
+        .map_err(|e| LedgerError::Config { at: at.into(), message: e.to_string() })?;
+    pools.push((key, pool.clone()));
+    Ok(pool)
+}
+
+/// A failed connection attempt: TLS failures name the host and the mode, everything else is
+/// classified as any PostgreSQL error while connecting.
+fn classify_pg_connect(at: &str, e: tokio_postgres::Error, tls: &PgTls) -> LedgerError {
+    let message = error_chain(&e);
+    if tls.sslmode != SslMode::Disable && message.starts_with("error performing TLS handshake") {
+        let host = url_host(at);
+        let message = message.trim_start_matches("error performing TLS handshake").trim_start_matches(": ");
+        let message = match &tls.ssl_ca_file {
+            Some(ca) if tls.sslmode == SslMode::VerifyFull => format!("{message} (CA: ssl_ca_file {})", ca.display()),
+            None if tls.sslmode == SslMode::VerifyFull => format!("{message} (CA: the platform's roots)"),
+            _ => message.to_string(),
+        };
+        return LedgerError::Tls { at: at.into(), host, sslmode: tls.sslmode.as_str(), message };
+    }
+    classify_pg(at, e, true)
+}
+
+/// The host (and port) of a PostgreSQL URL, for messages.
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let next = s.to_string();
+        if !message.ends_with(&next) {
+            message = format!("{message}: {next}");
+        }
+        src = s.source();
+    }
+    message
+}
+
 /// Map PostgreSQL errors the same way: credentials, reachability, or a plain SQL failure.
-fn classify_pg(at: &str, e: postgres::Error, connecting: bool) -> LedgerError {
-    use postgres::error::SqlState;
+fn classify_pg(at: &str, e: tokio_postgres::Error, connecting: bool) -> LedgerError {
+    use tokio_postgres::error::SqlState;
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
@@ -793,13 +853,7 @@ fn classify_pg(at: &str, e: postgres::Error, connecting: bool) -> LedgerError {
         return LedgerError::Postgres { at: at.into(), source: e };
     }
     if connecting || e.is_closed() {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message = format!("{message}: {s}");
-            src = s.source();
-        }
-        return LedgerError::Unreachable { at: at.into(), message };
+        return LedgerError::Unreachable { at: at.into(), message: error_chain(&e) };
     }
     LedgerError::Postgres { at: at.into(), source: e }
 }

@@ -5,7 +5,10 @@
 #   postgres.sh stop DIR
 #
 # With STITCH_BRIDGE_TEST_PG_PASSWORD set, TCP connections need that password (scram-sha-256);
-# otherwise they are trusted. PostgreSQL refuses to run as root, so as root the server runs as
+# otherwise they are trusted. TLS is on (plain TCP is still accepted), with a CA and a server
+# certificate for 127.0.0.1/localhost made now with `openssl`: DIR/tls/ca.crt is the CA to trust,
+# DIR/tls/other-ca.crt one that did not sign it. STITCH_BRIDGE_TEST_PG_SSL=off starts it without
+# TLS. PostgreSQL refuses to run as root, so as root the server runs as
 # the `postgres` user (created by Debian's package) and DIR is handed to it.
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -44,12 +47,33 @@ fi
   || { cat "$dir/initdb.log" >&2; exit 1; }
 rm -f "$dir/pw"
 
+ssl_opts=""
+if [ "${STITCH_BRIDGE_TEST_PG_SSL:-on}" != off ]; then
+  command -v openssl >/dev/null || { echo "openssl not found (install openssl)" >&2; exit 3; }
+  tls="$dir/tls"
+  mkdir -p "$tls"
+  {
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=stitch-bridge test $ca" \
+        -keyout "$tls/$ca.key" -out "$tls/$ca.crt"
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+      -extfile "$tls/server.ext" -out "$tls/server.crt"
+  } >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; exit 1; }
+  chmod 600 "$tls"/*.key
+  chmod 644 "$tls"/*.crt
+  [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
+  ssl_opts="-c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key"
+fi
+
 for _ in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 40000))
   # Something already answers there: try another port.
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
   if "${as_owner[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $ssl_opts" \
       >/dev/null 2>&1; then
     echo "postgres://sb@127.0.0.1:$port/postgres"
     exit 0

@@ -30,11 +30,22 @@ impl Scenario {
         orders_per_file: usize,
         latency_ms: u64,
     ) -> Scenario {
+        let faults = sim::faults::FaultConfig { latency_ms, ..Default::default() };
+        Scenario::build_with_faults(ledger_toml, accounts, files_per_account, orders_per_file, faults)
+    }
+
+    /// Like [`Scenario::build`], with the simulator's whole fault configuration.
+    pub fn build_with_faults(
+        ledger_toml: &str,
+        accounts: usize,
+        files_per_account: usize,
+        orders_per_file: usize,
+        faults: sim::faults::FaultConfig,
+    ) -> Scenario {
         let seed = serde_json::json!({"products": [
             {"sku": "SKU-A", "name": "A", "stock": 0},
             {"sku": "SKU-B", "name": "B", "stock": 0}
         ]});
-        let faults = sim::faults::FaultConfig { latency_ms, ..Default::default() };
         let sim = sim::start_in_background(SimOptions {
             token: "tok".into(),
             seed: Some(Seed::Json(seed)),
