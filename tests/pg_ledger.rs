@@ -6,8 +6,9 @@ mod support_pg;
 
 use std::time::Duration;
 use stitch_bridge::ledger::{
-    FileState, FileStep, IntentState, Ledger, LedgerError, LedgerLocation, PgTls, StoredRecord,
+    FileState, FileStep, Finished, IntentState, Ledger, LedgerError, LedgerLocation, NewIntent, PgTls, StoredRecord,
 };
+use stitch_bridge::model::{IntentKey, OrderAction, Outcome, Payload};
 
 /// Run `check` on SQLite, then on PostgreSQL if available.
 fn on_both(test: &str, check: impl Fn(&LedgerLocation)) {
@@ -63,30 +64,37 @@ fn leases_exclude_others_until_they_lapse() {
 
 #[test]
 fn intents_done_never_reopen_and_failed_retry() {
+    fn ship(t: &str) -> NewIntent {
+        let key = IntentKey::Shipment { fulfillment_id: "F1".into(), tracking_number: t.into() };
+        NewIntent::new(key, Payload::shipment("F1", t, "abc"))
+    }
+    fn order(r: &str, action: OrderAction) -> NewIntent {
+        NewIntent::new(IntentKey::Order { content: "abc".into(), order_ref: r.into() }, Payload::order(r, action))
+    }
     on_both("intents_done_never_reopen_and_failed_retry", |loc| {
         {
             let mut l = open(loc);
-            let items = vec![("ship:F1:T1".to_string(), "shipment", "{}".to_string())];
+            let items = vec![ship("T1")];
             assert_eq!(l.begin_intents("a", &items).unwrap()[0].state, IntentState::Pending);
-            l.complete_intents("a", &[("ship:F1:T1".into(), "created".into(), "S9".into(), "".into())]).unwrap();
+            l.complete_intents("a", &[Finished::new(items[0].key.clone(), Outcome::Created, "S9", "")]).unwrap();
             let again = l.begin_intents("a", &items).unwrap();
             assert_eq!(again[0].state, IntentState::Done);
             assert_eq!(again[0].remote_id.as_deref(), Some("S9"));
+            assert_eq!(again[0].outcome, Some(Outcome::Created));
             assert_eq!(again[0].attempts, 1, "a done intent is not attempted again");
-            l.begin_intents("a", &[("k1".into(), "order", "{}".into()), ("k2".into(), "order", "{}".into())]).unwrap();
-            l.fail_intents("a", &[("k2".into(), "rejected".into(), "".into(), "422".into())]).unwrap();
+            l.begin_intents("a", &[order("k1", OrderAction::Create), order("k2", OrderAction::Create)]).unwrap();
+            l.fail_intents("a", &[Finished::new(order("k2", OrderAction::Create).key, Outcome::Rejected, "", "422")])
+                .unwrap();
         }
         let mut l = open(loc);
         let pending: Vec<_> = l.pending_intents("a").unwrap().into_iter().map(|i| i.key).collect();
-        assert_eq!(pending, vec!["k1"], "survives reopening");
-        assert_eq!(l.count_intents("a", "failed").unwrap(), 1);
-        let retry = l.begin_intents("a", &[("k2".into(), "order", "{\"v\":2}".into())]).unwrap();
-        assert_eq!(
-            (retry[0].state, retry[0].attempts, retry[0].payload.as_str()),
-            (IntentState::Pending, 2, "{\"v\":2}")
-        );
-        assert_eq!(l.intent("a", "k2").unwrap().unwrap().message.as_deref(), Some("422"));
-        assert!(l.intent("b", "k2").unwrap().is_none(), "intents are per account");
+        assert_eq!(pending, vec![order("k1", OrderAction::Create).key], "survives reopening");
+        assert_eq!(l.count_intents("a", IntentState::Failed).unwrap(), 1);
+        let k2 = order("k2", OrderAction::Cancel);
+        let retry = l.begin_intents("a", std::slice::from_ref(&k2)).unwrap();
+        assert_eq!((retry[0].state, retry[0].attempts, &retry[0].payload), (IntentState::Pending, 2, &k2.payload));
+        assert_eq!(l.intent("a", &k2.key).unwrap().unwrap().message.as_deref(), Some("422"));
+        assert!(l.intent("b", &k2.key).unwrap().is_none(), "intents are per account");
     });
 }
 
@@ -190,8 +198,14 @@ fn sent_fulfillments_cycles_and_marks() {
         assert!(l.fulfillment_sent("a", "F1").unwrap());
         assert!(!l.fulfillment_sent("b", "F1").unwrap());
         assert_eq!(l.fulfillment_for_order("a", "PO-2").unwrap().as_deref(), Some("F2"));
-        l.set_fulfillment_state("a", "F1", "cancelled", Some("outbound/cancellations/1.csv")).unwrap();
-        l.set_fulfillment_state("a", "F1", "cancelled", None).unwrap();
+        l.set_fulfillment_state(
+            "a",
+            "F1",
+            stitch_bridge::model::SentState::Cancelled,
+            Some("outbound/cancellations/1.csv"),
+        )
+        .unwrap();
+        l.set_fulfillment_state("a", "F1", stitch_bridge::model::SentState::Cancelled, None).unwrap();
         assert_eq!(l.fulfillments_in_flight("a").unwrap(), vec![("F2".to_string(), "PO-2".to_string())]);
         assert_eq!(l.count_sent_fulfillments("a").unwrap(), (2, 1));
         assert_eq!(l.count_sent_fulfillments("nobody").unwrap(), (0, 0));

@@ -7,7 +7,7 @@ mod support_pg;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use stitch_bridge::engine::{self, Parts, Worker};
-use stitch_bridge::ledger::Ledger;
+use stitch_bridge::ledger::{IntentState, Ledger};
 use stitch_bridge::sim;
 use support_pg::scenario::Scenario;
 
@@ -69,7 +69,7 @@ fn three_workers_process_twenty_accounts_exactly_once() {
 
     let l = Ledger::open_at(&loc).unwrap();
     for a in &sc.accounts {
-        assert_eq!(l.count_intents(a, "done").unwrap(), 4, "{a}");
+        assert_eq!(l.count_intents(a, IntentState::Done).unwrap(), 4, "{a}");
         assert_eq!(l.file_counts_since(a, "2000-01-01").unwrap(), (2, 0), "{a}");
         assert!(l.account_claim(a).unwrap().is_none(), "{a}: claims released after each cycle");
     }
@@ -109,7 +109,7 @@ fn killed_worker_is_taken_over_without_duplicate_writes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let held = watcher.account_claim(&account).unwrap().is_some_and(|l| l.holder.contains(&tag));
-        if held && watcher.count_intents(&account, "pending").unwrap() > 0 {
+        if held && watcher.count_intents(&account, IntentState::Pending).unwrap() > 0 {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -148,6 +148,6 @@ fn killed_worker_is_taken_over_without_duplicate_writes() {
     assert_eq!(refs.len(), sc.orders(), "no order created twice");
     assert_eq!(sc.sales_order_writes(), sc.orders() as u64, "no duplicate remote writes");
     let l = Ledger::open_at(&loc).unwrap();
-    assert_eq!(l.count_intents(&account, "pending").unwrap(), 0);
-    assert_eq!(l.count_intents(&account, "done").unwrap(), sc.orders() as i64);
+    assert_eq!(l.count_intents(&account, IntentState::Pending).unwrap(), 0);
+    assert_eq!(l.count_intents(&account, IntentState::Done).unwrap(), sc.orders() as i64);
 }
