@@ -32,17 +32,6 @@ pub(crate) fn line_items_mark(account: &str, fulfillment_id: &str) -> String {
     format!("line-items:{account}:{fulfillment_id}")
 }
 
-/// Outbox key of a shipment: one tracking number on one fulfillment, whichever file sends it.
-pub(crate) fn shipment_key(fulfillment_id: &str, tracking_number: &str) -> IntentKey {
-    IntentKey::Shipment { fulfillment_id: fulfillment_id.to_string(), tracking_number: tracking_number.to_string() }
-}
-
-/// Outbox key of a status update: recorded before the update, so one lost to a crash or an
-/// outage is redone by `resolve_pending` (setting a status twice is harmless).
-pub(crate) fn status_key(fulfillment_id: &str, status: FulfillmentStatus) -> IntentKey {
-    IntentKey::Status { fulfillment_id: fulfillment_id.to_string(), status }
-}
-
 fn from_intent(line: u64, i: &Intent) -> Decision {
     let outcome = i.outcome.unwrap_or(Outcome::Unchanged);
     Decision::new(
@@ -339,7 +328,7 @@ impl AccountCtx<'_> {
                 }
             }
         }
-        let key = |fid: &str, r: &ShipmentRecord| shipment_key(fid, &r.tracking_number);
+        let key = |fid: &str, r: &ShipmentRecord| IntentKey::shipment(fid, &r.tracking_number);
         // Snapshot per fulfillment, concurrently: its state and line items. Recorded shipments
         // are fetched only when the plan needs them (a re-sent file), which keeps the common
         // case at one read per fulfillment.
@@ -457,7 +446,7 @@ impl AccountCtx<'_> {
                 .iter()
                 .map(|(_, n)| {
                     NewIntent::new(
-                        shipment_key(&n.fulfillment_id, &n.tracking_number),
+                        IntentKey::shipment(&n.fulfillment_id, &n.tracking_number),
                         Payload::shipment(&n.fulfillment_id, &n.tracking_number, sha),
                     )
                 })
@@ -492,13 +481,9 @@ impl AccountCtx<'_> {
                             .copied()
                             .unwrap_or("")
                             .to_string();
-                        let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
-                        done.push(Finished::new(
-                            shipment_key(&n.fulfillment_id, &n.tracking_number),
-                            Outcome::Created,
-                            &id,
-                            "",
-                        ));
+                        let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
+                        let k = key.record_key();
+                        done.push(Finished::new(key, Outcome::Created, &id, ""));
                         decisions.push(Decision::new(*line, k, Outcome::Created, id, ""));
                         let m = shipped.entry(n.fulfillment_id.clone()).or_default();
                         for li in &n.line_items {
@@ -528,16 +513,9 @@ impl AccountCtx<'_> {
             match self.client.post_shipments(std::slice::from_ref(&n)).await {
                 Ok(answer) => {
                     let id = answer.first().map(|s| s.id.clone()).unwrap_or_default();
-                    let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
-                    self.ledger.complete_intents(
-                        &acct,
-                        &[Finished::new(
-                            shipment_key(&n.fulfillment_id, &n.tracking_number),
-                            Outcome::Created,
-                            &id,
-                            "",
-                        )],
-                    )?;
+                    let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
+                    let k = key.record_key();
+                    self.ledger.complete_intents(&acct, &[Finished::new(key, Outcome::Created, &id, "")])?;
                     decisions.push(Decision::new(line, k, Outcome::Created, id, ""));
                     let m = shipped.entry(n.fulfillment_id.clone()).or_default();
                     for li in &n.line_items {
@@ -585,8 +563,10 @@ impl AccountCtx<'_> {
         self.ledger.delete_marks(&forget)?;
         // Through the outbox too: a status update lost to an outage or a crash is redone by the
         // next run's `resolve_pending`, which never lets an older status overwrite a newer one.
-        let intents: Vec<NewIntent> =
-            statuses.iter().map(|(fid, st)| NewIntent::new(status_key(fid, *st), Payload::status(fid, *st))).collect();
+        let intents: Vec<NewIntent> = statuses
+            .iter()
+            .map(|(fid, st)| NewIntent::new(IntentKey::status(fid, *st), Payload::status(fid, *st)))
+            .collect();
         self.ledger.begin_intents(&acct, &intents)?;
         let mut sets = stream::iter(statuses)
             .map(|(fid, st)| {
@@ -602,7 +582,7 @@ impl AccountCtx<'_> {
         // updates, which is harmless.
         let mut set_done: Vec<Finished> = Vec::new();
         while let Some((fid, st, r)) = sets.next().await {
-            let key = status_key(&fid, st);
+            let key = IntentKey::status(&fid, st);
             if set_done.len() >= STATUS_DONE_BATCH {
                 self.ledger.complete_intents(&acct, &set_done)?;
                 set_done.clear();
@@ -641,16 +621,12 @@ impl AccountCtx<'_> {
         code: &str,
         message: &str,
     ) -> Step<()> {
-        let k = format!("{}/{}", n.fulfillment_id, n.tracking_number);
+        let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
+        let k = key.record_key();
         if code == wire::codes::DUPLICATE_SHIPMENT {
             self.ledger.complete_intents(
                 &self.acct.name,
-                &[Finished::new(
-                    shipment_key(&n.fulfillment_id, &n.tracking_number),
-                    Outcome::Unchanged,
-                    "",
-                    "tracking number already recorded",
-                )],
+                &[Finished::new(key, Outcome::Unchanged, "", "tracking number already recorded")],
             )?;
             decisions.push(Decision::new(
                 line,
@@ -661,10 +637,7 @@ impl AccountCtx<'_> {
             ));
         } else {
             let msg = format!("Stitch refused the shipment ({status}): {message}");
-            self.ledger.fail_intents(
-                &self.acct.name,
-                &[Finished::new(shipment_key(&n.fulfillment_id, &n.tracking_number), Outcome::Rejected, "", &msg)],
-            )?;
+            self.ledger.fail_intents(&self.acct.name, &[Finished::new(key, Outcome::Rejected, "", &msg)])?;
             decisions.push(Decision::rejected(
                 line,
                 leak_code(if code.is_empty() { "stitch_rejected" } else { code }),

@@ -9,7 +9,6 @@
 //! it off, the next run's `resolve_pending` sends it (setting a status twice is harmless).
 
 use super::account::{AccountCtx, Step, Stop};
-use super::apply::{shipment_key, status_key};
 use crate::ledger::{Finished, IntentState, NewIntent};
 use crate::model::{FulfillmentStatus, Outcome, Payload, SentState};
 use crate::reconcile::download as render;
@@ -19,13 +18,13 @@ use std::collections::HashSet;
 use std::io;
 
 /// The status text a fulfillment gets once its order file is on the drop.
-pub const SENT_STATUS: &str = "Sent to warehouse";
+pub const SENT_STATUS: &str = FulfillmentStatus::SentToWarehouse.label();
 
 /// Order files recorded in the ledger per transaction.
 const SENT_BATCH: usize = 64;
 
 fn sent_status_key(fulfillment_id: &str) -> crate::model::IntentKey {
-    status_key(fulfillment_id, FulfillmentStatus::SentToWarehouse)
+    crate::model::IntentKey::status(fulfillment_id, FulfillmentStatus::SentToWarehouse)
 }
 
 impl AccountCtx<'_> {
@@ -182,7 +181,6 @@ impl AccountCtx<'_> {
         for i in self.ledger.pending_intents(&acct)? {
             match &i.payload {
                 Payload::Shipment(p) => {
-                    debug_assert_eq!(i.key, shipment_key(&p.fulfillment_id, &p.tracking_number));
                     if let Some(s) = self.client.find_shipment(&p.fulfillment_id, &p.tracking_number).await? {
                         // Landed unseen: the cached shipped counts miss it.
                         self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, &p.fulfillment_id)])?;
@@ -215,7 +213,9 @@ impl AccountCtx<'_> {
                     // A later status already set must not be overwritten by an older one.
                     let mut superseded = false;
                     for later in p.status.later() {
-                        if let Some(l) = self.ledger.intent(&acct, &status_key(&p.fulfillment_id, later))? {
+                        if let Some(l) =
+                            self.ledger.intent(&acct, &crate::model::IntentKey::status(&p.fulfillment_id, later))?
+                        {
                             superseded |= l.state == IntentState::Done;
                         }
                     }

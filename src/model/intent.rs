@@ -28,6 +28,14 @@ pub enum IntentKey {
 }
 
 impl IntentKey {
+    pub fn shipment(fulfillment_id: &str, tracking_number: &str) -> Self {
+        IntentKey::Shipment { fulfillment_id: fulfillment_id.to_string(), tracking_number: tracking_number.to_string() }
+    }
+
+    pub fn status(fulfillment_id: &str, status: FulfillmentStatus) -> Self {
+        IntentKey::Status { fulfillment_id: fulfillment_id.to_string(), status }
+    }
+
     pub fn kind(&self) -> IntentKind {
         match self {
             IntentKey::Product { .. } => IntentKind::Product,

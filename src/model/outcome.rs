@@ -34,15 +34,13 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// A word no release wrote: the ledger is damaged or newer than this code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown outcome {0:?}")]
-pub struct UnknownOutcome(pub String);
-
 impl FromStr for Outcome {
-    type Err = UnknownOutcome;
+    type Err = super::UnknownWord;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| UnknownOutcome(s.to_string()))
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| super::UnknownWord { what: "outcome", word: s.to_string() })
     }
 }
 

@@ -18,7 +18,7 @@ impl FulfillmentStatus {
         [FulfillmentStatus::SentToWarehouse, FulfillmentStatus::PartiallyShipped, FulfillmentStatus::Shipped];
 
     /// The text Stitch shows.
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             FulfillmentStatus::SentToWarehouse => "Sent to warehouse",
             FulfillmentStatus::PartiallyShipped => "Partially shipped",
