@@ -27,16 +27,21 @@ fn host_of(url: &str) -> String {
     url.split('@').nth(1).unwrap().split('/').next().unwrap().to_string()
 }
 
+/// The ledger opens, and every session it holds on the server is encrypted (`pg_stat_ssl`).
+fn opens_encrypted(pg: &support_pg::PgServer, loc: &LedgerLocation) {
+    let l = Ledger::open_at(loc).unwrap_or_else(|e| panic!("{e}"));
+    l.id().unwrap();
+    let (encrypted, all) = ledger_sessions(pg, loc);
+    assert!(all >= 1 && encrypted == all, "{encrypted} of {all} ledger sessions encrypted");
+}
+
 #[test]
 fn verify_full_with_the_servers_ca_connects_encrypted() {
     let Some(pg) = support_pg::server("verify_full_with_the_servers_ca_connects_encrypted") else { return };
     let loc = pg.fresh();
     let LedgerLocation::Postgres { tls, .. } = &loc else { unreachable!() };
     assert_eq!(tls.sslmode, SslMode::VerifyFull);
-    let l = Ledger::open_at(&loc).unwrap_or_else(|e| panic!("{e}"));
-    l.id().unwrap();
-    let (encrypted, all) = ledger_sessions(pg, &loc);
-    assert!(all >= 1 && encrypted == all, "{encrypted} of {all} ledger sessions encrypted");
+    opens_encrypted(pg, &loc);
 }
 
 #[test]
@@ -78,10 +83,7 @@ fn a_missing_ca_file_is_a_config_error_naming_it() {
 fn require_encrypts_without_a_ca() {
     let Some(pg) = support_pg::server("require_encrypts_without_a_ca") else { return };
     let loc = with_tls(&pg.fresh(), PgTls { sslmode: SslMode::Require, ssl_ca_file: None });
-    let l = Ledger::open_at(&loc).unwrap_or_else(|e| panic!("{e}"));
-    l.id().unwrap();
-    let (encrypted, all) = ledger_sessions(pg, &loc);
-    assert!(all >= 1 && encrypted == all, "{encrypted} of {all} ledger sessions encrypted");
+    opens_encrypted(pg, &loc);
 }
 
 #[test]
