@@ -6,7 +6,7 @@
 //! a folder, or a file swapped for one after it was listed — is never followed, however it got
 //! there; the check and the use are the same system call.
 
-use super::{changed_error, escape_error, Entry, EntryKind, Identity, Transport};
+use super::{changed_error, escape_error, Entry, EntryKind, Identity};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -231,7 +231,7 @@ fn force_link_fallback() -> bool {
     false
 }
 
-impl Transport for LocalDrop {
+impl super::IoTransport for LocalDrop {
     fn describe(&self) -> String {
         format!("local folder {}", self.root.display())
     }
@@ -353,7 +353,7 @@ impl Transport for LocalDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drop::{as_changed, as_escape};
+    use crate::drop::{DropError, DropErrorKind, Transport};
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
@@ -385,7 +385,7 @@ mod tests {
         d.write_atomic("archive/b.csv", &mut &b"other b"[..]).unwrap();
         d.rename_no_replace("in/a.csv", "archive/a.csv").unwrap();
         let e = d.rename_no_replace("in/b.csv", "archive/b.csv").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(e.kind, DropErrorKind::AlreadyExists, "{e}");
         assert_eq!(names(&mut d, "in"), vec!["b.csv".to_string()]);
         assert_eq!(fs::read(dir.path().join("archive/a.csv")).unwrap(), b"a");
         assert_eq!(fs::read(dir.path().join("archive/b.csv")).unwrap(), b"other b");
@@ -416,7 +416,7 @@ mod tests {
         let mut d = LocalDrop::new(dir.path());
         d.write_atomic("results/a.csv", &mut &b"one"[..]).unwrap();
         let err = d.write_atomic("results/a.csv", &mut &b"two"[..]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(err.kind, DropErrorKind::AlreadyExists);
         assert_eq!(fs::read(dir.path().join("results/a.csv")).unwrap(), b"one");
         // No temp file left behind by the failed write.
         assert_eq!(names(&mut d, "results"), vec!["a.csv".to_string()]);
@@ -445,7 +445,10 @@ mod tests {
     #[test]
     fn a_linked_folder_is_never_entered() {
         let (_dir, outside, mut d) = with_linked_folder("results");
-        let escape = |e: io::Error| as_escape(&e).map(|x| x.path.clone());
+        let escape = |e: DropError| match e.kind {
+            DropErrorKind::Escape { link } => Some(link),
+            _ => None,
+        };
         assert_eq!(escape(d.write_atomic("results/r.csv", &mut &b"x"[..]).unwrap_err()), Some("results".into()));
         assert_eq!(escape(d.list("results").unwrap_err()), Some("results".into()));
         assert_eq!(escape(d.open_read("results/secret.csv").err().unwrap()), Some("results".into()));
@@ -469,7 +472,8 @@ mod tests {
         let (_dir, _outside, mut d) = with_linked_folder("archive/2024-01-01");
         fs::write(_dir.path().join("x.csv"), "a").unwrap();
         let e = d.rename_no_replace("x.csv", "archive/2024-01-01/x.csv").unwrap_err();
-        assert_eq!(as_escape(&e).map(|x| x.path.as_str()), Some("archive/2024-01-01"));
+        assert_eq!(e.kind, DropErrorKind::Escape { link: "archive/2024-01-01".into() });
+        assert_eq!(e.path, "x.csv", "the error names what was moved");
         assert!(_dir.path().join("x.csv").exists());
     }
 
@@ -488,14 +492,14 @@ mod tests {
         fs::remove_file(dir.path().join("in/a.csv")).unwrap();
         symlink(outside.path().join("secret"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
-        assert!(as_changed(&e).is_some(), "{e}");
+        assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(d.open_read("in/a.csv").is_err());
         // Swapped for another regular file: the inode differs.
         fs::write(dir.path().join("in/new"), "sku\n").unwrap();
         fs::rename(dir.path().join("in/new"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
-        assert!(as_changed(&e).is_some(), "{e}");
+        assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
         let again = d.list("in").unwrap().remove(0);
         let mut s = String::new();
         d.open_listed("in/a.csv", &again).unwrap().read_to_string(&mut s).unwrap();
