@@ -671,3 +671,95 @@ impl AccountCtx<'_> {
         Ok(self.open_cache.as_deref().unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stitch::HaltKind;
+    use std::io;
+
+    fn drop_err(kind: DropErrorKind) -> DropError {
+        DropError::new("inbound/orders/o.csv", kind, io::Error::other("boom"))
+    }
+
+    /// Every kind of drop failure and what it means for the account: the table behind "a
+    /// changed host key is told apart from an outage".
+    #[test]
+    fn drop_failures_classify() {
+        use DropErrorKind as K;
+        use StopClass::*;
+        let table = [
+            (K::HostKeyUnknown, NeedsPerson(Reason::HostKeyUnknown)),
+            (K::HostKeyChanged, NeedsPerson(Reason::HostKeyChanged)),
+            (K::HostKeyRevoked, NeedsPerson(Reason::HostKeyRevoked)),
+            (K::Authentication, NeedsPerson(Reason::SftpAuth)),
+            (K::RootMissing, NeedsPerson(Reason::DropMissing)),
+            (K::Escape { link: "results".into() }, NeedsPerson(Reason::DropSymlink)),
+            (K::Permission, NeedsPerson(Reason::Permission)),
+            (K::NotFound, Transient),
+            (K::AlreadyExists, Transient),
+            (K::Unavailable, Transient),
+            (K::Changed, Transient),
+            (K::Io, Transient),
+        ];
+        for (kind, want) in table {
+            assert_eq!(drop_class(&kind), want, "{kind:?}");
+            assert_eq!(Stop::from(drop_err(kind.clone())).class(), want, "{kind:?} through Stop");
+        }
+    }
+
+    #[test]
+    fn stitch_failures_classify() {
+        use StopClass::*;
+        let s = || "x".to_string();
+        let table = [
+            (ApiError::Halt { kind: HaltKind::Unauthorized, status: 401, message: s() }, Halt),
+            (ApiError::Halt { kind: HaltKind::Forbidden, status: 403, message: s() }, Halt),
+            (ApiError::Redirect { status: 301, location: s() }, NeedsPerson(Reason::StitchRedirect)),
+            (ApiError::InvalidToken, Fatal),
+            (ApiError::Rejected { status: 422, code: s(), message: s() }, Transient),
+            (ApiError::Transient(s()), Transient),
+            (ApiError::Uncertain(s()), Transient),
+            (ApiError::Protocol(s()), Transient),
+            (ApiError::Unconfirmed(s()), Transient),
+            (ApiError::TooLarge { what: s(), limit: 1 }, Transient),
+            (ApiError::Deadline { seconds: 1 }, Transient),
+        ];
+        for (e, want) in table {
+            let shown = e.to_string();
+            assert_eq!(api_class(&e), want, "{shown}");
+            assert_eq!(Stop::from(e).class(), want, "{shown} through Stop");
+        }
+    }
+
+    #[test]
+    fn other_sources_classify_and_every_stop_names_its_account_and_path() {
+        let ledger = LedgerError::Locked { at: "l.sqlite".into() };
+        assert_eq!(Stop::from(ledger).class(), StopClass::Fatal);
+        let gone = Stop::new(StopError::RowVanished { id: 7, path: "inbound/orders/o.csv".into() });
+        assert_eq!(gone.class(), StopClass::Fatal);
+        let foreign = ForeignLedger {
+            account: "wh".into(),
+            drop: "local folder d".into(),
+            theirs: None,
+            ours: "b".into(),
+            location: "l.sqlite".into(),
+        };
+        let foreign = Stop::from(foreign);
+        assert_eq!(foreign.class(), StopClass::LedgerMismatch);
+        assert!(foreign.message().contains("no ledger id this version can read"), "{}", foreign.message());
+        assert!(foreign.message().contains("`stitch-bridge adopt wh`"), "{}", foreign.message());
+        let tmp = Stop::local("the temporary result file of inbound/orders/o.csv", io::Error::other("disk full"));
+        assert_eq!(tmp.class(), StopClass::Transient);
+
+        let stop = Stop::from(drop_err(DropErrorKind::Unavailable));
+        assert_eq!((stop.account(), stop.message().as_str()), (None, "drop: inbound/orders/o.csv: boom"));
+        let stop = stop.in_account("wh");
+        assert_eq!(stop.to_string(), "account wh: drop: inbound/orders/o.csv: boom");
+        assert_eq!(stop.message(), "drop: inbound/orders/o.csv: boom", "the report names the account itself");
+        assert!(matches!(stop.source(), StopError::Drop(e) if e.account.as_deref() == Some("wh")));
+        let halt = Stop::from(ApiError::Halt { kind: HaltKind::Forbidden, status: 403, message: "no".into() });
+        assert_eq!(halt.halt(), Some((HaltKind::Forbidden, 403, "no")));
+        assert_eq!(tmp.halt(), None);
+    }
+}
