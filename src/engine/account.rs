@@ -67,18 +67,19 @@ pub struct ForeignLedger {
     pub location: String,
 }
 
-/// Why a cycle stopped early: its class (what to do about it) and its source error.
+/// Why a cycle stopped early: its class (what to do about it) and its source error (boxed:
+/// every step's `Result` carries a `Stop`).
 #[derive(Debug)]
 pub struct Stop {
     account: Option<String>,
     class: StopClass,
-    source: StopError,
+    source: Box<StopError>,
 }
 
 impl Stop {
     pub fn new(source: impl Into<StopError>) -> Stop {
         let source = source.into();
-        Stop { account: None, class: classify(&source), source }
+        Stop { account: None, class: classify(&source), source: Box::new(source) }
     }
 
     /// A failure of a temporary file on this machine, `what` saying which.
@@ -88,8 +89,8 @@ impl Stop {
 
     /// The same stop, told whose cycle it ended (its display then starts with the account).
     pub fn in_account(mut self, account: &str) -> Stop {
-        if let StopError::Drop(e) = self.source {
-            self.source = StopError::Drop(e.in_account(account));
+        if let StopError::Drop(e) = &mut *self.source {
+            e.account.get_or_insert_with(|| account.to_string());
         }
         self.account.get_or_insert_with(|| account.to_string());
         self
@@ -114,7 +115,7 @@ impl Stop {
 
     /// Stitch's refusal, for a stop of class [`StopClass::Halt`].
     pub fn halt(&self) -> Option<(HaltKind, u16, &str)> {
-        match &self.source {
+        match &*self.source {
             StopError::Api(ApiError::Halt { kind, status, message }) => Some((*kind, *status, message.as_str())),
             _ => None,
         }
