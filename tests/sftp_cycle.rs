@@ -412,6 +412,36 @@ fn connection_dropped_mid_upload_recovers() {
     assert!(root.join("results/stock.csv.result.csv").exists());
 }
 
+/// The connection dies while the original is read again for its error file: that is an
+/// outage (pending, nothing moved, no error file), never an error file saying the file could
+/// not be read. The next run writes the real one.
+#[test]
+fn a_connection_lost_while_the_error_file_is_built_leaves_the_file_for_the_next_run() {
+    let with_errors = format!("{INVENTORY}NOT-A-NUMBER-SKU,many\n");
+    let srv = TestServer::russh();
+    let sim = sim();
+    let (drop, extra) = sftp_account(&srv);
+    let extra = format!("settle_seconds = 0\n{extra}");
+    let root = srv.local_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(&write_config(dir.path(), &drop, &sim.base_url(), &extra));
+    drop_file(&root, "inbound/inventory/stock.csv", with_errors.as_bytes());
+    // Read three times: parsed, its widest rejected row found, its error file built.
+    faults(&srv).drop_at_read_of("/drop/inbound/inventory/stock.csv", 3);
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
+    assert!(one(&r).files.is_empty(), "{r:?}");
+    assert!(one(&r).pending.iter().any(|p| p.contains("inbound/inventory/stock.csv")), "names the file: {r:?}");
+    assert!(root.join("inbound/inventory/stock.csv").exists(), "left for the next run");
+    assert!(!root.join("errors/stock.csv.errors.csv").exists(), "no error file from a broken read");
+
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert_eq!(one(&r).files.len(), 1, "{r:?}");
+    let errors = fs::read_to_string(root.join("errors/stock.csv.errors.csv")).unwrap();
+    assert!(errors.contains("NOT-A-NUMBER-SKU") && !errors.contains("read_error"), "{errors}");
+    assert!(!root.join("inbound/inventory/stock.csv").exists());
+}
+
 // ------------------------------------------------------------------------------------------
 // hostile names
 

@@ -43,6 +43,41 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Keeps the first read error of a drop stream. The parser turns a read error into a file
+/// rejection (`read_error`), which for a connection lost mid-read would be a verdict on the
+/// file; with the error kept, the pass ends as the drop failure it is (an outage: pending).
+struct KeepError<R> {
+    inner: R,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> KeepError<R> {
+    fn new(inner: R) -> Self {
+        KeepError { inner, error: None }
+    }
+
+    /// The drop failure this pass met, if any.
+    fn failed(&mut self, path: &str) -> DropResult<()> {
+        match self.error.take() {
+            Some(e) => Err(DropError::from_io(path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R: Read> Read for KeepError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                let told = io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(told)
+            }
+            other => other,
+        }
+    }
+}
+
 /// What one pass over a file yields.
 struct Parsed {
     sha256: String,
@@ -311,7 +346,7 @@ impl AccountCtx<'_> {
         let mut file_rejection = None;
         // The reader borrows the drop: its scope ends before the drop is asked again.
         let (hasher, bytes) = {
-            let mut h = Hashing { inner: reader, hasher: Sha256::new(), bytes: 0 };
+            let mut h = Hashing { inner: KeepError::new(reader), hasher: Sha256::new(), bytes: 0 };
             if size > opts.max_file_bytes {
                 file_rejection = Some(formats::FileRejection {
                     code: formats::ErrorCode::FileTooLarge,
@@ -339,6 +374,7 @@ impl AccountCtx<'_> {
                         }
                     }
                 }
+                h.inner.failed(path)?;
                 // Hash the whole content even if parsing stopped early.
                 io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             }
@@ -591,15 +627,18 @@ impl AccountCtx<'_> {
         rejected_by_line: &HashMap<u64, &StoredRecord>,
     ) -> Step<Option<usize>> {
         let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
-        let Ok(units) = formats::parse(kind, reader, opts) else { return Ok(Some(0)) };
+        let mut reader = KeepError::new(reader);
         let mut widest = 0;
-        for u in units {
-            let Ok(u) = u else { break };
-            let first = u.rows.first().map(|r| r.line).unwrap_or(0);
-            if u.result.is_err() || rejected_by_line.contains_key(&first) {
-                widest = u.rows.iter().map(|r| r.fields.len()).fold(widest, usize::max);
+        if let Ok(units) = formats::parse(kind, &mut reader, opts) {
+            for u in units {
+                let Ok(u) = u else { break };
+                let first = u.rows.first().map(|r| r.line).unwrap_or(0);
+                if u.result.is_err() || rejected_by_line.contains_key(&first) {
+                    widest = u.rows.iter().map(|r| r.fields.len()).fold(widest, usize::max);
+                }
             }
         }
+        reader.failed(path)?;
         Ok(Some(widest))
     }
 
@@ -620,7 +659,9 @@ impl AccountCtx<'_> {
         let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
             return Ok(None);
         };
-        let built = write_error_file(kind, reader, &opts, widest, &rejected_by_line);
+        let mut reader = KeepError::new(reader);
+        let built = write_error_file(kind, &mut reader, &opts, widest, &rejected_by_line);
+        reader.failed(path)?;
         built.map(Some).map_err(|e| Stop::local(format!("the temporary error file of {path}"), e))
     }
 }

@@ -49,6 +49,9 @@ pub struct Faults {
     replace_at_opendir: Mutex<Option<String>>,
     /// New connections are answered with another host key than [`RusshServer::host_key`].
     impostor: AtomicBool,
+    /// See [`Faults::drop_at_read_of`]: the client path and how many more OPENs of it to let
+    /// through whole.
+    drop_at_read_of: Mutex<Option<(String, u32)>>,
     reads: AtomicU64,
     written: AtomicU64,
     conns: Mutex<Vec<std::net::TcpStream>>,
@@ -77,6 +80,13 @@ impl Faults {
     /// Once; the client's reconnect is what meets the new key.
     pub fn replace_server_at_opendir(&self, dir: &str) {
         *self.replace_at_opendir.lock().unwrap() = Some(dir.to_string());
+    }
+
+    /// Cut every connection at the first READ of the `nth` (1-based) OPEN of the client path
+    /// `file` from now on, wherever the client is in its read-ahead: a transfer of that file
+    /// that dies, the earlier ones complete. Once.
+    pub fn drop_at_read_of(&self, file: &str, nth: u32) {
+        *self.drop_at_read_of.lock().unwrap() = Some((file.to_string(), nth));
     }
 
     /// Whether the server was replaced ([`Faults::replace_server_at_opendir`]).
@@ -267,7 +277,7 @@ impl russh::server::Handler for SshHandler {
         match (name, self.channels.remove(&channel_id)) {
             ("sftp", Some(channel)) => {
                 session.channel_success(channel_id)?;
-                let fs = SftpFs { shared: self.shared.clone(), handles: HashMap::new(), next: 0 };
+                let fs = SftpFs { shared: self.shared.clone(), handles: HashMap::new(), next: 0, doomed: None };
                 russh_sftp::server::run(channel.into_stream(), fs).await;
             }
             _ => session.channel_failure(channel_id)?,
@@ -285,6 +295,8 @@ struct SftpFs {
     shared: Arc<Shared>,
     handles: HashMap<String, OpenHandle>,
     next: u64,
+    /// The handle whose first READ cuts the connections ([`Faults::drop_at_read_of`]).
+    doomed: Option<String>,
 }
 
 fn status(code: StatusCode, msg: impl Into<String>) -> StatusReply {
@@ -395,7 +407,16 @@ impl russh_sftp::server::Handler for SftpFs {
             o.create(true);
         }
         let f = o.open(&path).map_err(io_status)?;
-        Ok(Handle { id, handle: self.add(OpenHandle::File(f)) })
+        let handle = self.add(OpenHandle::File(f));
+        let mut drop_at = self.shared.faults.drop_at_read_of.lock().unwrap();
+        if let Some((_, left)) = drop_at.as_mut().filter(|(file, _)| *file == filename) {
+            *left -= 1;
+            if *left == 0 {
+                *drop_at = None;
+                self.doomed = Some(handle.clone());
+            }
+        }
+        Ok(Handle { id, handle })
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
@@ -407,7 +428,7 @@ impl russh_sftp::server::Handler for SftpFs {
         let faults = self.shared.faults.clone();
         let n = faults.reads.fetch_add(1, Ordering::SeqCst) + 1;
         let drop_at = faults.drop_at_read.load(Ordering::SeqCst);
-        if drop_at != 0 && n >= drop_at {
+        if (drop_at != 0 && n >= drop_at) || self.doomed.as_ref() == Some(&handle) {
             faults.drop_connections();
             std::future::pending::<()>().await;
         }
