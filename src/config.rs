@@ -551,7 +551,7 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
     }
     // An sFTP URL with a password in it is refused; its line is not shown.
     let quote = reqwest::Url::parse(&a.drop).map_or(true, |u| u.password().is_none());
-    let drop = parse_drop(&a.drop, base).map_err(|m| Fault { quote, ..at(&["drop"], m) })?;
+    let drop = parse_drop(&a.drop, base).map_err(|e| Fault { quote, ..at(&["drop"], e.to_string()) })?;
     let token = match (&a.token_env, &a.token_file) {
         (Some(e), None) if e.is_empty() || e.contains(['=', '\0']) || e.trim() != e => {
             return Err(at(
@@ -742,31 +742,50 @@ fn column_list() -> String {
     kinds.collect::<Vec<_>>().join("; ")
 }
 
-fn parse_drop(s: &str, base: &Path) -> Result<DropLocation, String> {
+/// Why a `drop` value is refused (the URL is quoted, except where it holds a password).
+#[derive(Debug, thiserror::Error)]
+enum DropUrlError {
+    #[error("drop {0:?}: file:// URLs need an absolute path")]
+    FileNotAbsolute(String),
+    #[error("drop {url:?}: {source}")]
+    Unparsable { url: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("drop: do not put a password in the sftp URL; use sftp_password_env")]
+    Password,
+    #[error("drop {0:?}: the sftp URL needs a user (sftp://user@host/path)")]
+    NoUser(String),
+    #[error("drop {0:?}: no host")]
+    NoHost(String),
+    #[error("drop {0:?}: give the drop's absolute folder on the server")]
+    NoFolder(String),
+    #[error("drop {0:?}: only file:// and sftp:// are supported")]
+    Scheme(String),
+}
+
+fn parse_drop(s: &str, base: &Path) -> Result<DropLocation, DropUrlError> {
     if let Some(rest) = s.strip_prefix("file://") {
         if !rest.starts_with('/') {
-            return Err(format!("drop {s:?}: file:// URLs need an absolute path"));
+            return Err(DropUrlError::FileNotAbsolute(s.into()));
         }
         return Ok(DropLocation::Local(PathBuf::from(rest)));
     }
     if s.starts_with("sftp://") {
-        let url = reqwest::Url::parse(s).map_err(|e| format!("drop {s:?}: {e}"))?;
+        let url = reqwest::Url::parse(s).map_err(|e| DropUrlError::Unparsable { url: s.into(), source: e.into() })?;
         if url.password().is_some() {
-            return Err("drop: do not put a password in the sftp URL; use sftp_password_env".into());
+            return Err(DropUrlError::Password);
         }
         let user = url.username().to_string();
         if user.is_empty() {
-            return Err(format!("drop {s:?}: the sftp URL needs a user (sftp://user@host/path)"));
+            return Err(DropUrlError::NoUser(s.into()));
         }
-        let host = url.host_str().ok_or_else(|| format!("drop {s:?}: no host"))?.to_string();
+        let host = url.host_str().ok_or_else(|| DropUrlError::NoHost(s.into()))?.to_string();
         let path = url.path().to_string();
         if path.is_empty() || path == "/" {
-            return Err(format!("drop {s:?}: give the drop's absolute folder on the server"));
+            return Err(DropUrlError::NoFolder(s.into()));
         }
         return Ok(DropLocation::Sftp { user, host, port: url.port().unwrap_or(22), path });
     }
     if s.contains("://") {
-        return Err(format!("drop {s:?}: only file:// and sftp:// are supported"));
+        return Err(DropUrlError::Scheme(s.into()));
     }
     Ok(DropLocation::Local(base.join(s)))
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Install the recorder (idempotent). Cycle durations get buckets suited to seconds-long cycles.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
@@ -18,10 +18,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             Matcher::Full("stitch_bridge_cycle_duration_seconds".into()),
             &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
-        )
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        )?
+        .install_recorder()?;
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

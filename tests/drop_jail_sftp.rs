@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stitch_bridge::drop::sftp::{SftpAuth, SftpDrop};
-use stitch_bridge::drop::{as_changed, as_escape, EntryKind, Transport};
+use stitch_bridge::drop::{DropError, DropErrorKind, EntryKind, Transport};
 use support::TestServer;
 
 const STOCK: &str = "sku,quantity\nWIDGET-RED,7\n";
@@ -280,14 +280,14 @@ fn sftp_a_file_swapped_after_listing_is_not_read() {
     fs::remove_file(root.join("in/a.csv")).unwrap();
     symlink(&secret, root.join("in/a.csv")).unwrap();
     let e = d.open_listed("in/a.csv", &listed).err().expect("not opened");
-    assert!(as_changed(&e).is_some(), "{e}");
+    assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
     let e = d.open_read("in/a.csv").err().expect("a link is not read");
     assert!(e.to_string().contains("symbolic link"), "{e}");
     // Swapped for a FIFO: refused before the server would wait on it.
     fs::remove_file(root.join("in/a.csv")).unwrap();
     mkfifo(&root.join("in/a.csv"));
     let e = d.open_listed("in/a.csv", &listed).err().expect("not opened");
-    assert!(as_changed(&e).is_some(), "{e}");
+    assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
     // A regular file again, as listed now: read.
     fs::remove_file(root.join("in/a.csv")).unwrap();
     fs::write(root.join("in/a.csv"), "sku\n").unwrap();
@@ -304,7 +304,10 @@ fn sftp_linked_folders_are_refused_by_every_operation() {
     fs::write(srv.scratch().join("x.csv"), "x").unwrap();
     symlink(srv.scratch(), root.join("results")).unwrap();
     let mut d = SftpDrop::connect(srv.config()).unwrap();
-    let esc = |e: std::io::Error| as_escape(&e).map(|x| x.path.clone());
+    let esc = |e: DropError| match e.kind {
+        DropErrorKind::Escape { link } => Some(link),
+        _ => None,
+    };
     assert_eq!(esc(d.list("results").unwrap_err()), Some("results".into()));
     assert_eq!(esc(d.write_atomic("results/r.csv", &mut &b"r"[..]).unwrap_err()), Some("results".into()));
     assert_eq!(esc(d.open_read("results/x.csv").err().unwrap()), Some("results".into()));

@@ -11,8 +11,8 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use stitch_bridge::drop::known_hosts::HostKeyError;
 use stitch_bridge::drop::sftp::SftpDrop;
+use stitch_bridge::drop::DropErrorKind;
 use support::Sshd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +57,11 @@ fn bridge_verdict(srv: &Sshd, file: &Path) -> Verdict {
     cfg.known_hosts = file.to_path_buf();
     match SftpDrop::connect(cfg) {
         Ok(_) => Verdict::Accepted,
-        Err(e) => match e.get_ref().and_then(|i| i.downcast_ref::<HostKeyError>()) {
-            Some(HostKeyError::Revoked { .. }) => Verdict::Revoked,
-            Some(HostKeyError::Changed { .. }) => Verdict::Changed,
-            Some(HostKeyError::Unknown { .. }) => Verdict::Unknown,
-            None => panic!("the connection failed for another reason: {e}"),
+        Err(e) => match e.kind {
+            DropErrorKind::HostKeyRevoked => Verdict::Revoked,
+            DropErrorKind::HostKeyChanged => Verdict::Changed,
+            DropErrorKind::HostKeyUnknown => Verdict::Unknown,
+            _ => panic!("the connection failed for another reason: {e}"),
         },
     }
 }

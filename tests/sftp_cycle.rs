@@ -169,6 +169,48 @@ fn refusals_sshd() {
     refusals(&srv);
 }
 
+/// What only a person can fix is told apart from an outage, at connect and mid-cycle: nothing
+/// listening is pending (exit 4) and says so; a server that answers a reconnect during the
+/// cycle with another host key (reinstalled, or an impostor) needs attention as a changed host
+/// key (exit 5) at once, not as a permission problem that waits for a second run.
+#[test]
+fn an_unreachable_server_is_pending_and_a_key_changed_mid_cycle_needs_attention() {
+    let srv = TestServer::russh();
+    let sim = sim();
+    let (drop, extra) = sftp_account(&srv);
+    let extra = format!("settle_seconds = 0\n{extra}");
+    drop_file(&srv.local_root(), "inbound/inventory/stock.csv", INVENTORY.as_bytes());
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    std::mem::drop(free);
+    let gone = drop.replace(&format!(":{}/", srv.port()), &format!(":{port}/"));
+    assert_ne!(gone, drop);
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_cycle(&load(&write_config(dir.path(), &gone, &sim.base_url(), &extra)), &[], Parts::ALL);
+    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
+    let a = one(&r);
+    assert!(a.attention.is_none(), "an outage is not a person's problem: {a:?}");
+    assert!(a.pending.iter().any(|p| p.starts_with("drop unavailable:") && p.contains(&port.to_string())), "{a:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(&write_config(dir.path(), &drop, &sim.base_url(), &extra));
+    faults(&srv).replace_server_at_opendir("/drop/inbound/inventory");
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert!(faults(&srv).replaced(), "the server was replaced during the cycle");
+    assert_eq!(r.exit_code(), exit::ATTENTION, "{r:?}");
+    let a = one(&r);
+    let att = a.attention.as_ref().expect("needs attention");
+    assert_eq!(att.reason, stitch_bridge::engine::attention::Reason::HostKeyChanged, "{att:?}");
+    assert!(att.message.contains("CHANGED") && att.message.contains("`stitch-bridge trust wh --replace`"), "{att:?}");
+    assert!(a.files.is_empty() && a.write_requests == 0, "{a:?}");
+    assert!(srv.local_root().join("inbound/inventory/stock.csv").exists());
+    // The next run meets the new key when it connects: still the same problem.
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert_eq!(r.exit_code(), exit::ATTENTION, "{r:?}");
+    assert_eq!(one(&r).attention.as_ref().map(|a| a.reason), Some(att.reason));
+}
+
 // ------------------------------------------------------------------------------------------
 // settling and markers
 
@@ -368,6 +410,36 @@ fn connection_dropped_mid_upload_recovers() {
     assert!(one(&r).pending.is_empty() && one(&r).files.len() == 1, "{r:?}");
     assert_eq!(sim.counters().writes_applied, writes_after_first, "no remote write repeated");
     assert!(root.join("results/stock.csv.result.csv").exists());
+}
+
+/// The connection dies while the original is read again for its error file: that is an
+/// outage (pending, nothing moved, no error file), never an error file saying the file could
+/// not be read. The next run writes the real one.
+#[test]
+fn a_connection_lost_while_the_error_file_is_built_leaves_the_file_for_the_next_run() {
+    let with_errors = format!("{INVENTORY}NOT-A-NUMBER-SKU,many\n");
+    let srv = TestServer::russh();
+    let sim = sim();
+    let (drop, extra) = sftp_account(&srv);
+    let extra = format!("settle_seconds = 0\n{extra}");
+    let root = srv.local_root();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(&write_config(dir.path(), &drop, &sim.base_url(), &extra));
+    drop_file(&root, "inbound/inventory/stock.csv", with_errors.as_bytes());
+    // Read three times: parsed, its widest rejected row found, its error file built.
+    faults(&srv).drop_at_read_of("/drop/inbound/inventory/stock.csv", 3);
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert_eq!(r.exit_code(), exit::PENDING, "{r:?}");
+    assert!(one(&r).files.is_empty(), "{r:?}");
+    assert!(one(&r).pending.iter().any(|p| p.contains("inbound/inventory/stock.csv")), "names the file: {r:?}");
+    assert!(root.join("inbound/inventory/stock.csv").exists(), "left for the next run");
+    assert!(!root.join("errors/stock.csv.errors.csv").exists(), "no error file from a broken read");
+
+    let r = run_cycle(&cfg, &[], Parts::ALL);
+    assert_eq!(one(&r).files.len(), 1, "{r:?}");
+    let errors = fs::read_to_string(root.join("errors/stock.csv.errors.csv")).unwrap();
+    assert!(errors.contains("NOT-A-NUMBER-SKU") && !errors.contains("read_error"), "{errors}");
+    assert!(!root.join("inbound/inventory/stock.csv").exists());
 }
 
 // ------------------------------------------------------------------------------------------

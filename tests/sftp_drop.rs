@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use stitch_bridge::drop::known_hosts::{fingerprint, HostKeyError};
 use stitch_bridge::drop::local::LocalDrop;
 use stitch_bridge::drop::sftp::{is_transient, probe_host_key, record_host_key, SftpAuth, SftpDrop};
-use stitch_bridge::drop::{check_name, Transport};
+use stitch_bridge::drop::{check_name, DropError, DropErrorKind, Transport};
 use support::TestServer;
 
 // ------------------------------------------------------------------------------------------
@@ -60,9 +60,9 @@ fn sha_of(mut r: impl Read) -> io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), total))
 }
 
-fn read_all(d: &mut dyn Transport, path: &str) -> io::Result<Vec<u8>> {
+fn read_all(d: &mut dyn Transport, path: &str) -> Result<Vec<u8>, DropError> {
     let mut out = Vec::new();
-    d.open_read(path)?.read_to_end(&mut out)?;
+    d.open_read(path)?.read_to_end(&mut out).map_err(|e| DropError::from_io(path, e))?;
     Ok(out)
 }
 
@@ -94,9 +94,9 @@ fn russh_drop() -> (TestServer, SftpDrop) {
     (srv, d)
 }
 
-fn kind_msg(r: io::Result<impl std::fmt::Debug>) -> (io::ErrorKind, String) {
+fn kind_msg(r: Result<impl std::fmt::Debug, DropError>) -> (DropErrorKind, String) {
     let e = r.expect_err("expected an error");
-    (e.kind(), e.to_string())
+    (e.kind.clone(), e.to_string())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -107,14 +107,14 @@ fn kind_msg(r: io::Result<impl std::fmt::Debug>) -> (io::ErrorKind, String) {
 fn conformance(d: &mut dyn Transport, local_root: &Path) -> Vec<String> {
     let mut t = Vec::new();
     let mut log = |s: String| t.push(s);
-    let kind = |r: io::Result<()>| match r {
+    let kind = |r: Result<(), DropError>| match r {
         Ok(()) => "ok".to_string(),
-        Err(e) => format!("{:?}", e.kind()),
+        Err(e) => format!("{:?}", e.kind),
     };
 
     assert!(d.list("missing").unwrap().is_empty(), "missing dir lists empty");
     assert!(d.stat("missing/x.csv").unwrap().is_none());
-    log(format!("open missing: {:?}", d.open_read("nope.csv").err().map(|e| e.kind())));
+    log(format!("open missing: {:?}", d.open_read("nope.csv").err().map(|e| e.kind)));
 
     d.write_atomic("out/a.csv", &mut &b"one"[..]).unwrap();
     let st = d.stat("out/a.csv").unwrap().expect("written file exists");
@@ -125,7 +125,7 @@ fn conformance(d: &mut dyn Transport, local_root: &Path) -> Vec<String> {
 
     // Never overwrite, never leave the temp file behind.
     let e = d.write_atomic("out/a.csv", &mut &b"two"[..]).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(e.kind, DropErrorKind::AlreadyExists, "{e}");
     assert_eq!(read_all(d, "out/a.csv").unwrap(), b"one");
     assert_eq!(names(d, "out"), vec!["a.csv"]);
     assert_eq!(local_files(&local_root.join("out")), vec!["a.csv"]);
@@ -148,7 +148,7 @@ fn conformance(d: &mut dyn Transport, local_root: &Path) -> Vec<String> {
     assert_eq!(read_all(d, "archive/2024/a.csv").unwrap(), b"one");
     d.write_atomic("out/b.csv", &mut &b"bee"[..]).unwrap();
     let e = d.rename_no_replace("out/b.csv", "archive/2024/a.csv").unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(e.kind, DropErrorKind::AlreadyExists, "{e}");
     assert_eq!(read_all(d, "archive/2024/a.csv").unwrap(), b"one");
     assert_eq!(read_all(d, "out/b.csv").unwrap(), b"bee");
     log(format!("rename missing: {}", kind(d.rename_no_replace("out/none.csv", "out/none2.csv"))));
@@ -166,9 +166,9 @@ fn conformance(d: &mut dyn Transport, local_root: &Path) -> Vec<String> {
     log(format!("remove missing: {}", kind(d.remove("out/b.csv"))));
 
     // Paths that leave the root are refused before reaching the server.
-    assert_eq!(d.open_read("../etc/passwd").err().unwrap().kind(), io::ErrorKind::InvalidInput);
-    assert_eq!(d.write_atomic("/tmp/x", &mut &b""[..]).unwrap_err().kind(), io::ErrorKind::InvalidInput);
-    assert_eq!(d.list("a/../../b").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(d.open_read("../etc/passwd").err().unwrap().io().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(d.write_atomic("/tmp/x", &mut &b""[..]).unwrap_err().io().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(d.list("a/../../b").unwrap_err().io().kind(), io::ErrorKind::InvalidInput);
 
     assert_eq!(
         local_files(local_root),
@@ -246,11 +246,13 @@ fn host_keys(srv: &TestServer) {
     let mut cfg = srv.config();
     cfg.known_hosts = srv.scratch().join("empty_known_hosts");
     let e = SftpDrop::connect(cfg.clone()).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    assert_eq!((e.kind.clone(), e.path.as_str()), (DropErrorKind::HostKeyUnknown, ""));
+    assert!(!e.is_transient());
     let msg = e.to_string();
     assert!(msg.contains("SHA256:") && msg.contains(&fp), "{msg}");
     assert!(msg.contains("stitch-bridge trust"), "{msg}");
-    assert!(matches!(e.get_ref().and_then(|i| i.downcast_ref()), Some(HostKeyError::Unknown { .. })));
+    let inner = e.io().get_ref().and_then(|i| i.downcast_ref());
+    assert!(matches!(inner, Some(HostKeyError::Unknown { .. })), "the source error is kept: {e:?}");
     assert!(!cfg.known_hosts.exists(), "no silent trust on first use");
 
     // Recorded for another port only: still unknown.
@@ -270,7 +272,7 @@ fn host_keys(srv: &TestServer) {
     record_host_key(&cfg.known_hosts, "127.0.0.1", srv.port(), &other_key).unwrap();
     let e = SftpDrop::connect(cfg).unwrap_err();
     let msg = e.to_string();
-    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    assert_eq!(e.kind, DropErrorKind::HostKeyChanged);
     assert!(msg.contains("CHANGED") && msg.contains(&fp) && msg.contains(&fingerprint(&other_key)), "{msg}");
 }
 
@@ -290,12 +292,12 @@ fn wrong_client_key(srv: &TestServer) {
     let stranger = support::russh_server::stranger_key(srv.scratch());
     cfg.auth = SftpAuth::Key { path: stranger.clone(), passphrase: None };
     let (kind, msg) = kind_msg(SftpDrop::connect(cfg.clone()));
-    assert_eq!(kind, io::ErrorKind::PermissionDenied, "{msg}");
+    assert_eq!(kind, DropErrorKind::Authentication, "{msg}");
     assert!(msg.contains("refused") && msg.contains(&stranger.display().to_string()), "{msg}");
 
     cfg.auth = SftpAuth::Key { path: srv.scratch().join("no_such_key"), passphrase: None };
     let (kind, msg) = kind_msg(SftpDrop::connect(cfg));
-    assert!(!is_transient(&io::Error::from(kind)), "{kind:?}: {msg}");
+    assert_eq!(kind, DropErrorKind::Authentication, "an unreadable key is not an outage: {msg}");
 }
 
 #[test]
@@ -314,7 +316,7 @@ fn password_auth_russh() {
     let TestServer::Russh(srv) = TestServer::russh() else { unreachable!() };
     let secret = "not-the-password-4711";
     let (kind, msg) = kind_msg(SftpDrop::connect(srv.password_config(secret)));
-    assert_eq!(kind, io::ErrorKind::PermissionDenied, "{msg}");
+    assert_eq!(kind, DropErrorKind::Authentication, "{msg}");
     assert!(msg.contains("password") && !msg.contains(secret), "{msg}");
     let mut d = SftpDrop::connect(srv.password_config(support::russh_server::PASSWORD)).unwrap();
     assert!(!format!("{d:?}").contains(support::russh_server::PASSWORD));
@@ -393,8 +395,8 @@ fn failing_rename_leaves_nothing_visible() {
     let (srv, mut d) = russh_drop();
     faults(&srv).fail_rename.store(true, Ordering::SeqCst);
     let e = d.write_atomic("out/r.csv", &mut &b"data"[..]).unwrap_err();
-    assert_ne!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
-    assert!(!is_transient(&e), "{e}");
+    assert_ne!(e.kind, DropErrorKind::AlreadyExists, "{e}");
+    assert!(!e.is_transient(), "{e}");
     assert!(local_files(&srv.local_root()).is_empty(), "{:?}", local_files(&srv.local_root()));
     assert!(d.stat("out/r.csv").unwrap().is_none());
 
@@ -425,7 +427,7 @@ fn permission_denied_folder_is_an_error_of_its_own() {
         ("mkdir", d.mkdir_all("archive/2026")),
     ] {
         let (kind, msg) = kind_msg(r);
-        assert_eq!(kind, io::ErrorKind::PermissionDenied, "{what}: {msg}");
+        assert_eq!(kind, DropErrorKind::Permission, "{what}: {msg}");
         assert!(msg.contains("permission denied") && msg.contains("/drop/archive/"), "{what}: {msg}");
     }
     assert_eq!(local_files(&root), vec!["in/a.csv"], "nothing moved, no temp file");
@@ -442,7 +444,7 @@ fn disk_full_is_an_error_and_leaves_no_temp() {
     let (srv, mut d) = russh_drop();
     faults(&srv).disk_full_after.store(300_000, Ordering::SeqCst);
     let e = d.write_atomic("out/full.csv", &mut Gen::new(2_000_000, 3)).unwrap_err();
-    assert!(!is_transient(&e), "disk full is not a connection problem: {e:?}");
+    assert!(!e.is_transient(), "disk full is not a connection problem: {e:?}");
     assert!(e.to_string().contains("out/"), "{e}");
     assert!(local_files(&srv.local_root()).is_empty(), "{:?}", local_files(&srv.local_root()));
     // The session survived and works once space is back.
@@ -510,7 +512,8 @@ fn session_cap_per_host() {
     cfg.connect_timeout = Duration::from_millis(300);
     let first = SftpDrop::connect(cfg.clone()).unwrap();
     let e = SftpDrop::connect(cfg.clone()).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::ResourceBusy, "{e}");
+    assert_eq!(e.io().kind(), io::ErrorKind::ResourceBusy, "{e}");
+    assert!(e.is_transient(), "a free session may come: {e}");
     std::mem::drop(first);
     SftpDrop::connect(cfg).unwrap();
 }

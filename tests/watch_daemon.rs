@@ -218,6 +218,53 @@ fn dead_local_watchers_lease_is_taken_over_within_two_seconds() {
     assert!(took < Duration::from_secs(2), "took over {took:?} after SIGKILL:\n{}", second.log_text());
 }
 
+/// A watch cycle that outlasts `lease_seconds` keeps its claim on the account (renewed while it
+/// runs, like the drop's lease): a `run` worker meanwhile skips the account, and nothing is
+/// written twice.
+#[test]
+fn a_watch_cycle_longer_than_the_lease_keeps_the_account_from_run_workers() {
+    use stitch_bridge::sim::faults::{FaultKind, QueuedFault};
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(2);
+    // The cycle's stock write is held by the simulator for four leases: the cycle sits inside
+    // it while the test looks.
+    let hold = QueuedFault {
+        fault: FaultKind::Latency,
+        ms: Some(4 * ttl.as_millis() as u64),
+        method: Some("POST".into()),
+        path_prefix: Some(stitch_bridge::stitch::wire::PRODUCTS.into()),
+        retry_after: None,
+    };
+    let sim = sim_with(FaultConfig { queue: vec![hold], ..Default::default() });
+    let (root, cfg) = setup(dir.path(), &sim.base_url(), EVENT_DRIVEN);
+    drop_file(&root, "inbound/inventory/stock.csv", INVENTORY.as_bytes());
+    let mut w = Watch::start(&cfg, &["--lease-seconds", &ttl.as_secs().to_string()]);
+    let held = || sim.counters().faults_injected.get("latency").copied() == Some(1);
+    assert!(wait_for(Duration::from_secs(30), held), "the write never reached the simulator:\n{}", w.log_text());
+    let ledger = stitch_bridge::ledger::Ledger::open(&dir.path().join("state/ledger.sqlite")).unwrap();
+    let claim = ledger.account_claim("wh").unwrap().expect("the cycle holds the account");
+    // Past the expiry the claim had when the write went out: only renewal keeps it now.
+    let now_ms = || chrono::Utc::now().timestamp_millis();
+    assert!(wait_for(ttl * 2, || now_ms() > claim.expires_ms + 200));
+    assert!(!root.join("results/stock.csv.result.csv").exists(), "the watch cycle is still inside the held write");
+
+    let worker = stitch_bridge::engine::Worker { id: "run-worker".into(), lease_ttl: ttl };
+    let r = stitch_bridge::engine::run_cycle_as(&load(&cfg), &[], stitch_bridge::engine::Parts::ALL, &worker);
+    let a = &r.accounts[0];
+    assert!(a.skipped.as_deref().is_some_and(|s| s.contains(&claim.holder)), "{a:?}\n{}", w.log_text());
+    assert!(a.files.is_empty() && a.requests == 0, "{a:?}");
+
+    let result = root.join("results/stock.csv.result.csv");
+    let archived = || tree(&root).contains(&"archive/DATE/stock.csv".to_string());
+    assert!(wait_for(Duration::from_secs(30), || result.exists() && archived()), "{}", w.log_text());
+    // The sample's SKUs fit one upsert: the held one is the only one sent.
+    let upserts = sim.counters().requests.get(&format!("POST {}", stitch_bridge::stitch::wire::PRODUCTS)).copied();
+    assert_eq!(upserts, Some(1), "{:?}", sim.counters());
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.exit_code(Duration::from_secs(20)), Some(0), "{}", w.log_text());
+    assert!(!w.logged("cannot renew"), "{}", w.log_text());
+}
+
 #[test]
 fn halted_account_is_skipped_and_others_continue() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,19 +85,16 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let answer: Result<wire::TokenResponse, String> = rt.block_on(async {
-        let resp = reqwest::Client::new()
-            .post(format!("{}{}", acct.stitch_url, wire::OAUTH_TOKEN))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+    let answer: Result<wire::TokenResponse, ExchangeError> = rt.block_on(async {
+        let resp =
+            reqwest::Client::new().post(format!("{}{}", acct.stitch_url, wire::OAUTH_TOKEN)).form(&form).send().await?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let body = resp.bytes().await?;
         if !status.is_success() {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>()));
+            let body = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return Err(ExchangeError::Refused { status, body });
         }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+        Ok(serde_json::from_slice(&body)?)
     });
     let token = match answer {
         Ok(t) => t.access_token,
@@ -116,4 +113,16 @@ pub fn run(cli: &Cli, args: &AuthArgs) -> i32 {
     }
     outln!("token stored in {} (mode 0600); run `stitch-bridge test {}`", token_path.display(), acct.name);
     exit::OK
+}
+
+/// Why the authorisation code could not be exchanged for a token.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    /// Stitch's answer, cut to 300 characters.
+    #[error("{status}: {body}")]
+    Refused { status: reqwest::StatusCode, body: String },
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
 }

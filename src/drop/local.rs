@@ -6,7 +6,7 @@
 //! a folder, or a file swapped for one after it was listed — is never followed, however it got
 //! there; the check and the use are the same system call.
 
-use super::{changed_error, escape_error, Entry, EntryKind, Identity, Transport};
+use super::{changed_error, escape_error, Entry, EntryKind, Identity};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -171,27 +171,67 @@ fn entry_of(raw_name: &[u8], st: &rfs::Stat) -> Entry {
 /// `renameat2(RENAME_NOREPLACE)`: results and archived originals are never overwritten, and
 /// the last component is never followed (a link is moved, not its target).
 fn rename_at(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr, what: &str) -> io::Result<()> {
-    match rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+    let renamed = if force_link_fallback() {
+        Err(Errno::INVAL)
+    } else {
+        rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE)
+    };
+    match renamed {
         Ok(()) => Ok(()),
-        // Filesystems without RENAME_NOREPLACE: a hard link is also atomic and no-replace
-        // (and `linkat` without AT_SYMLINK_FOLLOW links a link itself). Folders cannot be
-        // hard-linked: check, then rename (a narrow window, on such filesystems only).
-        Err(Errno::INVAL) | Err(Errno::NOSYS) => {
-            let st = rfs::statat(from_dir, from, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ctx(e, what))?;
-            if kind_of(&st) == EntryKind::Dir {
-                if rfs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
-                    return Err(ctx(Errno::EXIST, what));
-                }
-                return rfs::renameat(from_dir, from, to_dir, to).map_err(|e| ctx(e, what));
-            }
-            rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()).map_err(|e| ctx(e, what))?;
-            rfs::unlinkat(from_dir, from, AtFlags::empty()).map_err(|e| ctx(e, what))
-        }
+        Err(Errno::INVAL) | Err(Errno::NOSYS) => rename_by_link(from_dir, from, to_dir, to, what),
         Err(e) => Err(ctx(e, what)),
     }
 }
 
-impl Transport for LocalDrop {
+/// For filesystems without RENAME_NOREPLACE: a hard link is also atomic and no-replace (and
+/// `linkat` without AT_SYMLINK_FOLLOW links a link itself), then the old name is unlinked. A
+/// crash between the two leaves both names on one file; the next attempt finds the target is
+/// that same file (device and inode) and finishes by unlinking the source, instead of failing
+/// with `AlreadyExists` on every run. Folders cannot be hard-linked: check, then rename (a
+/// narrow window, on such filesystems only).
+fn rename_by_link(from_dir: &OwnedFd, from: &OsStr, to_dir: &OwnedFd, to: &OsStr, what: &str) -> io::Result<()> {
+    let st = rfs::statat(from_dir, from, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ctx(e, what))?;
+    if kind_of(&st) == EntryKind::Dir {
+        if rfs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(ctx(Errno::EXIST, what));
+        }
+        return rfs::renameat(from_dir, from, to_dir, to).map_err(|e| ctx(e, what));
+    }
+    match rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()) {
+        Ok(()) => {}
+        // Both names looked at now, not the source's earlier stat: unlinking the source then
+        // only ever removes a second name of the file the target keeps.
+        Err(Errno::EXIST) if same_file(from_dir, from, to_dir, to) => {}
+        Err(e) => return Err(ctx(e, what)),
+    }
+    rfs::unlinkat(from_dir, from, AtFlags::empty()).map_err(|e| ctx(e, what))
+}
+
+/// Do both names (links not followed) refer to one file?
+fn same_file(a_dir: &OwnedFd, a: &OsStr, b_dir: &OwnedFd, b: &OsStr) -> bool {
+    match (rfs::statat(a_dir, a, AtFlags::SYMLINK_NOFOLLOW), rfs::statat(b_dir, b, AtFlags::SYMLINK_NOFOLLOW)) {
+        (Ok(x), Ok(y)) => (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests take the hard-link path although the filesystems here support RENAME_NOREPLACE.
+    static FORCE_LINK_FALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn force_link_fallback() -> bool {
+    FORCE_LINK_FALLBACK.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn force_link_fallback() -> bool {
+    false
+}
+
+impl super::IoTransport for LocalDrop {
     fn describe(&self) -> String {
         format!("local folder {}", self.root.display())
     }
@@ -313,12 +353,61 @@ impl Transport for LocalDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drop::{as_changed, as_escape};
+    use crate::drop::{DropError, DropErrorKind, Transport};
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn names(d: &mut LocalDrop, dir: &str) -> Vec<String> {
         d.list(dir).unwrap().into_iter().map(|e| e.name).collect()
+    }
+
+    /// Renames on this thread take the hard-link fallback while the guard lives.
+    struct LinkFallback;
+    impl LinkFallback {
+        fn on() -> LinkFallback {
+            FORCE_LINK_FALLBACK.with(|f| f.set(true));
+            LinkFallback
+        }
+    }
+    impl Drop for LinkFallback {
+        fn drop(&mut self) {
+            FORCE_LINK_FALLBACK.with(|f| f.set(false));
+        }
+    }
+
+    #[test]
+    fn link_fallback_moves_without_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let _fallback = LinkFallback::on();
+        let mut d = LocalDrop::new(dir.path());
+        d.write_atomic("in/a.csv", &mut &b"a"[..]).unwrap();
+        d.write_atomic("in/b.csv", &mut &b"b"[..]).unwrap();
+        d.write_atomic("archive/b.csv", &mut &b"other b"[..]).unwrap();
+        d.rename_no_replace("in/a.csv", "archive/a.csv").unwrap();
+        let e = d.rename_no_replace("in/b.csv", "archive/b.csv").unwrap_err();
+        assert_eq!(e.kind, DropErrorKind::AlreadyExists, "{e}");
+        assert_eq!(names(&mut d, "in"), vec!["b.csv".to_string()]);
+        assert_eq!(fs::read(dir.path().join("archive/a.csv")).unwrap(), b"a");
+        assert_eq!(fs::read(dir.path().join("archive/b.csv")).unwrap(), b"other b");
+        assert_eq!(fs::read(dir.path().join("in/b.csv")).unwrap(), b"b");
+    }
+
+    #[test]
+    fn link_fallback_finishes_a_move_a_crash_left_between_link_and_unlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let _fallback = LinkFallback::on();
+        let mut d = LocalDrop::new(dir.path());
+        d.write_atomic("in/a.csv", &mut &b"a"[..]).unwrap();
+        d.mkdir_all("archive").unwrap();
+        // Where a crash after `linkat` and before `unlinkat` leaves the move.
+        fs::hard_link(dir.path().join("in/a.csv"), dir.path().join("archive/a.csv")).unwrap();
+        d.rename_no_replace("in/a.csv", "archive/a.csv").unwrap();
+        assert!(names(&mut d, "in").is_empty());
+        assert_eq!(fs::read(dir.path().join("archive/a.csv")).unwrap(), b"a");
+        assert_eq!(
+            fs::metadata(dir.path().join("archive/a.csv")).map(|m| std::os::unix::fs::MetadataExt::nlink(&m)).unwrap(),
+            1
+        );
     }
 
     #[test]
@@ -327,7 +416,7 @@ mod tests {
         let mut d = LocalDrop::new(dir.path());
         d.write_atomic("results/a.csv", &mut &b"one"[..]).unwrap();
         let err = d.write_atomic("results/a.csv", &mut &b"two"[..]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(err.kind, DropErrorKind::AlreadyExists);
         assert_eq!(fs::read(dir.path().join("results/a.csv")).unwrap(), b"one");
         // No temp file left behind by the failed write.
         assert_eq!(names(&mut d, "results"), vec!["a.csv".to_string()]);
@@ -356,7 +445,10 @@ mod tests {
     #[test]
     fn a_linked_folder_is_never_entered() {
         let (_dir, outside, mut d) = with_linked_folder("results");
-        let escape = |e: io::Error| as_escape(&e).map(|x| x.path.clone());
+        let escape = |e: DropError| match e.kind {
+            DropErrorKind::Escape { link } => Some(link),
+            _ => None,
+        };
         assert_eq!(escape(d.write_atomic("results/r.csv", &mut &b"x"[..]).unwrap_err()), Some("results".into()));
         assert_eq!(escape(d.list("results").unwrap_err()), Some("results".into()));
         assert_eq!(escape(d.open_read("results/secret.csv").err().unwrap()), Some("results".into()));
@@ -380,7 +472,8 @@ mod tests {
         let (_dir, _outside, mut d) = with_linked_folder("archive/2024-01-01");
         fs::write(_dir.path().join("x.csv"), "a").unwrap();
         let e = d.rename_no_replace("x.csv", "archive/2024-01-01/x.csv").unwrap_err();
-        assert_eq!(as_escape(&e).map(|x| x.path.as_str()), Some("archive/2024-01-01"));
+        assert_eq!(e.kind, DropErrorKind::Escape { link: "archive/2024-01-01".into() });
+        assert_eq!(e.path, "x.csv", "the error names what was moved");
         assert!(_dir.path().join("x.csv").exists());
     }
 
@@ -399,14 +492,14 @@ mod tests {
         fs::remove_file(dir.path().join("in/a.csv")).unwrap();
         symlink(outside.path().join("secret"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
-        assert!(as_changed(&e).is_some(), "{e}");
+        assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(d.open_read("in/a.csv").is_err());
         // Swapped for another regular file: the inode differs.
         fs::write(dir.path().join("in/new"), "sku\n").unwrap();
         fs::rename(dir.path().join("in/new"), dir.path().join("in/a.csv")).unwrap();
         let e = d.open_listed("in/a.csv", &listed).err().unwrap();
-        assert!(as_changed(&e).is_some(), "{e}");
+        assert_eq!(e.kind, DropErrorKind::Changed, "{e}");
         let again = d.list("in").unwrap().remove(0);
         let mut s = String::new();
         d.open_listed("in/a.csv", &again).unwrap().read_to_string(&mut s).unwrap();

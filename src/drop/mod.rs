@@ -7,21 +7,32 @@ pub mod known_hosts;
 pub mod local;
 pub mod sftp;
 
+/// Why an account's sFTP settings cannot be used yet. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SftpSetupError {
+    #[error("account {0} does not use an sftp:// drop")]
+    NotSftp(String),
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("no sFTP credentials configured")]
+    NoCredentials,
+}
+
 /// The sFTP settings of an account, with secrets read from the environment now (and kept
 /// out of every log and message).
-pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, String> {
+pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, SftpSetupError> {
     use crate::config::DropLocation;
     let (DropLocation::Sftp { user, host, port, path }, Some(s)) = (&acct.drop, &acct.sftp) else {
-        return Err(format!("account {} does not use an sftp:// drop", acct.name));
+        return Err(SftpSetupError::NotSftp(acct.name.clone()));
     };
-    let env = |var: &str| std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
+    let env = |var: &str| std::env::var(var).map_err(|_| SftpSetupError::EnvUnset(var.to_string()));
     let auth = match (&s.key_file, &s.password_env) {
         (Some(k), _) => sftp::SftpAuth::Key {
             path: k.clone(),
             passphrase: s.key_passphrase_env.as_deref().map(env).transpose()?.map(sftp::Secret::new),
         },
         (None, Some(p)) => sftp::SftpAuth::Password(sftp::Secret::new(env(p)?)),
-        (None, None) => return Err("no sFTP credentials configured".into()),
+        (None, None) => return Err(SftpSetupError::NoCredentials),
     };
     let mut cfg = sftp::SftpConfig::new(host, *port, user, path, auth, s.known_hosts.clone());
     cfg.allow_legacy_ssh_rsa = s.allow_legacy_ssh_rsa;
@@ -31,49 +42,149 @@ pub fn sftp_config(acct: &crate::config::Account) -> Result<sftp::SftpConfig, St
     Ok(cfg)
 }
 
-/// Why a drop could not be opened. The kind says whether a person must act (host key,
-/// credentials, missing folder) or the next run may simply succeed (unavailable).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct OpenError {
-    pub kind: OpenErrorKind,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenErrorKind {
-    HostKeyUnknown,
-    HostKeyChanged,
-    HostKeyRevoked,
-    Authentication,
-    NotFound,
-    /// Unreachable, timed out, dropped, or set-up that the next run may find (an unset
-    /// environment variable is reported the same way as before).
-    Unavailable,
-}
-
 /// Open an sFTP drop for an account (host key verified before any credential is sent).
-pub fn open_sftp(acct: &crate::config::Account) -> Result<Box<dyn Transport>, OpenError> {
-    let unavailable = |message: String| OpenError { kind: OpenErrorKind::Unavailable, message };
-    let cfg = sftp_config(acct).map_err(unavailable)?;
-    sftp::SftpDrop::connect(cfg).map(|d| Box::new(d) as Box<dyn Transport>).map_err(|e| {
-        use known_hosts::HostKeyError as H;
-        let inner = e.get_ref();
-        if let Some(hk) = inner.and_then(|i| i.downcast_ref::<H>()) {
-            let kind = match hk {
-                H::Unknown { .. } => OpenErrorKind::HostKeyUnknown,
-                H::Changed { .. } => OpenErrorKind::HostKeyChanged,
-                H::Revoked { .. } => OpenErrorKind::HostKeyRevoked,
-            };
-            // The advice names this account and the flag that works (`--replace` for a change).
-            return OpenError { kind, message: hk.for_account(&acct.name) };
-        }
-        if inner.is_some_and(|i| i.is::<sftp::AuthRefused>()) {
-            return OpenError { kind: OpenErrorKind::Authentication, message: e.to_string() };
-        }
-        unavailable(e.to_string())
-    })
+pub fn open_sftp(acct: &crate::config::Account) -> DropResult<Box<dyn Transport>> {
+    // An unset variable may be set by the next run (as an outage is): `Unavailable`.
+    let cfg = sftp_config(acct)
+        .map_err(|e| DropError::new("", DropErrorKind::Unavailable, io::Error::other(e)).in_account(&acct.name))?;
+    match sftp::SftpDrop::connect(cfg) {
+        Ok(d) => Ok(Box::new(d)),
+        Err(e) => Err(e.in_account(&acct.name)),
+    }
 }
+
+/// What went wrong on a drop, as far as deciding what to do about it goes (see
+/// `engine::account::StopClass`: a changed host key needs a person, an outage does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropErrorKind {
+    /// No key is recorded for the server in known_hosts.
+    HostKeyUnknown,
+    /// The server presented another key than the recorded one (interception, or a new server).
+    HostKeyChanged,
+    /// The server's key is marked `@revoked`.
+    HostKeyRevoked,
+    /// The server refused the credentials, or the private key could not be loaded.
+    Authentication,
+    /// The drop itself (its root folder) does not exist or is not a folder.
+    RootMissing,
+    /// A file or folder below the root is not there (removed meanwhile).
+    NotFound,
+    /// Not allowed to read or write there.
+    Permission,
+    /// The target of a no-replace write or move exists (`write_atomic`, `rename_*`).
+    AlreadyExists,
+    /// Unreachable, timed out, connection dropped, no free session: the next run may succeed.
+    Unavailable,
+    /// A link where a folder belongs (`link`, drop-relative): the bridge never follows one.
+    Escape { link: String },
+    /// The entry is no longer the one that was listed ([`EntryChanged`]).
+    Changed,
+    /// Anything else (disk full, not a regular file, a path outside the drop, ...).
+    Io,
+}
+
+/// A drop operation that failed: which path (drop-relative, `""` for the drop itself), what
+/// kind of failure, and the transport's own error.
+#[derive(Debug)]
+pub struct DropError {
+    pub path: String,
+    pub kind: DropErrorKind,
+    /// The account whose drop this is, once known: host-key advice names it in its command.
+    pub account: Option<String>,
+    source: io::Error,
+}
+
+pub type DropResult<T> = Result<T, DropError>;
+
+impl DropError {
+    pub fn new(path: &str, kind: DropErrorKind, source: io::Error) -> DropError {
+        DropError { path: path.to_string(), kind, account: None, source }
+    }
+
+    /// Classify a transport's `io::Error` about `path`: the typed payloads first (link,
+    /// changed entry, host key, refused credentials), then the `io::ErrorKind`.
+    pub fn from_io(path: &str, source: io::Error) -> DropError {
+        let kind = classify_io(&source);
+        DropError::new(path, kind, source)
+    }
+
+    /// The same error, told which account's drop it is on (if it was not told before).
+    pub fn in_account(mut self, account: &str) -> DropError {
+        self.account.get_or_insert_with(|| account.to_string());
+        self
+    }
+
+    /// The transport's error, e.g. for its `io::ErrorKind`.
+    pub fn io(&self) -> &io::Error {
+        &self.source
+    }
+
+    /// An outage: worth trying again later, unlike everything else.
+    pub fn is_transient(&self) -> bool {
+        self.kind == DropErrorKind::Unavailable
+    }
+
+    fn host_key(&self) -> Option<&known_hosts::HostKeyError> {
+        self.source.get_ref().and_then(|i| i.downcast_ref())
+    }
+}
+
+fn classify_io(e: &io::Error) -> DropErrorKind {
+    use io::ErrorKind as K;
+    use known_hosts::HostKeyError as H;
+    if let Some(inner) = e.get_ref() {
+        if let Some(esc) = inner.downcast_ref::<DropEscape>() {
+            return DropErrorKind::Escape { link: esc.path.clone() };
+        }
+        if inner.is::<EntryChanged>() {
+            return DropErrorKind::Changed;
+        }
+        match inner.downcast_ref::<H>() {
+            Some(H::Unknown { .. }) => return DropErrorKind::HostKeyUnknown,
+            Some(H::Changed { .. }) => return DropErrorKind::HostKeyChanged,
+            Some(H::Revoked { .. }) => return DropErrorKind::HostKeyRevoked,
+            None => {}
+        }
+        if inner.is::<sftp::AuthRefused>() {
+            return DropErrorKind::Authentication;
+        }
+    }
+    match e.kind() {
+        K::NotFound => DropErrorKind::NotFound,
+        K::PermissionDenied => DropErrorKind::Permission,
+        K::AlreadyExists => DropErrorKind::AlreadyExists,
+        K::TimedOut
+        | K::ConnectionAborted
+        | K::ConnectionReset
+        | K::ConnectionRefused
+        | K::NotConnected
+        | K::BrokenPipe
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::ResourceBusy => DropErrorKind::Unavailable,
+        _ => DropErrorKind::Io,
+    }
+}
+
+/// The transport's message, which names the path (the account is the caller's to add): a
+/// host-key refusal gives its advice with this account's command, a link names the link; any
+/// other message that does not mention the path gets it in front.
+impl std::fmt::Display for DropError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(hk) = self.host_key() {
+            return f.write_str(&hk.for_account(self.account.as_deref().unwrap_or("ACCOUNT")));
+        }
+        let msg = self.source.to_string();
+        if self.path.is_empty() || msg.contains(&self.path) || matches!(self.kind, DropErrorKind::Escape { .. }) {
+            f.write_str(&msg)
+        } else {
+            write!(f, "{}: {msg}", self.path)
+        }
+    }
+}
+
+// The transport's error is in the message already, so it is not also given as `source()`.
+impl std::error::Error for DropError {}
 
 use std::io::{self, Read};
 use std::time::SystemTime;
@@ -195,7 +306,8 @@ impl Entry {
 
 /// A link (or a non-folder in a folder's place that is a link) somewhere below the drop root:
 /// the bridge never follows one, and a person must replace it with a real folder. Carried
-/// inside an `io::Error` (`io::Error::other`) so callers can tell it from transport trouble.
+/// inside a transport's `io::Error` (`io::Error::other`) up to the [`Transport`] boundary,
+/// which turns it into [`DropErrorKind::Escape`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path} in the drop is a symbolic link; the bridge never follows links below the drop root (replace it with a real folder)")]
 pub struct DropEscape {
@@ -204,7 +316,8 @@ pub struct DropEscape {
 }
 
 /// The entry at a path is no longer the one that was listed (replaced, or swapped for a link
-/// or another kind of entry): not read now; the next listing sees what is there.
+/// or another kind of entry): not read now; the next listing sees what is there. At the
+/// boundary: [`DropErrorKind::Changed`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path} changed between listing and reading ({why}); not read")]
 pub struct EntryChanged {
@@ -212,54 +325,100 @@ pub struct EntryChanged {
     pub why: String,
 }
 
-pub fn escape_error(path: &str) -> io::Error {
+pub(crate) fn escape_error(path: &str) -> io::Error {
     io::Error::other(DropEscape { path: path.to_string() })
 }
 
-pub fn changed_error(path: &str, why: impl Into<String>) -> io::Error {
+pub(crate) fn changed_error(path: &str, why: impl Into<String>) -> io::Error {
     io::Error::other(EntryChanged { path: path.to_string(), why: why.into() })
 }
 
-/// The drop escape inside `e`, if that is what `e` is.
-pub fn as_escape(e: &io::Error) -> Option<&DropEscape> {
-    e.get_ref().and_then(|i| i.downcast_ref::<DropEscape>())
-}
-
-pub fn as_changed(e: &io::Error) -> Option<&EntryChanged> {
-    e.get_ref().and_then(|i| i.downcast_ref::<EntryChanged>())
-}
-
 /// A place files are exchanged through (a local folder or an sFTP server). Blocking by design: sFTP (libssh2) is blocking and a
-/// drop is used by one account's cycle at a time.
+/// drop is used by one account's cycle at a time. Every failure is a [`DropError`] naming the
+/// path it was about.
 ///
 /// The drop is a jail: the root may be reached through links (it is the operator's config),
-/// nothing below it ever is. A link where a folder is expected fails with [`DropEscape`];
-/// files are read only if they are regular files, never through a link.
+/// nothing below it ever is. A link where a folder is expected fails with
+/// [`DropErrorKind::Escape`]; files are read only if they are regular files, never through a link.
 pub trait Transport: Send {
     /// Human-readable location for logs and messages (never contains secrets).
     fn describe(&self) -> String;
     /// Entries directly inside `dir` (not recursive, symlinks not followed). A missing `dir`
     /// yields an empty list.
-    fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>>;
-    /// Stream a regular file's content (a link or any other kind of entry is refused).
-    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>>;
+    fn list(&mut self, dir: &str) -> DropResult<Vec<Entry>>;
+    /// Stream a regular file's content (a link or any other kind of entry is refused). Errors
+    /// while reading the stream are the transport's `io::Error`s ([`DropError::from_io`]).
+    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + 'a>>;
     /// Like `open_read`, but only if what is opened is the file `listed` describes (same
-    /// identity, size and mtime); otherwise [`EntryChanged`].
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>>;
+    /// identity, size and mtime); otherwise [`DropErrorKind::Changed`].
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + 'a>>;
     /// Write `content` to `path` so that a reader sees either nothing or the whole file.
-    /// Fails with `AlreadyExists` if `path` exists (results are never overwritten).
-    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()>;
-    /// Move `from` to `to` on the drop; fails with `AlreadyExists` if `to` exists.
-    fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()>;
+    /// Fails with [`DropErrorKind::AlreadyExists`] if `path` exists (results are never overwritten).
+    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()>;
+    /// Move `from` to `to` on the drop; fails with [`DropErrorKind::AlreadyExists`] if `to` exists.
+    fn rename_no_replace(&mut self, from: &str, to: &str) -> DropResult<()>;
     /// Move the entry named `raw_name` (exact bytes, as listed) in `dir` to `to`: the entry
-    /// itself, never what a link points at; fails with `AlreadyExists` if `to` exists.
-    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()>;
+    /// itself, never what a link points at; fails with [`DropErrorKind::AlreadyExists`] if `to` exists.
+    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> DropResult<()>;
     /// Metadata of one path (not followed if a link), `None` if absent.
-    fn stat(&mut self, path: &str) -> io::Result<Option<Entry>>;
+    fn stat(&mut self, path: &str) -> DropResult<Option<Entry>>;
     /// Create `dir` and its parents.
-    fn mkdir_all(&mut self, dir: &str) -> io::Result<()>;
+    fn mkdir_all(&mut self, dir: &str) -> DropResult<()>;
     /// Remove a file (used for marker files and stale temp files).
+    fn remove(&mut self, path: &str) -> DropResult<()>;
+}
+
+/// What `local.rs` and `sftp.rs` implement: [`Transport`] in the `io::Error`s their libraries
+/// (rustix, libssh2) speak, typed payloads ([`DropEscape`], [`EntryChanged`], host keys,
+/// refused credentials) inside. The blanket [`Transport`] impl classifies each error once, at
+/// the boundary, with the path it was about.
+pub(crate) trait IoTransport: Send {
+    fn describe(&self) -> String;
+    fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>>;
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>>;
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>>;
+    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()>;
+    fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()>;
+    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()>;
+    fn stat(&mut self, path: &str) -> io::Result<Option<Entry>>;
+    fn mkdir_all(&mut self, dir: &str) -> io::Result<()>;
     fn remove(&mut self, path: &str) -> io::Result<()>;
+}
+
+impl<T: IoTransport> Transport for T {
+    fn describe(&self) -> String {
+        IoTransport::describe(self)
+    }
+    fn list(&mut self, dir: &str) -> DropResult<Vec<Entry>> {
+        IoTransport::list(self, dir).map_err(|e| DropError::from_io(dir, e))
+    }
+    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + 'a>> {
+        IoTransport::open_read(self, path).map_err(|e| DropError::from_io(path, e))
+    }
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + 'a>> {
+        IoTransport::open_listed(self, path, listed).map_err(|e| DropError::from_io(path, e))
+    }
+    fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()> {
+        IoTransport::write_atomic(self, path, content).map_err(|e| DropError::from_io(path, e))
+    }
+    fn rename_no_replace(&mut self, from: &str, to: &str) -> DropResult<()> {
+        IoTransport::rename_no_replace(self, from, to).map_err(|e| DropError::from_io(from, e))
+    }
+    fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> DropResult<()> {
+        IoTransport::rename_entry(self, dir, raw_name, to).map_err(|e| {
+            let name = String::from_utf8_lossy(raw_name);
+            DropError::from_io(&if dir.is_empty() { name.into_owned() } else { format!("{dir}/{name}") }, e)
+        })
+    }
+    fn stat(&mut self, path: &str) -> DropResult<Option<Entry>> {
+        IoTransport::stat(self, path).map_err(|e| DropError::from_io(path, e))
+    }
+    fn mkdir_all(&mut self, dir: &str) -> DropResult<()> {
+        IoTransport::mkdir_all(self, dir).map_err(|e| DropError::from_io(dir, e))
+    }
+    fn remove(&mut self, path: &str) -> DropResult<()> {
+        IoTransport::remove(self, path).map_err(|e| DropError::from_io(path, e))
+    }
 }
 
 /// Longest name any file system we write to accepts (one path component).
@@ -345,12 +504,55 @@ mod tests {
     }
 
     #[test]
-    fn typed_errors_survive_io_error() {
-        let e = escape_error("results");
-        assert_eq!(as_escape(&e).map(|x| x.path.as_str()), Some("results"));
-        assert!(e.to_string().contains("results in the drop is a symbolic link"), "{e}");
-        assert!(as_changed(&e).is_none());
-        assert!(as_changed(&changed_error("a", "grew")).is_some());
+    fn typed_payloads_become_kinds_at_the_boundary() {
+        let e = DropError::from_io("results/r.csv", escape_error("results"));
+        assert_eq!(e.kind, DropErrorKind::Escape { link: "results".into() });
+        assert!(e.to_string().starts_with("results in the drop is a symbolic link"), "the link is the path: {e}");
+        let e = DropError::from_io("a", changed_error("a", "grew"));
+        assert_eq!(e.kind, DropErrorKind::Changed);
+        assert_eq!(e.to_string(), "a changed between listing and reading (grew); not read", "named once");
+        let auth = io::Error::new(io::ErrorKind::PermissionDenied, sftp::AuthRefused("refused".into()));
+        assert_eq!(DropError::from_io("", auth).kind, DropErrorKind::Authentication);
+    }
+
+    /// Each `io::ErrorKind` a transport reports, and what it means for the caller.
+    #[test]
+    fn io_error_kinds_classify() {
+        use io::ErrorKind as K;
+        let table = [
+            (K::NotFound, DropErrorKind::NotFound),
+            (K::PermissionDenied, DropErrorKind::Permission),
+            (K::AlreadyExists, DropErrorKind::AlreadyExists),
+            (K::TimedOut, DropErrorKind::Unavailable),
+            (K::ConnectionAborted, DropErrorKind::Unavailable),
+            (K::ConnectionRefused, DropErrorKind::Unavailable),
+            (K::ConnectionReset, DropErrorKind::Unavailable),
+            (K::BrokenPipe, DropErrorKind::Unavailable),
+            (K::ResourceBusy, DropErrorKind::Unavailable),
+            (K::StorageFull, DropErrorKind::Io),
+            (K::InvalidInput, DropErrorKind::Io),
+            (K::Other, DropErrorKind::Io),
+        ];
+        for (io_kind, want) in table {
+            let e = DropError::from_io("in/a.csv", io::Error::new(io_kind, "boom"));
+            assert_eq!(e.kind, want, "{io_kind:?}");
+            assert_eq!(e.is_transient(), want == DropErrorKind::Unavailable);
+            assert_eq!(e.to_string(), "in/a.csv: boom", "the path is named");
+        }
+    }
+
+    #[test]
+    fn host_key_advice_names_the_account() {
+        let hk = known_hosts::HostKeyError::Revoked {
+            host: "h".into(),
+            fingerprint: "SHA256:x".into(),
+            known_hosts: "kh".into(),
+        };
+        let e = DropError::from_io("", io::Error::new(io::ErrorKind::PermissionDenied, hk));
+        assert_eq!(e.kind, DropErrorKind::HostKeyRevoked);
+        assert!(e.to_string().contains("stitch-bridge trust ACCOUNT"), "{e}");
+        let e = e.in_account("wh").in_account("other");
+        assert!(e.to_string().contains("`stitch-bridge trust wh`"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! (`SftpConfig::max_sessions`, default 1) per `host:port:user` stops two cycles from opening
 //! parallel sessions to a warehouse that limits them.
 //!
-//! Error kinds (what `io::Error::kind()` means for callers; see [`is_transient`]):
+//! Error kinds: what `io::Error::kind()` means inside this module and in the file streams it
+//! hands out (see [`is_transient`]); at the [`super::Transport`] boundary each becomes a
+//! [`DropError`] of the matching [`super::DropErrorKind`] (the connection kinds: `Unavailable`).
 //! - `TimedOut`: the server did not answer within `op_timeout` (or `connect_timeout`).
 //! - `ConnectionAborted`: the session or TCP connection died (socket errors, channel closed,
 //!   SFTP "connection lost"), or the TCP connect was refused/reset.
@@ -16,7 +18,7 @@
 //!   libssh2 does not expose the server's message, so a full disk is `Other`, not transient.
 
 use super::known_hosts;
-use super::{changed_error, escape_error, Entry, EntryKind, Identity, Transport};
+use super::{changed_error, escape_error, DropError, DropResult, Entry, EntryKind, Identity};
 use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Session, Sftp};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -414,9 +416,10 @@ fn host_key_of(sess: &Session) -> io::Result<(Vec<u8>, String)> {
 /// Connect to `host:port` and return its host key `(blob, type, SHA256 fingerprint)` without
 /// authenticating, for `stitch-bridge trust` to show and record. Offers the same algorithms
 /// as `SftpDrop::connect` (plus `ssh-rsa` last, so legacy servers can be recorded at all).
-pub fn probe_host_key(host: &str, port: u16, timeout: Duration) -> io::Result<(Vec<u8>, String, String)> {
-    let sess = handshake(host, port, timeout, &hostkey_prefs(&[], true))?;
-    let (key, ktype) = host_key_of(&sess)?;
+pub fn probe_host_key(host: &str, port: u16, timeout: Duration) -> DropResult<(Vec<u8>, String, String)> {
+    let at = |e| DropError::from_io("", e);
+    let sess = handshake(host, port, timeout, &hostkey_prefs(&[], true)).map_err(at)?;
+    let (key, ktype) = host_key_of(&sess).map_err(at)?;
     let _ = sess.disconnect(None, "host key probe", None);
     let fp = known_hosts::fingerprint(&key);
     Ok((key, ktype, fp))
@@ -425,8 +428,8 @@ pub fn probe_host_key(host: &str, port: u16, timeout: Duration) -> io::Result<(V
 pub use known_hosts::record_host_key;
 
 /// The server refused our credentials, or our key could not be loaded: a person must act
-/// (retrying sends the same credentials again). Inside the `io::Error`, so callers can tell it
-/// from an outage with `downcast_ref`.
+/// (retrying sends the same credentials again). Inside the `io::Error` up to the
+/// [`super::Transport`] boundary, which makes it [`super::DropErrorKind::Authentication`].
 #[derive(Debug)]
 pub struct AuthRefused(pub String);
 
@@ -537,9 +540,14 @@ pub struct SftpDrop {
 }
 
 impl SftpDrop {
-    /// Connect now, so configuration, host-key and credential problems surface at once.
-    /// Later operations reconnect by themselves if the session has died.
-    pub fn connect(cfg: SftpConfig) -> io::Result<SftpDrop> {
+    /// Connect now, so configuration, host-key and credential problems surface at once, as a
+    /// [`DropError`] about the drop itself (path `""`). Later operations reconnect by themselves
+    /// if the session has died.
+    pub fn connect(cfg: SftpConfig) -> DropResult<SftpDrop> {
+        Self::connect_io(cfg).map_err(|e| DropError::from_io("", e))
+    }
+
+    fn connect_io(cfg: SftpConfig) -> io::Result<SftpDrop> {
         if !cfg.root.starts_with('/') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -557,8 +565,8 @@ impl SftpDrop {
     }
 
     /// Cipher and MAC negotiated for server-to-client traffic, e.g. for benchmark notes.
-    pub fn download_methods(&mut self) -> io::Result<String> {
-        let c = self.conn()?;
+    pub fn download_methods(&mut self) -> DropResult<String> {
+        let c = self.conn().map_err(|e| DropError::from_io("", e))?;
         let m = |t| c.sess.methods(t).unwrap_or("?").to_string();
         Ok(format!("{} / {}", m(ssh2::MethodType::CryptSc), m(ssh2::MethodType::MacSc)))
     }
@@ -911,7 +919,7 @@ impl Drop for SftpReader {
 /// Upload chunk: libssh2 pipelines writes up to the buffer size, so big buffers matter.
 const IO_BUF: usize = 256 * 1024;
 
-impl Transport for SftpDrop {
+impl super::IoTransport for SftpDrop {
     fn describe(&self) -> String {
         self.cfg.location()
     }

@@ -4,56 +4,202 @@
 
 use super::{halt, AccountReport, Parts, Worker};
 use crate::config::{Account, DropLocation, TokenSource};
-use crate::drop::{local::LocalDrop, Transport};
+use crate::drop::{local::LocalDrop, DropError, DropErrorKind, Transport};
 use crate::formats::Kind;
 use crate::ledger::{Ledger, LedgerError, LedgerLocation};
 use crate::stitch::{ApiError, ClientOptions, Deadline, HaltKind, StitchClient};
 
-/// Why a cycle stopped early.
-#[derive(Debug)]
-pub enum Stop {
-    /// 401/403: halt the account.
-    Halt { kind: HaltKind, status: u16, message: String },
-    /// Stitch or the drop is unavailable: the work stays for the next run.
-    Pending(String),
-    /// Needs an operator (ledger unusable, secrets missing).
-    Fatal(String),
-    /// A problem only a person can fix (`engine/attention.rs`): exit 5, alert once.
-    Attention(Attention),
+/// What a stop means for the account: what the report says, the exit code, the alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopClass {
+    /// An outage (Stitch or the drop unreachable, a timeout, the cycle's deadline): the work
+    /// stays for the next run (exit 4).
+    Transient,
+    /// Only a person can fix it (`engine/attention.rs`): exit 5, alert once. A permission
+    /// error counts only when it persists (`Reason::strikes`).
+    NeedsPerson(Reason),
+    /// Stitch refused the credentials (401/403): the account is halted until `resume` (exit 3).
+    Halt,
+    /// The ledger or the set-up is unusable; an operator must act (exit 2).
+    Fatal,
     /// The drop is served by another ledger (its marker names another id): nothing was done.
-    /// Needs an operator like `Fatal` (exit 2), until `stitch-bridge adopt ACCOUNT`.
-    LedgerMismatch(String),
+    /// Exit 2 like `Fatal`, until `stitch-bridge adopt ACCOUNT`.
+    LedgerMismatch,
 }
+
+/// What stopped a cycle: the error itself, kept whole.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("drop: {0}")]
+    Drop(#[from] DropError),
+    /// A temporary file on this machine (result and error files are built in one first).
+    #[error("{what}: {source}")]
+    Local { what: String, source: std::io::Error },
+    #[error(transparent)]
+    ForeignLedger(#[from] ForeignLedger),
+    /// The ledger lost the row of a file this cycle is working on.
+    #[error("ledger row {id} of {path} vanished")]
+    RowVanished { id: i64, path: String },
+}
+
+/// The drop's marker names another ledger than this one (see `ledger/marker.rs`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the drop {drop} is served by another ledger: its marker {marker} names {theirs}, but this ledger ({location}) is {ours}. \
+     Nothing was done: a replaced or recreated ledger would send orders the other one already sent. \
+     Point this account at the ledger that serves the drop, or, if this ledger is meant to take over, \
+     run `stitch-bridge adopt {account}`",
+    marker = crate::ledger::marker::MARKER_NAME,
+    theirs = .theirs.as_ref().map_or_else(|| "no ledger id this version can read".to_string(), |t| format!("ledger {t}"))
+)]
+pub struct ForeignLedger {
+    pub account: String,
+    /// `Transport::describe` of the drop.
+    pub drop: String,
+    /// The id the marker names, `None` if it is not one of ours.
+    pub theirs: Option<String>,
+    pub ours: String,
+    /// Where this ledger is.
+    pub location: String,
+}
+
+/// Why a cycle stopped early: its class (what to do about it) and its source error (boxed:
+/// every step's `Result` carries a `Stop`).
+#[derive(Debug)]
+pub struct Stop {
+    account: Option<String>,
+    class: StopClass,
+    source: Box<StopError>,
+}
+
+impl Stop {
+    pub fn new(source: impl Into<StopError>) -> Stop {
+        let source = source.into();
+        Stop { account: None, class: classify(&source), source: Box::new(source) }
+    }
+
+    /// A failure of a temporary file on this machine, `what` saying which.
+    pub fn local(what: impl Into<String>, source: std::io::Error) -> Stop {
+        Stop::new(StopError::Local { what: what.into(), source })
+    }
+
+    /// The same stop, told whose cycle it ended (its display then starts with the account).
+    pub fn in_account(mut self, account: &str) -> Stop {
+        if let StopError::Drop(e) = &mut *self.source {
+            e.account.get_or_insert_with(|| account.to_string());
+        }
+        self.account.get_or_insert_with(|| account.to_string());
+        self
+    }
+
+    pub fn class(&self) -> StopClass {
+        self.class
+    }
+
+    pub fn source(&self) -> &StopError {
+        &self.source
+    }
+
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    /// What the account's report says: the error, naming its path (the report names the account).
+    pub fn message(&self) -> String {
+        self.source.to_string()
+    }
+
+    /// Stitch's refusal, for a stop of class [`StopClass::Halt`].
+    pub fn halt(&self) -> Option<(HaltKind, u16, &str)> {
+        match &*self.source {
+            StopError::Api(ApiError::Halt { kind, status, message }) => Some((*kind, *status, message.as_str())),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.account {
+            Some(a) => write!(f, "account {a}: {}", self.source),
+            None => write!(f, "{}", self.source),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
 
 impl From<ApiError> for Stop {
     fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Halt { kind, status, message } => Stop::Halt { kind, status, message },
-            // A redirecting URL must be corrected by a person; retrying cannot help.
-            e @ ApiError::Redirect { .. } => Stop::Attention(Attention::new(Reason::StitchRedirect, e.to_string())),
-            e if e.is_configuration() => Stop::Fatal(e.to_string()),
-            other => Stop::Pending(other.to_string()),
-        }
+        Stop::new(e)
     }
 }
 
 impl From<LedgerError> for Stop {
     fn from(e: LedgerError) -> Self {
-        Stop::Fatal(e.to_string())
+        Stop::new(e)
     }
 }
 
-impl From<std::io::Error> for Stop {
-    fn from(e: std::io::Error) -> Self {
-        // A link below the drop root needs a person (see `drop::DropEscape`).
-        if let Some(esc) = crate::drop::as_escape(&e) {
-            return Stop::Attention(Attention::new(Reason::DropSymlink, format!("drop: {esc}")));
-        }
-        // A person's problem only when it persists (`Reason::strikes`).
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            return Stop::Attention(Attention::new(Reason::Permission, format!("drop: {e}")));
-        }
-        Stop::Pending(format!("drop: {e}"))
+impl From<DropError> for Stop {
+    fn from(e: DropError) -> Self {
+        Stop::new(e)
+    }
+}
+
+impl From<ForeignLedger> for Stop {
+    fn from(e: ForeignLedger) -> Self {
+        Stop::new(e)
+    }
+}
+
+/// The class of a stop: a pure function of its source error.
+pub fn classify(e: &StopError) -> StopClass {
+    match e {
+        StopError::Api(e) => api_class(e),
+        StopError::Drop(e) => drop_class(&e.kind),
+        StopError::Ledger(_) | StopError::RowVanished { .. } => StopClass::Fatal,
+        StopError::ForeignLedger(_) => StopClass::LedgerMismatch,
+        StopError::Local { .. } => StopClass::Transient,
+    }
+}
+
+/// What a drop failure means. Opening the drop and every later operation (an sFTP reconnect
+/// verifies the host key and sends the credentials again) go by the same table.
+pub fn drop_class(kind: &DropErrorKind) -> StopClass {
+    use DropErrorKind as K;
+    match kind {
+        K::HostKeyUnknown => StopClass::NeedsPerson(Reason::HostKeyUnknown),
+        K::HostKeyChanged => StopClass::NeedsPerson(Reason::HostKeyChanged),
+        K::HostKeyRevoked => StopClass::NeedsPerson(Reason::HostKeyRevoked),
+        K::Authentication => StopClass::NeedsPerson(Reason::SftpAuth),
+        K::RootMissing => StopClass::NeedsPerson(Reason::DropMissing),
+        K::Escape { .. } => StopClass::NeedsPerson(Reason::DropSymlink),
+        K::Permission => StopClass::NeedsPerson(Reason::Permission),
+        // A file gone or changed meanwhile, a name taken, an outage, a full disk: the next run
+        // looks again.
+        K::NotFound | K::AlreadyExists | K::Unavailable | K::Changed | K::Io => StopClass::Transient,
+    }
+}
+
+/// What a Stitch failure means.
+pub fn api_class(e: &ApiError) -> StopClass {
+    match e {
+        ApiError::Halt { .. } => StopClass::Halt,
+        // A redirecting URL must be corrected by a person; retrying cannot help.
+        ApiError::Redirect { .. } => StopClass::NeedsPerson(Reason::StitchRedirect),
+        ApiError::InvalidToken => StopClass::Fatal,
+        ApiError::Rejected { .. }
+        | ApiError::Transient(_)
+        | ApiError::Uncertain(_)
+        | ApiError::Protocol(_)
+        | ApiError::Unconfirmed(_)
+        | ApiError::TooLarge { .. }
+        | ApiError::Deadline { .. } => StopClass::Transient,
     }
 }
 
@@ -113,14 +259,15 @@ pub fn read_token(src: &TokenSource) -> Result<String, TokenError> {
 }
 
 /// Open the account's drop. sFTP connections verify the host key before anything else.
-pub fn open_drop(acct: &Account) -> Result<Box<dyn Transport>, crate::drop::OpenError> {
+pub fn open_drop(acct: &Account) -> Result<Box<dyn Transport>, DropError> {
     match &acct.drop {
         DropLocation::Local(p) => {
             if !p.is_dir() {
-                return Err(crate::drop::OpenError {
-                    kind: crate::drop::OpenErrorKind::NotFound,
-                    message: format!("drop folder {} does not exist or is not a folder", p.display()),
-                });
+                let why = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("drop folder {} does not exist or is not a folder", p.display()),
+                );
+                return Err(DropError::new("", DropErrorKind::RootMissing, why).in_account(&acct.name));
             }
             Ok(Box::new(LocalDrop::new(p).with_file_mode(acct.file_mode)))
         }
@@ -214,21 +361,12 @@ async fn claimed(
     let drop = match open_drop(acct) {
         Ok(d) => d,
         Err(e) => {
-            use crate::drop::OpenErrorKind as K;
-            let reason = match e.kind {
-                K::HostKeyUnknown => Some(Reason::HostKeyUnknown),
-                K::HostKeyChanged => Some(Reason::HostKeyChanged),
-                K::HostKeyRevoked => Some(Reason::HostKeyRevoked),
-                K::Authentication => Some(Reason::SftpAuth),
-                K::NotFound => Some(Reason::DropMissing),
-                K::Unavailable => None,
-            };
-            let outcome = match reason {
-                Some(reason) => {
+            let outcome = match drop_class(&e.kind) {
+                StopClass::NeedsPerson(reason) => {
                     let a = Attention::new(reason, format!("drop: {e}"));
                     settle_attention(acct, location, &ledger, None, &mut report, Some(a), false).await
                 }
-                None => {
+                _ => {
                     tracing::warn!(account = %acct.name, "drop unavailable: {e}");
                     report.pending.push(format!("drop unavailable: {e}"));
                     "pending"
@@ -240,7 +378,7 @@ async fn claimed(
         }
     };
     let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None };
-    let result = cx.run(parts).await;
+    let result = cx.run(parts).await.map_err(|s| s.in_account(&acct.name));
     cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);
     // A stop for a foreign ledger (or one that needs attention) is recorded with its reason,
@@ -261,8 +399,11 @@ async fn claimed(
     let recorded = cx.ledger.attention(&acct.name).ok().flatten();
     let cleared = result.is_ok() || recorded.as_ref().is_some_and(|r| opened_past(r.reason));
     let (result, met) = match result {
-        Err(Stop::Attention(a)) => (Ok(()), Some(a)),
-        other => (other, None),
+        Err(stop) => match stop.class() {
+            StopClass::NeedsPerson(reason) => (Ok(()), Some(Attention::new(reason, stop.message()))),
+            _ => (Err(stop), None),
+        },
+        Ok(()) => (Ok(()), None),
     };
     let stopped_by_attention = met.is_some();
     if met.is_some() || recorded.is_some() {
@@ -278,41 +419,51 @@ async fn claimed(
             if cx.report.attention.is_some() { "attention" } else { "pending" }.to_string()
         }
         Ok(()) => "ok".to_string(),
-        Err(Stop::LedgerMismatch(why)) => {
-            tracing::error!(account = %acct.name, "{why}");
-            cx.report.fatal.push(why.clone());
-            stopped_why = Some(why);
-            LEDGER_MISMATCH.to_string()
-        }
-        Err(Stop::Halt { kind, status, message }) => {
-            let text = halt::alert_text(&acct.name, kind, status, &message);
-            tracing::error!(account = %acct.name, status, "account halted: {message}");
-            if let Err(e) = cx.ledger.halt(&acct.name, halt::halt_code(kind), &text) {
-                cx.report.fatal.push(e.to_string());
+        Err(stop) => match stop.class() {
+            StopClass::LedgerMismatch => {
+                let why = stop.message();
+                tracing::error!(account = %acct.name, "{why}");
+                cx.report.fatal.push(why.clone());
+                stopped_why = Some(why);
+                LEDGER_MISMATCH.to_string()
             }
-            if let Err(e) = halt::write_alert(cx.drop.as_mut(), &acct.name, &text) {
-                tracing::error!(account = %acct.name, "could not write the alert file: {e}");
+            StopClass::Halt => {
+                let Some((kind, status, message)) = stop.halt() else {
+                    unreachable!("`classify` gives Halt to Stitch's refusals only")
+                };
+                let text = halt::alert_text(&acct.name, kind, status, message);
+                tracing::error!(account = %acct.name, status, "account halted: {message}");
+                if let Err(e) = cx.ledger.halt(&acct.name, halt::halt_code(kind), &text) {
+                    cx.report.fatal.push(e.to_string());
+                }
+                if let Err(e) = halt::write_alert(cx.drop.as_mut(), &acct.name, &text) {
+                    tracing::error!(account = %acct.name, "could not write the alert file: {e}");
+                }
+                cx.report.halted = Some(format!(
+                    "Stitch answered {status}: {message}. See {} in the drop.",
+                    halt::alert_name(&acct.name)
+                ));
+                super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
+                "halted".to_string()
             }
-            cx.report.halted =
-                Some(format!("Stitch answered {status}: {message}. See {} in the drop.", halt::alert_name(&acct.name)));
-            super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
-            "halted".to_string()
-        }
-        Err(Stop::Pending(why)) => {
-            tracing::warn!(account = %acct.name, "work left for the next run: {why}");
-            cx.report.pending.push(why);
-            "pending".to_string()
-        }
-        Err(Stop::Fatal(why)) => {
-            tracing::error!(account = %acct.name, "{why}");
-            cx.report.fatal.push(why);
-            "fatal".to_string()
-        }
-        // Taken out above; kept for the compiler.
-        Err(Stop::Attention(a)) => {
-            cx.report.attention = Some(a);
-            "attention".to_string()
-        }
+            StopClass::Transient => {
+                let why = stop.message();
+                tracing::warn!(account = %acct.name, "work left for the next run: {why}");
+                cx.report.pending.push(why);
+                "pending".to_string()
+            }
+            StopClass::Fatal => {
+                let why = stop.message();
+                tracing::error!(account = %acct.name, "{why}");
+                cx.report.fatal.push(why);
+                "fatal".to_string()
+            }
+            // Taken out above; kept for the compiler.
+            StopClass::NeedsPerson(reason) => {
+                cx.report.attention = Some(Attention::new(reason, stop.message()));
+                "attention".to_string()
+            }
+        },
     };
     for f in cx.report.files.iter().filter(|f| f.state == "rejected") {
         let text = format!("file {} was rejected: {}", f.path, f.message);
@@ -335,7 +486,7 @@ async fn claimed(
     (cx.report, cx.ledger)
 }
 
-/// The outcome recorded for a cycle stopped by [`Stop::LedgerMismatch`].
+/// The outcome recorded for a cycle stopped by [`StopClass::LedgerMismatch`].
 pub const LEDGER_MISMATCH: &str = "ledger_mismatch";
 
 /// Record what this cycle means for the account's "needs attention" state, announce entering
@@ -464,17 +615,14 @@ impl AccountCtx<'_> {
                 );
                 Ok(())
             }
-            Marker::Foreign(theirs) => Err(Stop::LedgerMismatch(format!(
-                "the drop {} is served by another ledger: its marker {} names {}, but this ledger ({}) is {ours}. \
-                 Nothing was done: a replaced or recreated ledger would send orders the other one already sent. \
-                 Point this account at the ledger that serves the drop, or, if this ledger is meant to take over, \
-                 run `stitch-bridge adopt {}`",
-                self.drop.describe(),
-                marker::MARKER_NAME,
-                theirs.map_or_else(|| "no ledger id this version can read".to_string(), |t| format!("ledger {t}")),
-                self.ledger.location(),
-                self.acct.name
-            ))),
+            Marker::Foreign(theirs) => Err(ForeignLedger {
+                account: self.acct.name.clone(),
+                drop: self.drop.describe(),
+                theirs,
+                ours,
+                location: self.ledger.location().to_string(),
+            }
+            .into()),
         }
     }
 
@@ -522,5 +670,97 @@ impl AccountCtx<'_> {
             self.open_cache = Some(self.client.list_open_fulfillments().await?);
         }
         Ok(self.open_cache.as_deref().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stitch::HaltKind;
+    use std::io;
+
+    fn drop_err(kind: DropErrorKind) -> DropError {
+        DropError::new("inbound/orders/o.csv", kind, io::Error::other("boom"))
+    }
+
+    /// Every kind of drop failure and what it means for the account: the table behind "a
+    /// changed host key is told apart from an outage".
+    #[test]
+    fn drop_failures_classify() {
+        use DropErrorKind as K;
+        use StopClass::*;
+        let table = [
+            (K::HostKeyUnknown, NeedsPerson(Reason::HostKeyUnknown)),
+            (K::HostKeyChanged, NeedsPerson(Reason::HostKeyChanged)),
+            (K::HostKeyRevoked, NeedsPerson(Reason::HostKeyRevoked)),
+            (K::Authentication, NeedsPerson(Reason::SftpAuth)),
+            (K::RootMissing, NeedsPerson(Reason::DropMissing)),
+            (K::Escape { link: "results".into() }, NeedsPerson(Reason::DropSymlink)),
+            (K::Permission, NeedsPerson(Reason::Permission)),
+            (K::NotFound, Transient),
+            (K::AlreadyExists, Transient),
+            (K::Unavailable, Transient),
+            (K::Changed, Transient),
+            (K::Io, Transient),
+        ];
+        for (kind, want) in table {
+            assert_eq!(drop_class(&kind), want, "{kind:?}");
+            assert_eq!(Stop::from(drop_err(kind.clone())).class(), want, "{kind:?} through Stop");
+        }
+    }
+
+    #[test]
+    fn stitch_failures_classify() {
+        use StopClass::*;
+        let s = || "x".to_string();
+        let table = [
+            (ApiError::Halt { kind: HaltKind::Unauthorized, status: 401, message: s() }, Halt),
+            (ApiError::Halt { kind: HaltKind::Forbidden, status: 403, message: s() }, Halt),
+            (ApiError::Redirect { status: 301, location: s() }, NeedsPerson(Reason::StitchRedirect)),
+            (ApiError::InvalidToken, Fatal),
+            (ApiError::Rejected { status: 422, code: s(), message: s() }, Transient),
+            (ApiError::Transient(s()), Transient),
+            (ApiError::Uncertain(s()), Transient),
+            (ApiError::Protocol(s()), Transient),
+            (ApiError::Unconfirmed(s()), Transient),
+            (ApiError::TooLarge { what: s(), limit: 1 }, Transient),
+            (ApiError::Deadline { seconds: 1 }, Transient),
+        ];
+        for (e, want) in table {
+            let shown = e.to_string();
+            assert_eq!(api_class(&e), want, "{shown}");
+            assert_eq!(Stop::from(e).class(), want, "{shown} through Stop");
+        }
+    }
+
+    #[test]
+    fn other_sources_classify_and_every_stop_names_its_account_and_path() {
+        let ledger = LedgerError::Locked { at: "l.sqlite".into() };
+        assert_eq!(Stop::from(ledger).class(), StopClass::Fatal);
+        let gone = Stop::new(StopError::RowVanished { id: 7, path: "inbound/orders/o.csv".into() });
+        assert_eq!(gone.class(), StopClass::Fatal);
+        let foreign = ForeignLedger {
+            account: "wh".into(),
+            drop: "local folder d".into(),
+            theirs: None,
+            ours: "b".into(),
+            location: "l.sqlite".into(),
+        };
+        let foreign = Stop::from(foreign);
+        assert_eq!(foreign.class(), StopClass::LedgerMismatch);
+        assert!(foreign.message().contains("no ledger id this version can read"), "{}", foreign.message());
+        assert!(foreign.message().contains("`stitch-bridge adopt wh`"), "{}", foreign.message());
+        let tmp = Stop::local("the temporary result file of inbound/orders/o.csv", io::Error::other("disk full"));
+        assert_eq!(tmp.class(), StopClass::Transient);
+
+        let stop = Stop::from(drop_err(DropErrorKind::Unavailable));
+        assert_eq!((stop.account(), stop.message().as_str()), (None, "drop: inbound/orders/o.csv: boom"));
+        let stop = stop.in_account("wh");
+        assert_eq!(stop.to_string(), "account wh: drop: inbound/orders/o.csv: boom");
+        assert_eq!(stop.message(), "drop: inbound/orders/o.csv: boom", "the report names the account itself");
+        assert!(matches!(stop.source(), StopError::Drop(e) if e.account.as_deref() == Some("wh")));
+        let halt = Stop::from(ApiError::Halt { kind: HaltKind::Forbidden, status: 403, message: "no".into() });
+        assert_eq!(halt.halt(), Some((HaltKind::Forbidden, 403, "no")));
+        assert_eq!(tmp.halt(), None);
     }
 }

@@ -15,7 +15,6 @@ use crate::reconcile::download as render;
 use crate::stitch::wire::FulfillmentState;
 use futures::stream::{self, StreamExt};
 use std::collections::HashSet;
-use std::io;
 
 /// The status text a fulfillment gets once its order file is on the drop.
 pub const SENT_STATUS: &str = FulfillmentStatus::SentToWarehouse.label();
@@ -31,7 +30,7 @@ impl AccountCtx<'_> {
     fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
         match self.drop.write_atomic(path, &mut &bytes[..]) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -2,7 +2,7 @@
 //! Stitch, so the bridge never does it by itself: it stops the account, leaves every file where
 //! it is, records the halt, and tells the operator exactly what to do.
 
-use crate::drop::Transport;
+use crate::drop::{DropResult, Transport};
 use crate::stitch::HaltKind;
 
 pub fn alert_name(account: &str) -> String {
@@ -43,7 +43,7 @@ pub fn alert_text(account: &str, kind: HaltKind, status: u16, message: &str) -> 
 
 /// Best effort: the halt is already in the ledger; an unwritable drop must not hide it, so the
 /// caller also logs it.
-pub fn write_alert(drop: &mut dyn Transport, account: &str, text: &str) -> std::io::Result<()> {
+pub fn write_alert(drop: &mut dyn Transport, account: &str, text: &str) -> DropResult<()> {
     let name = alert_name(account);
     if drop.stat(&name)?.is_some() {
         drop.remove(&name)?;

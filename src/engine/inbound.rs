@@ -13,10 +13,12 @@
 //! 5. `Moved`: finished. A file is therefore always in exactly one of `inbound/` (work left),
 //!    `archive/` or `rejected/`, with its result file once it has left `inbound/`.
 
-use super::account::{AccountCtx, Step, Stop};
+use super::account::{AccountCtx, Step, Stop, StopError};
 use super::settle;
 use super::FileSummary;
-use crate::drop::{as_changed, check_name, is_ignored_name, truncate_bytes, Entry, EntryKind, MAX_NAME_BYTES};
+use crate::drop::{
+    check_name, is_ignored_name, truncate_bytes, DropError, DropErrorKind, DropResult, Entry, EntryKind, MAX_NAME_BYTES,
+};
 use crate::formats::{self, Kind, Record, Unit};
 use crate::ledger::{FileRow, FileState, FileStep, StoredRecord};
 use crate::reconcile::{Decision, Outcome};
@@ -38,6 +40,41 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// Keeps the first read error of a drop stream. The parser turns a read error into a file
+/// rejection (`read_error`), which for a connection lost mid-read would be a verdict on the
+/// file; with the error kept, the pass ends as the drop failure it is (an outage: pending).
+struct KeepError<R> {
+    inner: R,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> KeepError<R> {
+    fn new(inner: R) -> Self {
+        KeepError { inner, error: None }
+    }
+
+    /// The drop failure this pass met, if any.
+    fn failed(&mut self, path: &str) -> DropResult<()> {
+        match self.error.take() {
+            Some(e) => Err(DropError::from_io(path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R: Read> Read for KeepError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                let told = io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(e);
+                Err(told)
+            }
+            other => other,
+        }
     }
 }
 
@@ -156,7 +193,7 @@ impl AccountCtx<'_> {
         // before anything is applied, not after.
         let today = format!("{}/{}", self.acct.folders.archive, chrono::Utc::now().format("%Y-%m-%d"));
         if self.drop.stat(&today)?.is_some_and(|st| st.kind == EntryKind::Symlink) {
-            return Err(crate::drop::escape_error(&today).into());
+            return Err(DropError::from_io(&today, crate::drop::escape_error(&today)).into());
         }
         let mut entries = self.drop.list(&dir)?;
         entries.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
@@ -263,7 +300,7 @@ impl AccountCtx<'_> {
         let existing: HashSet<String> = self.drop.list(&rejected_dir)?.into_iter().map(|x| x.name).collect();
         let target = format!("{rejected_dir}/{}", unique_name_in(&existing, &safe));
         let moved = match self.drop.rename_entry(dir, &e.raw_name, &target) {
-            Err(err) if crate::drop::as_escape(&err).is_some() => return Err(err.into()),
+            Err(err) if matches!(err.kind, DropErrorKind::Escape { .. }) => return Err(err.into()),
             other => other,
         };
         if let Err(err) = &moved {
@@ -272,15 +309,17 @@ impl AccountCtx<'_> {
         let results_dir = self.acct.folders.results.clone();
         let existing: HashSet<String> = self.drop.list(&results_dir)?.into_iter().map(|x| x.name).collect();
         let rname = unique_name_in(&existing, &format!("{safe}.result.csv"));
-        let mut w = ResultWriter::new(Vec::new())?;
-        w.write(&ResultRow {
-            line: 0,
-            key: String::new(),
-            outcome: Outcome::Rejected,
-            remote_id: String::new(),
-            message,
-        })?;
-        let bytes = w.finish()?;
+        let result = ResultWriter::new(Vec::new()).and_then(|mut w| {
+            w.write(&ResultRow {
+                line: 0,
+                key: String::new(),
+                outcome: Outcome::Rejected,
+                remote_id: String::new(),
+                message,
+            })?;
+            w.finish()
+        });
+        let bytes = result.map_err(|err| Stop::local(format!("the result of the refused entry {dir}/{safe}"), err))?;
         if moved.is_ok() {
             self.drop.write_atomic(&format!("{results_dir}/{rname}"), &mut bytes.as_slice())?;
         }
@@ -307,7 +346,7 @@ impl AccountCtx<'_> {
         let mut file_rejection = None;
         // The reader borrows the drop: its scope ends before the drop is asked again.
         let (hasher, bytes) = {
-            let mut h = Hashing { inner: reader, hasher: Sha256::new(), bytes: 0 };
+            let mut h = Hashing { inner: KeepError::new(reader), hasher: Sha256::new(), bytes: 0 };
             if size > opts.max_file_bytes {
                 file_rejection = Some(formats::FileRejection {
                     code: formats::ErrorCode::FileTooLarge,
@@ -315,7 +354,7 @@ impl AccountCtx<'_> {
                     column: None,
                     message: format!("file is {size} bytes; the limit is {} bytes", opts.max_file_bytes),
                 });
-                io::copy(&mut h, &mut io::sink())?;
+                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             } else {
                 match formats::parse(kind, &mut h, &opts) {
                     Err(r) => file_rejection = Some(r),
@@ -335,8 +374,9 @@ impl AccountCtx<'_> {
                         }
                     }
                 }
+                h.inner.failed(path)?;
                 // Hash the whole content even if parsing stopped early.
-                io::copy(&mut h, &mut io::sink())?;
+                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             }
             if file_rejection.is_some() {
                 accepted.clear();
@@ -436,7 +476,11 @@ impl AccountCtx<'_> {
                 })
                 .collect();
             self.ledger.store_outcomes(row.id, &stored, dup, reject_file, message.as_deref())?;
-            row = self.ledger.file(row.id)?.ok_or_else(|| Stop::Fatal("ledger row vanished".into()))?;
+            let id = row.id;
+            row = self
+                .ledger
+                .file(id)?
+                .ok_or_else(|| Stop::new(StopError::RowVanished { id, path: path.to_string() }))?;
         }
         self.finish_outputs(kind, path, row, e)
     }
@@ -468,8 +512,8 @@ impl AccountCtx<'_> {
                     p
                 }
             };
-            let mut tmp = tempfile::tempfile()?;
-            {
+            let built = (|| -> io::Result<std::fs::File> {
+                let mut tmp = tempfile::tempfile()?;
                 let mut w = ResultWriter::new(io::BufWriter::new(&mut tmp))?;
                 for o in &outcomes {
                     w.write(&ResultRow {
@@ -481,13 +525,15 @@ impl AccountCtx<'_> {
                     })?;
                 }
                 w.finish()?.flush()?;
-            }
-            tmp.rewind()?;
+                tmp.rewind()?;
+                Ok(tmp)
+            })();
+            let mut tmp = built.map_err(|e| Stop::local(format!("the temporary result file of {path}"), e))?;
             match self.drop.write_atomic(&target, &mut tmp) {
                 Ok(()) => {}
                 // The name was recorded before writing: an existing file is our own, written
                 // atomically before a crash.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind == DropErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e.into()),
             }
             self.ledger.set_step(row.id, FileStep::ResultWritten, Some(&target), None)?;
@@ -513,7 +559,7 @@ impl AccountCtx<'_> {
                 };
                 match self.drop.write_atomic(&target, &mut tmp) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) if e.kind == DropErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e.into()),
                 }
                 self.ledger.set_step(row.id, FileStep::ErrorsWritten, None, Some(&target))?;
@@ -540,7 +586,7 @@ impl AccountCtx<'_> {
         };
         match self.drop.rename_no_replace(path, &target) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.drop.stat(&target)?.is_some() => {}
+            Err(e) if e.kind == DropErrorKind::NotFound && self.drop.stat(&target)?.is_some() => {}
             Err(e) => return Err(e.into()),
         }
         self.ledger.finish_file(row.id, state, &target)?;
@@ -581,15 +627,18 @@ impl AccountCtx<'_> {
         rejected_by_line: &HashMap<u64, &StoredRecord>,
     ) -> Step<Option<usize>> {
         let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
-        let Ok(units) = formats::parse(kind, reader, opts) else { return Ok(Some(0)) };
+        let mut reader = KeepError::new(reader);
         let mut widest = 0;
-        for u in units {
-            let Ok(u) = u else { break };
-            let first = u.rows.first().map(|r| r.line).unwrap_or(0);
-            if u.result.is_err() || rejected_by_line.contains_key(&first) {
-                widest = u.rows.iter().map(|r| r.fields.len()).fold(widest, usize::max);
+        if let Ok(units) = formats::parse(kind, &mut reader, opts) {
+            for u in units {
+                let Ok(u) = u else { break };
+                let first = u.rows.first().map(|r| r.line).unwrap_or(0);
+                if u.result.is_err() || rejected_by_line.contains_key(&first) {
+                    widest = u.rows.iter().map(|r| r.fields.len()).fold(widest, usize::max);
+                }
             }
         }
+        reader.failed(path)?;
         Ok(Some(widest))
     }
 
@@ -607,71 +656,80 @@ impl AccountCtx<'_> {
             tracing::warn!(account = %self.acct.name, file = %path, "error file not written: the file changed since it was listed");
             return Ok(None);
         };
-        let mut tmp = tempfile::tempfile()?;
-        {
-            let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
-                return Ok(None);
-            };
-            let mut buf = io::BufWriter::new(&mut tmp);
-            match formats::parse(kind, reader, &opts) {
-                Err(r) => {
-                    let mut w = ErrorWriter::with_delimiter(&mut buf, &[], opts.delimiter)?;
-                    w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
-                    w.finish()?;
-                }
-                Ok(units) => {
-                    let header = units.header().to_vec();
-                    let mut w = ErrorWriter::with_delimiter(
-                        &mut buf,
-                        &formats::error_file_header(&header, widest),
-                        opts.delimiter,
-                    )?;
-                    for u in units {
-                        let u = match u {
-                            Ok(u) => u,
-                            Err(r) => {
-                                w.write_file_error(
-                                    r.line,
-                                    r.column.as_deref().unwrap_or(""),
-                                    r.code.as_str(),
-                                    &r.message,
-                                )?;
-                                break;
-                            }
-                        };
-                        match &u.result {
-                            Err(errs) => {
-                                for e in errs {
-                                    let row = u.rows.iter().find(|r| r.line == e.line).or(u.rows.first());
-                                    if let Some(row) = row {
-                                        w.write(row, e.line, &e.column, e.code.as_str(), &e.message)?;
-                                    }
+        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+            return Ok(None);
+        };
+        let mut reader = KeepError::new(reader);
+        let built = write_error_file(kind, &mut reader, &opts, widest, &rejected_by_line);
+        reader.failed(path)?;
+        built.map(Some).map_err(|e| Stop::local(format!("the temporary error file of {path}"), e))
+    }
+}
+
+/// The error file of `reader`'s rows (see `render_errors`), in an anonymous temporary file.
+fn write_error_file(
+    kind: Kind,
+    reader: impl Read,
+    opts: &formats::ParseOptions,
+    widest: usize,
+    rejected_by_line: &HashMap<u64, &StoredRecord>,
+) -> io::Result<std::fs::File> {
+    let mut tmp = tempfile::tempfile()?;
+    {
+        let mut buf = io::BufWriter::new(&mut tmp);
+        match formats::parse(kind, reader, opts) {
+            Err(r) => {
+                let mut w = ErrorWriter::with_delimiter(&mut buf, &[], opts.delimiter)?;
+                w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
+                w.finish()?;
+            }
+            Ok(units) => {
+                let header = units.header().to_vec();
+                let mut w = ErrorWriter::with_delimiter(
+                    &mut buf,
+                    &formats::error_file_header(&header, widest),
+                    opts.delimiter,
+                )?;
+                for u in units {
+                    let u = match u {
+                        Ok(u) => u,
+                        Err(r) => {
+                            w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
+                            break;
+                        }
+                    };
+                    match &u.result {
+                        Err(errs) => {
+                            for e in errs {
+                                let row = u.rows.iter().find(|r| r.line == e.line).or(u.rows.first());
+                                if let Some(row) = row {
+                                    w.write(row, e.line, &e.column, e.code.as_str(), &e.message)?;
                                 }
                             }
-                            Ok(_) => {
-                                let line = u.rows.first().map(|r| r.line).unwrap_or(0);
-                                if let Some(o) = rejected_by_line.get(&line) {
-                                    let code = if o.code.is_empty() { "rejected" } else { o.code.as_str() };
-                                    for row in &u.rows {
-                                        w.write(row, row.line, "", code, &o.message)?;
-                                    }
+                        }
+                        Ok(_) => {
+                            let line = u.rows.first().map(|r| r.line).unwrap_or(0);
+                            if let Some(o) = rejected_by_line.get(&line) {
+                                let code = if o.code.is_empty() { "rejected" } else { o.code.as_str() };
+                                for row in &u.rows {
+                                    w.write(row, row.line, "", code, &o.message)?;
                                 }
                             }
                         }
                     }
-                    // Rejections with no row of their own (e.g. a whole snapshot refused, or a
-                    // file-level limit) still belong in the report.
-                    if let Some(o) = rejected_by_line.get(&0) {
-                        w.write_file_error(None, "", if o.code.is_empty() { "rejected" } else { &o.code }, &o.message)?;
-                    }
-                    w.finish()?;
                 }
+                // Rejections with no row of their own (e.g. a whole snapshot refused, or a
+                // file-level limit) still belong in the report.
+                if let Some(o) = rejected_by_line.get(&0) {
+                    w.write_file_error(None, "", if o.code.is_empty() { "rejected" } else { &o.code }, &o.message)?;
+                }
+                w.finish()?;
             }
-            buf.flush()?;
         }
-        tmp.rewind()?;
-        Ok(Some(tmp))
+        buf.flush()?;
     }
+    tmp.rewind()?;
+    Ok(tmp)
 }
 
 /// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
@@ -682,10 +740,10 @@ fn open_unchanged<'a>(
     account: &str,
     path: &str,
     listed: &Entry,
-) -> io::Result<Option<Box<dyn Read + 'a>>> {
+) -> DropResult<Option<Box<dyn Read + 'a>>> {
     match drop.open_listed(path, listed) {
         Ok(r) => Ok(Some(r)),
-        Err(e) if as_changed(&e).is_some() => {
+        Err(e) if e.kind == DropErrorKind::Changed => {
             tracing::warn!(account = %account, file = %path, "not read: {e}");
             Ok(None)
         }

@@ -5,8 +5,9 @@
 //!   a file seen unsettled could settle. Downloads (orders, cancels) run on their own
 //!   `download_interval`: an idle drop costs no Stitch calls beyond those.
 //! - One watcher per drop: a lease `drop:<account>` in the ledger, renewed every ttl/3 (also
-//!   while a cycle runs). A second watcher waits and takes over once the lease lapses, e.g.
-//!   after the first was killed with SIGKILL.
+//!   while a cycle runs, together with the cycle's claim on the account, which `run` workers
+//!   respect). A second watcher waits and takes over once the lease lapses, e.g. after the
+//!   first was killed with SIGKILL.
 //! - Shutdown ([`Watcher::stop`]) lets the cycle in progress finish the file in hand, then
 //!   releases the lease. Every step of a cycle is crash-safe, so stopping between files leaves
 //!   nothing half done.
@@ -278,7 +279,8 @@ impl AccountLoop {
         }
     }
 
-    /// Run one cycle while a helper thread keeps the lease fresh (a cycle can outlast the ttl).
+    /// Run one cycle while a helper thread keeps the lease and the account's claim fresh (a
+    /// cycle can outlast the ttl).
     fn cycle_renewing(&self, rt: &tokio::runtime::Runtime, ledger: Ledger, parts: Parts) -> (AccountReport, Ledger) {
         let name = &self.acct.name;
         if let Ok(Some(h)) = ledger.halted(name) {
@@ -290,10 +292,17 @@ impl AccountLoop {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let every = self.renew_every();
         let (lease, holder, ttl) = (self.lease.clone(), self.holder.clone(), self.ttl);
+        let (account, worker) = (name.clone(), self.worker.clone());
         let renewer = std::thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(every) {
                 if let Err(e) = ledger.acquire_lease(&lease, &holder, ttl) {
                     tracing::warn!("cannot renew the lease {lease}: {e}");
+                }
+                // The cycle's claim on the account too, or a `run` worker takes the account once
+                // the claim's ttl has passed. False only before the claim or after its release
+                // (or when another worker holds it and this cycle is skipping the account).
+                if let Err(e) = ledger.renew_account(&account, &worker.id, worker.lease_ttl) {
+                    tracing::warn!(account = %account, "cannot renew the claim on the account: {e}");
                 }
             }
             ledger

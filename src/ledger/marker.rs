@@ -7,7 +7,7 @@
 //! touches anything. A mismatch stops the account until `stitch-bridge adopt ACCOUNT` says the
 //! new ledger is meant. The name starts with a dot, so no poller ever takes it as input.
 
-use crate::drop::Transport;
+use crate::drop::{DropError, DropErrorKind, DropResult, Transport};
 use std::io::{self, Read};
 
 /// At the drop root, beside `inbound/` (never inside a folder the warehouse uploads to).
@@ -46,12 +46,15 @@ pub fn parse(text: &str) -> Option<String> {
 }
 
 /// Read the marker: `Ok(None)` when there is none, `Ok(Some(None))` when it is not one of ours.
-pub fn read(drop: &mut dyn Transport) -> io::Result<Option<Option<String>>> {
+pub fn read(drop: &mut dyn Transport) -> DropResult<Option<Option<String>>> {
     if drop.stat(MARKER_NAME)?.is_none() {
         return Ok(None);
     }
     let mut bytes = Vec::new();
-    drop.open_read(MARKER_NAME)?.take(MAX_MARKER_BYTES + 1).read_to_end(&mut bytes)?;
+    drop.open_read(MARKER_NAME)?
+        .take(MAX_MARKER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DropError::from_io(MARKER_NAME, e))?;
     if bytes.len() as u64 > MAX_MARKER_BYTES {
         return Ok(Some(None));
     }
@@ -60,16 +63,23 @@ pub fn read(drop: &mut dyn Transport) -> io::Result<Option<Option<String>>> {
 
 /// Compare the drop's marker with `ledger_id`, writing it when the drop has none. Writes are
 /// no-replace: of two ledgers racing on an unmarked drop, the second finds the first's marker.
-pub fn check(drop: &mut dyn Transport, ledger_id: &str) -> io::Result<Marker> {
+pub fn check(drop: &mut dyn Transport, ledger_id: &str) -> DropResult<Marker> {
     match read(drop)? {
         Some(Some(id)) if id == ledger_id => Ok(Marker::Ours),
         Some(other) => Ok(Marker::Foreign(other)),
         None => match drop.write_atomic(MARKER_NAME, &mut render(ledger_id).as_bytes()) {
             Ok(()) => Ok(Marker::Written),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match read(drop)? {
+            Err(e) if e.kind == DropErrorKind::AlreadyExists => match read(drop)? {
                 Some(Some(id)) if id == ledger_id => Ok(Marker::Ours),
                 Some(other) => Ok(Marker::Foreign(other)),
-                None => Err(io::Error::other("the drop marker appeared and vanished while it was being written")),
+                None => Err(DropError::new(
+                    MARKER_NAME,
+                    DropErrorKind::NotFound,
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "the drop marker appeared and vanished while it was being written",
+                    ),
+                )),
             },
             Err(e) => Err(e),
         },
@@ -78,7 +88,7 @@ pub fn check(drop: &mut dyn Transport, ledger_id: &str) -> io::Result<Marker> {
 
 /// Make the drop name `ledger_id` (the operator's `adopt`); returns the id it named before.
 /// Remove, then write: a crash in between leaves no marker, which the next cycle writes as ours.
-pub fn adopt(drop: &mut dyn Transport, ledger_id: &str) -> io::Result<Option<Option<String>>> {
+pub fn adopt(drop: &mut dyn Transport, ledger_id: &str) -> DropResult<Option<Option<String>>> {
     let before = read(drop)?;
     if before.is_some() {
         drop.remove(MARKER_NAME)?;

@@ -92,7 +92,7 @@ async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<FaultConfig> {
 
 async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<Json<FaultConfig>, ApiError> {
     let cfg: FaultConfig = parse_json(&body)?;
-    cfg.validate().map_err(|e| SimError::unprocessable(codes::INVALID, e))?;
+    cfg.validate().map_err(|e| SimError::unprocessable(codes::INVALID, e.to_string()))?;
     *lock(&shared.faults) = FaultEngine::new(cfg.clone());
     Ok(Json(cfg))
 }

@@ -139,21 +139,32 @@ impl Default for FaultConfig {
     }
 }
 
+/// Why a fault configuration is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultConfigError {
+    #[error("rate for {fault} must be within 0..=1, got {rate}")]
+    RateOutOfRange { fault: &'static str, rate: f64 },
+    #[error("fault rates sum to {0}, more than 1")]
+    RatesAboveOne(f64),
+    #[error("a queued latency fault needs \"ms\"")]
+    LatencyWithoutMs,
+}
+
 impl FaultConfig {
     /// Rejects rates outside [0, 1] or summing above 1, which would make the draw meaningless.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FaultConfigError> {
         let mut sum = 0.0;
         for (kind, r) in self.rates.table() {
             if !(0.0..=1.0).contains(&r) {
-                return Err(format!("rate for {} must be within 0..=1, got {r}", kind.name()));
+                return Err(FaultConfigError::RateOutOfRange { fault: kind.name(), rate: r });
             }
             sum += r;
         }
         if sum > 1.0 + 1e-9 {
-            return Err(format!("fault rates sum to {sum}, more than 1"));
+            return Err(FaultConfigError::RatesAboveOne(sum));
         }
         if self.queue.iter().any(|q| q.fault == FaultKind::Latency && q.ms.is_none()) {
-            return Err("a queued latency fault needs \"ms\"".into());
+            return Err(FaultConfigError::LatencyWithoutMs);
         }
         Ok(())
     }
@@ -254,6 +265,8 @@ mod tests {
             rates: FaultRates { drop: 0.7, lost_answer: 0.7, ..Default::default() },
             ..Default::default()
         };
-        assert!(bad.validate().is_err());
+        assert!(matches!(bad.validate(), Err(FaultConfigError::RatesAboveOne(_))));
+        let bad = FaultConfig { rates: FaultRates { drop: 1.5, ..Default::default() }, ..Default::default() };
+        assert!(matches!(bad.validate(), Err(FaultConfigError::RateOutOfRange { rate, .. }) if rate == 1.5));
     }
 }

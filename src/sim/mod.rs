@@ -264,7 +264,7 @@ impl SimHandle {
 
     /// Replaces the fault configuration (same as `POST /_admin/faults`).
     pub fn set_faults(&self, config: FaultConfig) -> anyhow::Result<()> {
-        config.validate().map_err(|e| anyhow::anyhow!(e))?;
+        config.validate()?;
         *lock(&self.shared.faults) = FaultEngine::new(config);
         Ok(())
     }

@@ -693,14 +693,20 @@ fn retry_wait(header: Option<&str>, cap: Duration) -> Option<Duration> {
     header.and_then(|s| s.trim().parse::<u64>().ok()).map(|s| Duration::from_secs(s).min(cap))
 }
 
+/// A list whose page count is not believable.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Stitch reports {total} items, {pages} pages of {page_size}; more than the {MAX_LIST_PAGES} pages this bridge reads, so the list is refused")]
+struct TooManyPages {
+    total: u64,
+    pages: u64,
+    page_size: u32,
+}
+
 /// Pages of a list, or why the count is not believable.
-fn page_count(meta: &wire::PageMeta) -> Result<u64, String> {
+fn page_count(meta: &wire::PageMeta) -> Result<u64, TooManyPages> {
     let pages = meta.total.div_ceil(u64::from(meta.page_size.max(1)));
     if pages > MAX_LIST_PAGES {
-        return Err(format!(
-            "Stitch reports {} items, {} pages of {}; more than the {MAX_LIST_PAGES} pages this bridge reads, so the list is refused",
-            meta.total, pages, meta.page_size
-        ));
+        return Err(TooManyPages { total: meta.total, pages, page_size: meta.page_size });
     }
     Ok(pages)
 }
@@ -905,7 +911,8 @@ mod tests {
         assert_eq!(page_count(&m(1001, 500)), Ok(3));
         assert_eq!(page_count(&m(MAX_LIST_PAGES * 500, 500)), Ok(MAX_LIST_PAGES));
         let err = page_count(&m(1_000_000_000_000, 500)).unwrap_err();
-        assert!(err.contains("2000000000 pages") && err.contains("refused"), "{err}");
+        assert_eq!(err.pages, 2_000_000_000);
+        assert!(err.to_string().contains("2000000000 pages") && err.to_string().contains("refused"), "{err}");
         assert!(page_count(&m(20_000, 0)).is_err(), "a zero page size cannot make a page per item");
     }
 

@@ -44,6 +44,14 @@ pub struct Faults {
     deny_writes: Mutex<Option<String>>,
     /// Requests refused because of `deny_writes`.
     denied: AtomicU64,
+    /// A client path whose OPENDIR makes the server "replaced" (see
+    /// [`Faults::replace_server_at_opendir`]).
+    replace_at_opendir: Mutex<Option<String>>,
+    /// New connections are answered with another host key than [`RusshServer::host_key`].
+    impostor: AtomicBool,
+    /// See [`Faults::drop_at_read_of`]: the client path and how many more OPENs of it to let
+    /// through whole.
+    drop_at_read_of: Mutex<Option<(String, u32)>>,
     reads: AtomicU64,
     written: AtomicU64,
     conns: Mutex<Vec<std::net::TcpStream>>,
@@ -65,6 +73,25 @@ impl Faults {
     /// Refuse writes below the client path `dir` (`None` = off).
     pub fn deny_writes_under(&self, dir: Option<&str>) {
         *self.deny_writes.lock().unwrap() = dir.map(str::to_string);
+    }
+
+    /// When an OPENDIR of the client path `dir` arrives, the server is replaced, as by a
+    /// reinstall or an impostor: every connection is cut and new ones present another host key.
+    /// Once; the client's reconnect is what meets the new key.
+    pub fn replace_server_at_opendir(&self, dir: &str) {
+        *self.replace_at_opendir.lock().unwrap() = Some(dir.to_string());
+    }
+
+    /// Cut every connection at the first READ of the `nth` (1-based) OPEN of the client path
+    /// `file` from now on, wherever the client is in its read-ahead: a transfer of that file
+    /// that dies, the earlier ones complete. Once.
+    pub fn drop_at_read_of(&self, file: &str, nth: u32) {
+        *self.drop_at_read_of.lock().unwrap() = Some((file.to_string(), nth));
+    }
+
+    /// Whether the server was replaced ([`Faults::replace_server_at_opendir`]).
+    pub fn replaced(&self) -> bool {
+        self.impostor.load(Ordering::SeqCst)
     }
 
     /// Number of requests refused by [`Faults::deny_writes_under`] so far.
@@ -120,14 +147,17 @@ impl RusshServer {
         let host_key = host.public_key().to_bytes().unwrap();
         let faults = Arc::new(Faults::default());
         let shared = Arc::new(Shared { fs_root, client_key: client.public_key().clone(), faults: faults.clone() });
-        let config = Arc::new(russh::server::Config {
-            keys: vec![host],
-            nodelay: true,
-            auth_rejection_time: Duration::from_millis(5),
-            auth_rejection_time_initial: Some(Duration::ZERO),
-            inactivity_timeout: None,
-            ..Default::default()
-        });
+        let config_with = |key: PrivateKey| {
+            Arc::new(russh::server::Config {
+                keys: vec![key],
+                nodelay: true,
+                auth_rejection_time: Duration::from_millis(5),
+                auth_rejection_time_initial: Some(Duration::ZERO),
+                inactivity_timeout: None,
+                ..Default::default()
+            })
+        };
+        let configs = [config_with(host), config_with(ed25519())];
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -136,7 +166,7 @@ impl RusshServer {
             .unwrap();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let port = listener.local_addr().unwrap().port();
-        runtime.spawn(accept_loop(listener, config, shared));
+        runtime.spawn(accept_loop(listener, configs, shared));
         let known_hosts = dir.path().join("known_hosts");
         record_host_key(&known_hosts, "127.0.0.1", port, &host_key).unwrap();
         RusshServer { dir, port, faults, host_key, client_key_path, known_hosts, runtime: Some(runtime) }
@@ -184,7 +214,8 @@ impl Drop for RusshServer {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, config: Arc<russh::server::Config>, shared: Arc<Shared>) {
+/// `configs`: the server's own, and the one a replaced server answers with (another host key).
+async fn accept_loop(listener: tokio::net::TcpListener, configs: [Arc<russh::server::Config>; 2], shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let _ = stream.set_nodelay(true);
@@ -195,7 +226,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, config: Arc<russh::serve
         }
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else { continue };
         let handler = SshHandler { shared: shared.clone(), channels: HashMap::new() };
-        let config = config.clone();
+        let config = configs[usize::from(shared.faults.impostor.load(Ordering::SeqCst))].clone();
         tokio::spawn(async move {
             if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
                 let _ = session.await;
@@ -246,7 +277,7 @@ impl russh::server::Handler for SshHandler {
         match (name, self.channels.remove(&channel_id)) {
             ("sftp", Some(channel)) => {
                 session.channel_success(channel_id)?;
-                let fs = SftpFs { shared: self.shared.clone(), handles: HashMap::new(), next: 0 };
+                let fs = SftpFs { shared: self.shared.clone(), handles: HashMap::new(), next: 0, doomed: None };
                 russh_sftp::server::run(channel.into_stream(), fs).await;
             }
             _ => session.channel_failure(channel_id)?,
@@ -264,6 +295,8 @@ struct SftpFs {
     shared: Arc<Shared>,
     handles: HashMap<String, OpenHandle>,
     next: u64,
+    /// The handle whose first READ cuts the connections ([`Faults::drop_at_read_of`]).
+    doomed: Option<String>,
 }
 
 fn status(code: StatusCode, msg: impl Into<String>) -> StatusReply {
@@ -374,7 +407,16 @@ impl russh_sftp::server::Handler for SftpFs {
             o.create(true);
         }
         let f = o.open(&path).map_err(io_status)?;
-        Ok(Handle { id, handle: self.add(OpenHandle::File(f)) })
+        let handle = self.add(OpenHandle::File(f));
+        let mut drop_at = self.shared.faults.drop_at_read_of.lock().unwrap();
+        if let Some((_, left)) = drop_at.as_mut().filter(|(file, _)| *file == filename) {
+            *left -= 1;
+            if *left == 0 {
+                *drop_at = None;
+                self.doomed = Some(handle.clone());
+            }
+        }
+        Ok(Handle { id, handle })
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
@@ -386,7 +428,7 @@ impl russh_sftp::server::Handler for SftpFs {
         let faults = self.shared.faults.clone();
         let n = faults.reads.fetch_add(1, Ordering::SeqCst) + 1;
         let drop_at = faults.drop_at_read.load(Ordering::SeqCst);
-        if drop_at != 0 && n >= drop_at {
+        if (drop_at != 0 && n >= drop_at) || self.doomed.as_ref() == Some(&handle) {
             faults.drop_connections();
             std::future::pending::<()>().await;
         }
@@ -448,6 +490,13 @@ impl russh_sftp::server::Handler for SftpFs {
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        let faults = self.shared.faults.clone();
+        let replace = faults.replace_at_opendir.lock().unwrap().take_if(|d| *d == path).is_some();
+        if replace {
+            faults.impostor.store(true, Ordering::SeqCst);
+            faults.drop_connections();
+            std::future::pending::<()>().await;
+        }
         let dir = self.map(&path)?;
         let mut files = Vec::new();
         for de in fs::read_dir(&dir).map_err(io_status)? {
