@@ -1,17 +1,22 @@
-//! Executing plans: fetch the snapshot the planners need, plan, and send each write through the
-//! outbox (intent recorded before the request, outcome after). Requests run concurrently up to
-//! the account's limit; ledger updates happen here, between them, never inside a request.
+//! Executing plans: fetch the snapshot the planners need, hand them the records and what the
+//! outbox already holds, and carry out the actions they return, each write through the outbox
+//! (intent recorded before the request, outcome after). Every rule lives in `reconcile`; this
+//! file only reads, sends and records. Requests run concurrently up to the account's limit
+//! (`fanout`); ledger updates happen here, between them, never inside a request.
 
-use super::account::{AccountCtx, Step, Stop};
+use super::account::{AccountCtx, Step};
+use super::fanout::{fan_out, COMPLETE_BATCH};
+use super::marks;
 use crate::formats::Kind;
 use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
 use crate::ledger::{Finished, Intent, IntentState, NewIntent};
-use crate::model::{FulfillmentStatus, IntentKey, Payload};
-use crate::reconcile::{inventory, orders, shipments, Decision, Outcome};
+use crate::model::{FulfillmentStatus, IntentKey, Payload, SentState};
+use crate::reconcile::recorded::{self, Earlier, Recorded};
+use crate::reconcile::shipments::{self, LineCache, ShipmentAction};
+use crate::reconcile::{inventory, orders, refusals, Decision, Outcome};
 use crate::stitch::wire::{self, NewShipment};
 use crate::stitch::{ApiError, OrderView};
-use futures::stream::{self, StreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Most shipments sent in one request: large enough to amortise latency, small enough that a
 /// refused batch (validated whole by Stitch) is cheap to retry one by one.
@@ -21,29 +26,31 @@ const SHIPMENT_BATCH: usize = 50;
 /// instead of one `GET /fulfillments/{id}` each.
 const OPEN_LIST_AFTER: usize = 32;
 
-/// Status intents completed per ledger transaction.
-pub(crate) const STATUS_DONE_BATCH: usize = 256;
-
-/// Ledger mark caching a fulfillment's line items, kept from the order download. An
-/// acknowledged fulfillment is locked in Stitch, so its lines cannot change; only
-/// `quantity_shipped` moves, and the bridge adds what it ships itself. Any doubt (a refusal, an
-/// interrupted run, a shipment confirmed after a crash) drops the mark and Stitch is asked again.
-pub(crate) fn line_items_mark(account: &str, fulfillment_id: &str) -> String {
-    format!("line-items:{account}:{fulfillment_id}")
+/// An intent as the planners see it.
+fn recorded(i: &Intent) -> Recorded {
+    match i.state {
+        IntentState::Done => Recorded::Done {
+            outcome: i.outcome.unwrap_or(Outcome::Unchanged),
+            remote_id: i.remote_id.clone().unwrap_or_default(),
+            message: i.message.clone().unwrap_or_default(),
+            payload: i.payload.clone(),
+        },
+        IntentState::Pending => Recorded::Pending { payload: i.payload.clone() },
+        IntentState::Failed => Recorded::Failed,
+    }
 }
 
-fn from_intent(line: u64, i: &Intent) -> Decision {
-    let outcome = i.outcome.unwrap_or(Outcome::Unchanged);
-    Decision::new(
-        line,
-        i.key.record_key(),
-        outcome,
-        i.remote_id.clone().unwrap_or_default(),
-        i.message.clone().unwrap_or_default(),
-    )
+fn finished(key: IntentKey, d: &Decision) -> Finished {
+    Finished::new(key, d.outcome, &d.remote_id, &d.message)
 }
 
 impl AccountCtx<'_> {
+    /// What the outbox holds for a key. A ledger that cannot answer stops the run: guessing could
+    /// post twice.
+    fn recorded(&self, key: &IntentKey) -> Step<Option<Recorded>> {
+        Ok(self.ledger.intent(&self.acct.name, key)?.as_ref().map(recorded))
+    }
+
     pub async fn apply(&mut self, kind: Kind, sha: &str, records: Vec<Record>, delta: bool) -> Step<Vec<Decision>> {
         match kind {
             Kind::Inventory => {
@@ -77,30 +84,14 @@ impl AccountCtx<'_> {
             self.client.list_products().await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
         let mut decisions = Vec::new();
         let mut todo = Vec::with_capacity(recs.len());
-        // A write of this file already made (before a crash) is reused, never repeated: for a
-        // delta, repeating would add the adjustment twice.
         for r in recs {
-            match self.ledger.intent(&acct, &key(&r.sku))? {
-                Some(i) if i.state == IntentState::Done => {
-                    decisions.push(Decision { line: r.line, key: r.sku.clone(), ..from_intent(r.line, &i) })
+            match recorded::inventory(&r, self.recorded(&key(&r.sku))?.as_ref(), remote.get(&r.sku)) {
+                Some(Earlier::Reuse(d)) => decisions.push(d),
+                Some(Earlier::Confirm(d)) => {
+                    self.ledger.complete_intents(&acct, &[finished(key(&r.sku), &d)])?;
+                    decisions.push(d);
                 }
-                Some(i) if i.state == IntentState::Pending => {
-                    let sent = match &i.payload {
-                        Payload::Product(sent) => Some(sent),
-                        _ => None,
-                    };
-                    match (sent, remote.get(&r.sku)) {
-                        (Some(sent), Some(p)) if p.stock == sent.stock => {
-                            let outcome = if sent.creates { Outcome::Created } else { Outcome::Updated };
-                            let msg = format!("stock {} (confirmed after an interrupted run)", sent.stock);
-                            self.ledger
-                                .complete_intents(&acct, &[Finished::new(i.key.clone(), outcome, &p.id, &msg)])?;
-                            decisions.push(Decision::new(r.line, &r.sku, outcome, &p.id, msg));
-                        }
-                        _ => todo.push(r),
-                    }
-                }
-                _ => todo.push(r),
+                None => todo.push(r),
             }
         }
         let policy = inventory::InventoryPolicy {
@@ -120,49 +111,46 @@ impl AccountCtx<'_> {
             self.ledger.begin_intents(&acct, &items)?;
         }
         let client = self.client.clone();
-        let mut results = stream::iter(chunks)
-            .map(|c| {
-                let client = client.clone();
-                async move {
-                    let body: Vec<wire::ProductUpsert> = c.iter().map(|u| u.upsert.clone()).collect();
-                    let r = client.upsert_products(&body).await;
-                    (c, r)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        let mut stop: Option<Stop> = None;
-        while let Some((chunk, r)) = results.next().await {
+        let send = |c: Vec<inventory::PlannedUpsert>| {
+            let client = client.clone();
+            async move {
+                let body: Vec<wire::ProductUpsert> = c.iter().map(|u| u.upsert.clone()).collect();
+                let r = client.upsert_products(&body).await;
+                (c, r)
+            }
+        };
+        let limit = self.acct.concurrency;
+        let ledger = &mut self.ledger;
+        fan_out(chunks, limit, send, |(chunk, r)| {
             match r {
                 Ok(answer) => {
                     let ids: HashMap<&str, &str> = answer.iter().map(|a| (a.sku.as_str(), a.id.as_str())).collect();
                     let mut done = Vec::with_capacity(chunk.len());
                     for u in &chunk {
                         let (outcome, msg) = inventory::applied_message(u);
-                        let id = ids.get(u.upsert.sku.as_str()).copied().unwrap_or("").to_string();
-                        done.push(Finished::new(key(&u.upsert.sku), outcome, &id, &msg));
-                        decisions.push(Decision::new(u.line, &u.upsert.sku, outcome, id, msg));
+                        let id = ids.get(u.upsert.sku.as_str()).copied().unwrap_or("");
+                        let d = Decision::new(u.line, &u.upsert.sku, outcome, id, msg);
+                        done.push(finished(key(&u.upsert.sku), &d));
+                        decisions.push(d);
                     }
-                    self.ledger.complete_intents(&acct, &done)?;
+                    ledger.complete_intents(&acct, &done)?;
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
-                    let msg = format!("Stitch refused this batch ({status} {code}): {message}");
+                    let refused: Vec<Decision> = chunk
+                        .iter()
+                        .map(|u| refusals::product_batch(u.line, &u.upsert.sku, status, &code, &message))
+                        .collect();
                     let failed: Vec<_> =
-                        chunk.iter().map(|u| Finished::new(key(&u.upsert.sku), Outcome::Rejected, "", &msg)).collect();
-                    self.ledger.fail_intents(&acct, &failed)?;
-                    decisions.extend(
-                        chunk.iter().map(|u| Decision::rejected(u.line, "stitch_rejected", &u.upsert.sku, &msg)),
-                    );
+                        chunk.iter().zip(&refused).map(|(u, d)| finished(key(&u.upsert.sku), d)).collect();
+                    ledger.fail_intents(&acct, &failed)?;
+                    decisions.extend(refused);
                 }
-                Err(e) => {
-                    // Keep draining finished requests so their outcomes are recorded.
-                    stop.get_or_insert(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
-        }
-        match stop {
-            Some(s) => Err(s),
-            None => Ok(decisions),
-        }
+            Ok(())
+        })
+        .await?;
+        Ok(decisions)
     }
 
     // ---- orders --------------------------------------------------------------------------------
@@ -171,183 +159,129 @@ impl AccountCtx<'_> {
         let acct = self.acct.name.clone();
         let key = |r: &OrderRecord| IntentKey::Order { content: sha.to_string(), order_ref: r.order_ref.clone() };
         let client = self.client.clone();
+        let limit = self.acct.concurrency;
         // Snapshot: each order looked up by its reference, concurrently.
         let refs: Vec<String> = recs.iter().map(|r| r.order_ref.clone()).collect();
         let mut found: HashMap<String, Option<OrderView>> = HashMap::new();
-        let mut lookups = stream::iter(refs)
-            .map(|r| {
-                let client = client.clone();
-                async move {
-                    let v = client.find_order(&r).await;
-                    (r, v)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        while let Some((r, v)) = lookups.next().await {
+        let find = |r: String| {
+            let client = client.clone();
+            async move {
+                let v = client.find_order(&r).await;
+                (r, v)
+            }
+        };
+        fan_out(refs, limit, find, |(r, v)| {
             found.insert(r, v?);
-        }
-        drop(lookups);
+            Ok(())
+        })
+        .await?;
         let mut decisions = Vec::new();
         let mut writes: Vec<(OrderRecord, orders::OrderPlan)> = Vec::new();
         for r in recs {
             let remote = found.get(&r.order_ref).and_then(|v| v.as_ref());
-            if let Some(i) = self.ledger.intent(&acct, &key(&r))? {
-                let landed = remote.is_some_and(|v| orders::landed(&r, v));
-                if i.state == IntentState::Done || (i.state == IntentState::Pending && landed) {
-                    let mut d = from_intent(r.line, &i);
-                    d.key = r.order_ref.clone();
-                    if i.state == IntentState::Pending {
-                        let id = remote.map(|v| v.order.id.clone()).unwrap_or_default();
-                        d = Decision::new(
-                            r.line,
-                            &r.order_ref,
-                            Outcome::Created,
-                            &id,
-                            "confirmed after an interrupted run",
-                        );
-                        self.ledger
-                            .complete_intents(&acct, &[Finished::new(key(&r), Outcome::Created, id, &d.message)])?;
-                    }
+            match recorded::order(&r, self.recorded(&key(&r))?.as_ref(), remote) {
+                Some(Earlier::Reuse(d)) => decisions.push(d),
+                Some(Earlier::Confirm(d)) => {
+                    self.ledger.complete_intents(&acct, &[finished(key(&r), &d)])?;
                     decisions.push(d);
-                    continue;
                 }
-            }
-            match orders::plan(&r, remote) {
-                orders::OrderPlan::Settled(d) => decisions.push(d),
-                p => writes.push((r, p)),
+                None => match orders::plan(&r, remote) {
+                    orders::OrderPlan::Settled(d) => decisions.push(d),
+                    p => writes.push((r, p)),
+                },
             }
         }
         let items: Vec<NewIntent> =
             writes.iter().map(|(r, _)| NewIntent::new(key(r), Payload::order(&r.order_ref, r.action))).collect();
         self.ledger.begin_intents(&acct, &items)?;
-        let mut results = stream::iter(writes)
-            .map(|(r, p)| {
-                let client = client.clone();
-                async move {
-                    let (write, outcome) = match &p {
-                        orders::OrderPlan::Create(w) => (w.clone(), Outcome::Created),
-                        orders::OrderPlan::Update { write, .. } => (write.clone(), Outcome::Updated),
-                        orders::OrderPlan::Void { id } => (
-                            wire::SalesOrderWrite {
-                                id: Some(id.clone()),
-                                void: Some("1".into()),
-                                ..Default::default()
-                            },
-                            Outcome::Updated,
-                        ),
-                        orders::OrderPlan::Settled(_) => unreachable!("settled plans are not sent"),
-                    };
-                    let res = client.write_order(&write, &r.order_ref, |v| orders::landed(&r, v)).await;
-                    (r, outcome, res)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        let mut stop: Option<Stop> = None;
-        while let Some((r, outcome, res)) = results.next().await {
-            match res {
+        let send = |(r, p): (OrderRecord, orders::OrderPlan)| {
+            let client = client.clone();
+            async move {
+                let (write, outcome) = match p {
+                    orders::OrderPlan::Create(w) => (w, Outcome::Created),
+                    orders::OrderPlan::Update { write, .. } => (write, Outcome::Updated),
+                    orders::OrderPlan::Void { id } => (
+                        wire::SalesOrderWrite { id: Some(id), void: Some("1".into()), ..Default::default() },
+                        Outcome::Updated,
+                    ),
+                    orders::OrderPlan::Settled(_) => unreachable!("settled plans are not sent"),
+                };
+                let res = client.write_order(&write, &r.order_ref, |v| orders::landed(&r, v)).await;
+                (r, outcome, res)
+            }
+        };
+        let ledger = &mut self.ledger;
+        fan_out(writes, limit, send, |(r, outcome, res)| {
+            let d = match res {
                 Ok(v) => {
                     let msg = if r.action == OrderAction::Cancel { "cancelled (voided) in Stitch" } else { "" };
-                    self.ledger.complete_intents(&acct, &[Finished::new(key(&r), outcome, &v.order.id, msg)])?;
-                    decisions.push(Decision::new(r.line, &r.order_ref, outcome, &v.order.id, msg));
+                    let d = Decision::new(r.line, &r.order_ref, outcome, &v.order.id, msg);
+                    ledger.complete_intents(&acct, &[finished(key(&r), &d)])?;
+                    d
                 }
                 Err(ApiError::Rejected { status, code, message }) => {
-                    let msg = match code.as_str() {
-                        // In the warehouse's terms: its order reference, never Stitch's internal ids.
-                        wire::codes::ALREADY_SHIPPED => {
-                            format!("order {} has shipped items; it cannot be cancelled", r.order_ref)
-                        }
-                        wire::codes::ORDER_LOCKED => format!(
-                            "the warehouse has already acknowledged order {}; changes not applied ({message})",
-                            r.order_ref
-                        ),
-                        _ => format!("Stitch refused the order ({status}): {message}"),
-                    };
-                    self.ledger.fail_intents(&acct, &[Finished::new(key(&r), Outcome::Rejected, "", &msg)])?;
-                    let c = if code.is_empty() { "stitch_rejected".to_string() } else { code };
-                    decisions.push(Decision::rejected(r.line, leak_code(&c), &r.order_ref, msg));
+                    let d = refusals::order(&r, status, &code, &message);
+                    ledger.fail_intents(&acct, &[finished(key(&r), &d)])?;
+                    d
                 }
-                Err(e) => {
-                    stop.get_or_insert(e.into());
-                }
-            }
-        }
-        match stop {
-            Some(s) => Err(s),
-            None => Ok(decisions),
-        }
+                Err(e) => return Err(e.into()),
+            };
+            decisions.push(d);
+            Ok(())
+        })
+        .await?;
+        Ok(decisions)
     }
 
     // ---- shipments -----------------------------------------------------------------------------
 
+    /// The fulfillment an order reference belongs to: what was sent to the warehouse for it, a
+    /// match remembered from the open list, or the open list now (remembered from then on).
+    async fn fulfillment_of_order(&mut self, order_ref: &str) -> Step<Option<String>> {
+        let acct = self.acct.name.clone();
+        if let Some(f) = self.ledger.fulfillment_for_order(&acct, order_ref)? {
+            return Ok(Some(f));
+        }
+        let mark = marks::order_fulfillment(&acct, order_ref);
+        if let Some(f) = self.ledger.get_mark(&mark)? {
+            return Ok(Some(f));
+        }
+        let f = self.open_fulfillments().await?.iter().find(|f| f.order_number == order_ref).map(|f| f.id.clone());
+        if let Some(f) = &f {
+            self.ledger.set_mark(&mark, f)?;
+        }
+        Ok(f)
+    }
+
     async fn apply_shipments(&mut self, sha: &str, recs: Vec<ShipmentRecord>) -> Step<Vec<Decision>> {
         let acct = self.acct.name.clone();
-        let mut decisions = Vec::new();
-        // Per fulfillment, line items shipped by this run (their status is set afterwards).
-        let mut shipped: HashMap<String, HashMap<String, u32>> = HashMap::new();
-        // Resolve each shipment's fulfillment: given, or via the order reference (what we sent
-        // the warehouse, else the open list).
-        let mut by_fid: BTreeMap<String, Vec<ShipmentRecord>> = BTreeMap::new();
-        for r in recs {
-            let fid = match (&r.fulfillment_id, &r.order_ref) {
-                (Some(f), _) => Some(f.clone()),
-                (None, Some(o)) => {
-                    // Remembered when first found in the open list: once the fulfillment is
-                    // complete it leaves that list, and a re-sent file must still resolve.
-                    let mark = format!("order-fulfillment:{acct}:{o}");
-                    match self.ledger.fulfillment_for_order(&acct, o)? {
-                        Some(f) => Some(f),
-                        None => match self.ledger.get_mark(&mark)? {
-                            Some(f) => Some(f),
-                            None => {
-                                let f = self
-                                    .open_fulfillments()
-                                    .await?
-                                    .iter()
-                                    .find(|f| &f.order_number == o)
-                                    .map(|f| f.id.clone());
-                                if let Some(f) = &f {
-                                    self.ledger.set_mark(&mark, f)?;
-                                }
-                                f
-                            }
-                        },
-                    }
-                }
-                (None, None) => None,
-            };
-            match fid {
-                Some(f) => by_fid.entry(f).or_default().push(r),
-                None => {
-                    let wanted = r.order_ref.clone().unwrap_or_default();
-                    decisions.push(Decision::rejected(
-                        r.line,
-                        "unknown_fulfillment",
-                        format!("{wanted}/{}", r.tracking_number),
-                        format!("no open fulfillment found for order {wanted}"),
-                    ));
-                }
+        let client = self.client.clone();
+        let limit = self.acct.concurrency;
+        let mut found = HashMap::new();
+        for o in shipments::orders_to_look_up(&recs) {
+            if let Some(f) = self.fulfillment_of_order(o).await? {
+                found.insert(o.to_string(), f);
             }
         }
+        let (by_fid, mut decisions) = shipments::route(recs, &found);
         let key = |fid: &str, r: &ShipmentRecord| IntentKey::shipment(fid, &r.tracking_number);
-        // Snapshot per fulfillment, concurrently: its state and line items. Recorded shipments
-        // are fetched only when the plan needs them (a re-sent file), which keeps the common
-        // case at one read per fulfillment.
+        // What the outbox holds for each shipment, by fulfillment and position.
+        let mut held: HashMap<String, Vec<Option<Recorded>>> = HashMap::new();
+        for (fid, recs) in &by_fid {
+            let mut r = Vec::with_capacity(recs.len());
+            for rec in recs {
+                r.push(self.recorded(&key(fid, rec))?);
+            }
+            held.insert(fid.clone(), r);
+        }
         if self.open_cache.is_none() && by_fid.len() > OPEN_LIST_AFTER {
             self.open_fulfillments().await?;
         }
-        // Cached line items serve only fulfillments this bridge has no earlier shipment intent
-        // for in this file: a shipment from an interrupted run is not in the cache's counts.
         let mut cached: HashMap<String, Vec<wire::FulfillmentLineItem>> = HashMap::new();
-        for (fid, recs) in &by_fid {
-            let mut fresh = true;
-            for r in recs {
-                if self.ledger.intent(&acct, &key(fid, r))?.is_some() {
-                    fresh = false;
-                    break;
-                }
-            }
-            if fresh {
-                if let Some(v) = self.ledger.get_mark(&line_items_mark(&acct, fid))? {
+        for fid in by_fid.keys() {
+            let before = held[fid].iter().any(Option::is_some);
+            if shipments::cache_usable(before, wire::FulfillmentState::Open) {
+                if let Some(v) = self.ledger.get_mark(&marks::line_items(&acct, fid))? {
                     if let Ok(items) = serde_json::from_str(&v) {
                         cached.insert(fid.clone(), items);
                     }
@@ -358,84 +292,59 @@ impl AccountCtx<'_> {
             Some(v) => v.iter().map(|f| (f.id.clone(), f.clone())).collect(),
             None => HashMap::new(),
         };
-        let client = self.client.clone();
-        let fids: Vec<String> = by_fid.keys().cloned().collect();
+        // Snapshot per fulfillment, concurrently: its state and line items.
         let mut snaps: HashMap<String, Option<shipments::FulfillmentSnapshot>> = HashMap::new();
-        let mut fetches = stream::iter(fids)
-            .map(|fid| {
-                let client = client.clone();
-                let known = open.get(&fid).cloned();
-                let items = cached.remove(&fid);
-                async move {
-                    let f = match known {
-                        Some(f) => Some(f),
-                        None => client.get_fulfillment(&fid).await?,
-                    };
-                    let snap = match f {
-                        None => None,
-                        Some(f) => {
-                            let line_items = match items {
-                                Some(items) if f.state == wire::FulfillmentState::Open => items,
-                                _ => client.line_items(&f.id).await?,
-                            };
-                            Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
-                        }
-                    };
-                    Ok::<_, ApiError>((fid, snap))
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        while let Some(r) = fetches.next().await {
+        let fetch = |(fid, known, items): (String, Option<wire::Fulfillment>, Option<Vec<wire::FulfillmentLineItem>>)| {
+            let client = client.clone();
+            async move {
+                let f = match known {
+                    Some(f) => Some(f),
+                    None => client.get_fulfillment(&fid).await?,
+                };
+                let snap = match f {
+                    None => None,
+                    Some(f) => {
+                        let line_items = match items {
+                            Some(items) if shipments::cache_usable(false, f.state) => items,
+                            _ => client.line_items(&f.id).await?,
+                        };
+                        Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
+                    }
+                };
+                Ok::<_, ApiError>((fid, snap))
+            }
+        };
+        let wanted: Vec<_> =
+            by_fid.keys().map(|fid| (fid.clone(), open.get(fid).cloned(), cached.remove(fid))).collect();
+        fan_out(wanted, limit, fetch, |r| {
             let (fid, snap) = r?;
             snaps.insert(fid, snap);
-        }
-        drop(fetches);
+            Ok(())
+        })
+        .await?;
+        // Per fulfillment, line items shipped by this run (their status is set afterwards).
+        let mut shipped: HashMap<String, HashMap<String, u32>> = HashMap::new();
         let mut posts: Vec<(u64, NewShipment)> = Vec::new();
         for (fid, recs) in &by_fid {
-            let mut pending_recs: Vec<&ShipmentRecord> = Vec::new();
-            for r in recs {
-                match self.ledger.intent(&acct, &key(fid, r))? {
-                    Some(i) if i.state == IntentState::Done => {
-                        let mut d = from_intent(r.line, &i);
-                        d.key = shipments::key(fid, r);
-                        // Sent while processing this very file (a run that stopped before
-                        // finishing it): still this file's creation, and its status is due.
-                        let same_file = matches!(&i.payload, Payload::Shipment(p) if p.file == sha);
-                        if d.outcome == Outcome::Created && same_file {
-                            shipped.entry(fid.clone()).or_default();
-                        } else if d.outcome == Outcome::Created {
-                            d.outcome = Outcome::Unchanged;
-                            d.message = "already sent to Stitch".into();
-                        }
-                        decisions.push(d);
-                    }
-                    _ => pending_recs.push(r),
-                }
-            }
+            let recs: Vec<&ShipmentRecord> = recs.iter().collect();
+            let held = &held[fid];
             let snap = snaps.get_mut(fid).and_then(|s| s.as_mut());
-            let mut plan = shipments::plan(&pending_recs, snap.as_deref(), fid);
-            let mut needs_history =
-                plan.iter().any(|p| matches!(p, shipments::ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected));
-            for r in &pending_recs {
-                // A ledger that cannot answer stops the run: guessing could post twice.
-                needs_history |= self.ledger.intent(&acct, &key(fid, r))?.is_some();
-            }
-            if let (true, Some(s)) = (needs_history, snap) {
+            let mut plan = shipments::plan_fulfillment(fid, sha, &recs, held, snap.as_deref(), false);
+            if let (true, Some(s)) = (plan.wants_history, snap) {
                 s.shipments = self.client.shipments_for(fid).await?;
-                plan = shipments::plan(&pending_recs, Some(s), fid);
+                plan = shipments::plan_fulfillment(fid, sha, &recs, held, Some(s), true);
             }
-            for (r, p) in pending_recs.iter().zip(plan) {
-                match p {
-                    shipments::ShipmentPlan::Settled(d) => {
-                        if d.outcome == Outcome::Unchanged {
-                            self.ledger.complete_intents(
-                                &acct,
-                                &[Finished::new(key(fid, r), Outcome::Unchanged, &d.remote_id, &d.message)],
-                            )?;
-                        }
-                        decisions.push(d)
+            if plan.status_due {
+                shipped.entry(fid.clone()).or_default();
+            }
+            for a in plan.actions {
+                match a {
+                    ShipmentAction::Reuse(d) | ShipmentAction::Settle(d) => decisions.push(d),
+                    ShipmentAction::Confirm { key, decision } => {
+                        self.ledger.complete_intents(&acct, &[finished(key, &decision)])?;
+                        decisions.push(decision);
                     }
-                    shipments::ShipmentPlan::Post(n) => posts.push((r.line, n)),
+                    ShipmentAction::Post { line, shipment } => posts.push((line, shipment)),
                 }
             }
         }
@@ -453,21 +362,19 @@ impl AccountCtx<'_> {
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
-        let mut results = stream::iter(batches)
-            .map(|b| {
-                let client = client.clone();
-                async move {
-                    let body: Vec<NewShipment> = b.iter().map(|(_, n)| n.clone()).collect();
-                    let r = client.post_shipments(&body).await;
-                    (b, r)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        let mut stop: Option<Stop> = None;
+        let post = |b: Vec<(u64, NewShipment)>| {
+            let client = client.clone();
+            async move {
+                let body: Vec<NewShipment> = b.iter().map(|(_, n)| n.clone()).collect();
+                let r = client.post_shipments(&body).await;
+                (b, r)
+            }
+        };
         // Fulfillments whose cached line items can no longer be trusted.
-        let mut stale: Vec<String> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         let mut retry_single: Vec<(u64, NewShipment)> = Vec::new();
-        while let Some((b, r)) = results.next().await {
+        let ledger = &mut self.ledger;
+        let mut settle = |b: Vec<(u64, NewShipment)>, r: Result<Vec<wire::Shipment>, ApiError>, retry: &mut Vec<_>| {
             match r {
                 Ok(answer) => {
                     let ids: HashMap<(&str, &str), &str> = answer
@@ -476,198 +383,117 @@ impl AccountCtx<'_> {
                         .collect();
                     let mut done = Vec::new();
                     for (line, n) in &b {
-                        let id = ids
-                            .get(&(n.fulfillment_id.as_str(), n.tracking_number.as_str()))
-                            .copied()
-                            .unwrap_or("")
-                            .to_string();
-                        let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
-                        let k = key.record_key();
-                        done.push(Finished::new(key, Outcome::Created, &id, ""));
-                        decisions.push(Decision::new(*line, k, Outcome::Created, id, ""));
-                        let m = shipped.entry(n.fulfillment_id.clone()).or_default();
-                        for li in &n.line_items {
-                            *m.entry(li.line_item_id.clone()).or_default() += li.quantity;
-                        }
+                        let id = ids.get(&(n.fulfillment_id.as_str(), n.tracking_number.as_str())).copied();
+                        // A single shipment's answer is its own, whatever it echoes.
+                        let id = id.or_else(|| (b.len() == 1).then(|| answer.first().map(|s| s.id.as_str())).flatten());
+                        let d = shipments::posted(*line, n, id.unwrap_or(""));
+                        done.push(finished(IntentKey::shipment(&n.fulfillment_id, &n.tracking_number), &d));
+                        decisions.push(d);
+                        shipments::count_shipped(&mut shipped, n);
                     }
-                    self.ledger.complete_intents(&acct, &done)?;
+                    ledger.complete_intents(&acct, &done)?;
                 }
                 // Stitch validates a batch whole: find out which shipment it refused.
-                Err(ApiError::Rejected { .. }) if b.len() > 1 => retry_single.extend(b),
+                Err(ApiError::Rejected { .. }) if b.len() > 1 => retry.extend(b),
                 Err(ApiError::Rejected { status, code, message }) => {
                     for (line, n) in b {
-                        stale.push(n.fulfillment_id.clone());
-                        self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?;
+                        refused.push(n.fulfillment_id.clone());
+                        let d = refusals::shipment(line, &n, status, &code, &message);
+                        let k = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
+                        match d.outcome {
+                            Outcome::Unchanged => ledger.complete_intents(&acct, &[finished(k, &d)])?,
+                            _ => ledger.fail_intents(&acct, &[finished(k, &d)])?,
+                        }
+                        decisions.push(d);
                     }
                 }
-                Err(e) => {
-                    stop.get_or_insert(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
+            Ok(())
+        };
+        let mut stop = fan_out(batches, limit, post, |(b, r)| settle(b, r, &mut retry_single)).await.err();
+        // The refused batches' shipments one by one, unless the run is stopping already.
+        if stop.is_none() {
+            let mut none = Vec::new();
+            let singles: Vec<Vec<(u64, NewShipment)>> = retry_single.into_iter().map(|s| vec![s]).collect();
+            stop = fan_out(singles, 1, post, |(b, r)| settle(b, r, &mut none)).await.err();
         }
-        drop(results);
-        for (line, n) in retry_single {
-            if stop.is_some() {
-                break;
-            }
-            match self.client.post_shipments(std::slice::from_ref(&n)).await {
-                Ok(answer) => {
-                    let id = answer.first().map(|s| s.id.clone()).unwrap_or_default();
-                    let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
-                    let k = key.record_key();
-                    self.ledger.complete_intents(&acct, &[Finished::new(key, Outcome::Created, &id, "")])?;
-                    decisions.push(Decision::new(line, k, Outcome::Created, id, ""));
-                    let m = shipped.entry(n.fulfillment_id.clone()).or_default();
-                    for li in &n.line_items {
-                        *m.entry(li.line_item_id.clone()).or_default() += li.quantity;
-                    }
-                }
-                Err(ApiError::Rejected { status, code, message }) => {
-                    stale.push(n.fulfillment_id.clone());
-                    self.settle_refused_shipment(&mut decisions, line, &n, status, &code, &message)?
-                }
-                Err(e) => {
-                    stop = Some(e.into());
-                }
-            }
-        }
-        // Keep Stitch informed: the status shows in Stitch next to the fulfillment.
-        let statuses: Vec<(String, FulfillmentStatus)> = shipped
-            .iter()
-            .filter_map(|(fid, now)| {
-                let snap = snaps.get(fid)?.as_ref()?;
-                Some((fid.clone(), shipments::status_after(&snap.line_items, now)))
-            })
-            .collect();
-        // The line-item cache follows what was shipped; a complete fulfillment leaves it, and
-        // leaves the cancel check (a shipped fulfillment cannot be cancelled any more).
+        drop(settle);
+        // The line-item cache follows what was shipped; refusals and completions leave it.
         let mut keep = Vec::new();
-        let mut forget: Vec<String> = stale.iter().map(|f| line_items_mark(&acct, f)).collect();
+        let mut forget: Vec<String> = refused.iter().map(|f| marks::line_items(&acct, f)).collect();
+        let mut statuses: Vec<(String, FulfillmentStatus)> = Vec::new();
         for (fid, now) in &shipped {
             let Some(Some(snap)) = snaps.get(fid) else { continue };
-            if stale.contains(fid) {
-                continue;
-            }
-            let mut items = snap.line_items.clone();
-            for li in &mut items {
-                li.quantity_shipped += now.get(&li.id).copied().unwrap_or(0);
-            }
-            if items.iter().all(|li| li.quantity_shipped >= li.quantity) {
-                forget.push(line_items_mark(&acct, fid));
-                self.ledger.set_fulfillment_state(&acct, fid, crate::model::SentState::Complete, None)?;
-            } else if let Ok(v) = serde_json::to_string(&items) {
-                keep.push((line_items_mark(&acct, fid), v));
+            let after = shipments::aftermath(&snap.line_items, now, refused.contains(fid));
+            // Keep Stitch informed: the status shows in Stitch next to the fulfillment.
+            statuses.push((fid.clone(), after.status));
+            match after.cache {
+                LineCache::Forget => {}
+                LineCache::Complete => {
+                    forget.push(marks::line_items(&acct, fid));
+                    self.ledger.set_fulfillment_state(&acct, fid, SentState::Complete, None)?;
+                }
+                LineCache::Keep(items) => {
+                    if let Ok(v) = serde_json::to_string(&items) {
+                        keep.push((marks::line_items(&acct, fid), v));
+                    }
+                }
             }
         }
         self.ledger.set_marks(&keep)?;
         self.ledger.delete_marks(&forget)?;
-        // Through the outbox too: a status update lost to an outage or a crash is redone by the
-        // next run's `resolve_pending`, which never lets an older status overwrite a newer one.
-        let intents: Vec<NewIntent> = statuses
-            .iter()
-            .map(|(fid, st)| NewIntent::new(IntentKey::status(fid, *st), Payload::status(fid, *st)))
-            .collect();
-        self.ledger.begin_intents(&acct, &intents)?;
-        let mut sets = stream::iter(statuses)
-            .map(|(fid, st)| {
-                let client = client.clone();
-                async move {
-                    let r = client.set_status(&fid, st.label()).await;
-                    (fid, st, r)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        // Completed in batches: one sync per batch, not per update, so the ledger never holds
-        // back the requests in flight. A crash before a batch commits only repeats status
-        // updates, which is harmless.
-        let mut set_done: Vec<Finished> = Vec::new();
-        while let Some((fid, st, r)) = sets.next().await {
-            let key = IntentKey::status(&fid, st);
-            if set_done.len() >= STATUS_DONE_BATCH {
-                self.ledger.complete_intents(&acct, &set_done)?;
-                set_done.clear();
-            }
-            match r {
-                Ok(()) => set_done.push(Finished::new(key, Outcome::Updated, "", "")),
-                Err(e) if e.is_halt() => {
-                    stop.get_or_insert(e.into());
-                }
-                Err(ApiError::Rejected { status, message, .. }) => {
-                    let msg = format!("status update refused ({status}): {message}");
-                    tracing::warn!(account = %acct, fulfillment = %fid, "{msg}");
-                    self.ledger.fail_intents(&acct, &[Finished::new(key, Outcome::Rejected, "", msg)])?;
-                }
-                Err(e) => {
-                    let st = st.label();
-                    tracing::warn!(account = %acct, fulfillment = %fid, "could not set the status {st:?}: {e}; the next run sets it");
-                    self.report.pending.push(format!("status {st:?} of fulfillment {fid} not set yet: {e}"));
-                }
-            }
-        }
-        drop(sets);
-        self.ledger.complete_intents(&acct, &set_done)?;
-        match stop {
+        let statuses = self.set_statuses(statuses).await;
+        match stop.or(statuses.err()) {
             Some(s) => Err(s),
             None => Ok(decisions),
         }
     }
 
-    fn settle_refused_shipment(
-        &mut self,
-        decisions: &mut Vec<Decision>,
-        line: u64,
-        n: &NewShipment,
-        status: u16,
-        code: &str,
-        message: &str,
-    ) -> Step<()> {
-        let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number);
-        let k = key.record_key();
-        if code == wire::codes::DUPLICATE_SHIPMENT {
-            self.ledger.complete_intents(
-                &self.acct.name,
-                &[Finished::new(key, Outcome::Unchanged, "", "tracking number already recorded")],
-            )?;
-            decisions.push(Decision::new(
-                line,
-                k,
-                Outcome::Unchanged,
-                "",
-                "tracking number already recorded on this fulfillment",
-            ));
-        } else {
-            let msg = format!("Stitch refused the shipment ({status}): {message}");
-            self.ledger.fail_intents(&self.acct.name, &[Finished::new(key, Outcome::Rejected, "", &msg)])?;
-            decisions.push(Decision::rejected(
-                line,
-                leak_code(if code.is_empty() { "stitch_rejected" } else { code }),
-                k,
-                msg,
-            ));
-        }
-        Ok(())
+    /// Status updates through the outbox too: one lost to an outage or a crash is redone by the
+    /// next run's `resolve_pending`, which never lets an older status overwrite a newer one. Only
+    /// a halt stops here; an outage leaves them pending for the next run.
+    async fn set_statuses(&mut self, statuses: Vec<(String, FulfillmentStatus)>) -> Step<()> {
+        let acct = self.acct.name.clone();
+        let intents: Vec<NewIntent> = statuses
+            .iter()
+            .map(|(fid, st)| NewIntent::new(IntentKey::status(fid, *st), Payload::status(fid, *st)))
+            .collect();
+        self.ledger.begin_intents(&acct, &intents)?;
+        let client = self.client.clone();
+        let send = |(fid, st): (String, FulfillmentStatus)| {
+            let client = client.clone();
+            async move {
+                let r = client.set_status(&fid, st.label()).await;
+                (fid, st, r)
+            }
+        };
+        let mut set_done: Vec<Finished> = Vec::new();
+        let (ledger, report) = (&mut self.ledger, &mut self.report);
+        let r = fan_out(statuses, self.acct.concurrency, send, |(fid, st, r)| {
+            let key = IntentKey::status(&fid, st);
+            if set_done.len() >= COMPLETE_BATCH {
+                ledger.complete_intents(&acct, &set_done)?;
+                set_done.clear();
+            }
+            match r {
+                Ok(()) => set_done.push(Finished::new(key, Outcome::Updated, "", "")),
+                Err(e) if e.is_halt() => return Err(e.into()),
+                Err(ApiError::Rejected { status, message, .. }) => {
+                    let msg = refusals::status_message(status, &message);
+                    tracing::warn!(account = %acct, fulfillment = %fid, "{msg}");
+                    ledger.fail_intents(&acct, &[Finished::new(key, Outcome::Rejected, "", msg)])?;
+                }
+                Err(e) => {
+                    let st = st.label();
+                    tracing::warn!(account = %acct, fulfillment = %fid, "could not set the status {st:?}: {e}; the next run sets it");
+                    report.pending.push(format!("status {st:?} of fulfillment {fid} not set yet: {e}"));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        self.ledger.complete_intents(&acct, &set_done)?;
+        r
     }
-}
-
-/// Decision codes are `&'static str`; codes from Stitch are mapped onto the known set.
-fn leak_code(code: &str) -> &'static str {
-    use wire::codes::*;
-    for known in [
-        ORDER_LOCKED,
-        ALREADY_SHIPPED,
-        FULFILLMENT_NOT_OPEN,
-        UNKNOWN_FULFILLMENT,
-        UNKNOWN_LINE_ITEM,
-        OVER_SHIPMENT,
-        DUPLICATE_SHIPMENT,
-        INVALID,
-        TOO_MANY_PRODUCTS,
-        NOT_FOUND,
-        BAD_REQUEST,
-    ] {
-        if known == code {
-            return known;
-        }
-    }
-    "stitch_rejected"
 }

@@ -8,12 +8,13 @@
 //! intent recorded before the fulfillment is marked sent; if the update fails or a crash cuts
 //! it off, the next run's `resolve_pending` sends it (setting a status twice is harmless).
 
-use super::account::{AccountCtx, Step, Stop};
-use crate::ledger::{Finished, IntentState, NewIntent};
-use crate::model::{FulfillmentStatus, Outcome, Payload, SentState};
+use super::account::{AccountCtx, Step};
+use super::fanout::{fan_out, COMPLETE_BATCH};
+use super::marks;
+use crate::ledger::{Finished, NewIntent};
+use crate::model::{FulfillmentStatus, IntentKey, Outcome, Payload, SentState};
 use crate::reconcile::download as render;
-use crate::stitch::wire::FulfillmentState;
-use futures::stream::{self, StreamExt};
+use crate::reconcile::{refusals, status};
 use std::collections::HashSet;
 
 /// The status text a fulfillment gets once its order file is on the drop.
@@ -22,8 +23,8 @@ pub const SENT_STATUS: &str = FulfillmentStatus::SentToWarehouse.label();
 /// Order files recorded in the ledger per transaction.
 const SENT_BATCH: usize = 64;
 
-fn sent_status_key(fulfillment_id: &str) -> crate::model::IntentKey {
-    crate::model::IntentKey::status(fulfillment_id, FulfillmentStatus::SentToWarehouse)
+fn sent_status_key(fulfillment_id: &str) -> IntentKey {
+    IntentKey::status(fulfillment_id, FulfillmentStatus::SentToWarehouse)
 }
 
 impl AccountCtx<'_> {
@@ -37,6 +38,7 @@ impl AccountCtx<'_> {
 
     pub async fn download_orders(&mut self) -> Step<()> {
         let acct = self.acct.name.clone();
+        let limit = self.acct.concurrency;
         // Always a fresh list here: the cache may predate fulfillments released by this cycle's
         // own orders.
         self.open_cache = None;
@@ -48,33 +50,24 @@ impl AccountCtx<'_> {
             }
         }
         let client = self.client.clone();
-        let mut fetched = stream::iter(new)
-            .map(|f| {
-                let client = client.clone();
-                async move {
-                    let items = client.line_items(&f.id).await;
-                    (f, items)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
+        let fetch = |f: crate::stitch::wire::Fulfillment| {
+            let client = client.clone();
+            async move {
+                let items = client.line_items(&f.id).await;
+                (f, items)
+            }
+        };
         let mut to_status = Vec::new();
-        let mut stop: Option<Stop> = None;
         // Ledger rows are committed per batch (one sync for many files), after the batch's
         // files are written: a crash in between leaves files the next run finds in place.
         let mut batch: Vec<crate::ledger::SentOrder> = Vec::new();
-        while let Some((f, items)) = fetched.next().await {
-            let items = match items {
-                Ok(i) => i,
-                Err(e) => {
-                    stop.get_or_insert(e.into());
-                    continue;
-                }
-            };
+        let fetched = fan_out(new, limit, fetch, |(f, items)| {
+            let items = items?;
             let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
             self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
-            let set_status = items.iter().all(|li| li.quantity_shipped == 0);
+            let set_status = status::sent_status_due(&items);
             let status_intent = set_status.then(|| {
                 NewIntent::new(sent_status_key(&f.id), Payload::status(&f.id, FulfillmentStatus::SentToWarehouse))
             });
@@ -82,8 +75,8 @@ impl AccountCtx<'_> {
                 fulfillment_id: f.id.clone(),
                 order_ref: f.order_number.clone(),
                 file: path.clone(),
-                // Kept for the shipments that will come back for it (see `line_items_mark`).
-                mark: (super::apply::line_items_mark(&acct, &f.id), serde_json::to_string(&items).unwrap_or_default()),
+                // Kept for the shipments that will come back for it (see `marks::line_items`).
+                mark: (marks::line_items(&acct, &f.id), serde_json::to_string(&items).unwrap_or_default()),
                 status_intent,
             });
             tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
@@ -95,82 +88,75 @@ impl AccountCtx<'_> {
                 self.ledger.record_orders_sent(&acct, &batch)?;
                 batch.clear();
             }
-        }
+            Ok(())
+        })
+        .await;
+        // The files written before a stop are recorded before it is reported.
         self.ledger.record_orders_sent(&acct, &batch)?;
-        drop(fetched);
-        if let Some(s) = stop {
-            return Err(s);
-        }
-        let mut sets = stream::iter(to_status)
-            .map(|id| {
-                let client = client.clone();
-                async move {
-                    let r = client.set_status(&id, SENT_STATUS).await;
-                    (id, r)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        let mut stop: Option<Stop> = None;
-        // Completed in batches, as in `apply` (a crash before a commit only repeats updates).
+        fetched?;
+        let set = |id: String| {
+            let client = client.clone();
+            async move {
+                let r = client.set_status(&id, SENT_STATUS).await;
+                (id, r)
+            }
+        };
+        // Completed in batches (a crash before a commit only repeats updates).
         let mut done = Vec::new();
-        while let Some((id, r)) = sets.next().await {
-            if done.len() >= super::apply::STATUS_DONE_BATCH {
-                self.ledger.complete_intents(&acct, &done)?;
+        let ledger = &mut self.ledger;
+        let sets = fan_out(to_status, limit, set, |(id, r)| {
+            if done.len() >= COMPLETE_BATCH {
+                ledger.complete_intents(&acct, &done)?;
                 done.clear();
             }
-            match r {
-                Ok(()) => done.push(Finished::new(sent_status_key(&id), Outcome::Updated, "", "")),
-                Err(e) => {
-                    stop.get_or_insert(e.into());
-                }
-            }
-        }
-        drop(sets);
+            r?;
+            done.push(Finished::new(sent_status_key(&id), Outcome::Updated, "", ""));
+            Ok(())
+        })
+        .await;
         self.ledger.complete_intents(&acct, &done)?;
-        match stop {
-            Some(s) => Err(s),
-            None => Ok(()),
-        }
+        sets
     }
 
     pub async fn download_cancels(&mut self) -> Step<()> {
         let acct = self.acct.name.clone();
-        let in_flight = self.ledger.fulfillments_in_flight(&acct)?;
+        let in_flight: Vec<String> = self.ledger.fulfillments_in_flight(&acct)?.into_iter().map(|(id, _)| id).collect();
         if in_flight.is_empty() {
             return Ok(());
         }
-        let open: HashSet<String> = self.open_fulfillments().await?.iter().map(|f| f.id.clone()).collect();
-        let gone: Vec<String> = in_flight.into_iter().map(|(id, _)| id).filter(|id| !open.contains(id)).collect();
+        let open: Vec<String> = self.open_fulfillments().await?.iter().map(|f| f.id.clone()).collect();
+        let open: HashSet<&str> = open.iter().map(String::as_str).collect();
+        let gone: Vec<String> = status::gone(&in_flight, &open).into_iter().cloned().collect();
         let client = self.client.clone();
-        let mut fetched = stream::iter(gone)
-            .map(|id| {
-                let client = client.clone();
-                async move {
-                    let f = client.get_fulfillment(&id).await;
-                    (id, f)
-                }
-            })
-            .buffer_unordered(self.acct.concurrency);
-        while let Some((id, f)) = fetched.next().await {
-            match f? {
-                Some(f) if f.state == FulfillmentState::Cancelled => {
+        let fetch = |id: String| {
+            let client = client.clone();
+            async move {
+                let f = client.get_fulfillment(&id).await;
+                (id, f)
+            }
+        };
+        fan_out(gone, self.acct.concurrency, fetch, |(id, f)| {
+            let f = f?;
+            match (status::on_gone(f.as_ref()), f) {
+                (status::Gone::Cancel, Some(f)) => {
                     let path = format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
                     self.write_once(&path, &render::render_cancel(&f))?;
                     self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Cancelled, Some(&path))?;
                     tracing::info!(account = %acct, fulfillment = %f.id, file = %path, "cancellation sent to warehouse");
                     self.report.cancels_sent += 1;
                 }
-                Some(f) if f.state == FulfillmentState::Complete => {
-                    self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Complete, None)?;
+                (status::Gone::Complete, _) => {
+                    self.ledger.set_fulfillment_state(&acct, &id, SentState::Complete, None)?;
                 }
-                Some(_) => {}
-                None => {
+                (status::Gone::Unknown, _) => {
                     tracing::warn!(account = %acct, fulfillment = %id, "Stitch no longer knows a fulfillment that was sent to the warehouse");
                     self.ledger.set_fulfillment_state(&acct, &id, SentState::Unknown, None)?;
                 }
+                _ => {}
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Writes left uncertain by a crash are resolved by asking Stitch before anything new is
@@ -182,7 +168,7 @@ impl AccountCtx<'_> {
                 Payload::Shipment(p) => {
                     if let Some(s) = self.client.find_shipment(&p.fulfillment_id, &p.tracking_number).await? {
                         // Landed unseen: the cached shipped counts miss it.
-                        self.ledger.delete_marks(&[super::apply::line_items_mark(&acct, &p.fulfillment_id)])?;
+                        self.ledger.delete_marks(&[marks::line_items(&acct, &p.fulfillment_id)])?;
                         self.ledger.complete_intents(
                             &acct,
                             &[Finished::new(
@@ -209,16 +195,14 @@ impl AccountCtx<'_> {
                     }
                 }
                 Payload::Status(p) => {
-                    // A later status already set must not be overwritten by an older one.
-                    let mut superseded = false;
+                    let mut done = Vec::new();
                     for later in p.status.later() {
-                        if let Some(l) =
-                            self.ledger.intent(&acct, &crate::model::IntentKey::status(&p.fulfillment_id, later))?
-                        {
-                            superseded |= l.state == IntentState::Done;
+                        let l = self.ledger.intent(&acct, &IntentKey::status(&p.fulfillment_id, later))?;
+                        if l.is_some_and(|l| l.state == crate::ledger::IntentState::Done) {
+                            done.push(later);
                         }
                     }
-                    if superseded {
+                    if status::superseded(p.status, &done) {
                         self.ledger.complete_intents(
                             &acct,
                             &[Finished::new(i.key.clone(), Outcome::Unchanged, "", "superseded by a later status")],
@@ -230,7 +214,7 @@ impl AccountCtx<'_> {
                             .ledger
                             .complete_intents(&acct, &[Finished::new(i.key.clone(), Outcome::Updated, "", "")])?,
                         Err(crate::stitch::ApiError::Rejected { status, message, .. }) => {
-                            let msg = format!("status update refused ({status}): {message}");
+                            let msg = refusals::status_message(status, &message);
                             self.ledger
                                 .fail_intents(&acct, &[Finished::new(i.key.clone(), Outcome::Rejected, "", msg)])?;
                         }

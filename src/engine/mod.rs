@@ -9,8 +9,10 @@ pub mod alert;
 pub mod apply;
 pub mod attention;
 pub mod download;
+mod fanout;
 pub mod halt;
 pub mod inbound;
+mod marks;
 pub mod settle;
 pub mod watch;
 

@@ -5,7 +5,10 @@
 pub mod download;
 pub mod inventory;
 pub mod orders;
+pub mod recorded;
+pub mod refusals;
 pub mod shipments;
+pub mod status;
 
 pub use crate::model::Outcome;
 

@@ -2,13 +2,14 @@
 //! ship, skip a tracking number Stitch already has, and reject anything Stitch would refuse,
 //! each with a reason a warehouse clerk can act on.
 
+use super::recorded::{self, Earlier, Recorded};
 use super::{Decision, Outcome};
 use crate::formats::ShipmentRecord;
-use crate::model::FulfillmentStatus;
+use crate::model::{FulfillmentStatus, IntentKey};
 use crate::stitch::wire::{
     Fulfillment, FulfillmentLineItem, FulfillmentState, NewShipment, Shipment, ShipmentLineItem,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What Stitch holds for one fulfillment.
 #[derive(Debug, Clone)]
@@ -134,6 +135,168 @@ pub fn plan(recs: &[&ShipmentRecord], snap: Option<&FulfillmentSnapshot>, wanted
         }));
     }
     out
+}
+
+/// The order references whose fulfillment must be looked up (records without a fulfillment id),
+/// each once, in file order.
+pub fn orders_to_look_up(recs: &[ShipmentRecord]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    recs.iter()
+        .filter(|r| r.fulfillment_id.is_none())
+        .filter_map(|r| r.order_ref.as_deref())
+        .filter(|o| seen.insert(*o))
+        .collect()
+}
+
+/// Shipments grouped by the fulfillment they belong to: the file's fulfillment id wins, else
+/// the one `found` for the order reference (what was sent to the warehouse for it, a match
+/// remembered from the open list, or the open list now). A shipment with neither is refused.
+pub fn route(
+    recs: Vec<ShipmentRecord>,
+    found: &HashMap<String, String>,
+) -> (BTreeMap<String, Vec<ShipmentRecord>>, Vec<Decision>) {
+    let mut by_fid: BTreeMap<String, Vec<ShipmentRecord>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for r in recs {
+        let fid = r.fulfillment_id.clone().or_else(|| r.order_ref.as_ref().and_then(|o| found.get(o).cloned()));
+        match fid {
+            Some(f) => by_fid.entry(f).or_default().push(r),
+            None => {
+                let wanted = r.order_ref.clone().unwrap_or_default();
+                refused.push(Decision::rejected(
+                    r.line,
+                    "unknown_fulfillment",
+                    format!("{wanted}/{}", r.tracking_number),
+                    format!("no open fulfillment found for order {wanted}"),
+                ));
+            }
+        }
+    }
+    (by_fid, refused)
+}
+
+/// Line items cached from the order download stand in for a read only while nothing can have
+/// moved them behind the cache's back: the fulfillment is open, and no shipment of this file
+/// was recorded before (a shipment from an interrupted run is not in the cached counts).
+pub fn cache_usable(recorded_before: bool, state: FulfillmentState) -> bool {
+    !recorded_before && state == FulfillmentState::Open
+}
+
+/// One shipment's next step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShipmentAction {
+    /// Sent and answered before: its outcome is reported again.
+    Reuse(Decision),
+    /// Stitch already has it: its intent is completed as unchanged, nothing is sent.
+    Confirm { key: IntentKey, decision: Decision },
+    /// Refused by the rules: nothing is sent.
+    Settle(Decision),
+    /// To be posted (intent first).
+    Post { line: u64, shipment: NewShipment },
+}
+
+/// The plan for one fulfillment's shipments in a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FulfillmentPlan {
+    pub actions: Vec<ShipmentAction>,
+    /// A shipment of this very file was created by an earlier, interrupted pass: the
+    /// fulfillment's status is still due even if nothing new is posted.
+    pub status_due: bool,
+    /// The plan cannot be trusted until Stitch's recorded shipments are read (`snap.shipments`):
+    /// a shipment was refused by the rules, or one was sent before without a known answer.
+    /// Read them and plan again with `history_read`.
+    pub wants_history: bool,
+}
+
+/// Plans one fulfillment's shipments, given what the outbox holds for each (`recorded`, by
+/// position) and Stitch's snapshot. Recorded shipments are fetched only when the plan needs
+/// them, which keeps the common case at one read per fulfillment.
+pub fn plan_fulfillment(
+    fid: &str,
+    file: &str,
+    recs: &[&ShipmentRecord],
+    recorded: &[Option<Recorded>],
+    snap: Option<&FulfillmentSnapshot>,
+    history_read: bool,
+) -> FulfillmentPlan {
+    let mut actions = Vec::with_capacity(recs.len());
+    let mut status_due = false;
+    let mut todo: Vec<&ShipmentRecord> = Vec::new();
+    let mut retried = false;
+    for (i, r) in recs.iter().enumerate() {
+        let rec = recorded.get(i).and_then(|x| x.as_ref());
+        match recorded::shipment(r.line, &key(fid, r), file, rec) {
+            Some((Earlier::Reuse(d) | Earlier::Confirm(d), due)) => {
+                status_due |= due;
+                actions.push(ShipmentAction::Reuse(d));
+            }
+            None => {
+                retried |= rec.is_some();
+                todo.push(r);
+            }
+        }
+    }
+    let planned = plan(&todo, snap, fid);
+    let refused = planned.iter().any(|p| matches!(p, ShipmentPlan::Settled(d) if d.outcome == Outcome::Rejected));
+    let wants_history = !history_read && snap.is_some() && (refused || retried);
+    actions.extend(todo.iter().zip(planned).map(|(r, p)| match p {
+        ShipmentPlan::Settled(d) if d.outcome == Outcome::Unchanged => {
+            ShipmentAction::Confirm { key: IntentKey::shipment(fid, &r.tracking_number), decision: d }
+        }
+        ShipmentPlan::Settled(d) => ShipmentAction::Settle(d),
+        ShipmentPlan::Post(n) => ShipmentAction::Post { line: r.line, shipment: n },
+    }));
+    FulfillmentPlan { actions, status_due, wants_history }
+}
+
+/// The record of a posted shipment.
+pub fn posted(line: u64, n: &NewShipment, remote_id: &str) -> Decision {
+    Decision::new(line, format!("{}/{}", n.fulfillment_id, n.tracking_number), Outcome::Created, remote_id, "")
+}
+
+/// Adds a posted shipment's quantities to its fulfillment's count of what this run shipped.
+pub fn count_shipped(shipped: &mut HashMap<String, HashMap<String, u32>>, n: &NewShipment) {
+    let m = shipped.entry(n.fulfillment_id.clone()).or_default();
+    for li in &n.line_items {
+        *m.entry(li.line_item_id.clone()).or_default() += li.quantity;
+    }
+}
+
+/// What becomes of a fulfillment's cached line items after shipping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineCache {
+    /// Still open: the cache follows what was shipped.
+    Keep(Vec<FulfillmentLineItem>),
+    /// Everything shipped: it leaves the cache, and the cancel check (a shipped fulfillment
+    /// cannot be cancelled any more).
+    Complete,
+    /// Stitch refused a shipment of it: the counts are in doubt, the cache goes.
+    Forget,
+}
+
+/// After shipping: the status that keeps Stitch informed, and the cache's next state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aftermath {
+    pub status: FulfillmentStatus,
+    pub cache: LineCache,
+}
+
+/// `line_items` as read before shipping, `shipped_now` what this run shipped (by line item),
+/// `refused` whether Stitch refused one of this file's shipments for it.
+pub fn aftermath(line_items: &[FulfillmentLineItem], shipped_now: &HashMap<String, u32>, refused: bool) -> Aftermath {
+    let status = status_after(line_items, shipped_now);
+    let cache = if refused {
+        LineCache::Forget
+    } else if status == FulfillmentStatus::Shipped {
+        LineCache::Complete
+    } else {
+        let mut items = line_items.to_vec();
+        for li in &mut items {
+            li.quantity_shipped += shipped_now.get(&li.id).copied().unwrap_or(0);
+        }
+        LineCache::Keep(items)
+    };
+    Aftermath { status, cache }
 }
 
 fn display_key(wanted: &str, r: &ShipmentRecord) -> String {
