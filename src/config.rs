@@ -940,9 +940,9 @@ token_env = "ACME_STITCH_TOKEN"
     #[test]
     fn ledger_tls_is_verify_full_by_default_and_the_ca_file_is_relative_to_the_config() {
         use crate::ledger::{LedgerLocation, PgTls, SslMode};
-        let tls_of = |extra: &str| -> Result<PgTls, String> {
+        let tls_of = |extra: &str| -> Result<PgTls, ConfigProblem> {
             let text = format!("[ledger]\nurl = \"postgres://sb@db.example/sb\"\n{extra}{MIN}");
-            match Config::parse(&text, Path::new("/etc/sb")).map_err(|e| e.to_string())?.ledger {
+            match Config::parse(&text, Path::new("/etc/sb"))?.ledger {
                 LedgerLocation::Postgres { tls, .. } => Ok(tls),
                 other => panic!("{other:?}"),
             }
@@ -954,9 +954,9 @@ token_env = "ACME_STITCH_TOKEN"
         );
         assert_eq!(tls_of("sslmode = \"require\"\n").unwrap().sslmode, SslMode::Require);
         assert_eq!(tls_of("sslmode = \"disable\"\n").unwrap().sslmode, SslMode::Disable);
-        let err = tls_of("sslmode = \"prefer\"\n").unwrap_err();
+        let err = tls_of("sslmode = \"prefer\"\n").unwrap_err().to_string();
         assert!(err.contains("sslmode") && err.contains("verify-full"), "{err}");
-        let err = tls_of("sslmode = \"require\"\nssl_ca_file = \"ca.pem\"\n").unwrap_err();
+        let err = tls_of("sslmode = \"require\"\nssl_ca_file = \"ca.pem\"\n").unwrap_err().to_string();
         assert!(err.contains("ssl_ca_file applies only with sslmode"), "{err}");
         let sqlite = format!("[ledger]\nsslmode = \"require\"\n{MIN}");
         assert!(Config::parse(&sqlite, Path::new("/c")).unwrap_err().to_string().contains("only with url"));

@@ -65,11 +65,12 @@ pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle) 
 }
 
 /// The account's "needs attention" state: `stitch_bridge_account_attention{account,reason}` is 1
-/// for the current reason and 0 for every other, so a cleared state shows as 0, not as a stale 1.
-pub fn record_attention(account: &str, reason: Option<&str>) {
-    for r in crate::engine::attention::Reason::ALL {
-        let on = reason == Some(r.as_str());
-        metrics::gauge!("stitch_bridge_account_attention", "account" => account.to_string(), "reason" => r.as_str())
+/// for the current reason and 0 for every other of `all_reasons` (every label the engine knows),
+/// so a cleared state shows as 0, not as a stale 1.
+pub fn record_attention(account: &str, reason: Option<&str>, all_reasons: &[&'static str]) {
+    for &r in all_reasons {
+        let on = reason == Some(r);
+        metrics::gauge!("stitch_bridge_account_attention", "account" => account.to_string(), "reason" => r)
             .set(if on { 1.0 } else { 0.0 });
     }
     let mut m = UNHEALTHY.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,30 +104,55 @@ pub fn endpoint_label(method: &str, path: &str) -> String {
     out
 }
 
+/// One file a cycle finished, as the metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileDone<'a> {
+    pub kind: &'a str,
+    /// Where it ended (`archived`, `rejected`, `pending`, `skipped`).
+    pub outcome: &'a str,
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+/// What a finished cycle did, in plain values (the engine fills it from its report).
+#[derive(Debug, Clone, Default)]
+pub struct CycleDone<'a> {
+    pub account: &'a str,
+    pub files: Vec<FileDone<'a>>,
+    pub orders_sent: u64,
+    pub cancels_sent: u64,
+    /// Why the account is halted, if it is.
+    pub halted: Option<&'a str>,
+    /// The "needs attention" reason label, if the account needs a person.
+    pub attention: Option<&'a str>,
+    pub seconds: f64,
+    pub oldest_waiting_secs: Option<f64>,
+}
+
 /// Record what a finished cycle did (files and records by outcome, duration, halt state).
-pub fn record_cycle(report: &crate::engine::AccountReport, seconds: f64, oldest_waiting_secs: Option<f64>) {
-    let account = report.account.clone();
-    for f in &report.files {
-        metrics::counter!("stitch_bridge_files_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => f.state.clone()).increment(1);
-        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => "accepted").increment(f.accepted);
-        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => f.kind.clone(), "outcome" => "rejected").increment(f.rejected);
+pub fn record_cycle(c: &CycleDone<'_>) {
+    let account = c.account.to_string();
+    for f in &c.files {
+        let (kind, outcome) = (f.kind.to_string(), f.outcome.to_string());
+        metrics::counter!("stitch_bridge_files_total", "account" => account.clone(), "kind" => kind.clone(), "outcome" => outcome).increment(1);
+        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => kind.clone(), "outcome" => "accepted").increment(f.accepted);
+        metrics::counter!("stitch_bridge_records_total", "account" => account.clone(), "kind" => kind, "outcome" => "rejected").increment(f.rejected);
     }
-    metrics::counter!("stitch_bridge_orders_sent_total", "account" => account.clone()).increment(report.orders_sent);
-    metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone())
-        .increment(report.cancels_sent);
-    metrics::histogram!("stitch_bridge_cycle_duration_seconds", "account" => account.clone()).record(seconds);
-    metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if report.halted.is_some() {
+    metrics::counter!("stitch_bridge_orders_sent_total", "account" => account.clone()).increment(c.orders_sent);
+    metrics::counter!("stitch_bridge_cancellations_sent_total", "account" => account.clone()).increment(c.cancels_sent);
+    metrics::histogram!("stitch_bridge_cycle_duration_seconds", "account" => account.clone()).record(c.seconds);
+    metrics::gauge!("stitch_bridge_account_halted", "account" => account.clone()).set(if c.halted.is_some() {
         1.0
     } else {
         0.0
     });
-    match (&report.halted, &report.attention) {
+    match (c.halted, c.attention) {
         (Some(h), _) => set_health(&account, Some(format!("halted: {h}"))),
-        (None, Some(a)) => set_health(&account, Some(format!("needs attention: {}", a.reason))),
+        (None, Some(reason)) => set_health(&account, Some(format!("needs attention: {reason}"))),
         (None, None) => set_health(&account, None),
     }
     metrics::gauge!("stitch_bridge_oldest_unprocessed_file_age_seconds", "account" => account)
-        .set(oldest_waiting_secs.unwrap_or(0.0));
+        .set(c.oldest_waiting_secs.unwrap_or(0.0));
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::drop::{local::LocalDrop, DropError, DropErrorKind, Transport};
 use crate::formats::Kind;
 use crate::ledger::{Ledger, LedgerError, LedgerLocation};
 use crate::stitch::{ApiError, ClientOptions, Deadline, HaltKind, StitchClient};
+use tokio_util::sync::CancellationToken;
 
 /// What a stop means for the account: what the report says, the exit code, the alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +217,8 @@ pub struct AccountCtx<'a> {
     pub report: AccountReport,
     /// Open fulfillments, fetched at most once per cycle.
     pub open_cache: Option<Vec<crate::stitch::wire::Fulfillment>>,
+    /// Cancelled when the process is shutting down (`watch`): no file or download is started.
+    pub stop: CancellationToken,
 }
 
 /// Why the Stitch token could not be had. Never carries the token itself.
@@ -291,7 +294,14 @@ pub fn client_for(acct: &Account, token: &str) -> Result<StitchClient, ApiError>
 
 /// One cycle of one account as `worker`: claim the account, run, release it. An account that
 /// another live worker holds is skipped (reported, not an error); it is that worker's to finish.
-pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, worker: &Worker) -> AccountReport {
+/// Once `stop` is cancelled the cycle finishes the file in hand and starts nothing more.
+pub async fn cycle(
+    acct: &Account,
+    location: &LedgerLocation,
+    parts: Parts,
+    worker: &Worker,
+    stop: &CancellationToken,
+) -> AccountReport {
     let mut report = AccountReport::new(&acct.name);
     let ledger = match Ledger::open_at(location) {
         Ok(l) => l,
@@ -313,7 +323,7 @@ pub async fn cycle(acct: &Account, location: &LedgerLocation, parts: Parts, work
             return report;
         }
     }
-    let (report, ledger) = claimed(acct, location, ledger, parts, report).await;
+    let (report, ledger) = claimed(acct, location, ledger, parts, report, stop).await;
     if let Err(e) = ledger.release_account(&acct.name, &worker.id) {
         // Harmless: the claim lapses after its ttl.
         tracing::warn!(account = %acct.name, "could not release the account's claim: {e}");
@@ -327,6 +337,7 @@ async fn claimed(
     ledger: Ledger,
     parts: Parts,
     mut report: AccountReport,
+    stop: &CancellationToken,
 ) -> (AccountReport, Ledger) {
     let started = crate::ledger::now();
     let clock = std::time::Instant::now();
@@ -373,11 +384,11 @@ async fn claimed(
                 }
             };
             let _ = ledger.record_cycle(&acct.name, &started, outcome, &e.to_string());
-            crate::metrics::record_cycle(&report, clock.elapsed().as_secs_f64(), None);
+            record_metrics(&report, clock.elapsed().as_secs_f64(), None);
             return (report, ledger);
         }
     };
-    let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None };
+    let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None, stop: stop.clone() };
     let result = cx.run(parts).await.map_err(|s| s.in_account(&acct.name));
     cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);
@@ -482,8 +493,32 @@ async fn claimed(
     cx.report.settle_due_seconds = cx.report.settle_due_ms.map(|d| super::settle::seconds_until(d, now_ms));
     cx.report.waiting = super::waiting_files(&cx.ledger, &acct.name, acct.settle, now_ms).unwrap_or_default();
     let oldest = cx.ledger.oldest_waiting_ms(&acct.name).ok().flatten().map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
-    crate::metrics::record_cycle(&cx.report, clock.elapsed().as_secs_f64(), oldest);
+    record_metrics(&cx.report, clock.elapsed().as_secs_f64(), oldest);
     (cx.report, cx.ledger)
+}
+
+/// Hand the cycle's report to `metrics` as the plain values it counts.
+fn record_metrics(report: &AccountReport, seconds: f64, oldest_waiting_secs: Option<f64>) {
+    let files = report
+        .files
+        .iter()
+        .map(|f| crate::metrics::FileDone {
+            kind: &f.kind,
+            outcome: &f.state,
+            accepted: f.accepted,
+            rejected: f.rejected,
+        })
+        .collect();
+    crate::metrics::record_cycle(&crate::metrics::CycleDone {
+        account: &report.account,
+        files,
+        orders_sent: report.orders_sent,
+        cancels_sent: report.cancels_sent,
+        halted: report.halted.as_deref(),
+        attention: report.attention.as_ref().map(|a| a.reason.as_str()),
+        seconds,
+        oldest_waiting_secs,
+    });
 }
 
 /// The outcome recorded for a cycle stopped by [`StopClass::LedgerMismatch`].
@@ -573,7 +608,8 @@ async fn settle_attention(
             "ok"
         }
     };
-    crate::metrics::record_attention(name, report.attention.as_ref().map(|a| a.reason.as_str()));
+    let reason = report.attention.as_ref().map(|a| a.reason.as_str());
+    crate::metrics::record_attention(name, reason, &Reason::ALL.map(Reason::as_str));
     outcome
 }
 
@@ -589,7 +625,7 @@ impl AccountCtx<'_> {
                 self.inbound(kind).await?;
             }
         }
-        if parts.download && !super::watch::stopping() {
+        if parts.download && !self.stop.is_cancelled() {
             self.client.check_deadline()?;
             self.download_orders().await?;
             self.download_cancels().await?;

@@ -248,7 +248,7 @@ impl AccountCtx<'_> {
                 }
             }
             // A shutdown finishes the file in hand, never starts another.
-            if super::watch::stopping() {
+            if self.stop.is_cancelled() {
                 return Ok(());
             }
             // Past the cycle's deadline no file is started; the rest waits for the next run.

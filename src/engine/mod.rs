@@ -205,15 +205,18 @@ pub fn run_cycle_as(config: &Config, only: &[String], parts: Parts, worker: &Wor
         Arc::new(Mutex::new(accounts.into_iter().enumerate().cycle().skip(start).take(n).collect()));
     let results: Arc<Mutex<Vec<Option<AccountReport>>>> = Arc::new(Mutex::new(vec![None; n]));
     let (stop_heartbeat, heartbeat) = start_heartbeat(config.ledger.clone(), worker.clone());
+    // A `run` cycle is never asked to stop early (a signal ends the process; every step is
+    // recorded before it is done).
+    let never = tokio_util::sync::CancellationToken::new();
     let threads: Vec<_> = (0..slots)
         .filter_map(|i| {
-            let (queue, results, ledger, worker) =
-                (queue.clone(), results.clone(), config.ledger.clone(), worker.clone());
+            let (queue, results, ledger, worker, never) =
+                (queue.clone(), results.clone(), config.ledger.clone(), worker.clone(), never.clone());
             let spawned = std::thread::Builder::new().name(format!("accounts-{i}")).spawn(move || loop {
                 let Some((idx, acct)) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        Ok(rt) => rt.block_on(account::cycle(&acct, &ledger, parts, &worker)),
+                        Ok(rt) => rt.block_on(account::cycle(&acct, &ledger, parts, &worker, &never)),
                         Err(e) => {
                             let mut r = AccountReport::new(&acct.name);
                             r.fatal.push(format!("cannot start runtime: {e}"));

@@ -8,7 +8,8 @@
 //!   while a cycle runs, together with the cycle's claim on the account, which `run` workers
 //!   respect). A second watcher waits and takes over once the lease lapses, e.g. after the
 //!   first was killed with SIGKILL.
-//! - Shutdown ([`Watcher::stop`]) lets the cycle in progress finish the file in hand, then
+//! - Shutdown ([`Watcher::stop`], on SIGINT/SIGTERM) cancels the watcher's token, which every
+//!   loop and the cycle in progress hold: the cycle finishes the file in hand, then the loop
 //!   releases the lease. Every step of a cycle is crash-safe, so stopping between files leaves
 //!   nothing half done.
 
@@ -16,18 +17,10 @@ use super::{account, AccountReport, Parts};
 use crate::config::{Account, Config, DropLocation};
 use crate::ledger::Ledger;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Process-wide: signals reach the process, not one account, and cycles check it between files.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// True once a shutdown was requested; cycles stop before taking another file.
-pub fn stopping() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
+use tokio_util::sync::CancellationToken;
 
 /// Filesystem events coalesce for this long before a cycle starts (uploads come in bursts).
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(150);
@@ -52,12 +45,14 @@ enum Wake {
 pub struct Watcher {
     wakers: Vec<Sender<Wake>>,
     threads: Vec<JoinHandle<()>>,
+    /// Cancelled by [`Watcher::stop`]; the loops and their cycles hold clones.
+    stop: CancellationToken,
 }
 
 impl Watcher {
     /// Ask every loop to stop after the file in hand.
     pub fn stop(&self) {
-        STOP.store(true, Ordering::SeqCst);
+        self.stop.cancel();
         for w in &self.wakers {
             let _ = w.send(Wake::Stop);
         }
@@ -80,7 +75,7 @@ impl Watcher {
 pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
     // The same id as this process's account claims: host/pid/tag (see `Worker`).
     let holder = super::Worker::this_process(opts.lease_ttl).id;
-    let mut w = Watcher { wakers: Vec::new(), threads: Vec::new() };
+    let mut w = Watcher { wakers: Vec::new(), threads: Vec::new(), stop: CancellationToken::new() };
     for acct in config.accounts.iter().filter(|a| opts.accounts.is_empty() || opts.accounts.contains(&a.name)) {
         let (tx, rx) = mpsc::channel();
         let mut acct = acct.clone();
@@ -97,6 +92,7 @@ pub fn start(config: &Config, opts: &WatchOptions) -> std::io::Result<Watcher> {
             ttl: opts.lease_ttl,
             tx: tx.clone(),
             rx,
+            stop: w.stop.clone(),
         };
         let name = lp.acct.name.clone();
         w.threads.push(std::thread::Builder::new().name(format!("watch-{name}")).spawn(move || lp.run())?);
@@ -118,6 +114,7 @@ struct AccountLoop {
     ttl: Duration,
     tx: Sender<Wake>,
     rx: Receiver<Wake>,
+    stop: CancellationToken,
 }
 
 /// How often a waiting watcher looks at a lease held by a process on this machine, whose death
@@ -179,7 +176,7 @@ impl AccountLoop {
             let mut next_download = Instant::now();
             let mut next_renew = Instant::now() + self.renew_every();
             loop {
-                if stopping() {
+                if self.stop.is_cancelled() {
                     break 'lease;
                 }
                 let now = Instant::now();
@@ -251,7 +248,7 @@ impl AccountLoop {
         let name = &self.acct.name;
         let mut told = false;
         loop {
-            if stopping() {
+            if self.stop.is_cancelled() {
                 return false;
             }
             let mut retry = self.renew_every();
@@ -307,7 +304,7 @@ impl AccountLoop {
             }
             ledger
         });
-        let report = rt.block_on(account::cycle(&self.acct, &self.ledger_path, parts, &self.worker));
+        let report = rt.block_on(account::cycle(&self.acct, &self.ledger_path, parts, &self.worker, &self.stop));
         let _ = done_tx.send(());
         let ledger = match renewer.join() {
             Ok(l) => l,

@@ -71,34 +71,89 @@ macro_rules! p {
 pub(crate) use p;
 
 /// One result row; getters fail (rather than guess) when a column has an unexpected type.
-pub(crate) struct Row(Vec<Val>);
+pub(crate) struct Row {
+    /// The statement's column names, shared by its rows, for errors that name the column.
+    names: Arc<[String]>,
+    vals: Vec<Val>,
+}
 
-pub(crate) type RowResult<T> = std::result::Result<T, String>;
+/// What is wrong with one column's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnProblem {
+    Missing,
+    Null,
+    /// Another type than the reader expects (`found` is the value, shown as stored).
+    Type {
+        expected: &'static str,
+        found: String,
+    },
+}
+
+impl std::fmt::Display for ColumnProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnProblem::Missing => f.write_str("missing"),
+            ColumnProblem::Null => f.write_str("unexpected NULL"),
+            ColumnProblem::Type { expected, found } => write!(f, "expected {expected}, found {found}"),
+        }
+    }
+}
+
+/// A row this release cannot read: a column that is absent, NULL or of another type, or a value
+/// no release wrote. The ledger reports it as damage (`LedgerError::Unreadable`): a guess could
+/// send a write twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    #[error("column {column}: {problem}")]
+    Column { column: String, problem: ColumnProblem },
+    #[error("intent {key}, column {column}: {source}")]
+    IntentWord { key: String, column: String, source: crate::model::UnknownWord },
+    #[error(transparent)]
+    Content(#[from] crate::model::ContentError),
+    #[error("intent {key} is recorded as a {kind} write")]
+    KindMismatch { key: String, kind: &'static str },
+    #[error("intent {key} vanished")]
+    IntentVanished { key: String },
+    #[error("{statement} gave no row")]
+    NoRow { statement: &'static str },
+}
+
+pub(crate) type RowResult<T> = std::result::Result<T, RowError>;
 
 impl Row {
+    /// Column `i`'s name (its number if the statement named fewer columns).
+    pub fn name(&self, i: usize) -> String {
+        self.names.get(i).cloned().unwrap_or_else(|| i.to_string())
+    }
+    fn problem(&self, i: usize, problem: ColumnProblem) -> RowError {
+        RowError::Column { column: self.name(i), problem }
+    }
     fn at(&self, i: usize) -> RowResult<&Val> {
-        self.0.get(i).ok_or_else(|| format!("column {i} missing"))
+        self.vals.get(i).ok_or_else(|| self.problem(i, ColumnProblem::Missing))
+    }
+    fn wrong(&self, i: usize, expected: &'static str, found: &Val) -> RowError {
+        self.problem(i, ColumnProblem::Type { expected, found: format!("{found:?}") })
     }
     pub fn opt_int(&self, i: usize) -> RowResult<Option<i64>> {
         match self.at(i)? {
             Val::Null => Ok(None),
             Val::Int(v) => Ok(Some(*v)),
             Val::Bool(b) => Ok(Some(*b as i64)),
-            other => Err(format!("column {i}: expected an integer, found {other:?}")),
+            other => Err(self.wrong(i, "an integer", other)),
         }
     }
     pub fn int(&self, i: usize) -> RowResult<i64> {
-        self.opt_int(i)?.ok_or_else(|| format!("column {i}: unexpected NULL"))
+        self.opt_int(i)?.ok_or_else(|| self.problem(i, ColumnProblem::Null))
     }
     pub fn opt_text(&self, i: usize) -> RowResult<Option<String>> {
         match self.at(i)? {
             Val::Null => Ok(None),
             Val::Text(s) => Ok(Some(s.clone())),
-            other => Err(format!("column {i}: expected text, found {other:?}")),
+            other => Err(self.wrong(i, "text", other)),
         }
     }
     pub fn text(&self, i: usize) -> RowResult<String> {
-        self.opt_text(i)?.ok_or_else(|| format!("column {i}: unexpected NULL"))
+        self.opt_text(i)?.ok_or_else(|| self.problem(i, ColumnProblem::Null))
     }
     pub fn flag(&self, i: usize) -> RowResult<bool> {
         Ok(self.int(i)? != 0)
@@ -109,7 +164,7 @@ impl Row {
 pub(crate) enum DbError {
     Sqlite(rusqlite::Error),
     Pg(tokio_postgres::Error),
-    Row(String),
+    Row(RowError),
     /// The statement's task on the ledger's runtime ended without an answer (it panicked).
     Gone,
 }
@@ -122,6 +177,11 @@ impl From<rusqlite::Error> for DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         DbError::Pg(e)
+    }
+}
+impl From<RowError> for DbError {
+    fn from(e: RowError) -> Self {
+        DbError::Row(e)
     }
 }
 
@@ -341,6 +401,7 @@ fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Val]) -> DbResult
     use rusqlite::types::ValueRef;
     let mut st = c.prepare_cached(sql)?;
     let n = st.column_count();
+    let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -350,10 +411,14 @@ fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Val]) -> DbResult
                 ValueRef::Null => Val::Null,
                 ValueRef::Integer(v) => Val::Int(v),
                 ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Real(f) => return Err(DbError::Row(format!("column {i}: unexpected real {f}"))),
+                ValueRef::Real(f) => {
+                    let found = format!("real {f}");
+                    let problem = ColumnProblem::Type { expected: "an integer or text", found };
+                    return Err(RowError::Column { column: names[i].clone(), problem }.into());
+                }
             });
         }
-        out.push(Row(vals));
+        out.push(Row { names: names.clone(), vals });
     }
     Ok(out)
 }
@@ -413,6 +478,8 @@ fn pg_params(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
 
 fn pg_rows(rows: Vec<tokio_postgres::Row>) -> DbResult<Vec<Row>> {
     let mut out = Vec::with_capacity(rows.len());
+    let Some(first) = rows.first() else { return Ok(out) };
+    let names: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
     for r in rows {
         let mut vals = Vec::with_capacity(r.len());
         for (i, col) in r.columns().iter().enumerate() {
@@ -428,11 +495,13 @@ fn pg_rows(rows: Vec<tokio_postgres::Row>) -> DbResult<Vec<Row>> {
             } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::NAME {
                 r.try_get::<_, Option<String>>(i)?.map(Val::Text)
             } else {
-                return Err(DbError::Row(format!("column {} has unexpected type {ty}", col.name())));
+                let problem =
+                    ColumnProblem::Type { expected: "an integer, boolean or text type", found: format!("type {ty}") };
+                return Err(RowError::Column { column: col.name().to_string(), problem }.into());
             };
             vals.push(v.unwrap_or(Val::Null));
         }
-        out.push(Row(vals));
+        out.push(Row { names: names.clone(), vals });
     }
     Ok(out)
 }

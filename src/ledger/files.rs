@@ -187,7 +187,7 @@ impl Ledger {
             p![account, kind, path, size as i64, mtime_ms, &t],
             |r| r.int(0),
         )?;
-        let id = id.ok_or_else(|| self.err(super::db::DbError::Row("INSERT … RETURNING gave no row".into())))?;
+        let id = id.ok_or_else(|| self.err(super::db::RowError::NoRow { statement: "INSERT … RETURNING" }.into()))?;
         self.file(id).map(|f| f.expect("row just inserted"))
     }
 

@@ -16,10 +16,11 @@ mod outbox;
 mod pg_tls;
 mod waiting;
 
+pub use db::{ColumnProblem, RowError};
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use outbox::{Finished, Intent, IntentState, NewIntent};
-pub use pg_tls::{PgTls, SslMode};
+pub use pg_tls::{PgTls, SslMode, TlsSetupError};
 pub use waiting::Waiting;
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
@@ -33,6 +34,9 @@ pub enum LedgerError {
     Locked { at: String },
     #[error("ledger {at} is damaged or not a stitch-bridge ledger: {message}. Restore it from a backup; do not delete it (a fresh ledger would send everything again)")]
     Corrupt { at: String, message: String },
+    /// A row this release cannot read (damaged, or written by a newer release).
+    #[error("ledger {at} is damaged or not a stitch-bridge ledger: {source}. Restore it from a backup; do not delete it (a fresh ledger would send everything again)")]
+    Unreadable { at: String, source: RowError },
     /// The file exists but holds no schema (zero length, or tables lost with a deleted WAL): it is
     /// not a fresh install, and opening it as one would send everything again.
     #[error("ledger {at} exists but holds no ledger (it is empty or has no tables: truncated, or its -wal file was lost). Nothing was processed. Restore it from a backup; if this ledger is meant to start over, run `stitch-bridge adopt ACCOUNT` for each account (orders the lost ledger sent will be sent again)")]
@@ -283,7 +287,7 @@ impl Ledger {
         match e {
             DbError::Sqlite(e) => classify(&self.at, e),
             DbError::Pg(e) => classify_pg(&self.at, e, false),
-            DbError::Row(message) => LedgerError::Corrupt { at: self.at.clone(), message },
+            DbError::Row(source) => LedgerError::Unreadable { at: self.at.clone(), source },
             DbError::Gone => LedgerError::Unreachable {
                 at: self.at.clone(),
                 message: "the statement's task ended unanswered".into(),
@@ -297,7 +301,7 @@ impl Ledger {
 
     pub(crate) fn query<T>(&self, sql: &str, params: &[db::Val], f: impl Fn(&Row) -> RowResult<T>) -> Result<Vec<T>> {
         let rows = self.db.query(sql, params).map_err(|e| self.err(e))?;
-        rows.iter().map(|r| f(r).map_err(|e| self.err(DbError::Row(e)))).collect()
+        rows.iter().map(|r| f(r).map_err(|e| self.err(e.into()))).collect()
     }
 
     pub(crate) fn query_opt<T>(
@@ -788,7 +792,7 @@ fn pg_pool(at: &str, url: &str, password_env: Option<&str>, tls: &PgTls) -> Resu
     } else {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
         let client = pg_tls::client_config(tls.sslmode, tls.ssl_ca_file.as_deref())
-            .map_err(|message| LedgerError::Config { at: at.into(), message })?;
+            .map_err(|e| LedgerError::Config { at: at.into(), message: e.to_string() })?;
         let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client);
         deadpool_postgres::Manager::from_config(cfg, connector, manager_config)
     };

@@ -14,9 +14,9 @@
 //! the same write planned twice, by the same file retried or by a re-dropped copy, is one
 //! intent.
 
-use super::db::{p, Row, RowResult};
+use super::db::{p, Row, RowError, RowResult};
 use super::{now, Ledger, Result};
-use crate::model::{IntentKey, IntentKind, Outcome, Payload};
+use crate::model::{IntentKey, IntentKind, Outcome, Payload, UnknownWord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntentState {
@@ -34,12 +34,12 @@ impl IntentState {
         }
     }
 
-    fn parse(s: &str) -> std::result::Result<Self, String> {
+    fn parse(s: &str) -> std::result::Result<Self, UnknownWord> {
         match s {
             "pending" => Ok(IntentState::Pending),
             "done" => Ok(IntentState::Done),
             "failed" => Ok(IntentState::Failed),
-            other => Err(format!("unknown intent state {other:?}")),
+            other => Err(UnknownWord { what: "intent state", word: other.to_string() }),
         }
     }
 }
@@ -93,20 +93,22 @@ impl Finished {
 
 fn row(r: &Row) -> RowResult<Intent> {
     let key_text = r.text(0)?;
-    let key: IntentKey = key_text.parse().map_err(|e: crate::model::ContentError| e.to_string())?;
-    let kind: IntentKind = r.text(1)?.parse().map_err(|e: crate::model::ContentError| e.to_string())?;
+    let key: IntentKey = key_text.parse()?;
+    let kind: IntentKind = r.text(1)?.parse()?;
     if kind != key.kind() {
-        return Err(format!("intent {key_text} is recorded as a {} write", kind.as_str()));
+        return Err(RowError::KindMismatch { key: key_text, kind: kind.as_str() });
     }
-    let payload = Payload::from_json(kind, &key_text, &r.text(2)?).map_err(|e| e.to_string())?;
+    let payload = Payload::from_json(kind, &key_text, &r.text(2)?)?;
+    let word =
+        |i: usize, source: UnknownWord| RowError::IntentWord { key: key_text.clone(), column: r.name(i), source };
     let outcome = match r.opt_text(5)? {
-        Some(o) => Some(o.parse::<Outcome>().map_err(|e| format!("intent {key_text}: {e}"))?),
+        Some(o) => Some(o.parse::<Outcome>().map_err(|e| word(5, e))?),
         None => None,
     };
     Ok(Intent {
+        state: IntentState::parse(&r.text(3)?).map_err(|e| word(3, e))?,
         key,
         payload,
-        state: IntentState::parse(&r.text(3)?)?,
         remote_id: r.opt_text(4)?,
         outcome,
         message: r.opt_text(6)?,
@@ -149,8 +151,8 @@ impl Ledger {
                 upsert_intent(tx, account, item, &t)?;
                 let key = item.key.to_string();
                 let rows = tx.query(&get, p![account, &key])?;
-                let r = rows.first().ok_or_else(|| super::db::DbError::Row(format!("intent {key} vanished")))?;
-                out.push(row(r).map_err(super::db::DbError::Row)?);
+                let r = rows.first().ok_or(RowError::IntentVanished { key })?;
+                out.push(row(r)?);
             }
             Ok(out)
         })
@@ -270,5 +272,27 @@ mod tests {
         let l = Ledger::open(&p).unwrap();
         let e = l.pending_intents("a").unwrap_err().to_string();
         assert!(e.contains("shp:F1/T1") && e.contains("tracking_number"), "{e}");
+    }
+
+    /// A value of the wrong type or a word no release wrote names the column (and the intent).
+    #[test]
+    fn an_unreadable_column_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.sqlite");
+        let key = ship("T1").key;
+        {
+            let mut l = Ledger::open(&p).unwrap();
+            l.begin_intents("a", &[ship("T1")]).unwrap();
+        }
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute("UPDATE intents SET state='sent'", []).unwrap();
+        let l = Ledger::open(&p).unwrap();
+        let e = l.intent("a", &key).unwrap_err();
+        assert!(matches!(e, crate::ledger::LedgerError::Unreadable { .. }), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("intent shp:F1/T1, column state: unknown intent state \"sent\""), "{e}");
+        c.execute("UPDATE intents SET state='pending', attempts='many'", []).unwrap();
+        let e = l.intent("a", &key).unwrap_err().to_string();
+        assert!(e.contains("column attempts: expected an integer, found Text(\"many\")"), "{e}");
     }
 }

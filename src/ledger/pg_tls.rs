@@ -51,12 +51,28 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The rustls client configuration for `mode` (not called for `Disable`); the error says what
-/// is wrong with the CA file, for an operator.
-pub fn client_config(mode: SslMode, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+/// Why no TLS client could be made; the CA file's problems name the file, for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("TLS set-up: {0}")]
+    Protocols(#[source] rustls::Error),
+    #[error("cannot read ssl_ca_file {}: {source}", path.display())]
+    ReadCa { path: PathBuf, source: std::io::Error },
+    #[error("ssl_ca_file {} is not PEM certificates: {source}", path.display())]
+    NotPem { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("ssl_ca_file {} holds no PEM certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("ssl_ca_file {}: {source}", path.display())]
+    BadCertificate { path: PathBuf, source: rustls::Error },
+    #[error("the platform's CA roots: {0}")]
+    PlatformRoots(#[source] rustls::Error),
+}
+
+/// The rustls client configuration for `mode` (not called for `Disable`).
+pub fn client_config(mode: SslMode, ca_file: Option<&Path>) -> Result<ClientConfig, TlsSetupError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
+        .map_err(TlsSetupError::Protocols)?;
     let config = match (mode, ca_file) {
         (SslMode::Require, _) => builder
             .dangerous()
@@ -65,26 +81,25 @@ pub fn client_config(mode: SslMode, ca_file: Option<&Path>) -> Result<ClientConf
         (_, Some(path)) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_certs(path)? {
-                roots.add(cert).map_err(|e| format!("ssl_ca_file {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|source| TlsSetupError::BadCertificate { path: path.into(), source })?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         (_, None) => {
             use rustls_platform_verifier::BuilderVerifierExt;
-            builder.with_platform_verifier().map_err(|e| format!("the platform's CA roots: {e}"))?.with_no_client_auth()
+            builder.with_platform_verifier().map_err(TlsSetupError::PlatformRoots)?.with_no_client_auth()
         }
     };
     Ok(config)
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read ssl_ca_file {shown}: {e}"))?;
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsSetupError::ReadCa { path: path.into(), source })?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("ssl_ca_file {shown} is not PEM certificates: {e}"))?;
+        .map_err(|source| TlsSetupError::NotPem { path: path.into(), source })?;
     if certs.is_empty() {
-        return Err(format!("ssl_ca_file {shown} holds no PEM certificate"));
+        return Err(TlsSetupError::NoCertificate { path: path.into() });
     }
     Ok(certs)
 }
