@@ -91,11 +91,30 @@ pub(crate) struct Ctx {
 }
 
 /// Kind from a header row (after aliasing); `None` when it fits no kind.
+///
+/// ```
+/// use stitch_bridge::formats::{sniff, Kind};
+///
+/// let header = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+/// assert_eq!(sniff(&header(&["SKU", "Quantity", "name"])), Some(Kind::Inventory));
+/// assert_eq!(sniff(&header(&["tracking_number", "carrier", "order_ref", "sku", "quantity", "shipped_at"])), Some(Kind::Shipments));
+/// assert_eq!(sniff(&header(&["a", "b"])), None);
+/// ```
 pub fn sniff(header_line: &[String]) -> Option<Kind> {
     header::sniff(header_line)
 }
 
 /// `sniff` after a partner's column renames (`ParseOptions::column_map`).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use stitch_bridge::formats::{sniff, sniff_with, Kind};
+///
+/// let header = vec!["Artikel".to_string(), "Bestand".to_string()];
+/// let renames = HashMap::from([("artikel".to_string(), "sku".to_string()), ("bestand".to_string(), "quantity".to_string())]);
+/// assert_eq!(sniff(&header), None);
+/// assert_eq!(sniff_with(&header, &renames), Some(Kind::Inventory));
+/// ```
 pub fn sniff_with(header_line: &[String], column_map: &HashMap<String, String>) -> Option<Kind> {
     header::sniff_with(header_line, column_map)
 }
@@ -103,6 +122,14 @@ pub fn sniff_with(header_line: &[String], column_map: &HashMap<String, String>) 
 /// Refuses content that is not CSV text but a format clerks save by mistake, judged by the
 /// file's first bytes: an `.xlsx` (or any zip) would otherwise read as a header of garbage.
 /// Other binary content is left to the encoding checks (`bad_encoding`).
+///
+/// ```
+/// use stitch_bridge::formats::{not_csv, ErrorCode};
+///
+/// let rejection = not_csv(b"PK\x03\x04\x14\x00").expect("a zip is refused");
+/// assert_eq!((rejection.code, rejection.line), (ErrorCode::NotCsv, Some(1)));
+/// assert!(not_csv(b"sku,quantity\n").is_none());
+/// ```
 pub fn not_csv(first_bytes: &[u8]) -> Option<FileRejection> {
     first_bytes.starts_with(b"PK\x03\x04").then(|| {
         FileRejection::new(
@@ -115,6 +142,12 @@ pub fn not_csv(first_bytes: &[u8]) -> Option<FileRejection> {
 
 /// The data columns of an error file: the file's header, then `extra_1`, `extra_2`, … for the
 /// values of the widest ragged row beyond it (`widest_row` values), so that no value is cut.
+///
+/// ```
+/// let header = vec!["sku".to_string(), "quantity".to_string()];
+/// assert_eq!(stitch_bridge::formats::error_file_header(&header, 4), ["sku", "quantity", "extra_1", "extra_2"]);
+/// assert_eq!(stitch_bridge::formats::error_file_header(&header, 1), ["sku", "quantity"]);
+/// ```
 pub fn error_file_header(header: &[String], widest_row: usize) -> Vec<String> {
     let mut columns = header.to_vec();
     columns.extend((1..=widest_row.saturating_sub(header.len())).map(extra_column));
@@ -122,11 +155,23 @@ pub fn error_file_header(header: &[String], widest_row: usize) -> Vec<String> {
 }
 
 /// Kind from the drop folder a file arrived in (case-insensitive).
+///
+/// ```
+/// use stitch_bridge::formats::{kind_for_folder, Kind};
+///
+/// assert_eq!(kind_for_folder("Orders"), Some(Kind::Orders));
+/// assert_eq!(kind_for_folder("returns"), None);
+/// ```
 pub fn kind_for_folder(folder: &str) -> Option<Kind> {
     Kind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(folder.trim()))
 }
 
 /// Should an inventory file of this name be read in delta mode? (`*_delta.csv`)
+///
+/// ```
+/// assert!(stitch_bridge::formats::is_delta_name("stock_DELTA.csv"));
+/// assert!(!stitch_bridge::formats::is_delta_name("delta_stock.csv"));
+/// ```
 pub fn is_delta_name(file_name: &str) -> bool {
     file_name.to_ascii_lowercase().ends_with("_delta.csv")
 }
@@ -223,6 +268,34 @@ impl<R> Units<R> {
 impl<R: Read> Units<R> {
     /// Like `next`, for checking only: the same errors, but no records are built and the rows
     /// are lent, so a valid unit costs no allocation.
+    ///
+    /// ```
+    /// use stitch_bridge::formats::{parse, ErrorCode, Kind, ParseOptions};
+    ///
+    /// let csv = "order_ref,order_date,ship_name,ship_address1,ship_city,ship_country,sku,quantity\n\
+    ///            PO-1,2024-03-15,Ann,1 Main St,Springfield,US,RED,2\n\
+    ///            PO-1,2024-03-15,Ann,1 Main St,Springfield,US,BLUE,0\n\
+    ///            PO-2,2024-03-15,Bob,2 Elm St,Springfield,US,RED,1\n";
+    /// let opts = ParseOptions::default();
+    /// let mut checked = Vec::new();
+    /// let mut units = parse(Kind::Orders, csv.as_bytes(), &opts)?;
+    /// while let Some(unit) = units.next_checked() {
+    ///     let unit = unit?;
+    ///     let first_line = unit.rows().next().map(|r| r.line);
+    ///     checked.push((first_line, unit.errors().iter().map(|e| (e.line, e.code)).collect::<Vec<_>>()));
+    /// }
+    /// // PO-1 is refused whole: line 3 for its own error, line 2 because it belongs to PO-1.
+    /// let po1 = vec![(2, ErrorCode::GroupRejected), (3, ErrorCode::ZeroQuantity)];
+    /// assert_eq!(checked, [(Some(2), po1), (Some(4), vec![])]);
+    ///
+    /// // The same judgement as `next`, which builds the records.
+    /// let built: Vec<_> = parse(Kind::Orders, csv.as_bytes(), &opts)?
+    ///     .map(|u| u.map(|u| (u.rows.first().map(|r| r.line), u.result.err().unwrap_or_default())))
+    ///     .collect::<Result<_, _>>()?;
+    /// let built: Vec<_> = built.into_iter().map(|(l, e)| (l, e.iter().map(|e| (e.line, e.code)).collect::<Vec<_>>())).collect();
+    /// assert_eq!(built, checked);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn next_checked(&mut self) -> Option<Result<Checked<'_>, FileRejection>> {
         if self.failed {
             return None;
@@ -348,6 +421,35 @@ pub fn resolve_duplicates<R: Read>(
 }
 
 /// Opens a file of `kind`: reads and checks the header, then streams units lazily.
+///
+/// A header the kind cannot use rejects the file at once; afterwards each unit is accepted
+/// (`Ok(record)`) or rejected with every problem located by physical line and column.
+///
+/// ```
+/// use stitch_bridge::formats::{parse, ErrorCode, Kind, ParseOptions, Record};
+///
+/// let csv = "sku,quantity,colour\nRED,5,red\nBLUE,2.5,blue\nRED,1,red\n";
+/// let units = parse(Kind::Inventory, csv.as_bytes(), &ParseOptions::default())?;
+/// // An unknown column is a warning on the header line; it rejects nothing.
+/// let w = &units.warnings()[0];
+/// assert_eq!((w.line, w.column.as_str(), w.code), (1, "colour", ErrorCode::UnknownColumn));
+///
+/// let units: Vec<_> = units.collect::<Result<_, _>>()?;
+/// let Ok(Record::Inventory(red)) = &units[0].result else { panic!("{:?}", units[0]) };
+/// assert_eq!((red.line, red.sku.as_str(), red.quantity), (2, "RED", 5));
+/// let bad = &units[1].result.as_ref().unwrap_err()[0];
+/// assert_eq!((bad.line, bad.column.as_str(), bad.code), (3, "quantity", ErrorCode::BadInteger));
+/// assert_eq!(bad.message, "quantity must be a whole number, got '2.5'");
+/// let again = &units[2].result.as_ref().unwrap_err()[0];
+/// assert_eq!((again.line, again.code), (4, ErrorCode::DuplicateSku));
+///
+/// // A header without a required column refuses the whole file.
+/// let Err(rejected) = parse(Kind::Inventory, "sku,name\nRED,Red\n".as_bytes(), &ParseOptions::default()) else {
+///     panic!("accepted a file without quantities");
+/// };
+/// assert_eq!((rejected.code, rejected.line), (ErrorCode::MissingColumn, Some(1)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn parse<R: Read>(kind: Kind, input: R, opts: &ParseOptions) -> Result<Units<R>, FileRejection> {
     let rows = reader::RowReader::open(kind, input, opts)?;
     Ok(units(kind, rows, opts))
@@ -355,6 +457,29 @@ pub fn parse<R: Read>(kind: Kind, input: R, opts: &ParseOptions) -> Result<Units
 
 /// Like `parse`, with CSV framing on a thread of its own so that reading and checking overlap
 /// (about twice the throughput on a big file when a second core is free). Same results.
+///
+/// `validate`'s path: with `Units::late_duplicates`, repeated SKUs are found after the last row
+/// (`Units::finish`, then `resolve_duplicates` reads the file again), so memory stays flat.
+///
+/// ```
+/// use stitch_bridge::formats::{parse_piped, resolve_duplicates, ErrorCode, Kind, ParseOptions};
+///
+/// let csv: &'static [u8] = b"sku,quantity\nRED,5\nBLUE,x\nRED,1\n";
+/// let opts = ParseOptions::default();
+/// let mut units = parse_piped(Kind::Inventory, csv, &opts)?.late_duplicates(1024);
+/// let mut errors = Vec::new();
+/// while let Some(unit) = units.next_checked() {
+///     errors.extend(unit?.errors().iter().map(|e| (e.line, e.code)));
+/// }
+/// // The repeat of RED on line 4 is not known yet ...
+/// assert_eq!(errors, [(3, ErrorCode::BadInteger)]);
+/// // ... until every row was seen; the second read confirms it and lends its row.
+/// let late = units.finish()?;
+/// let found = resolve_duplicates(Kind::Inventory, csv, &opts, &late)?;
+/// let found: Vec<_> = found.iter().map(|(row, e)| (row.line, row.fields.get(0), e.code)).collect();
+/// assert_eq!(found, [(4, Some("RED"), ErrorCode::DuplicateSku)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn parse_piped<R: Read + Send + 'static>(
     kind: Kind,
     input: R,

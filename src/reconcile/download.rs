@@ -66,6 +66,32 @@ pub fn order_date(f: &Fulfillment, date_format: Option<&str>) -> String {
 /// Order and cancel files are read by the warehouse's system, not by a spreadsheet: every value
 /// goes out exactly as Stitch holds it (a phone `+1 503…` or an order ref `-12` must come back
 /// unchanged). Quoting is the CSV writer's; formula protection belongs to files for people.
+///
+/// ```
+/// use stitch_bridge::reconcile::download::{order_file_name, render_order};
+/// use stitch_bridge::stitch::wire::{Fulfillment, FulfillmentLineItem, FulfillmentState, ShipTo, ShippingSpeed};
+///
+/// let f = Fulfillment {
+///     id: "F9".into(),
+///     order_number: "PO/7".into(),
+///     order_id: "1".into(),
+///     status: String::new(),
+///     shipping_speed: ShippingSpeed::Standard,
+///     created_at: "2026-03-04T05:06:07Z".parse()?,
+///     order_date: Some("2026-03-01T09:30:00-08:00".into()),
+///     ship_to: ShipTo { name: Some("Ann".into()), phone: Some("+1 503 555 0100".into()), ..Default::default() },
+///     state: FulfillmentState::Open,
+///     cancelled_at: None,
+/// };
+/// let item = FulfillmentLineItem { id: "L1".into(), sku: "RED".into(), name: None, quantity: 2, quantity_shipped: 0 };
+/// let text = String::from_utf8(render_order(&f, &[item], Some("%d.%m.%Y")))?;
+/// let mut lines = text.lines();
+/// assert!(lines.next().is_some_and(|h| h.starts_with("order_ref,order_date,ship_name,")));
+/// assert_eq!(lines.next(), Some("PO/7,01.03.2026,Ann,,,,,,,,+1 503 555 0100,,Standard,RED,,2,F9,L1"));
+/// assert_eq!(lines.next(), None);
+/// assert_eq!(order_file_name(&f), "order_PO_7_F9.csv");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem], date_format: Option<&str>) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(ORDER_COLUMNS);
@@ -98,6 +124,30 @@ pub fn render_order(f: &Fulfillment, items: &[FulfillmentLineItem], date_format:
     w.into_inner().unwrap_or_default()
 }
 
+/// A cancel file: one row naming the fulfillment the warehouse must not ship.
+///
+/// ```
+/// use stitch_bridge::reconcile::download::{cancel_file_name, render_cancel};
+/// use stitch_bridge::stitch::wire::{Fulfillment, FulfillmentState, ShipTo, ShippingSpeed};
+///
+/// let at = "2026-03-04T05:06:07Z".parse()?;
+/// let f = Fulfillment {
+///     id: "F9".into(),
+///     order_number: "PO-7".into(),
+///     order_id: "1".into(),
+///     status: String::new(),
+///     shipping_speed: ShippingSpeed::Standard,
+///     created_at: at,
+///     order_date: None,
+///     ship_to: ShipTo::default(),
+///     state: FulfillmentState::Cancelled,
+///     cancelled_at: Some(at),
+/// };
+/// let text = String::from_utf8(render_cancel(&f))?;
+/// assert_eq!(text, "fulfillment_id,order_ref,cancelled_at\nF9,PO-7,2026-03-04T05:06:07Z\n");
+/// assert_eq!(cancel_file_name(&f), "cancel_PO-7_F9.csv");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn render_cancel(f: &Fulfillment) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(CANCEL_COLUMNS);

@@ -33,6 +33,35 @@ pub struct InventoryPlan {
     pub settled: Vec<Decision>,
 }
 
+/// The writes that bring Stitch to the file's stock, and the outcome of every record that
+/// needs none. An unchanged SKU costs no request; a delta that would go below zero is refused.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use stitch_bridge::formats::InventoryRecord;
+/// use stitch_bridge::reconcile::inventory::{plan, InventoryPolicy};
+/// use stitch_bridge::reconcile::Outcome;
+/// use stitch_bridge::stitch::wire::Product;
+///
+/// let rec = |line, sku: &str, quantity| InventoryRecord { line, sku: sku.into(), quantity, name: None, barcode: None };
+/// let red = Product { id: "P1".into(), sku: "RED".into(), name: None, barcode: None, stock: 5 };
+/// let remote = HashMap::from([("RED".to_string(), red)]);
+/// let snapshot = InventoryPolicy { delta: false, zero_missing: false, zero_missing_max_share: 0.5 };
+///
+/// let p = plan(&[rec(2, "RED", 5), rec(3, "BLUE", 7)], &remote, snapshot);
+/// let settled: Vec<_> = p.settled.iter().map(|d| (d.line, d.key.as_str(), d.outcome)).collect();
+/// assert_eq!(settled, [(2, "RED", Outcome::Unchanged)]);
+/// let writes: Vec<_> = p.upserts.iter().map(|u| (u.line, u.upsert.sku.as_str(), u.upsert.stock, u.creates)).collect();
+/// assert_eq!(writes, [(3, "BLUE", 7, true)]);
+///
+/// // A delta is added to Stitch's stock, and never takes it below zero.
+/// let delta = InventoryPolicy { delta: true, ..snapshot };
+/// let p = plan(&[rec(2, "RED", -2)], &remote, delta);
+/// assert_eq!((p.upserts[0].upsert.stock, p.upserts[0].before), (3, Some(5)));
+/// let p = plan(&[rec(2, "RED", -6)], &remote, delta);
+/// assert_eq!((p.settled[0].outcome, p.settled[0].code), (Outcome::Rejected, "stock_below_zero"));
+/// assert!(p.upserts.is_empty());
+/// ```
 pub fn plan(records: &[InventoryRecord], remote: &HashMap<String, Product>, policy: InventoryPolicy) -> InventoryPlan {
     let mut out = InventoryPlan::default();
     if policy.zero_missing && !policy.delta {

@@ -16,6 +16,32 @@ pub enum OrderPlan {
     Settled(Decision),
 }
 
+/// What to do with one order, given what Stitch holds under its reference (`None`: nothing).
+///
+/// ```
+/// use stitch_bridge::formats::{OrderAction, OrderItem, OrderRecord, ShippingSpeed};
+/// use stitch_bridge::reconcile::orders::{plan, OrderPlan};
+/// use stitch_bridge::reconcile::Outcome;
+///
+/// let order = |action| OrderRecord {
+///     line: 2,
+///     order_ref: "PO-7".into(),
+///     action,
+///     order_date: None,
+///     ship_to: None,
+///     shipping_speed: ShippingSpeed::Expedited,
+///     currency: Some("USD".into()),
+///     items: vec![OrderItem { line: 2, sku: "RED".into(), quantity: 3, price: None }],
+/// };
+/// let OrderPlan::Create(write) = plan(&order(OrderAction::Create), None) else { panic!("not a create") };
+/// assert_eq!((write.po_num.as_deref(), write.shipping_speed.as_deref()), (Some("PO-7"), Some("Expedited")));
+/// let items: Vec<_> = write.line_items.unwrap_or_default().into_iter().map(|i| (i.sku, i.quantity)).collect();
+/// assert_eq!(items, [("RED".to_string(), "3".to_string())]);
+///
+/// // Cancelling an order Stitch never had is refused with a reason, and sends nothing.
+/// let OrderPlan::Settled(d) = plan(&order(OrderAction::Cancel), None) else { panic!("a request for nothing") };
+/// assert_eq!((d.line, d.outcome, d.code), (2, Outcome::Rejected, "unknown_order"));
+/// ```
 pub fn plan(rec: &OrderRecord, remote: Option<&OrderView>) -> OrderPlan {
     let key = rec.order_ref.as_str();
     match (rec.action, remote) {
