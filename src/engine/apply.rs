@@ -294,26 +294,27 @@ impl AccountCtx<'_> {
         };
         // Snapshot per fulfillment, concurrently: its state and line items.
         let mut snaps: HashMap<String, Option<shipments::FulfillmentSnapshot>> = HashMap::new();
-        let fetch = |(fid, known, items): (String, Option<wire::Fulfillment>, Option<Vec<wire::FulfillmentLineItem>>)| {
-            let client = client.clone();
-            async move {
-                let f = match known {
-                    Some(f) => Some(f),
-                    None => client.get_fulfillment(&fid).await?,
-                };
-                let snap = match f {
-                    None => None,
-                    Some(f) => {
-                        let line_items = match items {
-                            Some(items) if shipments::cache_usable(false, f.state) => items,
-                            _ => client.line_items(&f.id).await?,
-                        };
-                        Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
-                    }
-                };
-                Ok::<_, ApiError>((fid, snap))
-            }
-        };
+        let fetch =
+            |(fid, known, items): (String, Option<wire::Fulfillment>, Option<Vec<wire::FulfillmentLineItem>>)| {
+                let client = client.clone();
+                async move {
+                    let f = match known {
+                        Some(f) => Some(f),
+                        None => client.get_fulfillment(&fid).await?,
+                    };
+                    let snap = match f {
+                        None => None,
+                        Some(f) => {
+                            let line_items = match items {
+                                Some(items) if shipments::cache_usable(false, f.state) => items,
+                                _ => client.line_items(&f.id).await?,
+                            };
+                            Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
+                        }
+                    };
+                    Ok::<_, ApiError>((fid, snap))
+                }
+            };
         let wanted: Vec<_> =
             by_fid.keys().map(|fid| (fid.clone(), open.get(fid).cloned(), cached.remove(fid))).collect();
         fan_out(wanted, limit, fetch, |r| {

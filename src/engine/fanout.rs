@@ -54,10 +54,15 @@ mod tests {
     #[test]
     fn every_answer_is_settled_when_nothing_stops() {
         let mut got = Vec::new();
-        let r = run(fan_out(1..=5, 2, |i| async move { i * 10 }, |a| {
-            got.push(a);
-            Ok(())
-        }));
+        let r = run(fan_out(
+            1..=5,
+            2,
+            |i| async move { i * 10 },
+            |a| {
+                got.push(a);
+                Ok(())
+            },
+        ));
         assert!(r.is_ok());
         got.sort();
         assert_eq!(got, vec![10, 20, 30, 40, 50]);
@@ -92,10 +97,15 @@ mod tests {
     fn answers_in_flight_are_settled_after_a_stop_and_the_first_stop_wins() {
         let mut settled = Vec::new();
         // All three in flight at once: each is settled, the first error is the one returned.
-        let r = run(fan_out(1..=3, 3, |i| async move { i }, |a| {
-            settled.push(a);
-            Err(stop(format!("stop {a}")))
-        }));
+        let r = run(fan_out(
+            1..=3,
+            3,
+            |i| async move { i },
+            |a| {
+                settled.push(a);
+                Err(stop(format!("stop {a}")))
+            },
+        ));
         assert_eq!(settled.len(), 3);
         assert_eq!(r.unwrap_err().to_string(), format!("stop {}: boom", settled[0]));
     }

@@ -61,7 +61,9 @@ fn reuse(line: u64, key: &str, outcome: Outcome, remote_id: &str, message: &str)
 /// ```
 pub fn inventory(rec: &InventoryRecord, recorded: Option<&Recorded>, remote: Option<&Product>) -> Option<Earlier> {
     match recorded? {
-        Recorded::Done { outcome, remote_id, message, .. } => Some(reuse(rec.line, &rec.sku, *outcome, remote_id, message)),
+        Recorded::Done { outcome, remote_id, message, .. } => {
+            Some(reuse(rec.line, &rec.sku, *outcome, remote_id, message))
+        }
         Recorded::Pending { payload: Payload::Product(sent) } => {
             let p = remote.filter(|p| p.stock == sent.stock)?;
             let outcome = if sent.creates { Outcome::Created } else { Outcome::Updated };

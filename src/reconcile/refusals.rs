@@ -39,10 +39,9 @@ pub fn product_batch(line: u64, sku: &str, status: u16, code: &str, message: &st
 pub fn order(rec: &OrderRecord, status: u16, code: &str, message: &str) -> Decision {
     let msg = match code {
         codes::ALREADY_SHIPPED => format!("order {} has shipped items; it cannot be cancelled", rec.order_ref),
-        codes::ORDER_LOCKED => format!(
-            "the warehouse has already acknowledged order {}; changes not applied ({message})",
-            rec.order_ref
-        ),
+        codes::ORDER_LOCKED => {
+            format!("the warehouse has already acknowledged order {}; changes not applied ({message})", rec.order_ref)
+        }
         _ => format!("Stitch refused the order ({status}): {message}"),
     };
     Decision::rejected(rec.line, stitch_code(code), &rec.order_ref, msg)
@@ -53,7 +52,13 @@ pub fn order(rec: &OrderRecord, status: u16, code: &str, message: &str) -> Decis
 pub fn shipment(line: u64, n: &NewShipment, status: u16, code: &str, message: &str) -> Decision {
     let key = format!("{}/{}", n.fulfillment_id, n.tracking_number);
     if code == wire::codes::DUPLICATE_SHIPMENT {
-        return Decision::new(line, key, Outcome::Unchanged, "", "tracking number already recorded on this fulfillment");
+        return Decision::new(
+            line,
+            key,
+            Outcome::Unchanged,
+            "",
+            "tracking number already recorded on this fulfillment",
+        );
     }
     Decision::rejected(line, stitch_code(code), key, format!("Stitch refused the shipment ({status}): {message}"))
 }
