@@ -6,7 +6,7 @@
 use super::{Decision, Outcome};
 use crate::formats::{OrderAction, OrderRecord};
 use crate::stitch::wire::{Address, NewSalesOrderLineItem, SalesOrderWrite};
-use crate::stitch::OrderView;
+use crate::model::OrderView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderPlan {
