@@ -403,30 +403,31 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
         }
     }
     // Repeated SKUs are only known once every row was seen; they are merged in by line below.
+    // A file refused part-way still has them among the rows read before, as the engine (which
+    // finds them as it goes) reports them: every wanted row precedes the refusal, so the second
+    // read stops before meeting it again.
     let mut late: Vec<Entry> = Vec::new();
-    if status != 2 {
-        match late_duplicates(&mut units, kind, path, &opts) {
-            Ok(found) => {
-                for (row, e, otherwise_valid) in found {
-                    if otherwise_valid {
-                        accepted = accepted.saturating_sub(1);
-                        rejected += 1;
-                    }
-                    status = 1;
-                    late.push(Entry {
-                        line: Some(e.line),
-                        column: e.column,
-                        code: e.code.as_str().to_string(),
-                        message: e.message,
-                        warning: false,
-                        row: Some(row),
-                    });
+    match late_duplicates(&mut units, kind, path, &opts) {
+        Ok(found) => {
+            for (row, e, otherwise_valid) in found {
+                if otherwise_valid {
+                    accepted = accepted.saturating_sub(1);
+                    rejected += 1;
                 }
+                status = status.max(1);
+                late.push(Entry {
+                    line: Some(e.line),
+                    column: e.column,
+                    code: e.code.as_str().to_string(),
+                    message: e.message,
+                    warning: false,
+                    row: Some(row),
+                });
             }
-            Err(e) => {
-                status = 2;
-                late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
-            }
+        }
+        Err(e) => {
+            status = 2;
+            late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
         }
     }
     drop(units);
