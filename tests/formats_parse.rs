@@ -512,8 +512,11 @@ impl std::io::Read for Trickle<'_> {
     }
 }
 
-/// (line, sku) of accepted inventory rows and (line, code) of errors, reading all of `input`.
-fn outcome<R: std::io::Read>(input: R) -> (Vec<(u64, String)>, Vec<(u64, &'static str)>) {
+/// (line, sku) of accepted inventory rows and (line, code) of errors.
+type Outcome = (Vec<(u64, String)>, Vec<(u64, &'static str)>);
+
+/// The `Outcome` of reading all of `input`.
+fn outcome<R: std::io::Read>(input: R) -> Outcome {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     match formats::parse(Kind::Inventory, input, &ParseOptions::default()) {
@@ -663,14 +666,14 @@ fn checked_units_report_what_units_report() {
 fn assert_checked_matches(kind: Kind, bytes: &[u8], name: &str) {
     {
         let opts = ParseOptions::default();
-        let owned: Vec<_> = formats::parse(kind, &bytes[..], &opts)
+        let owned: Vec<_> = formats::parse(kind, bytes, &opts)
             .unwrap()
             .map(|u| {
                 let u = u.unwrap();
                 (u.rows.clone(), u.result.err().unwrap_or_default())
             })
             .collect();
-        let mut it = formats::parse(kind, &bytes[..], &opts).unwrap();
+        let mut it = formats::parse(kind, bytes, &opts).unwrap();
         let mut lent = Vec::new();
         while let Some(u) = it.next_checked() {
             let u = u.unwrap();
@@ -689,7 +692,7 @@ fn piped_framing_matches_across_batches() {
         match i % 997 {
             0 => body.push_str(&format!("S{i},-1,x\n")),
             1 => body.push_str(&format!("S{i},2,\"two\nlines\"\n")),
-            2 => body.push_str("\n"),
+            2 => body.push('\n'),
             _ => body.push_str(&format!("S{i},{i},name {i}\n")),
         }
     }

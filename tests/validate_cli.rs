@@ -395,3 +395,22 @@ fn errors_out_with_several_files_must_be_a_folder() {
     run(&["--errors-out", s(&both), s(&f), s(&h)]);
     assert!(both.join("a.errors.csv").exists() && both.join("a~2.errors.csv").exists());
 }
+
+#[test]
+fn option_values_are_refused_with_what_was_expected() {
+    let f = samples("inventory_good.csv");
+    for (args, says) in [
+        (["--kind", "returns"], "unknown kind 'returns' (expected inventory, orders or shipments)"),
+        (["--delimiter", ";;"], "delimiter must be one ASCII character, got ';;'"),
+        (["--timezone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+    ] {
+        let out = run(&[args[0], args[1], &f]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let out = run(&["--delimiter", "tab", "--timezone", "Europe/Berlin", "--kind", "inventory", &f]);
+    // The values were taken: the comma file is read with tabs and refused for that.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("wrong_delimiter") && stdout.contains("reads tabs"), "{out:?}");
+}

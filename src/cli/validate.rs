@@ -47,20 +47,31 @@ pub struct ValidateArgs {
     pub timezone: Option<chrono_tz::Tz>,
 }
 
-fn parse_kind(s: &str) -> Result<Kind, String> {
-    formats::kind_for_folder(s).ok_or_else(|| format!("unknown kind '{s}' (expected inventory, orders or shipments)"))
+/// A `validate` option value clap could not take; the message is what the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionValueError {
+    #[error("unknown kind '{0}' (expected inventory, orders or shipments)")]
+    Kind(String),
+    #[error("delimiter must be one ASCII character, got '{0}'")]
+    Delimiter(String),
+    #[error("unknown time zone '{0}'")]
+    TimeZone(String),
 }
 
-fn parse_delimiter(s: &str) -> Result<u8, String> {
+fn parse_kind(s: &str) -> Result<Kind, OptionValueError> {
+    formats::kind_for_folder(s).ok_or_else(|| OptionValueError::Kind(s.to_string()))
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, OptionValueError> {
     match s {
         "\\t" | "\t" | "tab" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        _ => Err(format!("delimiter must be one ASCII character, got '{s}'")),
+        _ => Err(OptionValueError::Delimiter(s.to_string())),
     }
 }
 
-fn parse_tz(s: &str) -> Result<chrono_tz::Tz, String> {
-    s.parse().map_err(|_| format!("unknown time zone '{s}'"))
+fn parse_tz(s: &str) -> Result<chrono_tz::Tz, OptionValueError> {
+    s.parse().map_err(|_| OptionValueError::TimeZone(s.to_string()))
 }
 
 /// One reported problem, for text or JSON output.
@@ -403,30 +414,31 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
         }
     }
     // Repeated SKUs are only known once every row was seen; they are merged in by line below.
+    // A file refused part-way still has them among the rows read before, as the engine (which
+    // finds them as it goes) reports them: every wanted row precedes the refusal, so the second
+    // read stops before meeting it again.
     let mut late: Vec<Entry> = Vec::new();
-    if status != 2 {
-        match late_duplicates(&mut units, kind, path, &opts) {
-            Ok(found) => {
-                for (row, e, otherwise_valid) in found {
-                    if otherwise_valid {
-                        accepted = accepted.saturating_sub(1);
-                        rejected += 1;
-                    }
-                    status = 1;
-                    late.push(Entry {
-                        line: Some(e.line),
-                        column: e.column,
-                        code: e.code.as_str().to_string(),
-                        message: e.message,
-                        warning: false,
-                        row: Some(row),
-                    });
+    match late_duplicates(&mut units, kind, path, &opts) {
+        Ok(found) => {
+            for (row, e, otherwise_valid) in found {
+                if otherwise_valid {
+                    accepted = accepted.saturating_sub(1);
+                    rejected += 1;
                 }
+                status = status.max(1);
+                late.push(Entry {
+                    line: Some(e.line),
+                    column: e.column,
+                    code: e.code.as_str().to_string(),
+                    message: e.message,
+                    warning: false,
+                    row: Some(row),
+                });
             }
-            Err(e) => {
-                status = 2;
-                late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
-            }
+        }
+        Err(e) => {
+            status = 2;
+            late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
         }
     }
     drop(units);
