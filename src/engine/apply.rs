@@ -419,7 +419,6 @@ impl AccountCtx<'_> {
             let singles: Vec<Vec<(u64, NewShipment)>> = retry_single.into_iter().map(|s| vec![s]).collect();
             stop = fan_out(singles, 1, post, |(b, r)| settle(b, r, &mut none)).await.err();
         }
-        drop(settle);
         // The line-item cache follows what was shipped; refusals and completions leave it.
         let mut keep = Vec::new();
         let mut forget: Vec<String> = refused.iter().map(|f| marks::line_items(&acct, f)).collect();

@@ -401,7 +401,7 @@ fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Val]) -> DbResult
     use rusqlite::types::ValueRef;
     let mut st = c.prepare_cached(sql)?;
     let n = st.column_count();
-    let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
+    let names: Arc<[String]> = st.column_names().map(String::from).collect();
     let mut rows = st.query(rusqlite::params_from_iter(params.iter()))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {

@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn shipment_table() {
         let ship = |file: &str| Payload::shipment("F1", "T1", file);
-        let cases: Vec<(Option<Recorded>, Option<(Earlier, bool)>)> = vec![
+        type Case = (Option<Recorded>, Option<(Earlier, bool)>);
+        let cases: Vec<Case> = vec![
             (None, None),
             (Some(Recorded::Failed), None),
             (Some(Recorded::Pending { payload: ship("this") }), None),
