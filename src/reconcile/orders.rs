@@ -5,8 +5,8 @@
 
 use super::{Decision, Outcome};
 use crate::formats::{OrderAction, OrderRecord};
-use crate::stitch::wire::{Address, NewSalesOrderLineItem, SalesOrderWrite};
 use crate::model::OrderView;
+use crate::stitch::wire::{Address, NewSalesOrderLineItem, SalesOrderWrite};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderPlan {
