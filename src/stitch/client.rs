@@ -72,11 +72,6 @@ impl ApiError {
     pub fn is_halt(&self) -> bool {
         matches!(self, ApiError::Halt { .. })
     }
-
-    /// Set-up problems a person must fix; retrying or waiting for the next run cannot help.
-    pub fn is_configuration(&self) -> bool {
-        matches!(self, ApiError::Redirect { .. } | ApiError::InvalidToken)
-    }
 }
 
 /// The end of an account's cycle: no request starts after `at`, and one in flight is cut there.
@@ -582,26 +577,6 @@ impl StitchClient {
         let at = At { path: wire::SHIPMENTS, query: Some(Query::Shipments(&q)) };
         let r: wire::ShipmentsResponse = self.idempotent::<(), _>(Method::GET, at, None).await?;
         Ok(r.shipments)
-    }
-
-    /// Post one shipment exactly once: a lost answer is resolved by looking for its tracking
-    /// number on the fulfillment.
-    pub async fn post_shipment(&self, s: &wire::NewShipment) -> Result<wire::Shipment, ApiError> {
-        let req = wire::ShipmentsRequest { shipments: vec![s.clone()] };
-        self.write_resolved(
-            async || {
-                let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
-                if let Some(why) = shipments_mismatch(&req.shipments, &r.shipments) {
-                    return Err(self.lost(ApiError::Protocol(format!(
-                        "POST {}: the answer does not match the request: {why}",
-                        wire::SHIPMENTS
-                    ))));
-                }
-                r.shipments.into_iter().next().ok_or_else(|| ApiError::Protocol("empty shipments answer".into()))
-            },
-            async || self.find_shipment(&s.fulfillment_id, &s.tracking_number).await,
-        )
-        .await
     }
 
     /// Post several shipments in one request. Stitch validates them whole; a lost answer is
