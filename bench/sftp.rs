@@ -18,6 +18,8 @@
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use common::{find_program, mb, note, row, Rng};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -52,21 +54,6 @@ fn keygen(kg: &Path, path: &Path) {
         .status()
         .unwrap();
     assert!(st.success(), "ssh-keygen failed");
-}
-
-fn decode_b64(s: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in s.trim_end_matches('=').bytes() {
-        acc = (acc << 6) | A.iter().position(|&x| x == c).unwrap() as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 fn current_user() -> String {
@@ -155,7 +142,7 @@ impl Sshd {
                 continue;
             }
             let text = fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
-            let host_key = decode_b64(text.split_whitespace().nth(1).unwrap());
+            let host_key = STANDARD.decode(text.split_whitespace().nth(1).unwrap()).unwrap();
             let known_hosts = d.join("known_hosts");
             stitch_bridge::drop::sftp::record_host_key(&known_hosts, host, port, &host_key).unwrap();
             return Ok(Sshd {

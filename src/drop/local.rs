@@ -35,10 +35,6 @@ impl LocalDrop {
         self
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn open_root(&self) -> io::Result<OwnedFd> {
         rfs::openat(CWD, &self.root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("drop root {}: {e}", self.root.display())))

@@ -560,10 +560,6 @@ impl SftpDrop {
         Ok(SftpDrop { cfg, conn: Some(conn), verified: Arc::default(), _permit: permit })
     }
 
-    pub fn config(&self) -> &SftpConfig {
-        &self.cfg
-    }
-
     /// Cipher and MAC negotiated for server-to-client traffic, e.g. for benchmark notes.
     pub fn download_methods(&mut self) -> DropResult<String> {
         let c = self.conn().map_err(|e| DropError::from_io("", e))?;

@@ -57,12 +57,6 @@ pub struct Intent {
     pub attempts: i64,
 }
 
-impl Intent {
-    pub fn kind(&self) -> IntentKind {
-        self.payload.kind()
-    }
-}
-
 /// A write about to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIntent {

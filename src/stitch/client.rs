@@ -72,11 +72,6 @@ impl ApiError {
     pub fn is_halt(&self) -> bool {
         matches!(self, ApiError::Halt { .. })
     }
-
-    /// Set-up problems a person must fix; retrying or waiting for the next run cannot help.
-    pub fn is_configuration(&self) -> bool {
-        matches!(self, ApiError::Redirect { .. } | ApiError::InvalidToken)
-    }
 }
 
 /// The end of an account's cycle: no request starts after `at`, and one in flight is cut there.
@@ -148,6 +143,49 @@ pub struct StitchClient {
 impl std::fmt::Debug for StitchClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StitchClient").field("base", &self.base).field("token", &"***").finish()
+    }
+}
+
+/// A list endpoint's query, in the shapes `wire` gives it (the simulator reads the same ones).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+enum Query<'a> {
+    Page(wire::PageQuery),
+    Shipments(&'a wire::ShipmentsQuery),
+}
+
+/// Where a request goes: a `wire` path and, for list endpoints, its query (encoded by reqwest).
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    path: &'a str,
+    query: Option<Query<'a>>,
+}
+
+impl<'a> From<&'a str> for At<'a> {
+    fn from(path: &'a str) -> Self {
+        At { path, query: None }
+    }
+}
+
+impl<'a> From<&'a String> for At<'a> {
+    fn from(path: &'a String) -> Self {
+        At { path, query: None }
+    }
+}
+
+/// For messages: the path, and the page or the fulfillment the query asks for.
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path)?;
+        match self.query {
+            None => Ok(()),
+            Some(Query::Page(q)) => match (q.page, q.page_size) {
+                (Some(p), Some(n)) => write!(f, " (page {p}, {n} per page)"),
+                (Some(p), None) => write!(f, " (page {p})"),
+                _ => Ok(()),
+            },
+            Some(Query::Shipments(q)) => write!(f, " (fulfillment {:?})", q.fulfillment_id),
+        }
     }
 }
 
@@ -223,14 +261,14 @@ impl StitchClient {
     async fn attempt<B: Serialize + ?Sized>(
         &self,
         method: &Method,
-        path: &str,
+        at: At<'_>,
         body: Option<&B>,
     ) -> Result<bytes_or_json::Body, Attempt> {
         self.check_deadline().map_err(Attempt::Final)?;
         match self.opts.deadline {
-            None => self.exchange(method, path, body).await,
+            None => self.exchange(method, at, body).await,
             Some(d) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(d.at), self.exchange(method, path, body))
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(d.at), self.exchange(method, at, body))
                     .await
                 {
                     Ok(r) => r,
@@ -243,9 +281,10 @@ impl StitchClient {
     async fn exchange<B: Serialize + ?Sized>(
         &self,
         method: &Method,
-        path: &str,
+        at: At<'_>,
         body: Option<&B>,
     ) -> Result<bytes_or_json::Body, Attempt> {
+        let path = at.path;
         let _permit =
             self.permits.acquire().await.map_err(|_| Attempt::Final(ApiError::Transient("client closed".into())))?;
         if let Some(l) = &self.limiter {
@@ -260,6 +299,9 @@ impl StitchClient {
             .http
             .request(method.clone(), format!("{}{}", self.base, path))
             .header(wire::ACCESS_TOKEN_HEADER, self.token.clone());
+        if let Some(q) = &at.query {
+            req = req.query(q);
+        }
         if let Some(b) = body {
             let bytes = serde_json::to_vec(b).map_err(|e| Attempt::Final(ApiError::Protocol(e.to_string())))?;
             req = req.header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE_JSON).body(bytes);
@@ -303,7 +345,7 @@ impl StitchClient {
             return match read_body(&mut resp, self.opts.max_response_bytes, false).await.map_err(cut)? {
                 (b, false) => Ok(bytes_or_json::Body(b)),
                 (_, true) => Err(Attempt::Final(ApiError::TooLarge {
-                    what: format!("{method} {path}"),
+                    what: format!("{method} {at}"),
                     limit: self.opts.max_response_bytes,
                 })),
             };
@@ -329,20 +371,21 @@ impl StitchClient {
 
     /// A request that is safe to repeat (reads, idempotent updates): retried on every
     /// transient failure, with no wait after the last attempt.
-    async fn idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(
+    async fn idempotent<'a, B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        at: impl Into<At<'a>>,
         body: Option<&B>,
     ) -> Result<T, ApiError> {
+        let at = at.into();
         let mut last = String::new();
         for attempt in 0..=self.opts.max_retries {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
-            let wait = match self.attempt(&method, path, body).await {
-                Ok(b) => return b.json(path),
+            let wait = match self.attempt(&method, at, body).await {
+                Ok(b) => return b.json(at),
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Retry { wait, why }) => {
                     last = why;
@@ -358,7 +401,7 @@ impl StitchClient {
                 self.pause(wait).await?;
             }
         }
-        Err(ApiError::Transient(format!("{method} {path}: {last}")))
+        Err(ApiError::Transient(format!("{method} {at}: {last}")))
     }
 
     /// A write that must not be applied twice: retried only when it certainly did not land;
@@ -375,7 +418,7 @@ impl StitchClient {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("stitch_bridge_api_retries_total").increment(1);
             }
-            match self.attempt(&method, path, Some(body)).await {
+            match self.attempt(&method, path.into(), Some(body)).await {
                 Ok(b) => return b.json(path).map_err(|e| self.lost(e)),
                 Err(Attempt::Final(e @ ApiError::TooLarge { .. })) => return Err(self.lost(e)),
                 Err(Attempt::Final(e)) => return Err(e),
@@ -444,15 +487,16 @@ impl StitchClient {
         base: &str,
         split: impl Fn(P) -> (Vec<T>, wire::PageMeta),
     ) -> Result<Vec<T>, ApiError> {
-        let size = wire::INTEGRATIONS_MAX_PAGE_SIZE;
-        let url = |page: u64| format!("{base}?page={page}&page_size={size}");
-        let (mut out, meta) = split(self.idempotent::<(), P>(Method::GET, &url(1), None).await?);
+        let page_size = Some(wire::INTEGRATIONS_MAX_PAGE_SIZE);
+        // Page numbers are bounded by `MAX_LIST_PAGES`, far below `u32::MAX`.
+        let at = |page: u64| {
+            let page = Some(u32::try_from(page).unwrap_or(u32::MAX));
+            At { path: base, query: Some(Query::Page(wire::PageQuery { page, page_size })) }
+        };
+        let (mut out, meta) = split(self.idempotent::<(), P>(Method::GET, at(1), None).await?);
         let pages = page_count(&meta).map_err(|why| ApiError::Protocol(format!("GET {base}: {why}")))?;
         let mut rest = futures::stream::iter(2..=pages)
-            .map(|n| {
-                let u = url(n);
-                async move { self.idempotent::<(), P>(Method::GET, &u, None).await }
-            })
+            .map(|n| async move { self.idempotent::<(), P>(Method::GET, at(n), None).await })
             .buffered(self.opts.concurrency.max(1));
         while let Some(p) = rest.next().await {
             out.extend(split(p?).0);
@@ -529,29 +573,10 @@ impl StitchClient {
     }
 
     pub async fn shipments_for(&self, fulfillment_id: &str) -> Result<Vec<wire::Shipment>, ApiError> {
-        let r: wire::ShipmentsResponse =
-            self.idempotent::<(), _>(Method::GET, &wire::shipments_for(&enc(fulfillment_id)), None).await?;
+        let q = wire::ShipmentsQuery { fulfillment_id: fulfillment_id.to_string() };
+        let at = At { path: wire::SHIPMENTS, query: Some(Query::Shipments(&q)) };
+        let r: wire::ShipmentsResponse = self.idempotent::<(), _>(Method::GET, at, None).await?;
         Ok(r.shipments)
-    }
-
-    /// Post one shipment exactly once: a lost answer is resolved by looking for its tracking
-    /// number on the fulfillment.
-    pub async fn post_shipment(&self, s: &wire::NewShipment) -> Result<wire::Shipment, ApiError> {
-        let req = wire::ShipmentsRequest { shipments: vec![s.clone()] };
-        self.write_resolved(
-            async || {
-                let r: wire::ShipmentsResponse = self.write_once(Method::POST, wire::SHIPMENTS, &req).await?;
-                if let Some(why) = shipments_mismatch(&req.shipments, &r.shipments) {
-                    return Err(self.lost(ApiError::Protocol(format!(
-                        "POST {}: the answer does not match the request: {why}",
-                        wire::SHIPMENTS
-                    ))));
-                }
-                r.shipments.into_iter().next().ok_or_else(|| ApiError::Protocol("empty shipments answer".into()))
-            },
-            async || self.find_shipment(&s.fulfillment_id, &s.tracking_number).await,
-        )
-        .await
     }
 
     /// Post several shipments in one request. Stitch validates them whole; a lost answer is
@@ -622,8 +647,10 @@ impl StitchClient {
 
     /// Cheap authenticated read used by `test`: proves token and integration access.
     pub async fn probe(&self) -> Result<(), ApiError> {
-        let _: wire::ProductsPage =
-            self.idempotent::<(), _>(Method::GET, &format!("{}?page=1&page_size=1", wire::PRODUCTS), None).await?;
+        let one = wire::PageQuery { page: Some(1), page_size: Some(1) };
+        let _: wire::ProductsPage = self
+            .idempotent::<(), _>(Method::GET, At { path: wire::PRODUCTS, query: Some(Query::Page(one)) }, None)
+            .await?;
         Ok(())
     }
 }
@@ -649,10 +676,10 @@ mod bytes_or_json {
     use super::ApiError;
     pub struct Body(pub Vec<u8>);
     impl Body {
-        pub fn json<T: serde::de::DeserializeOwned>(self, path: &str) -> Result<T, ApiError> {
+        pub fn json<T: serde::de::DeserializeOwned>(self, at: impl std::fmt::Display) -> Result<T, ApiError> {
             serde_json::from_slice(&self.0).map_err(|e| {
                 let snippet: String = String::from_utf8_lossy(&self.0).chars().take(200).collect();
-                ApiError::Protocol(format!("{path}: {e}; body starts {snippet:?}"))
+                ApiError::Protocol(format!("{at}: {e}; body starts {snippet:?}"))
             })
         }
     }
@@ -781,17 +808,11 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Ids go into paths; anything outside a safe set is percent-encoded so an odd id from a
-/// warehouse file cannot change the path.
+/// warehouse file cannot change the path. `.` is encoded too: a `..` segment would climb.
 fn enc(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+    utf8_percent_encode(id, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -802,6 +823,7 @@ mod tests {
     fn ids_cannot_escape_their_path_segment() {
         assert_eq!(enc("F-12"), "F-12");
         assert_eq!(enc("../x?y"), "%2E%2E%2Fx%3Fy");
+        assert_eq!(enc("é #"), "%C3%A9%20%23");
     }
 
     #[test]

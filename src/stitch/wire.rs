@@ -70,7 +70,8 @@ pub fn fulfillment_line_items(id: &str) -> String {
 }
 
 /// `GET` shipments already recorded on a fulfillment; used to learn whether a POST whose answer
-/// was lost did land [ours]. `id` is put in the query unescaped: ids are alphanumeric.
+/// was lost did land [ours]. The client sends [`ShipmentsQuery`] through reqwest's encoder; this
+/// text form, with `id` unescaped, is for tests that speak to the simulator directly.
 pub fn shipments_for(fulfillment_id: &str) -> String {
     format!("{SHIPMENTS}?fulfillment_id={fulfillment_id}")
 }
@@ -188,7 +189,8 @@ pub struct TokenResponse {
 // Integrations API: pagination [ours]
 // ---------------------------------------------------------------------------------------------
 
-/// Query `?page=N&page_size=M` of Integrations list endpoints; `page` is 1-based [ours].
+/// Query `?page=N&page_size=M` of Integrations list endpoints; `page` is 1-based [ours]. The
+/// client serialises it, the simulator deserialises it: the names live here only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -430,7 +432,7 @@ pub struct ShipmentsResponse {
     pub shipments: Vec<Shipment>,
 }
 
-/// Query of `GET /shipments`.
+/// Query of `GET /shipments` [ours], sent and read as [`PageQuery`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentsQuery {
     pub fulfillment_id: String,

@@ -4,6 +4,7 @@
 //! Without `sshd`/`ssh-keygen` the server is skipped (with a printed reason) unless
 //! `STITCH_BRIDGE_REQUIRE_SSHD=1`, which turns a missing sshd into a test failure.
 
+use base64::Engine as _;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,22 +45,7 @@ fn keygen(keygen: &Path, path: &Path) {
 fn pub_blob(pub_file: &Path) -> Vec<u8> {
     let text = fs::read_to_string(pub_file).unwrap();
     let b64 = text.split_whitespace().nth(1).unwrap();
-    decode_b64(b64)
-}
-
-fn decode_b64(s: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in s.trim_end_matches('=').bytes() {
-        acc = (acc << 6) | A.iter().position(|&x| x == c).unwrap() as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.decode(b64).expect("a .pub file holds base64")
 }
 
 fn current_user() -> String {
