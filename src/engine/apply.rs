@@ -26,6 +26,10 @@ const SHIPMENT_BATCH: usize = 50;
 /// instead of one `GET /fulfillments/{id}` each.
 const OPEN_LIST_AFTER: usize = 32;
 
+/// A fulfillment's cached line items, and whether one of the file's shipments for it was
+/// recorded before (which makes the cache untrustworthy: `shipments::cache_usable`).
+type CachedLines = (bool, Vec<wire::FulfillmentLineItem>);
+
 /// An intent as the planners see it.
 fn recorded(i: &Intent) -> Recorded {
     match i.state {
@@ -277,14 +281,13 @@ impl AccountCtx<'_> {
         if self.open_cache.is_none() && by_fid.len() > OPEN_LIST_AFTER {
             self.open_fulfillments().await?;
         }
-        let mut cached: HashMap<String, Vec<wire::FulfillmentLineItem>> = HashMap::new();
+        // Line items cached from the order download; whether they may stand in for a read is
+        // decided once the fulfillment's state is known (`cache_usable`).
+        let mut cached: HashMap<String, CachedLines> = HashMap::new();
         for fid in by_fid.keys() {
-            let before = held[fid].iter().any(Option::is_some);
-            if shipments::cache_usable(before, wire::FulfillmentState::Open) {
-                if let Some(v) = self.ledger.get_mark(&marks::line_items(&acct, fid))? {
-                    if let Ok(items) = serde_json::from_str(&v) {
-                        cached.insert(fid.clone(), items);
-                    }
+            if let Some(v) = self.ledger.get_mark(&marks::line_items(&acct, fid))? {
+                if let Ok(items) = serde_json::from_str(&v) {
+                    cached.insert(fid.clone(), (held[fid].iter().any(Option::is_some), items));
                 }
             }
         }
@@ -294,27 +297,26 @@ impl AccountCtx<'_> {
         };
         // Snapshot per fulfillment, concurrently: its state and line items.
         let mut snaps: HashMap<String, Option<shipments::FulfillmentSnapshot>> = HashMap::new();
-        let fetch =
-            |(fid, known, items): (String, Option<wire::Fulfillment>, Option<Vec<wire::FulfillmentLineItem>>)| {
-                let client = client.clone();
-                async move {
-                    let f = match known {
-                        Some(f) => Some(f),
-                        None => client.get_fulfillment(&fid).await?,
-                    };
-                    let snap = match f {
-                        None => None,
-                        Some(f) => {
-                            let line_items = match items {
-                                Some(items) if shipments::cache_usable(false, f.state) => items,
-                                _ => client.line_items(&f.id).await?,
-                            };
-                            Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
-                        }
-                    };
-                    Ok::<_, ApiError>((fid, snap))
-                }
-            };
+        let fetch = |(fid, known, items): (String, Option<wire::Fulfillment>, Option<CachedLines>)| {
+            let client = client.clone();
+            async move {
+                let f = match known {
+                    Some(f) => Some(f),
+                    None => client.get_fulfillment(&fid).await?,
+                };
+                let snap = match f {
+                    None => None,
+                    Some(f) => {
+                        let line_items = match items {
+                            Some((before, items)) if shipments::cache_usable(before, f.state) => items,
+                            _ => client.line_items(&f.id).await?,
+                        };
+                        Some(shipments::FulfillmentSnapshot { fulfillment: f, line_items, shipments: Vec::new() })
+                    }
+                };
+                Ok::<_, ApiError>((fid, snap))
+            }
+        };
         let wanted: Vec<_> =
             by_fid.keys().map(|fid| (fid.clone(), open.get(fid).cloned(), cached.remove(fid))).collect();
         fan_out(wanted, limit, fetch, |r| {

@@ -50,7 +50,7 @@ pub fn order(rec: &OrderRecord, status: u16, code: &str, message: &str) -> Decis
 /// A refused shipment (sent alone, so the refusal is its own). A tracking number Stitch already
 /// holds is not an error: the shipment is there (`Unchanged`).
 pub fn shipment(line: u64, n: &NewShipment, status: u16, code: &str, message: &str) -> Decision {
-    let key = format!("{}/{}", n.fulfillment_id, n.tracking_number);
+    let key = crate::model::IntentKey::shipment(&n.fulfillment_id, &n.tracking_number).record_key();
     if code == wire::codes::DUPLICATE_SHIPMENT {
         return Decision::new(
             line,

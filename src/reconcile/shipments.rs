@@ -251,7 +251,8 @@ pub fn plan_fulfillment(
 
 /// The record of a posted shipment.
 pub fn posted(line: u64, n: &NewShipment, remote_id: &str) -> Decision {
-    Decision::new(line, format!("{}/{}", n.fulfillment_id, n.tracking_number), Outcome::Created, remote_id, "")
+    let key = IntentKey::shipment(&n.fulfillment_id, &n.tracking_number).record_key();
+    Decision::new(line, key, Outcome::Created, remote_id, "")
 }
 
 /// Adds a posted shipment's quantities to its fulfillment's count of what this run shipped.
