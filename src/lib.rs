@@ -15,3 +15,4 @@ pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod stitch;
+pub mod x12;
