@@ -827,7 +827,7 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # [account.columns]                  # partner column name = our column name
 # "Item Number" = "sku"
 "#,
-        sim = crate::sim::cli::DEFAULT_LISTEN,
+        sim = crate::sim::DEFAULT_LISTEN,
     )
 }
 

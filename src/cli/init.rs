@@ -5,7 +5,7 @@
 
 use super::Cli;
 use crate::engine::exit;
-use crate::sim::cli::{DEFAULT_LISTEN, DEFAULT_TOKEN};
+use crate::sim::{DEFAULT_LISTEN, DEFAULT_TOKEN};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {

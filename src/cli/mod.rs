@@ -18,6 +18,7 @@ pub mod generate;
 pub mod init;
 pub mod out;
 pub mod run;
+pub mod sim;
 pub mod status;
 pub mod test_cmd;
 pub mod trust;
@@ -67,7 +68,7 @@ pub enum Command {
     /// The whole loop against a built-in simulator in a temporary drop: no set-up, loopback only.
     Demo(demo::DemoArgs),
     /// Run the Stitch Labs API simulator (loopback HTTP, fault injection) until interrupted.
-    Sim(crate::sim::cli::SimArgs),
+    Sim(sim::SimArgs),
     /// Check an account like CartRover's Test button: drop reachable and writable, token, features.
     Test(test_cmd::TestArgs),
     /// One-time OAuth code exchange for an account; stores the token (mode 0600).
@@ -273,7 +274,7 @@ fn dispatch() -> i32 {
         Command::Validate(args) => validate::run(args, &cli.config),
         Command::Run(args) => run::run(&cli, args),
         Command::Demo(args) => demo::run(args),
-        Command::Sim(args) => crate::sim::cli::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Test(args) => test_cmd::run(&cli, args),
         Command::Auth(args) => auth::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),

@@ -274,7 +274,7 @@ pub fn open_drop(acct: &Account) -> Result<Box<dyn Transport>, DropError> {
             }
             Ok(Box::new(LocalDrop::new(p).with_file_mode(acct.file_mode)))
         }
-        DropLocation::Sftp { .. } => crate::drop::open_sftp(acct),
+        DropLocation::Sftp { .. } => super::open::open_sftp(acct),
     }
 }
 

@@ -13,6 +13,7 @@ mod fanout;
 pub mod halt;
 pub mod inbound;
 mod marks;
+mod open;
 pub mod settle;
 pub mod watch;
 

@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 pub use dups::{LateDuplicate, DEFAULT_IN_MEMORY as LATE_DUPLICATES_IN_MEMORY};
-pub use error::{ErrorCode, FileRejection, RecordError};
+pub use error::{human_size, ErrorCode, FileRejection, RecordError};
 pub use header::{columns, extra_column, ColType, ColumnDef, Presence, ALIASES};
 pub use records::*;
 

@@ -521,7 +521,7 @@ impl Decoder {
             );
         }
         let name = self.map.field_name(o.field);
-        let size = crate::report::human_size(o.field_bytes);
+        let size = super::error::human_size(o.field_bytes);
         if o.whole_row {
             return RecordError::new(
                 line,
@@ -829,7 +829,7 @@ impl<R: Read> RowReader<R> {
                     "header column {} is longer than {} characters ({}); this is not a header row",
                     o.field + 1,
                     opts.max_field_len,
-                    crate::report::human_size(o.field_bytes)
+                    super::error::human_size(o.field_bytes)
                 ),
             ));
         }

@@ -343,8 +343,8 @@ impl Ledger {
     // ---- accounts that need attention ----------------------------------------------------------
 
     /// The recorded "needs attention" state of an account (`engine/attention.rs`).
-    pub fn attention(&self, account: &str) -> Result<Option<crate::engine::attention::Recorded>> {
-        use crate::engine::attention::{Reason, Recorded};
+    pub fn attention(&self, account: &str) -> Result<Option<crate::model::Recorded>> {
+        use crate::model::{Reason, Recorded};
         let row = self.query_opt(
             "SELECT reason, message, since, strikes FROM attention WHERE account = ?1",
             p![account],

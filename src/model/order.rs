@@ -1,6 +1,5 @@
 //! Orders: what a warehouse asks for, how fast it ships, and what Stitch holds for one.
 
-use crate::stitch::wire;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -61,13 +60,4 @@ impl ShippingSpeed {
             _ => None,
         }
     }
-}
-
-/// A sales order with its side-loaded lines and shipping address resolved: the snapshot the
-/// order planner compares a file's order with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderView {
-    pub order: wire::SalesOrder,
-    pub lines: Vec<wire::SalesOrderLineItem>,
-    pub shipping: Option<wire::Address>,
 }

@@ -5,7 +5,7 @@
 
 use super::{Decision, Outcome};
 use crate::formats::{OrderAction, OrderRecord};
-use crate::model::OrderView;
+use crate::stitch::wire::OrderView;
 use crate::stitch::wire::{Address, NewSalesOrderLineItem, SalesOrderWrite};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 
 use super::{Decision, Outcome};
 use crate::formats::{InventoryRecord, OrderRecord};
-use crate::model::{OrderView, Payload};
+use crate::model::Payload;
+use crate::stitch::wire::OrderView;
 use crate::stitch::wire::Product;
 
 /// A record's earlier write, as the planners see it.

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use crate::formats::RawRow;
+use crate::formats::{human_size, RawRow};
 
 pub use crate::model::Outcome;
 
@@ -43,25 +43,6 @@ pub fn excerpt(cell: &str) -> std::borrow::Cow<'_, str> {
     }
     let head: String = cell.chars().take(EXCERPT_CHARS).collect();
     std::borrow::Cow::Owned(format!("{head}… ({})", human_size(cell.len() as u64)))
-}
-
-/// `1536` → `1.5 KB`: sizes of over-long values in messages.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v < 10.0 {
-        format!("{v:.1} {}", UNITS[unit])
-    } else {
-        format!("{v:.0} {}", UNITS[unit])
-    }
 }
 
 /// Makes a cell safe to open in a spreadsheet.
@@ -205,7 +186,7 @@ mod tests {
             w.write(&ResultRow {
                 line: 2,
                 key: key.into(),
-                outcome: crate::reconcile::Outcome::Rejected,
+                outcome: Outcome::Rejected,
                 remote_id: "=1".into(),
                 message: "=cmd".into(),
             })

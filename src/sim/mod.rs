@@ -28,7 +28,6 @@
 //! - `faults_injected[kind]`: kind ∈ `latency`, `429`, `500`, `502`, `504`, `drop`,
 //!   `lost_answer`, `lost_answer_504`.
 
-pub mod cli;
 pub mod faults;
 pub mod state;
 
@@ -49,6 +48,11 @@ use state::{SeedDoc, SimState};
 
 /// Header that carries the admin token on `/_admin/*` requests.
 pub const ADMIN_TOKEN_HEADER: &str = "x-admin-token";
+
+/// Where `sim` listens unless told otherwise; `init` points its config here.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+/// The token `sim` accepts unless told otherwise; `init` tells the operator to export it.
+pub const DEFAULT_TOKEN: &str = "sim-token";
 
 /// A fresh random admin token: 32 hex digits (128 bits).
 pub fn random_admin_token() -> String {

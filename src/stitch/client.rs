@@ -655,7 +655,7 @@ impl StitchClient {
     }
 }
 
-pub use crate::model::OrderView;
+pub use super::wire::OrderView;
 
 impl OrderView {
     fn pick(

@@ -708,3 +708,12 @@ mod tests {
         assert_eq!(serde_json::to_value(FulfillmentState::Cancelled).unwrap(), json!("cancelled"));
     }
 }
+
+/// A sales order with its side-loaded lines and shipping address resolved: the snapshot the
+/// order planner compares a file's order with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub order: SalesOrder,
+    pub lines: Vec<SalesOrderLineItem>,
+    pub shipping: Option<Address>,
+}

@@ -3,13 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::faults::{FaultConfig, FaultRates};
-use super::{Seed, SimOptions};
-
-/// Where `sim` listens unless told otherwise; `init` points its config here.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
-/// The token `sim` accepts unless told otherwise; `init` tells the operator to export it.
-pub const DEFAULT_TOKEN: &str = "sim-token";
+use crate::sim::faults::{FaultConfig, FaultRates};
+use crate::sim::{Seed, SimOptions, DEFAULT_LISTEN, DEFAULT_TOKEN};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
@@ -61,7 +56,7 @@ impl SimArgs {
         SimOptions {
             listen: self.listen,
             token: self.token.clone(),
-            admin_token: Some(self.admin_token.clone().unwrap_or_else(super::random_admin_token)),
+            admin_token: Some(self.admin_token.clone().unwrap_or_else(crate::sim::random_admin_token)),
             seed: self.seed.clone().map(Seed::File),
             state_file: self.state.clone(),
             faults: FaultConfig {
@@ -106,7 +101,7 @@ pub fn run(args: &SimArgs) -> i32 {
         }
     };
     rt.block_on(async {
-        let handle = match super::start(args.options()).await {
+        let handle = match crate::sim::start(args.options()).await {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("sim: {e:#}");
