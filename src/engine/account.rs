@@ -383,7 +383,9 @@ async fn claimed(
                     "pending"
                 }
             };
-            let _ = ledger.record_cycle(&acct.name, &started, outcome, &e.to_string());
+            if let Err(le) = ledger.record_cycle(&acct.name, &started, outcome, &e.to_string()) {
+                report.fatal.push(format!("recording the cycle of account {}: {le}", acct.name));
+            }
             record_metrics(&report, clock.elapsed().as_secs_f64(), None);
             return (report, ledger);
         }
@@ -407,7 +409,15 @@ async fn claimed(
                 | Reason::DropMissing
         )
     };
-    let recorded = cx.ledger.attention(&acct.name).ok().flatten();
+    // A ledger that cannot say whether the account needs attention is a broken ledger: the run
+    // stops (fatal), it never guesses "no".
+    let recorded = match cx.ledger.attention(&acct.name) {
+        Ok(r) => r,
+        Err(e) => {
+            cx.report.fatal.push(format!("the ledger's attention state of account {}: {e}", acct.name));
+            return (cx.report, cx.ledger);
+        }
+    };
     let cleared = result.is_ok() || recorded.as_ref().is_some_and(|r| opened_past(r.reason));
     let (result, met) = match result {
         Err(stop) => match stop.class() {
@@ -488,7 +498,9 @@ async fn claimed(
             cx.report.cancels_sent
         )
     });
-    let _ = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary);
+    if let Err(e) = cx.ledger.record_cycle(&acct.name, &started, &outcome, &summary) {
+        cx.report.fatal.push(format!("recording the cycle of account {}: {e}", acct.name));
+    }
     let now_ms = chrono::Utc::now().timestamp_millis();
     cx.report.settle_due_seconds = cx.report.settle_due_ms.map(|d| super::settle::seconds_until(d, now_ms));
     cx.report.waiting = super::waiting_files(&cx.ledger, &acct.name, acct.settle, now_ms).unwrap_or_default();
