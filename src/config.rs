@@ -208,6 +208,37 @@ struct RawAccount {
     alert_url: Option<String>,
     #[serde(default = "default_alert_timeout")]
     alert_timeout_seconds: u64,
+    /// `[account.x12]`: the account's X12 trading partner; absent means CSV only.
+    x12: Option<RawX12>,
+}
+
+/// `[account.x12]`, as written; [`check_x12`] turns it into an [`X12Config`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawX12 {
+    interchange_id: String,
+    #[serde(default = "default_qualifier")]
+    interchange_qualifier: String,
+    partner_interchange_id: String,
+    #[serde(default = "default_qualifier")]
+    partner_interchange_qualifier: String,
+    application_id: Option<String>,
+    partner_application_id: Option<String>,
+    #[serde(default)]
+    version: crate::x12::Version,
+    #[serde(default)]
+    usage: Usage,
+    #[serde(default)]
+    orders_as: OrdersAs,
+    #[serde(default = "default_ack_hours")]
+    ack_hours: u64,
+}
+
+fn default_qualifier() -> String {
+    "ZZ".into()
+}
+fn default_ack_hours() -> u64 {
+    24
 }
 
 fn default_settle() -> u64 {
@@ -293,6 +324,86 @@ pub enum SkipIdentical {
     Never,
 }
 
+/// ISA15: whether the partner treats our interchanges as production or test data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Usage {
+    #[default]
+    #[serde(rename = "P")]
+    Production,
+    #[serde(rename = "T")]
+    Test,
+}
+
+impl Usage {
+    /// ISA15.
+    pub fn isa15(self) -> &'static str {
+        match self {
+            Usage::Production => "P",
+            Usage::Test => "T",
+        }
+    }
+}
+
+/// How outbound orders (and their cancellations) go to an X12 partner: the CSV files as before,
+/// or 940s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrdersAs {
+    #[default]
+    Csv,
+    X12,
+}
+
+/// `[account.x12]`: the envelope ids of both sides and what we send. Checked at load: ids fit
+/// their ISA/GS fields and contain nothing a separator could be mistaken for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X12Config {
+    /// ISA05.
+    pub interchange_qualifier: String,
+    /// ISA06, unpadded.
+    pub interchange_id: String,
+    /// ISA07.
+    pub partner_interchange_qualifier: String,
+    /// ISA08, unpadded.
+    pub partner_interchange_id: String,
+    /// GS02 (defaults to the interchange id).
+    pub application_id: String,
+    /// GS03 (defaults to the partner's interchange id).
+    pub partner_application_id: String,
+    /// The version we write (GS08/ISA12); acks answer in the partner's.
+    pub version: crate::x12::Version,
+    pub usage: Usage,
+    pub orders_as: OrdersAs,
+    /// `ack_hours`: a 940 with no 997 after this long needs a person.
+    pub ack_timeout: Duration,
+}
+
+impl X12Config {
+    /// Our side of the envelope.
+    pub fn us(&self) -> crate::x12::Party {
+        crate::x12::Party {
+            qualifier: self.interchange_qualifier.clone(),
+            id: self.interchange_id.clone(),
+            application_id: self.application_id.clone(),
+        }
+    }
+
+    /// The partner's side of the envelope.
+    pub fn partner(&self) -> crate::x12::Party {
+        crate::x12::Party {
+            qualifier: self.partner_interchange_qualifier.clone(),
+            id: self.partner_interchange_id.clone(),
+            application_id: self.partner_application_id.clone(),
+        }
+    }
+
+    /// The ledger's name for this partner (`QUALIFIER:ID`, e.g. `ZZ:ACMEWH`): control numbers
+    /// and seen interchanges are kept per partner, so a changed partner id starts its own series.
+    pub fn partner_key(&self) -> String {
+        format!("{}:{}", self.partner_interchange_qualifier, self.partner_interchange_id)
+    }
+}
+
 /// Folder names under the drop root. Configurable because partners already have conventions.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -300,8 +411,12 @@ pub struct Folders {
     pub inbound_orders: String,
     pub inbound_inventory: String,
     pub inbound_shipments: String,
+    /// X12 interchanges of any set; the transaction sets inside decide the kind.
+    pub inbound_edi: String,
     pub outbound_orders: String,
     pub outbound_cancellations: String,
+    /// The 997s we send for the partner's interchanges.
+    pub outbound_acks: String,
     pub results: String,
     pub errors: String,
     pub archive: String,
@@ -314,8 +429,10 @@ impl Default for Folders {
             inbound_orders: "inbound/orders".into(),
             inbound_inventory: "inbound/inventory".into(),
             inbound_shipments: "inbound/shipments".into(),
+            inbound_edi: "inbound/edi".into(),
             outbound_orders: "outbound/orders".into(),
             outbound_cancellations: "outbound/cancellations".into(),
+            outbound_acks: "outbound/acks".into(),
             results: "results".into(),
             errors: "errors".into(),
             archive: "archive".into(),
@@ -334,13 +451,23 @@ impl Folders {
         }
     }
 
-    fn all(&self) -> [(&'static str, &str); 9] {
+    /// The folders a drop has, in the order they are made: the X12 ones (`inbound_edi`,
+    /// `outbound_acks`) only for an account with an X12 partner, so CSV-only drops keep their
+    /// layout.
+    pub fn layout(&self, x12: bool) -> Vec<&str> {
+        let x12_only = |k: &str| matches!(k, "inbound_edi" | "outbound_acks");
+        self.all().into_iter().filter(|(k, _)| x12 || !x12_only(k)).map(|(_, v)| v).collect()
+    }
+
+    fn all(&self) -> [(&'static str, &str); 11] {
         [
             ("inbound_orders", &self.inbound_orders),
             ("inbound_inventory", &self.inbound_inventory),
             ("inbound_shipments", &self.inbound_shipments),
+            ("inbound_edi", &self.inbound_edi),
             ("outbound_orders", &self.outbound_orders),
             ("outbound_cancellations", &self.outbound_cancellations),
+            ("outbound_acks", &self.outbound_acks),
             ("results", &self.results),
             ("errors", &self.errors),
             ("archive", &self.archive),
@@ -418,6 +545,15 @@ pub struct Account {
     pub alerts: Vec<AlertHook>,
     /// How long an alert command or POST may take before it is abandoned (the command killed).
     pub alert_timeout: Duration,
+    /// `[account.x12]`: the X12 trading partner, if the account has one.
+    pub x12: Option<X12Config>,
+}
+
+impl Account {
+    /// Every folder the drop of this account has ([`Folders::layout`]).
+    pub fn drop_folders(&self) -> Vec<&str> {
+        self.folders.layout(self.x12.is_some())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -642,6 +778,7 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
             return Err(at(&["folders", k], format!("folders.{k} = {v:?} must be a relative path inside the drop")));
         }
     }
+    let x12 = a.x12.map(|x| check_x12(x, &at)).transpose()?;
     let file_mode = match &a.file_mode {
         None => None,
         Some(m) => Some(parse_file_mode(m).ok_or_else(|| {
@@ -710,7 +847,75 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
         parse,
         alerts,
         alert_timeout: Duration::from_secs(a.alert_timeout_seconds),
+        x12,
     })
+}
+
+/// Longest `ack_hours`: a year. Longer is surely a typo, and keeps the cutoff arithmetic in range.
+const MAX_ACK_HOURS: u64 = 24 * 366;
+
+/// `[account.x12]`: ids that fit the ISA and GS fields, defaults filled in. `at` locates a key
+/// under `x12` (the `x12` table itself when the key is a default).
+fn check_x12(x: RawX12, at: &dyn Fn(&[&str], String) -> Fault) -> Result<X12Config, Fault> {
+    let key = |k: &'static str| -> [&'static str; 2] { ["x12", k] };
+    for (k, v) in [
+        ("interchange_qualifier", &x.interchange_qualifier),
+        ("partner_interchange_qualifier", &x.partner_interchange_qualifier),
+    ] {
+        if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(at(
+                &key(k),
+                format!("x12.{k} = {v:?} must be 2 letters or digits (an ISA05/07 code such as \"ZZ\" or \"01\")"),
+            ));
+        }
+    }
+    for (k, v) in [("interchange_id", &x.interchange_id), ("partner_interchange_id", &x.partner_interchange_id)] {
+        if let Some(why) = x12_id_problem(v, 1) {
+            return Err(at(&key(k), format!("x12.{k} = {v:?} {why}")));
+        }
+    }
+    // A defaulted application id that does not fit GS02/GS03 is located at the id it comes from.
+    let app = |given: Option<String>, own: &'static str, from: &'static str, id: &str| {
+        let located = if given.is_some() { own } else { from };
+        let v = given.unwrap_or_else(|| id.to_string());
+        match x12_id_problem(&v, 2) {
+            None => Ok(v),
+            Some(why) => Err(at(&key(located), format!("x12.{own} = {v:?} {why} (GS02/GS03; it defaults to {from})"))),
+        }
+    };
+    let application_id = app(x.application_id, "application_id", "interchange_id", &x.interchange_id)?;
+    let partner_application_id =
+        app(x.partner_application_id, "partner_application_id", "partner_interchange_id", &x.partner_interchange_id)?;
+    if x.ack_hours == 0 || x.ack_hours > MAX_ACK_HOURS {
+        return Err(at(&key("ack_hours"), format!("x12.ack_hours must be 1..={MAX_ACK_HOURS}, got {}", x.ack_hours)));
+    }
+    Ok(X12Config {
+        interchange_qualifier: x.interchange_qualifier,
+        interchange_id: x.interchange_id,
+        partner_interchange_qualifier: x.partner_interchange_qualifier,
+        partner_interchange_id: x.partner_interchange_id,
+        application_id,
+        partner_application_id,
+        version: x.version,
+        usage: x.usage,
+        orders_as: x.orders_as,
+        ack_timeout: Duration::from_secs(x.ack_hours * 3600),
+    })
+}
+
+/// Why `id` cannot be an ISA06/08 or GS02/03 value: 1 (or `min`) to 15 printable ASCII characters,
+/// none of them a space or one of the separators we write (`*`, `>`, `~`, `^`).
+fn x12_id_problem(id: &str, min: usize) -> Option<String> {
+    let len = id.chars().count();
+    if len < min || len > 15 {
+        return Some(format!("must be {min} to 15 characters long, it has {len}"));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic() || matches!(c, '*' | '>' | '~' | '^')) {
+        return Some(format!(
+            "must not contain {c:?} (spaces, control characters, non-ASCII and the separators * > ~ ^ are refused)"
+        ));
+    }
+    None
 }
 
 /// "0640", "640" or "0o640" → 0o640; permission bits only (no setuid, setgid or sticky).

@@ -15,6 +15,7 @@ mod migrations;
 mod outbox;
 mod pg_tls;
 mod waiting;
+mod x12;
 
 pub use db::{ColumnProblem, RowError};
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
@@ -22,6 +23,9 @@ pub use migrations::SCHEMA_VERSION;
 pub use outbox::{Finished, Intent, IntentState, NewIntent};
 pub use pg_tls::{PgTls, SslMode, TlsSetupError};
 pub use waiting::Waiting;
+pub use x12::{
+    AckStatus, OutboundDoc, SeenInterchange, SentSet, X12Controls, X12Doc, X12Sent, MAX_CONTROL as X12_MAX_CONTROL,
+};
 
 use db::{p, Db, DbError, Dialect, Row, RowResult};
 use rusqlite::{Connection, OpenFlags};

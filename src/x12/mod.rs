@@ -205,6 +205,13 @@ pub struct SetResult {
     pub set_code: Option<String>,
 }
 
+impl SetResult {
+    /// AK5*A: no segment at fault and no fault of the set as a whole.
+    pub fn accepted(&self) -> bool {
+        self.errors.is_empty() && self.set_code.is_none()
+    }
+}
+
 /// What a 997 says about one received functional group (AK1 + sets + AK9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupResult {
@@ -222,7 +229,7 @@ pub struct GroupResult {
 impl GroupResult {
     /// AK901: A when every set is accepted, R when none is, P when some are.
     pub fn status(&self) -> &'static str {
-        let accepted = self.sets.iter().filter(|s| s.errors.is_empty() && s.set_code.is_none()).count();
+        let accepted = self.sets.iter().filter(|s| s.accepted()).count();
         if self.group_code.is_some() || accepted == 0 {
             "R"
         } else if accepted == self.sets.len() {
