@@ -445,6 +445,8 @@ impl<R: Read> X12Units<R> {
                         let m2 = "the unit could not be read".to_string();
                         m.errors.push(RecordError::new(segs[0].ordinal, segs[0].id(), ErrorCode::MissingValue, m2));
                     }
+                    // In file order, as a clerk reads them.
+                    m.errors.sort_by_key(|e| e.line);
                     Err(m.errors)
                 }
             }
