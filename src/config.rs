@@ -1031,6 +1031,10 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # download_interval_seconds = 300    # watch: how often open fulfillments are pulled
 # [account.columns]                  # partner column name = our column name
 # "Item Number" = "sku"
+# [account.x12]                      # an X12 trading partner (files in inbound/edi, 997s to outbound/acks)
+# interchange_id = "BRIDGE"          # ours (ISA06); partner_interchange_id is theirs
+# partner_interchange_id = "ACMEWH"
+# orders_as = "x12"                  # send 940s instead of CSV order files
 "#,
         sim = crate::sim::DEFAULT_LISTEN,
     )

@@ -49,10 +49,22 @@ pub enum ErrorCode {
     WrongDelimiter,
     /// The file is a spreadsheet or other zip archive, not CSV text (file rejected).
     NotCsv,
+    /// X12: the envelope is malformed (ISA not 106 characters, a trailer missing, a segment
+    /// outside a set, an unsupported version).
+    X12Envelope,
+    /// X12: SE01, GE01 or IEA01 does not match what it counts.
+    X12Count,
+    /// X12: a trailer's control number differs from its header's (SE02/ST02, GE02/GS06,
+    /// IEA02/ISA13), or ST02 repeats within a group.
+    X12ControlNumber,
+    /// X12: a transaction set we do not read (ST01), or its GS01 does not fit it.
+    X12UnknownSet,
+    /// X12: the ISA's sender or receiver is not the configured partner or us.
+    X12Partner,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::MissingColumn,
         ErrorCode::DuplicateColumn,
         ErrorCode::MissingValue,
@@ -84,6 +96,11 @@ impl ErrorCode {
         ErrorCode::UnterminatedQuote,
         ErrorCode::WrongDelimiter,
         ErrorCode::NotCsv,
+        ErrorCode::X12Envelope,
+        ErrorCode::X12Count,
+        ErrorCode::X12ControlNumber,
+        ErrorCode::X12UnknownSet,
+        ErrorCode::X12Partner,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +136,11 @@ impl ErrorCode {
             ErrorCode::UnterminatedQuote => "unterminated_quote",
             ErrorCode::WrongDelimiter => "wrong_delimiter",
             ErrorCode::NotCsv => "not_csv",
+            ErrorCode::X12Envelope => "x12_envelope",
+            ErrorCode::X12Count => "x12_count",
+            ErrorCode::X12ControlNumber => "x12_control_number",
+            ErrorCode::X12UnknownSet => "x12_unknown_set",
+            ErrorCode::X12Partner => "x12_partner",
         }
     }
 

@@ -1,1 +1,388 @@
-//! See `x12/mod.rs`.
+//! The X12 tokenizer: separators from the ISA, then one segment at a time with its ordinal in
+//! the file (ISA = 1). Streams: memory is bounded by the longest segment allowed, never by the
+//! file; buffers are reused, so a segment costs no allocation once they are warm.
+
+use std::io::Read;
+
+use memchr::{memchr, memchr_iter};
+
+use super::Separators;
+use crate::formats::records::Fields;
+
+/// The ISA's fixed length, its segment terminator included.
+pub const ISA_LEN: usize = 106;
+
+/// One segment: `elements[0]` is the segment id (`W12`), `elements[n]` is element `n` (`W12-03`
+/// is `elements[3]`), untrimmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Position in the file, ISA = 1.
+    pub ordinal: u64,
+    pub elements: Fields,
+}
+
+impl Segment {
+    /// The segment id (`""` for an empty segment).
+    pub fn id(&self) -> &str {
+        self.elements.get(0).unwrap_or("")
+    }
+
+    /// Element `n` (1-based), trimmed; `None` when absent or blank.
+    pub fn element(&self, n: usize) -> Option<&str> {
+        let v = self.elements.get(n)?.trim();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// Element `n` untrimmed, `""` when absent.
+    pub fn raw(&self, n: usize) -> &str {
+        self.elements.get(n).unwrap_or("")
+    }
+
+    /// Elements after the id.
+    pub fn element_count(&self) -> usize {
+        self.elements.len().saturating_sub(1)
+    }
+}
+
+/// Why the tokenizer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the file could not be read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("segment {ordinal} is longer than {limit} bytes without a segment terminator")]
+    SegmentTooLong { ordinal: u64, limit: usize },
+    /// The ISA is missing, truncated or malformed.
+    #[error("{0}")]
+    Isa(String),
+}
+
+/// The separators an ISA declares. `isa` is the interchange's first 106 bytes (the BOM and
+/// leading blanks already skipped). Checks only what the tokenizer needs; field widths and
+/// values are the envelope's concern.
+pub fn separators(isa: &[u8]) -> Result<Separators, ReadError> {
+    if !isa.starts_with(b"ISA") {
+        return Err(ReadError::Isa("the file does not start with an ISA segment".into()));
+    }
+    if isa.len() < ISA_LEN {
+        return Err(ReadError::Isa(format!(
+            "the ISA is truncated: {} bytes, an ISA is {ISA_LEN} characters with its terminator",
+            isa.len()
+        )));
+    }
+    let element = isa[3];
+    let component = isa[104];
+    let segment = isa[105];
+    let v501 = isa.get(84..89) == Some(b"00501".as_slice());
+    let repetition = v501.then_some(isa[82]);
+    let mut all = vec![element, component, segment];
+    all.extend(repetition);
+    let bad = |b: &u8| b.is_ascii_alphanumeric() || *b == b' ';
+    if all.iter().any(bad) {
+        return Err(ReadError::Isa(format!(
+            "the ISA's separators {} are not usable (letters, digits or spaces; is the ISA 106 characters with fixed-width fields?)",
+            all.iter().map(|b| format!("{:?}", char::from(*b))).collect::<Vec<_>>().join(" ")
+        )));
+    }
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != all.len() {
+        return Err(ReadError::Isa("the ISA declares the same character for two separators".into()));
+    }
+    Ok(Separators { element, component, segment, repetition })
+}
+
+/// Streams segments out of a reader.
+pub struct Tokenizer<R> {
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    read_total: u64,
+    max_bytes: u64,
+    max_segment_len: usize,
+    separators: Separators,
+    ordinal: u64,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl<R: Read> Tokenizer<R> {
+    /// Reads the ISA (after an optional BOM and blank lines) and returns the tokenizer and the
+    /// ISA as segment 1.
+    pub fn open(reader: R, max_segment_len: usize, max_bytes: u64) -> Result<(Self, Segment), ReadError> {
+        let mut t = Tokenizer {
+            reader,
+            buf: vec![0; CHUNK.max(ISA_LEN * 2)],
+            start: 0,
+            end: 0,
+            eof: false,
+            read_total: 0,
+            max_bytes,
+            max_segment_len: max_segment_len.max(ISA_LEN),
+            separators: Separators { element: b'*', component: b'>', segment: b'~', repetition: None },
+            ordinal: 0,
+        };
+        // Enough bytes for BOM, blanks and the ISA, however the reader cuts its reads.
+        loop {
+            let lead = t.lead();
+            if (t.end - t.start).saturating_sub(lead) >= ISA_LEN || t.eof {
+                break;
+            }
+            if t.end == t.buf.len() {
+                // Blanks and the BOM cannot matter: drop them to make room.
+                t.start += lead;
+                t.compact();
+            }
+            t.fill()?;
+        }
+        t.start += t.lead();
+        let isa = &t.buf[t.start..t.end.min(t.start + ISA_LEN)];
+        let separators = separators(isa)?;
+        t.separators = separators;
+        let mut seg = Segment::default();
+        t.ordinal = 1;
+        let isa_body = t.start..t.start + ISA_LEN - 1;
+        t.start += ISA_LEN;
+        split(&t.buf[isa_body], separators.element, 1, &mut seg);
+        Ok((t, seg))
+    }
+
+    /// Bytes of BOM and blanks at the front of what is buffered.
+    fn lead(&self) -> usize {
+        let b = &self.buf[self.start..self.end];
+        let bom = if b.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        bom + b[bom..].iter().take_while(|c| c.is_ascii_whitespace()).count()
+    }
+
+    pub fn separators(&self) -> Separators {
+        self.separators
+    }
+
+    /// The ordinal of the last segment returned.
+    pub fn ordinal(&self) -> u64 {
+        self.ordinal
+    }
+
+    fn compact(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+    }
+
+    fn fill(&mut self) -> Result<(), ReadError> {
+        if self.end == self.buf.len() {
+            self.compact();
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(self.max_segment_len + 2).max(self.buf.len() + 1);
+            self.buf.resize(grown, 0);
+        }
+        let n = loop {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+        }
+        self.end += n;
+        self.read_total += n as u64;
+        if self.read_total > self.max_bytes {
+            return Err(ReadError::TooLarge { limit: self.max_bytes });
+        }
+        Ok(())
+    }
+
+    /// Reads the next segment into `seg` (its buffers are reused). `Ok(false)` at the end of the
+    /// input. Line breaks and blanks between segments are skipped; a last segment without a
+    /// terminator is returned as it is (the envelope checks tell a cut file).
+    pub fn next_into(&mut self, seg: &mut Segment) -> Result<bool, ReadError> {
+        let term = self.separators.segment;
+        loop {
+            while self.start < self.end && matches!(self.buf[self.start], b'\r' | b'\n' | b' ' | b'\t') {
+                self.start += 1;
+            }
+            if self.start == self.end {
+                if self.eof {
+                    return Ok(false);
+                }
+                self.fill()?;
+                continue;
+            }
+            let avail = &self.buf[self.start..self.end];
+            let found = memchr(term, avail);
+            let len = match found {
+                Some(i) => i,
+                None if self.eof => avail.len(),
+                None => {
+                    if avail.len() > self.max_segment_len {
+                        return Err(ReadError::SegmentTooLong {
+                            ordinal: self.ordinal + 1,
+                            limit: self.max_segment_len,
+                        });
+                    }
+                    self.fill()?;
+                    continue;
+                }
+            };
+            if len > self.max_segment_len {
+                return Err(ReadError::SegmentTooLong { ordinal: self.ordinal + 1, limit: self.max_segment_len });
+            }
+            let mut body = &self.buf[self.start..self.start + len];
+            if term == b'\n' {
+                body = body.strip_suffix(b"\r").unwrap_or(body);
+            }
+            self.ordinal += 1;
+            split(body, self.separators.element, self.ordinal, seg);
+            self.start += len + usize::from(found.is_some());
+            return Ok(true);
+        }
+    }
+}
+
+/// Splits a segment's bytes into its elements. Invalid UTF-8 is replaced by U+FFFD element by
+/// element, so a non-ASCII separator still splits where it is.
+fn split(body: &[u8], sep: u8, ordinal: u64, seg: &mut Segment) {
+    seg.ordinal = ordinal;
+    seg.elements.clear();
+    match std::str::from_utf8(body) {
+        Ok(text) if sep.is_ascii() => {
+            let mut from = 0;
+            for i in memchr_iter(sep, body) {
+                seg.elements.push(&text[from..i]);
+                from = i + 1;
+            }
+            seg.elements.push(&text[from..]);
+        }
+        _ => {
+            let mut from = 0;
+            let ends = memchr_iter(sep, body).chain(std::iter::once(body.len()));
+            for i in ends {
+                seg.elements.push(&String::from_utf8_lossy(&body[from..i]));
+                from = i + 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISA: &str =
+        "ISA*00*          *00*          *ZZ*WAREHOUSE      *ZZ*STITCHBRIDGE   *240315*1200*U*00401*000000001*0*P*>~";
+
+    fn all(input: &[u8]) -> Result<Vec<(u64, Vec<String>)>, ReadError> {
+        let (mut t, isa) = Tokenizer::open(input, 1024, u64::MAX)?;
+        let mut out = vec![(isa.ordinal, isa.elements.iter().map(String::from).collect())];
+        let mut seg = Segment::default();
+        while t.next_into(&mut seg)? {
+            out.push((seg.ordinal, seg.elements.iter().map(String::from).collect()));
+        }
+        Ok(out)
+    }
+
+    /// Reads one byte at a time: nothing may depend on how reads are cut.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn isa_is_106_characters() {
+        assert_eq!(ISA.len(), ISA_LEN);
+        let s = separators(ISA.as_bytes()).unwrap();
+        assert_eq!((s.element, s.component, s.segment, s.repetition), (b'*', b'>', b'~', None));
+    }
+
+    #[test]
+    fn segments_with_ordinals_and_line_breaks() {
+        let input = format!("\u{feff}\r\n{ISA}\r\nGS*IB*A*B~ST*846*0001~\nLIN**SK*RED~SE*3*0001~");
+        let got = all(input.as_bytes()).unwrap();
+        let ids: Vec<_> = got.iter().map(|(o, e)| (*o, e[0].clone())).collect();
+        assert_eq!(ids, [(1, "ISA".into()), (2, "GS".into()), (3, "ST".into()), (4, "LIN".into()), (5, "SE".into())]);
+        assert_eq!(got[3].1, ["LIN", "", "SK", "RED"]);
+        assert_eq!(got[0].1.len(), 17);
+        assert_eq!(got[0].1[16], ">");
+        let trickled = {
+            let (mut t, _) = Tokenizer::open(Trickle(input.as_bytes()), 1024, u64::MAX).unwrap();
+            let mut seg = Segment::default();
+            let mut n = 0;
+            while t.next_into(&mut seg).unwrap() {
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(trickled, 4);
+    }
+
+    #[test]
+    fn newline_as_terminator_with_crlf() {
+        let isa = ISA.replace('~', "\n");
+        let input = format!("{isa}GS*IB*A*B\r\nST*846*0001\r\n\r\nSE*2*0001\n");
+        let got = all(input.as_bytes()).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3].1, ["SE", "2", "0001"]);
+    }
+
+    #[test]
+    fn truncated_and_broken_isa() {
+        assert!(matches!(all(&ISA.as_bytes()[..60]), Err(ReadError::Isa(m)) if m.contains("truncated")));
+        assert!(matches!(all(b"hello"), Err(ReadError::Isa(_))));
+        assert!(matches!(all(b""), Err(ReadError::Isa(_))));
+        // The same separator twice.
+        let twice = ISA.replace('>', "*");
+        assert!(matches!(all(twice.as_bytes()), Err(ReadError::Isa(m)) if m.contains("same")));
+    }
+
+    #[test]
+    fn repetition_separator_in_00501() {
+        let isa = ISA.replace("*U*00401*", "*^*00501*");
+        let s = separators(isa.as_bytes()).unwrap();
+        assert_eq!(s.repetition, Some(b'^'));
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("{ISA}GS*{}~", "x".repeat(5000));
+        let (mut t, _) = Tokenizer::open(long.as_bytes(), 1024, u64::MAX).unwrap();
+        let mut seg = Segment::default();
+        assert!(matches!(t.next_into(&mut seg), Err(ReadError::SegmentTooLong { ordinal: 2, .. })));
+        // The limit holds however the reader cuts its reads.
+        let too_large = |r: Result<bool, ReadError>| matches!(r, Err(ReadError::TooLarge { limit: 200 }));
+        assert!(matches!(Tokenizer::open(long.as_bytes(), 100_000, 200), Err(ReadError::TooLarge { limit: 200 })));
+        let (mut t, _) = Tokenizer::open(Trickle(long.as_bytes()), 100_000, 200).unwrap_or_else(|_| panic!("ISA fits"));
+        let r = (0..10).map(|_| t.next_into(&mut seg)).find(|r| r.is_err());
+        assert!(r.is_some_and(too_large));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_per_element() {
+        let mut input = format!("{ISA}LIN**SK*").into_bytes();
+        input.extend_from_slice(b"R\xffD*x~");
+        let got = all(&input).unwrap();
+        assert_eq!(got[1].1, ["LIN", "", "SK", "R\u{fffd}D", "x"]);
+    }
+
+    #[test]
+    fn last_segment_without_terminator() {
+        let input = format!("{ISA}IEA*1*000000001");
+        let got = all(input.as_bytes()).unwrap();
+        assert_eq!(got[1].1, ["IEA", "1", "000000001"]);
+    }
+}
