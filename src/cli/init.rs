@@ -45,18 +45,7 @@ pub fn run(cli: &Cli, args: &InitArgs) -> i32 {
     };
     for a in &config.accounts {
         if let crate::config::DropLocation::Local(root) = &a.drop {
-            let f = &a.folders;
-            for d in [
-                &f.inbound_orders,
-                &f.inbound_inventory,
-                &f.inbound_shipments,
-                &f.outbound_orders,
-                &f.outbound_cancellations,
-                &f.results,
-                &f.errors,
-                &f.archive,
-                &f.rejected,
-            ] {
+            for d in a.drop_folders() {
                 if let Err(e) = std::fs::create_dir_all(root.join(d)) {
                     eprintln!("error: cannot create {}: {e}", root.join(d).display());
                     return exit::USAGE;

@@ -281,6 +281,8 @@ struct Check<'a> {
     args: &'a ValidateArgs,
     /// The parse options of the account (or the defaults), with the command's overrides.
     base: &'a ParseOptions,
+    /// With `--account`: its X12 partner, whose ids an interchange must carry.
+    x12: Option<crate::config::X12Config>,
 }
 
 /// A file refused before it could be parsed: the problem printed and, if asked, reported.
@@ -353,6 +355,12 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
         return refuse(&name, json, report, &Entry::of_rejection(&rej), out);
     }
     file.rewind()?;
+    let mut head = Vec::with_capacity(512);
+    (&mut file).take(512).read_to_end(&mut head)?;
+    file.rewind()?;
+    if crate::x12::is_x12(&head) {
+        return check_x12(check, &name, file, report, out);
+    }
     let Some(kind) = detect_kind(args, check.base, path) else {
         let entry = Entry {
             code: "unknown_kind".into(),
@@ -502,6 +510,160 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
     Ok(status)
 }
 
+/// An X12 interchange, checked as the engine reads it: the envelope, each set's syntax (a set at
+/// fault is rejected whole), each unit's values, and with `--account` the partner ids. Streams:
+/// problems are spooled, memory stays flat.
+fn check_x12(
+    check: &Check,
+    name: &str,
+    file: File,
+    report: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<i32> {
+    use crate::x12::inbound::{read, Event, X12Options};
+    let json = check.args.json;
+    let mut units = match read(std::io::BufReader::new(file), &X12Options::from_parse(check.base)) {
+        Ok(u) => u,
+        Err(rej) => {
+            let code = refuse(name, json, report, &Entry::of_rejection(&rej), out)?;
+            eprintln!("{name}: x12: file rejected");
+            return Ok(code);
+        }
+    };
+    if let Some(cfg) = &check.x12 {
+        if let Err(rej) = crate::x12::envelope::check_parties(units.interchange(), &cfg.partner(), &cfg.us()) {
+            let code = refuse(name, json, report, &Entry::of_rejection(&rej), out)?;
+            eprintln!("{name}: x12: file rejected");
+            return Ok(code);
+        }
+    }
+    let (mut accepted, mut rejected, mut status) = (0u64, 0u64, 0);
+    let mut in_set = (0u64, 0u64);
+    let mut spool = Spool::new()?;
+    // The error report shows each segment as the partner wrote it, with the file's separator.
+    let sep = (units.interchange().separators.element as char).to_string();
+    let segment = |row: &RawRow| RawRow {
+        line: row.line,
+        fields: [row.fields.iter().collect::<Vec<_>>().join(&sep)].into_iter().collect(),
+    };
+    let mut sets: Vec<&'static str> = Vec::new();
+    loop {
+        let ev = match units.next() {
+            None => break,
+            Some(Err(rej)) => {
+                status = 2;
+                spool.push(&Entry::of_rejection(&rej))?;
+                break;
+            }
+            Some(Ok(ev)) => ev,
+        };
+        match ev {
+            Event::Unit { set, unit } => {
+                if !sets.contains(&set.st01()) {
+                    sets.push(set.st01());
+                }
+                match &unit.result {
+                    Ok(_) => in_set.0 += 1,
+                    Err(errs) => {
+                        in_set.1 += 1;
+                        status = status.max(1);
+                        for e in errs {
+                            let row = unit.rows.iter().find(|r| r.line == e.line).map(segment);
+                            spool.push(&Entry {
+                                line: Some(e.line),
+                                column: e.column.clone(),
+                                code: e.code.as_str().to_string(),
+                                message: e.message.clone(),
+                                warning: false,
+                                row,
+                            })?;
+                        }
+                    }
+                }
+            }
+            Event::SetEnd { result, errors, .. } => {
+                if result.set_code.is_none() && result.errors.is_empty() {
+                    accepted += in_set.0;
+                    rejected += in_set.1;
+                } else {
+                    rejected += in_set.0 + in_set.1;
+                    status = status.max(1);
+                    for e in &errors {
+                        spool.push(&Entry {
+                            line: Some(e.line),
+                            column: e.column.clone(),
+                            code: e.code.as_str().to_string(),
+                            message: e.message.clone(),
+                            warning: false,
+                            row: None,
+                        })?;
+                    }
+                }
+                in_set = (0, 0);
+            }
+            Event::GroupEnd(g) => {
+                if g.group_code.is_some() {
+                    status = status.max(1);
+                    for e in units.group_errors() {
+                        spool.push(&Entry {
+                            line: Some(e.line),
+                            column: e.column.clone(),
+                            code: e.code.as_str().to_string(),
+                            message: e.message.clone(),
+                            warning: false,
+                            row: None,
+                        })?;
+                    }
+                }
+            }
+            Event::Ack(_) => {
+                if !sets.contains(&"997") {
+                    sets.push("997");
+                }
+            }
+        }
+    }
+    drop(units);
+    let mut ew = match report {
+        Some(p) => Some(ErrorWriter::new(create_report(p)?, &["segment".to_string()])?),
+        None => None,
+    };
+    for entry in spool.entries()? {
+        let e = entry?;
+        emit(
+            out,
+            json,
+            &Problem {
+                file: name,
+                line: e.line,
+                column: &e.column,
+                code: &e.code,
+                message: &e.message,
+                warning: e.warning,
+            },
+        )?;
+        match (ew.as_mut(), &e.row) {
+            (None, _) => {}
+            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message)?,
+            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message)?,
+        }
+    }
+    if let Some(ew) = ew {
+        ew.finish()?.flush()?;
+    }
+    let summary = format!(
+        "{name}: x12 {}: {accepted} accepted, {rejected} rejected{}",
+        if sets.is_empty() { "-".to_string() } else { sets.join("/") },
+        if status == 2 { "; file rejected" } else { "" },
+    );
+    if json {
+        eprintln!("{summary}");
+    } else {
+        writeln!(out, "{summary}")?;
+    }
+    Ok(status)
+}
+
 /// Repeated SKUs found after the last row (see `Units::late_duplicates`): each with its row, its
 /// error, and whether the row was otherwise valid (so counted as accepted so far).
 fn late_duplicates<R: Read>(
@@ -528,13 +690,14 @@ fn late_duplicates<R: Read>(
 
 /// The parse options: the account's (`--account`, from the config) or the defaults, then the
 /// command's own options.
-fn options(args: &ValidateArgs, config: &Path) -> Result<ParseOptions, i32> {
-    let mut opts = match &args.account {
+fn options(args: &ValidateArgs, config: &Path) -> Result<(ParseOptions, Option<crate::config::X12Config>), i32> {
+    let (mut opts, x12) = match &args.account {
         Some(name) => {
             let config = super::load_config(config)?;
-            super::find_account(&config, name)?.parse.clone()
+            let acct = super::find_account(&config, name)?;
+            (acct.parse.clone(), acct.x12.clone())
         }
-        None => ParseOptions::default(),
+        None => (ParseOptions::default(), None),
     };
     if let Some(d) = args.delimiter {
         opts.delimiter = d;
@@ -545,7 +708,7 @@ fn options(args: &ValidateArgs, config: &Path) -> Result<ParseOptions, i32> {
     if let Some(tz) = args.timezone {
         opts.timezone = tz;
     }
-    Ok(opts)
+    Ok((opts, x12))
 }
 
 /// `config` is read only with `--account`.
@@ -559,11 +722,11 @@ pub fn run(args: &ValidateArgs, config: &Path) -> i32 {
         );
         return crate::engine::exit::USAGE;
     }
-    let base = match options(args, config) {
+    let (base, x12) = match options(args, config) {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let check = Check { args, base: &base };
+    let check = Check { args, base: &base, x12 };
     let mut out = super::out::Stdout::lock();
     let mut worst = 0;
     for (path, report) in args.files.iter().zip(report_paths(args)) {

@@ -424,7 +424,12 @@ async fn claimed(
             StopClass::NeedsPerson(reason) => (Ok(()), Some(Attention::new(reason, stop.message()))),
             _ => (Err(stop), None),
         },
-        Ok(()) => (Ok(()), None),
+        // A cycle that ran may still leave a person something to look at: 940s the X12
+        // partner rejected or never acknowledged (the account goes on working).
+        Ok(()) => match cx.x12_attention() {
+            Ok(a) => (Ok(()), a),
+            Err(stop) => (Err(stop.in_account(&acct.name)), None),
+        },
     };
     let stopped_by_attention = met.is_some();
     if met.is_some() || recorded.is_some() {
@@ -636,6 +641,7 @@ impl AccountCtx<'_> {
             for kind in [Kind::Inventory, Kind::Orders, Kind::Shipments] {
                 self.inbound(kind).await?;
             }
+            self.inbound_edi().await?;
         }
         if parts.download && !self.stop.is_cancelled() {
             self.client.check_deadline()?;
@@ -675,18 +681,8 @@ impl AccountCtx<'_> {
     }
 
     fn ensure_layout(&mut self) -> Step<()> {
-        let f = &self.acct.folders;
-        for dir in [
-            &f.inbound_orders,
-            &f.inbound_inventory,
-            &f.inbound_shipments,
-            &f.outbound_orders,
-            &f.outbound_cancellations,
-            &f.results,
-            &f.errors,
-            &f.archive,
-            &f.rejected,
-        ] {
+        let dirs: Vec<String> = self.acct.drop_folders().into_iter().map(str::to_string).collect();
+        for dir in &dirs {
             self.drop.mkdir_all(dir)?;
         }
         Ok(())
@@ -697,7 +693,7 @@ impl AccountCtx<'_> {
     /// the warehouse's own folders (`inbound/`) are never touched. Failures only cost a log line.
     fn sweep_temp_files(&mut self) {
         let f = &self.acct.folders;
-        for dir in [&f.outbound_orders, &f.outbound_cancellations, &f.results, &f.errors] {
+        for dir in [&f.outbound_orders, &f.outbound_cancellations, &f.outbound_acks, &f.results, &f.errors] {
             let Ok(entries) = self.drop.list(dir) else { continue };
             for e in entries.iter().filter(|e| crate::drop::is_temp_of_ours(&e.name)) {
                 let path = format!("{dir}/{}", e.name);

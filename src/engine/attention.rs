@@ -27,12 +27,18 @@ pub fn alert_text(account: &str, a: &Attention, at: &str) -> String {
     format!(
         "stitch-bridge: account \"{account}\" NEEDS ATTENTION since {at} ({reason})\n\n\
          {message}\n\n\
-         Nothing was sent and no file was moved for this account. Every later run tries again and\n\
-         says the same until this is fixed; the alert is raised once, and once more when it clears.\n\n\
+         {effect}\n\n\
          What to do:\n{todo}\n",
         reason = a.reason,
         message = a.message,
         todo = indent(&a.reason.what_to_do(account)),
+        effect = if a.reason.stops() {
+            "Nothing was sent and no file was moved for this account. Every later run tries again and\n\
+             says the same until this is fixed; the alert is raised once, and once more when it clears."
+        } else {
+            "The account goes on working: files are still read and orders still sent. The alert is raised\n\
+             once, and once more when it clears."
+        },
     )
 }
 

@@ -28,12 +28,17 @@ fn sent_status_key(fulfillment_id: &str) -> IntentKey {
 }
 
 impl AccountCtx<'_> {
-    fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
+    pub(super) fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
         match self.drop.write_atomic(path, &mut &bytes[..]) {
             Ok(()) => Ok(()),
             Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `orders_as = "x12"`: orders and cancellations go out as 940s.
+    fn orders_as_x12(&self) -> bool {
+        self.acct.x12.as_ref().is_some_and(|c| c.orders_as == crate::config::OrdersAs::X12)
     }
 
     pub async fn download_orders(&mut self) -> Step<()> {
@@ -63,8 +68,18 @@ impl AccountCtx<'_> {
         let mut batch: Vec<crate::ledger::SentOrder> = Vec::new();
         let fetched = fan_out(new, limit, fetch, |(f, items)| {
             let items = items?;
-            let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
-            self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
+            let path = if self.orders_as_x12() {
+                // A 940, its control numbers allocated and remembered before it is written.
+                let env = self.x12_envelope(&format!("x12-940:{acct}:{}", f.id), None)?;
+                let path = format!("{}/{}", self.acct.folders.outbound_orders, crate::x12::write::order_file_name(&f));
+                self.write_once(&path, &crate::x12::write::order_940(&env, &f, &items))?;
+                self.x12_sent(&path, &env, crate::ledger::X12Doc::Order, Some(&f.id))?;
+                path
+            } else {
+                let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
+                self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
+                path
+            };
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
             let set_status = status::sent_status_due(&items);
@@ -139,8 +154,19 @@ impl AccountCtx<'_> {
             let f = f?;
             match (status::on_gone(f.as_ref()), f) {
                 (status::Gone::Cancel, Some(f)) => {
-                    let path = format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
-                    self.write_once(&path, &render::render_cancel(&f))?;
+                    let path = if self.orders_as_x12() {
+                        let env = self.x12_envelope(&format!("x12-940-cancel:{acct}:{}", f.id), None)?;
+                        let name = crate::x12::write::cancel_file_name(&f);
+                        let path = format!("{}/{name}", self.acct.folders.outbound_cancellations);
+                        self.write_once(&path, &crate::x12::write::cancel_940(&env, &f))?;
+                        self.x12_sent(&path, &env, crate::ledger::X12Doc::Cancel, Some(&f.id))?;
+                        path
+                    } else {
+                        let path =
+                            format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
+                        self.write_once(&path, &render::render_cancel(&f))?;
+                        path
+                    };
                     self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Cancelled, Some(&path))?;
                     tracing::info!(account = %acct, fulfillment = %f.id, file = %path, "cancellation sent to warehouse");
                     self.report.cancels_sent += 1;

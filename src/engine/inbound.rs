@@ -15,6 +15,7 @@
 
 use super::account::{AccountCtx, Step, Stop, StopError};
 use super::settle;
+use super::x12_read::{read_x12, Batch};
 use super::FileSummary;
 use crate::drop::{
     check_name, is_ignored_name, truncate_bytes, DropError, DropErrorKind, DropResult, Entry, EntryKind, MAX_NAME_BYTES,
@@ -46,18 +47,18 @@ impl<R: Read> Read for Hashing<R> {
 /// Keeps the first read error of a drop stream. The parser turns a read error into a file
 /// rejection (`read_error`), which for a connection lost mid-read would be a verdict on the
 /// file; with the error kept, the pass ends as the drop failure it is (an outage: pending).
-struct KeepError<R> {
+pub(super) struct KeepError<R> {
     inner: R,
     error: Option<io::Error>,
 }
 
 impl<R: Read> KeepError<R> {
-    fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         KeepError { inner, error: None }
     }
 
     /// The drop failure this pass met, if any.
-    fn failed(&mut self, path: &str) -> DropResult<()> {
+    pub(super) fn failed(&mut self, path: &str) -> DropResult<()> {
         match self.error.take() {
             Some(e) => Err(DropError::from_io(path, e)),
             None => Ok(()),
@@ -78,11 +79,46 @@ impl<R: Read> Read for KeepError<R> {
     }
 }
 
+/// Where inbound files come from: a kind's folder, or `inbound/edi` (X12 only; the transaction
+/// sets decide the kind). Its `name` is the ledger's `kind` of the files taken from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbox {
+    Kind(Kind),
+    Edi,
+}
+
+impl Inbox {
+    pub fn name(self) -> &'static str {
+        match self {
+            Inbox::Kind(k) => k.as_str(),
+            Inbox::Edi => "edi",
+        }
+    }
+
+    pub fn kind(self) -> Option<Kind> {
+        match self {
+            Inbox::Kind(k) => Some(k),
+            Inbox::Edi => None,
+        }
+    }
+}
+
+/// Marks of an X12 file (by ledger id): its ISA13 once read, and that its 997s are written.
+fn x12_file_mark(account: &str, id: i64) -> String {
+    format!("x12-file:{account}:{id}")
+}
+fn x12_acks_mark(account: &str, id: i64) -> String {
+    format!("x12-acks-done:{account}:{id}")
+}
+
 /// What one pass over a file yields.
 struct Parsed {
     sha256: String,
     bytes: u64,
-    accepted: Vec<Record>,
+    /// Accepted records by kind: one batch for a CSV file, one per (kind, delta) for X12.
+    batches: Vec<Batch>,
+    /// The interchange's ISA13 and the partner's 997s, for an X12 file.
+    x12: Option<(String, Vec<crate::x12::inbound::ReceivedAck>)>,
     /// Parse rejections, one per unit.
     rejected: Vec<Decision>,
     file_rejection: Option<formats::FileRejection>,
@@ -170,16 +206,6 @@ fn safe_name(lossy: &str) -> String {
     }
 }
 
-fn key_of(r: &Record) -> String {
-    match r {
-        Record::Inventory(i) => i.sku.clone(),
-        Record::Order(o) => o.order_ref.clone(),
-        Record::Shipment(s) => {
-            format!("{}/{}", s.fulfillment_id.as_deref().or(s.order_ref.as_deref()).unwrap_or(""), s.tracking_number)
-        }
-    }
-}
-
 impl AccountCtx<'_> {
     fn parse_opts(&self, kind: Kind, name: &str) -> formats::ParseOptions {
         let mut o = self.acct.parse.clone();
@@ -188,7 +214,22 @@ impl AccountCtx<'_> {
     }
 
     pub async fn inbound(&mut self, kind: Kind) -> Step<()> {
-        let dir = self.acct.folders.inbound(kind).to_string();
+        self.inbound_in(Inbox::Kind(kind)).await
+    }
+
+    /// `inbound/edi`, for an account with an X12 partner.
+    pub async fn inbound_edi(&mut self) -> Step<()> {
+        if self.acct.x12.is_none() {
+            return Ok(());
+        }
+        self.inbound_in(Inbox::Edi).await
+    }
+
+    async fn inbound_in(&mut self, inbox: Inbox) -> Step<()> {
+        let dir = match inbox {
+            Inbox::Kind(kind) => self.acct.folders.inbound(kind).to_string(),
+            Inbox::Edi => self.acct.folders.inbound_edi.clone(),
+        };
         // Today's archive folder is where files go last: a link there must stop the account
         // before anything is applied, not after.
         let today = format!("{}/{}", self.acct.folders.archive, chrono::Utc::now().format("%Y-%m-%d"));
@@ -198,7 +239,7 @@ impl AccountCtx<'_> {
         let mut entries = self.drop.list(&dir)?;
         entries.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
         let names: HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
-        self.recover_vanished(kind, &dir, &names)?;
+        self.recover_vanished(inbox, &dir, &names)?;
         let markers = self.acct.marker_suffixes.clone();
         let now_ms = settle::millis(std::time::SystemTime::now());
         for e in entries {
@@ -253,7 +294,7 @@ impl AccountCtx<'_> {
             }
             // Past the cycle's deadline no file is started; the rest waits for the next run.
             self.client.check_deadline()?;
-            self.process_file(kind, &path, &e).await?;
+            self.process_file(inbox, &path, &e).await?;
             for m in &markers {
                 let marker = format!("{path}{m}");
                 if names.contains(&format!("{}{m}", e.name)) {
@@ -266,9 +307,9 @@ impl AccountCtx<'_> {
 
     /// Unfinished ledger rows whose file is no longer in `inbound/`: either our move happened
     /// just before a crash, or someone removed the file.
-    fn recover_vanished(&mut self, kind: Kind, dir: &str, present: &HashSet<String>) -> Step<()> {
+    fn recover_vanished(&mut self, inbox: Inbox, dir: &str, present: &HashSet<String>) -> Step<()> {
         for f in self.ledger.unfinished_files(&self.acct.name)? {
-            if f.kind != kind.as_str() || !f.path.starts_with(dir) {
+            if f.kind != inbox.name() || !f.path.starts_with(dir) {
                 continue;
             }
             let name = f.path.rsplit('/').next().unwrap_or("");
@@ -337,16 +378,26 @@ impl AccountCtx<'_> {
     /// or changed while it was read (size, mtime or identity differ from the listing): then
     /// nothing of it counts, whatever `settle_seconds` is, and the next run takes it when it
     /// stands still.
-    fn read_and_parse(&mut self, kind: Kind, path: &str, listed: &Entry) -> Step<Option<Parsed>> {
+    fn read_and_parse(&mut self, inbox: Inbox, path: &str, listed: &Entry) -> Step<Option<Parsed>> {
         let (size, name) = (listed.size, listed.name.as_str());
+        let kind = inbox.kind().unwrap_or(Kind::Inventory);
         let opts = self.parse_opts(kind, name);
+        let x12_cfg = self.acct.x12.clone();
         let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
         let mut accepted = Vec::new();
+        let mut batches = Vec::new();
+        let mut x12 = None;
         let mut rejected = Vec::new();
         let mut file_rejection = None;
         // The reader borrows the drop: its scope ends before the drop is asked again.
         let (hasher, bytes) = {
             let mut h = Hashing { inner: KeepError::new(reader), hasher: Sha256::new(), bytes: 0 };
+            // The first bytes say whether this is an X12 interchange (`ISA`), in any folder.
+            let mut head = Vec::with_capacity(512);
+            (&mut h).take(512).read_to_end(&mut head).map_err(|err| DropError::from_io(path, err))?;
+            h.inner.failed(path)?;
+            let is_x12 = crate::x12::is_x12(&head);
+            let mut h = io::Cursor::new(head).chain(h);
             if size > opts.max_file_bytes {
                 file_rejection = Some(formats::FileRejection {
                     code: formats::ErrorCode::FileTooLarge,
@@ -354,6 +405,21 @@ impl AccountCtx<'_> {
                     column: None,
                     message: format!("file is {size} bytes; the limit is {} bytes", opts.max_file_bytes),
                 });
+                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+            } else if is_x12 {
+                let r = read_x12(&mut h, &opts, inbox.kind(), x12_cfg.as_ref());
+                file_rejection = r.file_rejection;
+                rejected = r.rejected;
+                batches = r.batches;
+                x12 = r.interchange.map(|isa13| (isa13, r.acks));
+                h.get_mut().1.inner.failed(path)?;
+                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+            } else if inbox == Inbox::Edi {
+                file_rejection = Some(formats::FileRejection::new(
+                    formats::ErrorCode::X12Envelope,
+                    Some(1),
+                    "not an X12 interchange (it does not start with ISA); inbound/edi takes X12 files only",
+                ));
                 io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             } else {
                 match formats::parse(kind, &mut h, &opts) {
@@ -374,14 +440,21 @@ impl AccountCtx<'_> {
                         }
                     }
                 }
-                h.inner.failed(path)?;
+                h.get_mut().1.inner.failed(path)?;
                 // Hash the whole content even if parsing stopped early.
                 io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             }
-            if file_rejection.is_some() {
-                accepted.clear();
-                rejected.clear();
+            if !accepted.is_empty() {
+                let delta = opts.inventory_delta;
+                batches.push(Batch { kind, delta, records: std::mem::take(&mut accepted) });
             }
+            if file_rejection.is_some() {
+                batches.clear();
+                rejected.clear();
+                x12 = None;
+            }
+            let mut h = h.into_inner().1;
+            h.inner.failed(path)?;
             (h.hasher, h.bytes)
         };
         let now = self.drop.stat(path)?;
@@ -389,14 +462,14 @@ impl AccountCtx<'_> {
             tracing::info!(account = %self.acct.name, file = %path, "changed while it was read; taken when it stands still");
             return Ok(None);
         }
-        Ok(Some(Parsed { sha256: hex::encode(hasher.finalize()), bytes, accepted, rejected, file_rejection }))
+        Ok(Some(Parsed { sha256: hex::encode(hasher.finalize()), bytes, batches, x12, rejected, file_rejection }))
     }
 
-    async fn process_file(&mut self, kind: Kind, path: &str, e: &Entry) -> Step<()> {
+    async fn process_file(&mut self, inbox: Inbox, path: &str, e: &Entry) -> Step<()> {
         let acct = self.acct.name.clone();
-        let mut row = self.ledger.take_file(&acct, kind.as_str(), path, e.size, settle::millis(e.mtime))?;
+        let mut row = self.ledger.take_file(&acct, inbox.name(), path, e.size, settle::millis(e.mtime))?;
         if row.step < FileStep::Applied {
-            let Some(parsed) = self.read_and_parse(kind, path, e)? else {
+            let Some(parsed) = self.read_and_parse(inbox, path, e)? else {
                 // Nothing recorded beyond "taken"; the settle clock starts again.
                 self.ledger.forget_observation(&acct, path)?;
                 let due = settle::millis(std::time::SystemTime::now()) + self.acct.settle.as_millis() as i64;
@@ -414,9 +487,10 @@ impl AccountCtx<'_> {
                     earlier.updated_at
                 );
                 let mut ds: Vec<Decision> = parsed
-                    .accepted
+                    .batches
                     .iter()
-                    .map(|r| Decision::new(record_line(r), key_of(r), Outcome::Skipped, "", &msg))
+                    .flat_map(|b| &b.records)
+                    .map(|r| Decision::new(record_line(r), crate::reconcile::record_key(r), Outcome::Skipped, "", &msg))
                     .collect();
                 ds.extend(parsed.rejected.iter().map(|d| Decision {
                     outcome: Outcome::Skipped,
@@ -425,6 +499,25 @@ impl AccountCtx<'_> {
                 }));
                 ds.sort_by_key(|d| d.line);
                 (ds, Some(earlier.id), false, Some(msg))
+            } else if let Some(seen) = self.x12_seen_before(parsed.x12.as_ref(), path)? {
+                // The partner sent this interchange before (same ISA13): acknowledged and applied
+                // then; nothing of it is applied again and no second 997 is sent.
+                let msg = format!(
+                    "duplicate interchange: ISA13 {} from this partner was processed in {} ({}); not processed again",
+                    parsed.x12.as_ref().map(|x| x.0.as_str()).unwrap_or(""),
+                    seen.path.rsplit('/').next().unwrap_or(&seen.path),
+                    seen.at.format("%Y-%m-%d %H:%M UTC")
+                );
+                let mut ds: Vec<Decision> = parsed
+                    .batches
+                    .iter()
+                    .flat_map(|b| &b.records)
+                    .map(|r| Decision::new(record_line(r), crate::reconcile::record_key(r), Outcome::Skipped, "", &msg))
+                    .collect();
+                if ds.is_empty() {
+                    ds.push(Decision::new(1, "", Outcome::Skipped, "", &msg));
+                }
+                (ds, None, false, Some(msg))
             } else {
                 // The same content under another name is new information (a second receipt of
                 // 5, Wednesday's snapshot equal to Monday's): applied, with writes of its own.
@@ -440,8 +533,19 @@ impl AccountCtx<'_> {
                     None => parsed.sha256.clone(),
                 };
                 let mut ds = parsed.rejected.clone();
-                let delta = self.parse_opts(kind, &e.name).inventory_delta;
-                ds.extend(self.apply(kind, &content_key, parsed.accepted, delta).await?);
+                if let Some((isa13, acks)) = &parsed.x12 {
+                    // Remembered before anything is applied: a crash from here on finds this
+                    // same file (its own path) and takes it again, never as a duplicate.
+                    let partner = self.acct.x12.as_ref().map(|c| c.partner_key()).unwrap_or_default();
+                    self.ledger.mark_x12_interchange(&acct, &partner, isa13, path)?;
+                    self.ledger.set_mark(&x12_file_mark(&acct, row.id), isa13)?;
+                    ds.extend(self.record_acks(acks, path)?);
+                }
+                let x12 = parsed.x12.is_some();
+                for b in parsed.batches {
+                    let key = if x12 { b.content_key(&content_key) } else { content_key.clone() };
+                    ds.extend(self.apply(b.kind, &key, b.records, b.delta).await?);
+                }
                 let note = same.map(|earlier| {
                     format!(
                         "same content as {} (processed {}); applied again as a file of its own",
@@ -482,7 +586,29 @@ impl AccountCtx<'_> {
                 .file(id)?
                 .ok_or_else(|| Stop::new(StopError::RowVanished { id, path: path.to_string() }))?;
         }
-        self.finish_outputs(kind, path, row, e)
+        self.finish_outputs(inbox, path, row, e)
+    }
+
+    /// The earlier file that brought this X12 interchange, if another did.
+    fn x12_seen_before(
+        &self,
+        x12: Option<&(String, Vec<crate::x12::inbound::ReceivedAck>)>,
+        path: &str,
+    ) -> Step<Option<crate::ledger::SeenInterchange>> {
+        let (Some((isa13, _)), Some(cfg)) = (x12, self.acct.x12.as_ref()) else { return Ok(None) };
+        Ok(self.ledger.x12_interchange_seen(&self.acct.name, &cfg.partner_key(), isa13)?.filter(|s| s.path != path))
+    }
+
+    /// Whether the file starts like an X12 interchange (for its error file: a file refused
+    /// whole, such as one from an unknown partner, has no X12 mark).
+    fn looks_like_x12(&mut self, path: &str, listed: &Entry) -> Step<bool> {
+        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(false) };
+        let mut reader = KeepError::new(reader);
+        let mut head = Vec::with_capacity(512);
+        let read = (&mut reader).take(512).read_to_end(&mut head);
+        reader.failed(path)?;
+        read.map_err(|e| DropError::from_io(path, e))?;
+        Ok(crate::x12::is_x12(&head))
     }
 
     /// The earlier file this one is a copy of, under the account's `skip_identical`: by default
@@ -498,10 +624,23 @@ impl AccountCtx<'_> {
     }
 
     /// Steps 2–5: result file, error file, move. Each recognises its own earlier completion.
-    fn finish_outputs(&mut self, kind: Kind, path: &str, mut row: FileRow, listed: &Entry) -> Step<()> {
+    fn finish_outputs(&mut self, inbox: Inbox, path: &str, mut row: FileRow, listed: &Entry) -> Step<()> {
         let name = path.rsplit('/').next().unwrap_or(path).to_string();
         let outcomes = self.ledger.outcomes(row.id)?;
         let f = self.acct.folders.clone();
+        // An X12 file (its ISA13 marked when it was applied): its 997s first, each once.
+        let isa13 = match self.acct.x12 {
+            Some(_) => self.ledger.get_mark(&x12_file_mark(&self.acct.name, row.id))?,
+            None => None,
+        };
+        if let Some(isa13) = &isa13 {
+            let done = x12_acks_mark(&self.acct.name, row.id);
+            if row.step < FileStep::ErrorsWritten && self.ledger.get_mark(&done)?.is_none() {
+                let Some(groups) = self.x12_groups(inbox, path, listed)? else { return Ok(()) };
+                self.write_acks(row.id, isa13, &groups)?;
+                self.ledger.set_mark(&done, "1")?;
+            }
+        }
         if row.step < FileStep::ResultWritten {
             let target = match &row.result_path {
                 Some(p) => p.clone(),
@@ -553,7 +692,12 @@ impl AccountCtx<'_> {
                         p
                     }
                 };
-                let Some(mut tmp) = self.render_errors(kind, path, listed, &outcomes)? else {
+                let x12 = isa13.is_some() || inbox == Inbox::Edi || self.looks_like_x12(path, listed)?;
+                let rendered = match inbox.kind() {
+                    Some(kind) if !x12 => self.render_errors(kind, path, listed, &outcomes)?,
+                    _ => self.render_x12_errors(inbox, path, listed, &outcomes)?,
+                };
+                let Some(mut tmp) = rendered else {
                     // Left in inbound/ at this step; the next run looks at what is there then.
                     return Ok(());
                 };
@@ -594,12 +738,12 @@ impl AccountCtx<'_> {
         let rejected = outcomes.iter().filter(|o| o.outcome == "rejected").count() as u64;
         super::note_file_done();
         tracing::info!(
-            account = %self.acct.name, file = %path, kind = kind.as_str(), state = if row.reject_file { "rejected" } else { "archived" },
+            account = %self.acct.name, file = %path, kind = inbox.name(), state = if row.reject_file { "rejected" } else { "archived" },
             accepted = outcomes.len() as u64 - rejected, rejected, "file processed"
         );
         self.report.files.push(FileSummary {
             path: path.to_string(),
-            kind: kind.as_str().to_string(),
+            kind: inbox.name().to_string(),
             state: if row.reject_file { "rejected" } else { "archived" }.into(),
             accepted: outcomes.len() as u64 - rejected,
             rejected: if row.reject_file { 0 } else { rejected },
@@ -735,7 +879,7 @@ fn write_error_file(
 /// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
 /// listed: every read of an inbound file (parse, widest row, error file) goes through this one
 /// check, so a file swapped or changed since the listing is never read.
-fn open_unchanged<'a>(
+pub(super) fn open_unchanged<'a>(
     drop: &'a mut dyn crate::drop::Transport,
     account: &str,
     path: &str,

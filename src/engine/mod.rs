@@ -16,6 +16,8 @@ mod marks;
 mod open;
 pub mod settle;
 pub mod watch;
+mod x12;
+mod x12_read;
 
 use crate::config::Config;
 use serde::Serialize;

@@ -344,6 +344,9 @@ impl AccountLoop {
         };
         let f = &self.acct.folders;
         let mut dirs: Vec<&str> = vec![&f.inbound_inventory, &f.inbound_orders, &f.inbound_shipments];
+        if self.acct.x12.is_some() {
+            dirs.push(&f.inbound_edi);
+        }
         dirs.sort();
         dirs.dedup();
         if !root.is_dir() {

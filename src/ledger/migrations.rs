@@ -157,6 +157,7 @@ const MIGRATIONS: &[&str] = &[
         ack_group_status TEXT,
         ack_path TEXT,
         acked_at TEXT,
+        dismissed_at TEXT,
         UNIQUE(account, partner, interchange, group_control, set_control)
     );
     CREATE INDEX IF NOT EXISTS x12_sent_by_group ON x12_sent(account, partner, group_control);
@@ -313,6 +314,7 @@ const PG_MIGRATIONS: &[&str] = &[
         ack_group_status TEXT,
         ack_path TEXT,
         acked_at TEXT,
+        dismissed_at TEXT,
         UNIQUE(account, partner, interchange, group_control, set_control)
     );
     CREATE INDEX IF NOT EXISTS x12_sent_by_group ON x12_sent(account, partner, group_control);

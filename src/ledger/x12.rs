@@ -333,7 +333,8 @@ impl Ledger {
         self.query(
             &format!(
                 "SELECT {DOC_COLS} FROM x12_sent
-                 WHERE account=?1 AND ack_status IS NULL AND doc IN ('order', 'cancel') AND sent_at < ?2
+                 WHERE account=?1 AND ack_status IS NULL AND dismissed_at IS NULL AND doc IN ('order', 'cancel')
+                   AND sent_at < ?2
                  ORDER BY sent_at, id"
             ),
             p![account, stamp(sent_before)],
@@ -341,10 +342,21 @@ impl Ledger {
         )
     }
 
-    /// Sets the partner's 997s rejected, oldest first.
+    /// The operator has looked (`resume`): the rejected sets, and those sent before
+    /// `unacked_sent_before` with no 997, stop counting as problems. Returns how many.
+    pub fn dismiss_x12_problems(&self, account: &str, unacked_sent_before: DateTime<Utc>) -> Result<u64> {
+        self.exec(
+            "UPDATE x12_sent SET dismissed_at=?3
+             WHERE account=?1 AND dismissed_at IS NULL AND doc IN ('order', 'cancel')
+               AND (ack_status='R' OR (ack_status IS NULL AND sent_at < ?2))",
+            p![account, stamp(unacked_sent_before), now()],
+        )
+    }
+
+    /// Sets the partner's 997s rejected (and not dismissed), oldest first.
     pub fn x12_rejected(&self, account: &str) -> Result<Vec<OutboundDoc>> {
         self.query(
-            &format!("SELECT {DOC_COLS} FROM x12_sent WHERE account=?1 AND ack_status='R' ORDER BY sent_at, id"),
+            &format!("SELECT {DOC_COLS} FROM x12_sent WHERE account=?1 AND ack_status='R' AND dismissed_at IS NULL ORDER BY sent_at, id"),
             p![account],
             outbound,
         )

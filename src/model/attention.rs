@@ -17,10 +17,14 @@ pub enum Reason {
     DropSymlink,
     Permission,
     StitchRedirect,
+    /// The X12 partner's 997 rejected one of our 940s.
+    X12Rejected,
+    /// A 940 of ours has no 997 after `ack_hours`.
+    X12Unacknowledged,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::HostKeyUnknown,
         Reason::HostKeyChanged,
         Reason::HostKeyRevoked,
@@ -29,6 +33,8 @@ impl Reason {
         Reason::DropSymlink,
         Reason::Permission,
         Reason::StitchRedirect,
+        Reason::X12Rejected,
+        Reason::X12Unacknowledged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +47,8 @@ impl Reason {
             Reason::DropSymlink => "drop_symlink",
             Reason::Permission => "permission",
             Reason::StitchRedirect => "stitch_redirect",
+            Reason::X12Rejected => "x12_rejected",
+            Reason::X12Unacknowledged => "x12_unacknowledged",
         }
     }
 
@@ -55,6 +63,12 @@ impl Reason {
             Reason::Permission => 2,
             _ => 1,
         }
+    }
+
+    /// Whether the account stops while it needs attention. The X12 acknowledgement problems
+    /// concern files already sent: the account goes on working, and says so.
+    pub fn stops(self) -> bool {
+        !matches!(self, Reason::X12Rejected | Reason::X12Unacknowledged)
     }
 
     /// What the operator should do, with the account's real name in every command.
@@ -75,6 +89,12 @@ impl Reason {
             ),
             Reason::DropSymlink => "A folder inside the drop is a symbolic link; the bridge never follows links below the drop root.\nReplace the link with a real folder (and check who created it: whoever can write to the drop\ncould use links to read or plant files elsewhere).".to_string(),
             Reason::Permission => "The bridge is not allowed to read or write a folder or file in the drop, and this happened on\nconsecutive runs. Fix the owner or mode of the path named above for the user the bridge runs as.".to_string(),
+            Reason::X12Rejected => format!(
+                "The warehouse's 997 rejected the 940 files named above: the warehouse did not take those orders.\nRead the 997 in the archive, correct the order (or ask the warehouse what it needs), and have it\nsent again; then dismiss this with:\n    stitch-bridge resume {account}"
+            ),
+            Reason::X12Unacknowledged => format!(
+                "The warehouse has not acknowledged (997) the 940 files named above within ack_hours. Ask the\nwarehouse whether it received them; a 997 arriving later clears this. To dismiss it, run:\n    stitch-bridge resume {account}"
+            ),
             Reason::StitchRedirect => "The Stitch URL answered with a redirect, which is never followed (it would carry the access token\nelsewhere). Correct `stitch_url` in the configuration to the address that answers directly.".to_string(),
         }
     }

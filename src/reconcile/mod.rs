@@ -44,3 +44,16 @@ impl Decision {
         Decision { code, ..Decision::new(line, key, Outcome::Rejected, "", message) }
     }
 }
+
+/// The key a record's result row carries: its SKU, order reference, or fulfillment (or order)
+/// and tracking number.
+pub fn record_key(r: &crate::formats::Record) -> String {
+    use crate::formats::Record;
+    match r {
+        Record::Inventory(i) => i.sku.clone(),
+        Record::Order(o) => o.order_ref.clone(),
+        Record::Shipment(s) => {
+            format!("{}/{}", s.fulfillment_id.as_deref().or(s.order_ref.as_deref()).unwrap_or(""), s.tracking_number)
+        }
+    }
+}
