@@ -862,10 +862,12 @@ fn check_x12(x: RawX12, at: &dyn Fn(&[&str], String) -> Fault) -> Result<X12Conf
         ("interchange_qualifier", &x.interchange_qualifier),
         ("partner_interchange_qualifier", &x.partner_interchange_qualifier),
     ] {
-        if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
             return Err(at(
                 &key(k),
-                format!("x12.{k} = {v:?} must be 2 letters or digits (an ISA05/07 code such as \"ZZ\" or \"01\")"),
+                format!(
+                    "x12.{k} = {v:?} must be 2 capital letters or digits (an ISA05/07 code such as \"ZZ\" or \"01\")"
+                ),
             ));
         }
     }

@@ -104,6 +104,7 @@ fn bad_values_are_refused_at_their_line_and_column() {
         ("ack_hours = -1", "expected u64"),
         ("interchange_qualifier = \"Z\"", "interchange_qualifier"),
         ("partner_interchange_qualifier = \"ZZZ\"", "partner_interchange_qualifier"),
+        ("interchange_qualifier = \"zz\"", "interchange_qualifier"),
         ("application_id = \"A\"", "application_id"),
         ("partner_application_id = \"THIS-IS-TOO-LONG\"", "partner_application_id"),
     ] {
