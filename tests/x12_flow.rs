@@ -343,3 +343,39 @@ fn control_numbers_allocated_before_a_crash_are_never_reused() {
     let gs06: u32 = find(&o, "GS")[0][6].parse().unwrap();
     assert!(isa13 > burnt.interchange && gs06 > burnt.group, "{isa13} {gs06} after {burnt:?}");
 }
+
+#[test]
+fn validate_reads_every_x12_sample_and_applies_the_accounts_partner_ids() {
+    let env = x12_env("");
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/x12");
+    for set in ["846", "947", "944", "945", "850", "997"] {
+        let good = samples.join(format!("{set}_good.x12"));
+        let out = env.bin(&["validate", good.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{set} good: {text}");
+        assert!(text.contains(&format!("x12 {set}")) && text.contains(" 0 rejected"), "{set}: {text}");
+        let broken = samples.join(format!("{set}_broken.x12"));
+        let report = env.dir.path().join(format!("{set}.errors.csv"));
+        let out = env.bin(&["validate", broken.to_str().unwrap(), "--errors-out", report.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{set} broken: {text}");
+        let rows = read_csv(&report);
+        assert!(!rows.is_empty() && rows.iter().all(|r| !r["code"].is_empty() && !r["line"].is_empty()), "{rows:?}");
+    }
+    // With the account, an interchange from someone else is refused naming the ids.
+    let stranger = env.dir.path().join("stranger.edi");
+    let text = interchange(
+        STD,
+        "STRANGER",
+        "STITCHBRIDGE",
+        1,
+        &[("IB", vec![segs(&["BIA*00*SI*X*20240315", "LIN**SK*RED", "QTY*33*1"])])],
+    );
+    std::fs::write(&stranger, text).unwrap();
+    let out = env.bin(&["validate", stranger.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "without --account no partner is expected");
+    let out = env.bin(&["validate", "--account", ACCOUNT, stranger.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("x12_partner") && text.contains("STRANGER"), "{text}");
+}

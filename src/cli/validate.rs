@@ -617,6 +617,7 @@ fn check_x12(
                 }
             }
             Event::Ack(_) => {
+                in_set.0 += 1;
                 if !sets.contains(&"997") {
                     sets.push("997");
                 }

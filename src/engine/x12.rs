@@ -111,6 +111,18 @@ impl AccountCtx<'_> {
         let Some(cfg) = self.acct.x12.clone() else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for a in acks {
+            // Only our 940s (GS01 OW) are ever acknowledged; a 997 about another group type is
+            // not about anything we sent.
+            if a.group_functional_id.trim() != crate::x12::SetKind::Order940.functional_id() {
+                out.push(Decision::new(
+                    a.line,
+                    format!("GS01 {}", a.group_functional_id.trim()),
+                    Outcome::Skipped,
+                    "",
+                    format!("acknowledges a {} group; only our 940s (OW) are tracked", a.group_functional_id.trim()),
+                ));
+                continue;
+            }
             let Ok(group) = a.group_control.trim().parse::<u32>() else {
                 out.push(Decision::rejected(
                     a.line,
