@@ -62,6 +62,8 @@ impl Default for X12Options {
 }
 
 /// What reading an interchange yields, in file order.
+// Units are most of the events: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// One unit of acceptance, like CSV's `formats::Unit`: `rows` are the unit's segments
@@ -657,10 +659,11 @@ impl Mapper<'_> {
             match qual {
                 "SK" if sk.is_none() => sk = Some((id, q + 1)),
                 "VN" if vn.is_none() => vn = Some((id, q + 1)),
-                _ if is_barcode_qualifier(qual) && barcode.is_none() => {
-                    if self.parse(seg, q + 1, id, fields::barcode).is_some() {
-                        barcode = Some(id);
-                    }
+                _ if is_barcode_qualifier(qual)
+                    && barcode.is_none()
+                    && self.parse(seg, q + 1, id, fields::barcode).is_some() =>
+                {
+                    barcode = Some(id)
                 }
                 _ => {}
             }
