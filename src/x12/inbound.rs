@@ -62,6 +62,8 @@ impl Default for X12Options {
 }
 
 /// What reading an interchange yields, in file order.
+// Units are most of the events: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// One unit of acceptance, like CSV's `formats::Unit`: `rows` are the unit's segments
@@ -647,20 +649,25 @@ impl Mapper<'_> {
         self.errors.push(RecordError::new(line, column, ErrorCode::MissingValue, message));
     }
 
-    /// The SKU and barcode among (qualifier, id) pairs starting at element `first`, every
-    /// `step` elements, `count` pairs: SK before VN; UP or EN as barcode (checked).
-    fn product<'s>(&mut self, seg: &'s Segment, pairs: &[usize]) -> (Option<(&'s str, usize)>, Option<&'s str>) {
+    /// The SKU (with its element) and barcode among the (qualifier, id) pairs whose qualifiers
+    /// are at `pairs`: SK before VN; UP or EN as barcode (checked).
+    fn product<'s>(
+        &mut self,
+        seg: &'s Segment,
+        pairs: impl IntoIterator<Item = usize>,
+    ) -> (Option<(&'s str, usize)>, Option<&'s str>) {
         let (mut sk, mut vn, mut barcode) = (None, None, None);
-        for &q in pairs {
+        for q in pairs {
             let (Some(qual), Some(_)) = (seg.element(q), seg.element(q + 1)) else { continue };
             let Some(id) = self.opt(seg, q + 1) else { continue };
             match qual {
                 "SK" if sk.is_none() => sk = Some((id, q + 1)),
                 "VN" if vn.is_none() => vn = Some((id, q + 1)),
-                _ if is_barcode_qualifier(qual) && barcode.is_none() => {
-                    if self.parse(seg, q + 1, id, fields::barcode).is_some() {
-                        barcode = Some(id);
-                    }
+                _ if is_barcode_qualifier(qual)
+                    && barcode.is_none()
+                    && self.parse(seg, q + 1, id, fields::barcode).is_some() =>
+                {
+                    barcode = Some(id)
                 }
                 _ => {}
             }
@@ -693,8 +700,7 @@ impl Mapper<'_> {
         seen: &mut HashSet<u64, foldhash::quality::FixedState>,
     ) -> Option<InventoryRecord> {
         let lin = segs.first()?;
-        let pairs: Vec<usize> = (2..lin.elements.len()).step_by(2).collect();
-        let (sku, barcode) = self.product(lin, &pairs);
+        let (sku, barcode) = self.product(lin, (2..lin.elements.len()).step_by(2));
         if sku.is_none() {
             self.no_sku(lin, 3);
         }
@@ -742,7 +748,7 @@ impl Mapper<'_> {
         let reason = self.req(w19, 1);
         let quantity = self.req(w19, 2).and_then(|v| self.parse(w19, 2, v, fields::integer));
         let barcode = self.opt(w19, 4).filter(|v| self.parse(w19, 4, v, fields::barcode).is_some());
-        let (sku, _) = self.product(w19, &[5, 7, 17]);
+        let (sku, _) = self.product(w19, [5, 7, 17]);
         if sku.is_none() {
             self.no_sku(w19, 6);
         }
@@ -795,7 +801,7 @@ impl Mapper<'_> {
             );
         }
         let barcode = self.opt(w07, 3).filter(|v| self.parse(w07, 3, v, fields::barcode).is_some());
-        let (sku, _) = self.product(w07, &[4, 6]);
+        let (sku, _) = self.product(w07, [4, 6]);
         if sku.is_none() {
             self.no_sku(w07, 5);
         }
@@ -961,8 +967,7 @@ impl Mapper<'_> {
                     in_st = false;
                     let qty = self.req(s, 2).and_then(|v| self.parse(s, 2, v, fields::positive_quantity));
                     let price = self.opt(s, 4).and_then(|v| self.parse(s, 4, v, fields::amount));
-                    let pairs: Vec<usize> = (6..s.elements.len()).step_by(2).collect();
-                    let (sku, _) = self.product(s, &pairs);
+                    let (sku, _) = self.product(s, (6..s.elements.len()).step_by(2));
                     if sku.is_none() {
                         self.no_sku(s, 7);
                     }

@@ -200,8 +200,8 @@ pub struct SetResult {
     pub control: String,
     /// Empty: accepted (AK5*A). Otherwise rejected (AK5*R) with these details.
     pub errors: Vec<SyntaxError>,
-    /// AK502 when the set as a whole is at fault (3 SE missing, 4 SE01 wrong count, 5 control
-    /// number mismatch, 1 not supported, …).
+    /// AK502 when the set as a whole is at fault (X12 element 718: 1 not supported, 2 SE
+    /// missing, 3 SE02 differs from ST02, 4 SE01 wrong count, 6 invalid ST01, 23 ST02 not unique).
     pub set_code: Option<String>,
 }
 
