@@ -1088,7 +1088,8 @@ fn x12_date(column: &str, date: &str, time: Option<&str>, tz: Tz) -> Result<Date
     let d = NaiveDate::from_ymd_opt(num(&date[..4]) as i32, num(&date[4..6]), num(&date[6..8])).ok_or_else(bad)?;
     let t = match time {
         None => NaiveTime::MIN,
-        Some(t) if t.len() >= 4 && digits(&t[..4]) && (t.len() < 6 || digits(&t[4..6])) => {
+        // Byte slices of a time that is not ASCII digits would cut a character: checked first.
+        Some(t) if t.len() >= 4 && t.is_ascii() && digits(&t[..4]) && (t.len() < 6 || digits(&t[4..6])) => {
             let sec = if t.len() >= 6 { num(&t[4..6]) } else { 0 };
             NaiveTime::from_hms_opt(num(&t[..2]), num(&t[2..4]), sec).ok_or_else(|| {
                 (ErrorCode::BadDate, format!("{column}: the time '{}' is not a time HHMM[SS]", shown(t)))
