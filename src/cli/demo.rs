@@ -3,7 +3,9 @@
 //! Starts the simulator on a free loopback port, makes a local drop, and plays both sides:
 //! the warehouse drops inventory and orders, the bridge posts them and sends the released
 //! fulfillments out as order files, the "warehouse" answers with a shipments file built from
-//! those order files, and the bridge completes the fulfillments in Stitch.
+//! those order files, and the bridge completes the fulfillments in Stitch. A second warehouse
+//! speaks X12 (with a Stitch of its own): stock as an 846 and orders as an 850, the bridge's 940s
+//! answered with a 997 and a 945.
 
 use crate::config::Config;
 use crate::engine::{self, exit, Parts, RunReport};
@@ -15,6 +17,8 @@ const SEED: &str = include_str!("../../samples/sim-seed.json");
 const INVENTORY: &str = include_str!("../../samples/inventory_good.csv");
 const INVENTORY_BROKEN: &str = include_str!("../../samples/inventory_broken.csv");
 const ORDERS: &str = include_str!("../../samples/orders_good.csv");
+const X12_STOCK: &str = include_str!("../../samples/x12/846_good.x12");
+const X12_ORDERS: &str = include_str!("../../samples/x12/850_good.x12");
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -66,6 +70,65 @@ fn shipments_for_orders(outbound: &Path) -> std::io::Result<(String, usize)> {
     Ok((String::from_utf8_lossy(&bytes).into_owned(), n))
 }
 
+/// An interchange from the X12 warehouse to us: one group of `sets` (each its segments without
+/// ST/SE), counts and control numbers filled in.
+fn from_x12_warehouse(isa13: u32, gs01: &str, st01: &str, sets: &[Vec<String>]) -> String {
+    let date = chrono::Utc::now();
+    let (d6, d8, t) = (date.format("%y%m%d"), date.format("%Y%m%d"), date.format("%H%M"));
+    let mut out = format!(
+        "ISA*00*          *00*          *ZZ*{:<15}*ZZ*{:<15}*{d6}*{t}*U*00401*{isa13:09}*0*P*>~\n\
+         GS*{gs01}*WAREHOUSE*STITCHBRIDGE*{d8}*{t}*{isa13}*X*004010~\n",
+        "WAREHOUSE", "STITCHBRIDGE"
+    );
+    for (i, body) in sets.iter().enumerate() {
+        let st02 = format!("{:04}", i + 1);
+        out.push_str(&format!("ST*{st01}*{st02}~\n"));
+        for seg in body {
+            out.push_str(seg);
+            out.push_str("~\n");
+        }
+        out.push_str(&format!("SE*{}*{st02}~\n", body.len() + 2));
+    }
+    out.push_str(&format!("GE*{}*{isa13}~\nIEA*1*{isa13:09}~\n", sets.len()));
+    out
+}
+
+/// The X12 warehouse's answer to the 940s it received: a 997 accepting them, and a 945 shipping
+/// every line of each.
+fn x12_answers(outbound: &Path) -> std::io::Result<(String, String, usize)> {
+    // Each 940 is an interchange of its own: one 997 set per group.
+    let mut acks: Vec<Vec<String>> = Vec::new();
+    let mut ships: Vec<Vec<String>> = Vec::new();
+    let mut names: Vec<_> = fs::read_dir(outbound)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    names.sort();
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "edi")) {
+        let text = fs::read_to_string(p)?;
+        let segs: Vec<Vec<&str>> =
+            text.split('~').map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| s.split('*').collect()).collect();
+        let get = |id: &str, n: usize| segs.iter().find(|s| s[0] == id).and_then(|s| s.get(n)).copied().unwrap_or("");
+        acks.push(vec![
+            format!("AK1*OW*{}", get("GS", 6)),
+            format!("AK2*940*{}", get("ST", 2)),
+            "AK5*A".into(),
+            "AK9*A*1*1*1".into(),
+        ]);
+        let mut ship = vec![
+            format!("W06*N*{}*{today}*SHIP-{}", get("W05", 2), get("W05", 3)),
+            "W27*M*UPSN".to_string(),
+            format!("N9*CN*1ZX12{}", get("W05", 3)),
+        ];
+        for (n, w01) in segs.iter().filter(|s| s[0] == "W01").enumerate() {
+            let (qty, sku) = (w01.get(1).copied().unwrap_or("0"), w01.get(5).copied().unwrap_or(""));
+            ship.push(format!("LX*{}", n + 1));
+            ship.push(format!("W12*CC*{qty}*{qty}*0*EA**SK*{sku}"));
+        }
+        ships.push(ship);
+    }
+    let n = ships.len();
+    Ok((from_x12_warehouse(21, "FA", "997", &acks), from_x12_warehouse(22, "SW", "945", &ships), n))
+}
+
 fn summarize(report: &RunReport) {
     crate::cli::run::print_report(report);
 }
@@ -96,14 +159,28 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         ..Default::default()
     })?;
     outln!("Stitch simulator listening on {}", sim.base_url());
+    // The X12 warehouse's Stitch account is another: its open fulfillments are its own.
+    let x12_token = format!("demo-x12-{:016x}", rand::random::<u64>());
+    let x12_sim = sim::start_in_background(SimOptions {
+        token: x12_token.clone(),
+        seed: Some(Seed::Json(serde_json::from_str(SEED)?)),
+        ..Default::default()
+    })?;
+    outln!("Stitch simulator of the X12 partner listening on {}", x12_sim.base_url());
 
     let drop = dir.join("drop");
     fs::create_dir_all(dir.join("secrets"))?;
     super::write_private(&dir.join("secrets/demo.token"), token.as_bytes(), 0o600)?;
+    super::write_private(&dir.join("secrets/demo-x12.token"), x12_token.as_bytes(), 0o600)?;
     let config_text = format!(
-        "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"demo\"\ndrop = \"drop\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo.token\"\nsettle_seconds = 0\n",
-        sim.base_url()
+        "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"demo\"\ndrop = \"drop\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo.token\"\nsettle_seconds = 0\n\n\
+         [[account]]\nname = \"demo-x12\"\ndrop = \"drop-x12\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo-x12.token\"\nsettle_seconds = 0\n\n\
+         [account.x12]\ninterchange_id = \"STITCHBRIDGE\"\npartner_interchange_id = \"WAREHOUSE\"\norders_as = \"x12\"\n",
+        sim.base_url(),
+        x12_sim.base_url()
     );
+    let x12_drop = dir.join("drop-x12");
+    fs::create_dir_all(x12_drop.join("inbound/edi"))?;
     super::write_private(&dir.join("stitch-bridge.toml"), config_text.as_bytes(), 0o640)?;
     let config = Config::load(&dir.join("stitch-bridge.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     for d in ["inbound/inventory", "inbound/orders", "inbound/shipments"] {
@@ -124,7 +201,23 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     let second = engine::run_cycle(&config, &[], Parts::ALL);
     summarize(&second);
 
-    step(3, "Running the same cycle again changes nothing");
+    step(3, "The X12 warehouse sends its stock as an 846 and two orders as an 850");
+    fs::write(x12_drop.join("inbound/edi/846_stock.x12"), X12_STOCK)?;
+    fs::write(x12_drop.join("inbound/edi/850_orders.x12"), X12_ORDERS)?;
+    let x12_first = engine::run_cycle(&config, &["demo-x12".to_string()], Parts::ALL);
+    summarize(&x12_first);
+    outln!("  997s for its groups in {}", x12_drop.join("outbound/acks").display());
+    outln!("  940s for the orders in {}", x12_drop.join("outbound/orders").display());
+
+    step(4, "The X12 warehouse acknowledges the 940s with a 997 and ships them with a 945");
+    let (ack, ship, n) = x12_answers(&x12_drop.join("outbound/orders"))?;
+    fs::write(x12_drop.join("inbound/edi/997_ack.x12"), ack)?;
+    fs::write(x12_drop.join("inbound/edi/945_shipped.x12"), ship)?;
+    outln!("  a 997 and a 945 for {n} orders written to inbound/edi/");
+    let x12_second = engine::run_cycle(&config, &["demo-x12".to_string()], Parts::ALL);
+    summarize(&x12_second);
+
+    step(5, "Running the same cycle again changes nothing");
     let third = engine::run_cycle(&config, &[], Parts::ALL);
     let writes: u64 = third.accounts.iter().map(|a| a.write_requests).sum();
     outln!("  write requests in the repeat cycle: {writes}");
@@ -141,6 +234,16 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         state.shipments.len()
     );
     outln!("  fulfillments: {complete} complete, {open} still open");
+    let x12_state = x12_sim.snapshot();
+    let x12_complete =
+        x12_state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Complete).count();
+    let x12_open =
+        x12_state.fulfillments.values().filter(|f| f.state == crate::stitch::wire::FulfillmentState::Open).count();
+    outln!(
+        "  X12 partner's Stitch: {} shipments; fulfillments: {x12_complete} complete, {x12_open} still open",
+        x12_state.shipments.len()
+    );
+    outln!("  X12 drop: {}", x12_drop.display());
     outln!("  drop:    {}", drop.display());
     outln!("  results: {}", drop.join("results").display());
     outln!("  errors:  {} (open them in a spreadsheet)", drop.join("errors").display());
@@ -149,9 +252,13 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         .accounts
         .iter()
         .chain(&second.accounts)
-        .all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty())
+        .chain(&x12_first.accounts)
+        .chain(&x12_second.accounts)
+        .all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty() && a.attention.is_none())
         && complete > 0
         && open == 0
+        && x12_complete > 0
+        && x12_open == 0
         && writes == 0;
     Ok(if ok { exit::OK } else { exit::PENDING })
 }
