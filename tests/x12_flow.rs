@@ -379,3 +379,58 @@ fn validate_reads_every_x12_sample_and_applies_the_accounts_partner_ids() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("x12_partner") && text.contains("STRANGER"), "{text}");
 }
+
+#[test]
+fn a_value_that_is_not_x12_syntax_rejects_its_set_with_ak3_ak4_while_errors_of_meaning_are_accepted() {
+    let env = x12_env("");
+    // Set 1: a quantity that is not a number (syntax: AK4 code 6). Set 2: a stock below zero
+    // (meaning: the 997 accepts the set, the error file names the row).
+    let text = from_warehouse(
+        31,
+        &[(
+            "IB",
+            vec![
+                segs(&["BIA*00*SI*INV1*20240315", "LIN**SK*RED", "QTY*33*lots"]),
+                segs(&["BIA*00*SI*INV2*20240315", "LIN**SK*BLUE", "QTY*33*-4"]),
+            ],
+        )],
+    );
+    env.put("inbound/inventory/mixed.edi", &text);
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
+    let st = env.state();
+    assert_eq!((st.products["RED"].stock, st.products["BLUE"].stock), (50, 20), "nothing applied");
+    let a = &acks(&env)[0];
+    let ak3 = find(a, "AK3");
+    assert_eq!(ak3.len(), 1, "{a:?}");
+    assert_eq!((ak3[0][1].as_str(), ak3[0][2].as_str()), ("QTY", "4"), "QTY is the set's 4th segment");
+    let ak4 = find(a, "AK4")[0];
+    assert_eq!((ak4[1].as_str(), ak4[3].as_str()), ("2", "6"), "QTY-02, invalid character");
+    let ak5: Vec<&str> = find(a, "AK5").iter().map(|s| s[1].as_str()).collect();
+    assert_eq!(ak5, ["R", "A"]);
+    let errs = env.errors("mixed.edi");
+    assert!(errs.iter().any(|e| e["column"] == "QTY-02" && e["code"] == "bad_integer"), "{errs:?}");
+    assert!(errs.iter().any(|e| e["code"] == "negative_quantity"), "{errs:?}");
+}
+
+#[test]
+fn a_cancelled_order_goes_out_as_a_940_with_w05_f() {
+    let env = x12_env("orders_as = \"x12\"\n");
+    env.put("inbound/orders/o.csv", &orders_file(&[order_row("X-CAN", "RED", 1, "1.00")]));
+    assert_eq!(env.cycle().exit_code(), exit::OK);
+    assert_eq!(env.list("outbound/orders").len(), 1);
+    env.put("inbound/orders/c.csv", &orders_file(&[cancel_row("X-CAN")]));
+    let r = env.cycle();
+    assert_eq!(r.exit_code(), exit::OK, "{r:?}");
+    let files = env.list("outbound/cancellations");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".edi"), "{files:?}");
+    let c = parse_x12(&std::fs::read_to_string(env.path(&format!("outbound/cancellations/{}", files[0]))).unwrap());
+    let w05 = find(&c, "W05")[0];
+    assert_eq!((w05[1].as_str(), w05[2].as_str()), ("F", "X-CAN"));
+    // Its own control numbers: never those of the order's 940.
+    let o = parse_x12(
+        &std::fs::read_to_string(env.path(&format!("outbound/orders/{}", env.list("outbound/orders")[0]))).unwrap(),
+    );
+    assert!(c[0][13] > o[0][13], "ISA13 {} after {}", c[0][13], o[0][13]);
+}

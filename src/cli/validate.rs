@@ -539,6 +539,7 @@ fn check_x12(
     }
     let (mut accepted, mut rejected, mut status) = (0u64, 0u64, 0);
     let mut in_set = (0u64, 0u64);
+    let mut set_syntax = false;
     let mut spool = Spool::new()?;
     // The error report shows each segment as the partner wrote it, with the file's separator.
     let sep = (units.interchange().separators.element as char).to_string();
@@ -567,6 +568,7 @@ fn check_x12(
                     Err(errs) => {
                         in_set.1 += 1;
                         status = status.max(1);
+                        set_syntax |= errs.iter().any(|e| crate::x12::element_syntax_code(e.code).is_some());
                         for e in errs {
                             let row = unit.rows.iter().find(|r| r.line == e.line).map(segment);
                             spool.push(&Entry {
@@ -582,7 +584,8 @@ fn check_x12(
                 }
             }
             Event::SetEnd { result, errors, .. } => {
-                if result.set_code.is_none() && result.errors.is_empty() {
+                // As the engine judges it: a syntax error in a value rejects the whole set.
+                if result.set_code.is_none() && result.errors.is_empty() && !set_syntax {
                     accepted += in_set.0;
                     rejected += in_set.1;
                 } else {
@@ -600,6 +603,7 @@ fn check_x12(
                     }
                 }
                 in_set = (0, 0);
+                set_syntax = false;
             }
             Event::GroupEnd(g) => {
                 if g.group_code.is_some() {

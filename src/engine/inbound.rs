@@ -444,7 +444,9 @@ impl AccountCtx<'_> {
                 // Hash the whole content even if parsing stopped early.
                 io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
             }
-            if !accepted.is_empty() {
+            // A CSV file is one batch, even an empty one: the planner decides what an empty
+            // snapshot means (refused as a likely bad export).
+            if !is_x12 && inbox != Inbox::Edi {
                 let delta = opts.inventory_delta;
                 batches.push(Batch { kind, delta, records: std::mem::take(&mut accepted) });
             }

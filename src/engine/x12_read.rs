@@ -102,6 +102,7 @@ pub(super) fn read_x12<R: Read>(
     let mut in_group: Vec<(SetKind, formats::Unit)> = Vec::new();
     let mut acks_in_group: Vec<ReceivedAck> = Vec::new();
     let mut accepted: Vec<(SetKind, formats::Unit)> = Vec::new();
+    let mut syntax_by_set: HashMap<String, Vec<crate::x12::SyntaxError>> = HashMap::new();
     loop {
         let ev = match units.next() {
             None => break,
@@ -119,7 +120,13 @@ pub(super) fn read_x12<R: Read>(
             Event::Unit { set, unit } => in_set.push((set, unit)),
             Event::Ack(a) => acks_in_set.push(a),
             Event::SetEnd { kind, result, first_line, errors, .. } => {
-                let syntax_ok = result.set_code.is_none() && result.errors.is_empty();
+                // A unit's value error that is X12 syntax rejects its whole set (AK5 R in our
+                // 997, with AK3/AK4 naming segment and element); errors of meaning do not.
+                let unit_errors: Vec<RecordError> =
+                    in_set.iter().filter_map(|(_, u)| u.result.as_ref().err()).flatten().cloned().collect();
+                let unit_syntax: Vec<crate::x12::SyntaxError> =
+                    unit_errors.iter().filter_map(|e| crate::x12::syntax_error_of(e, first_line)).collect();
+                let syntax_ok = result.set_code.is_none() && result.errors.is_empty() && unit_syntax.is_empty();
                 let misplaced = kind.filter(|k| !folder_allows(folder, *k));
                 if syntax_ok && misplaced.is_none() {
                     in_group.append(&mut in_set);
@@ -143,9 +150,23 @@ pub(super) fn read_x12<R: Read>(
                         (ErrorCode::X12UnknownSet, msg)
                     }
                     (_, Some(e)) => (e.code, format!("transaction set {} rejected: {}", result.control, e.message)),
-                    (_, None) => (ErrorCode::X12Envelope, format!("transaction set {} rejected", result.control)),
+                    (_, None) => match unit_syntax.first() {
+                        Some(e) => (
+                            unit_errors
+                                .iter()
+                                .find(|u| u.line == e.line)
+                                .map(|u| u.code)
+                                .unwrap_or(ErrorCode::X12Envelope),
+                            format!("transaction set {} rejected: {}", result.control, e.message),
+                        ),
+                        None => (ErrorCode::X12Envelope, format!("transaction set {} rejected", result.control)),
+                    },
                 };
                 out.errors.extend(errors.iter().cloned());
+                out.errors.extend(unit_errors);
+                if !unit_syntax.is_empty() {
+                    syntax_by_set.insert(result.control.clone(), unit_syntax);
+                }
                 if in_set.is_empty() {
                     out.rejected.push(Decision::rejected(first_line, code.as_str(), "", why.clone()));
                 }
@@ -154,7 +175,15 @@ pub(super) fn read_x12<R: Read>(
                 }
                 acks_in_set.clear();
             }
-            Event::GroupEnd(g) => {
+            Event::GroupEnd(mut g) => {
+                for s in &mut g.sets {
+                    if let Some(errs) = syntax_by_set.remove(&s.control) {
+                        s.errors.extend(errs);
+                        // AK502 5: one or more segments in error.
+                        s.set_code.get_or_insert_with(|| "5".to_string());
+                    }
+                }
+                syntax_by_set.clear();
                 if g.group_code.is_some() {
                     let errs = units.group_errors().to_vec();
                     let why = errs.first().map(|e| e.message.clone()).unwrap_or_else(|| "group rejected".into());

@@ -239,3 +239,37 @@ impl GroupResult {
         }
     }
 }
+
+/// The AK403 code of a value error that is X12 syntax — the element is missing, not a number,
+/// not a date, too long, not one of its codes — or `None` for an error of meaning (a negative
+/// stock, a wrong check digit, an unknown country, a repeated SKU), which the 997 accepts and the
+/// error file reports. A set with a syntax error is rejected whole (AK5 R), as the standard has it.
+pub fn element_syntax_code(code: crate::formats::ErrorCode) -> Option<&'static str> {
+    use crate::formats::ErrorCode as C;
+    match code {
+        C::MissingValue => Some("1"),
+        C::BadInteger | C::BadDecimal => Some("6"),
+        C::FieldTooLong => Some("5"),
+        C::BadChoice => Some("7"),
+        C::BadDate => Some("8"),
+        _ => None,
+    }
+}
+
+/// A unit's located error as the 997 reports it (AK3 and AK4), when it is syntax: `column` is
+/// the element reference (`W12-03`), `set_start` the ordinal of the set's ST.
+pub fn syntax_error_of(e: &crate::formats::RecordError, set_start: u64) -> Option<SyntaxError> {
+    let element_code = element_syntax_code(e.code)?;
+    let (segment_id, position) = match e.column.split_once('-') {
+        Some((id, n)) => (id.to_string(), n.parse::<u32>().ok()),
+        None => (e.column.clone(), None),
+    };
+    Some(SyntaxError {
+        segment_id,
+        position_in_set: u32::try_from(e.line.saturating_sub(set_start) + 1).unwrap_or(u32::MAX),
+        segment_code: "8".into(),
+        element: position.map(|position| ElementError { position, code: element_code.into(), value: None }),
+        line: e.line,
+        message: e.message.clone(),
+    })
+}
