@@ -189,6 +189,8 @@ fn an_interchange_from_another_partner_is_rejected_naming_the_ids_found() {
         1,
         &[("IB", vec![segs(&["BIA*00*SI*X*20240315", "LIN**SK*RED", "QTY*33*1"])])],
     );
+    // With a password in ISA04 (security information), which no file may echo.
+    let text = text.replacen("*00*          *00*          *", "*00*          *01*S3CRETPASS*", 1);
     env.put("inbound/inventory/x.edi", &text);
     let r = env.cycle();
     assert_eq!(r.exit_code(), exit::REJECTED, "{r:?}");
@@ -196,6 +198,7 @@ fn an_interchange_from_another_partner_is_rejected_naming_the_ids_found() {
     let errs = env.errors("x.edi");
     assert_eq!(errs[0]["code"], "x12_partner", "{errs:?}");
     assert!(errs[0]["message"].contains("STRANGER"), "{errs:?}");
+    assert!(errs[0]["segment"].starts_with("ISA*") && !errs[0]["segment"].contains("S3CRETPASS"), "{errs:?}");
     assert_eq!(env.state().products["RED"].stock, 50);
     assert!(env.list("outbound/acks").is_empty(), "no 997 to a stranger");
 }

@@ -291,7 +291,19 @@ fn segment_texts<R: Read>(
     let x = x12in::X12Options::from_parse(opts);
     let Ok((mut t, isa)) = Tokenizer::open(reader, x.max_segment_len, x.max_file_bytes) else { return out };
     let sep = (t.separators().element as char).to_string();
-    let text = |s: &Segment| s.elements.iter().collect::<Vec<_>>().join(&sep);
+    // ISA02 and ISA04 (authorization and security information) can carry a password: never
+    // echoed into a file.
+    fn masked<'a>(isa: bool, i: usize, v: &'a str) -> &'a str {
+        if isa && (i == 2 || i == 4) && !v.trim().is_empty() {
+            "**********"
+        } else {
+            v
+        }
+    }
+    let text = |s: &Segment| {
+        let isa = s.id() == "ISA";
+        s.elements.iter().enumerate().map(|(i, v)| masked(isa, i, v)).collect::<Vec<_>>().join(&sep)
+    };
     if wanted.contains(&isa.ordinal) {
         out.insert(isa.ordinal, text(&isa));
     }
