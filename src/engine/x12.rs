@@ -293,7 +293,7 @@ fn segment_texts<R: Read>(
     let sep = (t.separators().element as char).to_string();
     // ISA02 and ISA04 (authorization and security information) can carry a password: never
     // echoed into a file.
-    fn masked<'a>(isa: bool, i: usize, v: &'a str) -> &'a str {
+    fn masked(isa: bool, i: usize, v: &str) -> &str {
         if isa && (i == 2 || i == 4) && !v.trim().is_empty() {
             "**********"
         } else {
