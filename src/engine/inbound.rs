@@ -4,8 +4,11 @@
 //! Why a crash at each point is safe (every step is redone or recognised as done):
 //! 1. Before `Applied`: nothing on the drop changed; the file is still in `inbound/`. Remote
 //!    writes already made are in the outbox, so re-applying reuses their outcomes (`apply.rs`).
-//! 2. `Applied`: outcomes are in the ledger. The result file's name is recorded *before* it is
-//!    written, and it is written atomically; finding it already there means we wrote it.
+//! 2. `Applied`: outcomes are in the ledger. An X12 file's 997s come first (`x12.rs`): each
+//!    under control numbers remembered before it is written, the file marked done after the
+//!    last, so a retry rewrites the same 997s under the same names and finds them there. The
+//!    result file's name is recorded *before* it is written, and it is written atomically;
+//!    finding it already there means we wrote it.
 //! 3. `ResultWritten`: the error file is rebuilt from the original (still in `inbound/`) and the
 //!    stored outcomes, under a name likewise recorded first.
 //! 4. `ErrorsWritten`: the move target is recorded first; after a crash, "source gone and
