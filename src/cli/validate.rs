@@ -586,7 +586,14 @@ fn check_x12(
                     }
                 }
             }
-            Event::SetEnd { result, errors, first_line, last_line, .. } => {
+            Event::SetEnd { kind, result, errors, first_line, last_line } => {
+                let counted = units.take_accepted();
+                if let Some(k) = kind.filter(|_| counted > 0) {
+                    if !sets.contains(&k.st01()) {
+                        sets.push(k.st01());
+                    }
+                }
+                in_set.0 += counted;
                 if result.set_code.is_none() && result.errors.is_empty() {
                     accepted += in_set.0;
                     rejected += in_set.1;
