@@ -6,6 +6,10 @@
 //! - the raw `csv` crate reading the same file into `ByteRecord`s (this program, `--raw-csv`);
 //! - `frictionless validate --schema schemas/<kind>.json` (Python), when installed.
 //!
+//! The same inventory records also go into an 846 interchange (one LIN loop each, and 4× that),
+//! validated by the same binary and compared with the CSV file by records/s (X12 spends more bytes
+//! per record, so MB/s would flatter it).
+//!
 //! Throughput is file MB / wall time; peak RSS is each child's own `ru_maxrss` (`wait4`).
 //! On the broken samples, lists which rows each of the two validators flags.
 //!
@@ -36,10 +40,13 @@ fn barcode(n: u64) -> String {
     format!("{body}{}", check_digit(&digits))
 }
 
-fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
-    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+/// The inventory records, in file order: (index, quantity, name as CSV writes it, barcode or "").
+/// The CSV and the X12 files are generated from the same sequence.
+fn inventory_records(
+    rows: usize,
+    mut f: impl FnMut(usize, u64, &str, &str) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut rng = Rng(42);
-    writeln!(w, "sku,quantity,name,barcode")?;
     const WORDS: [&str; 8] = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Cable", "Bracket", "Valve"];
     for i in 0..rows {
         let q = rng.below(5000);
@@ -47,8 +54,51 @@ fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
         let name =
             if rng.below(4) == 0 { format!("\"{word}, size {}\"", rng.below(50)) } else { format!("{word} {i}") };
         let bc = if rng.below(3) == 0 { String::new() } else { barcode(10_000_000 + i as u64) };
-        writeln!(w, "SKU-{i:08},{q},{name},{bc}")?;
+        f(i, q, &name, &bc)?;
     }
+    Ok(())
+}
+
+fn gen_inventory(path: &Path, rows: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    writeln!(w, "sku,quantity,name,barcode")?;
+    inventory_records(rows, |i, q, name, bc| writeln!(w, "SKU-{i:08},{q},{name},{bc}"))?;
+    w.flush()?;
+    Ok(fs::metadata(path)?.len())
+}
+
+/// An 846 interchange with one LIN loop (`LIN**SK*<sku>~QTY*33*<qty>~`) per inventory record
+/// (the SKUs and quantities of `gen_inventory`), in sets of at most `per_set` loops, one group.
+fn gen_846(path: &Path, rows: usize, per_set: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    writeln!(
+        w,
+        "ISA*00*          *00*          *ZZ*WAREHOUSE      *ZZ*STITCHBRIDGE   *240315*1200*U*00401*000000001*0*P*>~"
+    )?;
+    writeln!(w, "GS*IB*WAREHOUSE*STITCHBRIDGE*20240315*1200*1*X*004010~")?;
+    let (mut sets, mut in_set) = (0usize, 0usize);
+    let close =
+        |w: &mut BufWriter<fs::File>, sets: usize, loops: usize| writeln!(w, "SE*{}*{:04}~", 2 * loops + 3, sets);
+    inventory_records(rows, |i, q, _, _| {
+        if in_set == 0 {
+            sets += 1;
+            writeln!(w, "ST*846*{sets:04}~")?;
+            writeln!(w, "BIA*00*SI*INV{sets}*20240315~")?;
+        }
+        writeln!(w, "LIN**SK*SKU-{i:08}~")?;
+        writeln!(w, "QTY*33*{q}~")?;
+        in_set += 1;
+        if in_set == per_set {
+            close(&mut w, sets, in_set)?;
+            in_set = 0;
+        }
+        Ok(())
+    })?;
+    if in_set > 0 {
+        close(&mut w, sets, in_set)?;
+    }
+    writeln!(w, "GE*{sets}*1~")?;
+    writeln!(w, "IEA*1*000000001~")?;
     w.flush()?;
     Ok(fs::metadata(path)?.len())
 }
@@ -121,6 +171,40 @@ fn ours(kind: &str, file: &Path) -> Measured {
         assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
         m
     })
+}
+
+/// `stitch-bridge validate FILE` on an X12 file (found by its ISA); with `config`, as account
+/// `bench` of that configuration (`--config C validate --account bench FILE`).
+fn ours_x12(file: &Path, config: Option<&Path>) -> Measured {
+    best_of(|| {
+        let mut cmd = Command::new(BIN);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("validate");
+        if config.is_some() {
+            cmd.args(["--account", "bench"]);
+        }
+        let m = measure(cmd.arg(file), None).expect("run stitch-bridge");
+        assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated 846 file");
+        m
+    })
+}
+
+/// A configuration whose only use is raising `max_rows` (the X12 reader counts segments against
+/// it, two per LIN loop, so the 4x file has more than the default 5,000,000).
+fn bench_config(dir: &Path, max_rows: usize) -> PathBuf {
+    fs::write(dir.join("bench.token"), "t").unwrap();
+    let p = dir.join("stitch-bridge.toml");
+    fs::write(
+        &p,
+        format!(
+            "[ledger]\npath = \"ledger.sqlite\"\n\n[[account]]\nname = \"bench\"\ndrop = \"drop\"\n\
+             stitch_url = \"http://127.0.0.1:9\"\ntoken_file = \"bench.token\"\nmax_rows = {max_rows}\n"
+        ),
+    )
+    .unwrap();
+    p
 }
 
 fn raw(file: &Path) -> Measured {
@@ -258,6 +342,7 @@ fn main() {
         }
     };
     let mut rss_rows = Vec::new();
+    let mut csv_inventory: Option<Measured> = None;
     for (kind, file, bytes, label) in [
         ("inventory", &inv, inv_bytes, format!("inventory {} rows", k(inv_rows))),
         ("orders", &orders, ord_bytes, format!("orders {} lines", k(order_lines))),
@@ -308,6 +393,9 @@ fn main() {
                 None,
             ),
         }
+        if kind == "inventory" {
+            csv_inventory = Some(Measured { ..o });
+        }
         rss_rows.push((kind, label, o, r));
     }
     // Memory: the same validator on a file 4x the size.
@@ -352,5 +440,63 @@ fn main() {
             );
         }
     }
+    if let Some(csv) = &csv_inventory {
+        x12_rows(d, inv_rows, csv);
+    }
     broken_samples(d);
+}
+
+/// The 846 row: the same records as the CSV inventory file, as LIN loops. X12 spends more bytes
+/// per record than CSV, so the fair ratio is records/s, not MB/s.
+fn x12_rows(d: &Path, rows: usize, csv: &Measured) {
+    const PER_SET: usize = 100_000;
+    let x12 = d.join("inventory.x12");
+    let x12_big = d.join("inventory_x4.x12");
+    let bytes = gen_846(&x12, rows, PER_SET).unwrap();
+    let big_bytes = gen_846(&x12_big, rows * 4, PER_SET).unwrap();
+    let config = bench_config(d, rows * 4 * 2 + 1000);
+    let o = ours_x12(&x12, None);
+    let big = ours_x12(&x12_big, Some(&config));
+    let (ro, rs) = (rate(bytes, &o), rows as f64 / o.wall.as_secs_f64());
+    let csv_rs = rows as f64 / csv.wall.as_secs_f64();
+    println!(
+        "  846 {rows} LIN loops ({:.1} MB): {ro:.1} MB/s, {:.0} records/s ({:.2} s, {:.1} MiB); {} loops ({:.1} MB): {:.1} MB/s ({:.2} s, {:.1} MiB); csv inventory {csv_rs:.0} records/s",
+        mb(bytes),
+        rs,
+        o.wall.as_secs_f64(),
+        mib(o.max_rss),
+        rows * 4,
+        mb(big_bytes),
+        rate(big_bytes, &big),
+        big.wall.as_secs_f64(),
+        mib(big.max_rss)
+    );
+    row(
+        &format!("x12: 846 with {rows} LIN loops validated"),
+        &format!("{ro:.1} MB/s, {:.2}M records/s", rs / 1e6),
+        &format!("csv inventory same records {:.2}M records/s", csv_rs / 1e6),
+        &format!("{:.2}x (records/s)", rs / csv_rs),
+        ">= 0.50x",
+        Some(rs / csv_rs >= 0.5),
+    );
+    let per_row = big.max_rss.saturating_sub(o.max_rss) as f64 / (3 * rows) as f64;
+    if per_row > 1.0 {
+        common::note(&format!(
+            "X12 validator peak RSS is not flat: +{:.1} MiB from {rows} to {} LIN loops, about {per_row:.0} bytes per extra loop",
+            mib(big.max_rss.saturating_sub(o.max_rss)),
+            rows * 4
+        ));
+    }
+    common::note(&format!(
+        "x12 846 row: {PER_SET} LIN loops per set, a line break after each terminator; the {}-loop file is validated with an account whose max_rows is raised (the reader counts segments, two per loop)",
+        rows * 4
+    ));
+    row(
+        &format!("x12 peak RSS: 846 with {rows} / {} LIN loops", rows * 4),
+        &format!("{:.1} / {:.1} MiB", mib(o.max_rss), mib(big.max_rss)),
+        "-",
+        "-",
+        "< 64 MiB, flat (4x loops: <= +25%)",
+        Some(o.max_rss.max(big.max_rss) < RSS_LIMIT && big.max_rss as f64 <= o.max_rss as f64 * 1.25),
+    );
 }

@@ -359,7 +359,7 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
     (&mut file).take(512).read_to_end(&mut head)?;
     file.rewind()?;
     if crate::x12::is_x12(&head) {
-        return check_x12(check, &name, file, report, out);
+        return check_x12(check, &name, path, file, report, out);
     }
     let Some(kind) = detect_kind(args, check.base, path) else {
         let entry = Entry {
@@ -516,14 +516,16 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
 fn check_x12(
     check: &Check,
     name: &str,
+    path: &Path,
     file: File,
     report: Option<&Path>,
     out: &mut impl Write,
 ) -> std::io::Result<i32> {
     use crate::x12::inbound::{read, Event, X12Options};
     let json = check.args.json;
-    let mut units = match read(std::io::BufReader::new(file), &X12Options::from_parse(check.base)) {
-        Ok(u) => u,
+    let x12_opts = X12Options::from_parse(check.base);
+    let mut units = match read(std::io::BufReader::new(file), &x12_opts) {
+        Ok(u) => u.check_only(formats::LATE_DUPLICATES_IN_MEMORY),
         Err(rej) => {
             let code = refuse(name, json, report, &Entry::of_rejection(&rej), out)?;
             eprintln!("{name}: x12: file rejected");
@@ -548,6 +550,9 @@ fn check_x12(
         fields: [row.fields.iter().collect::<Vec<_>>().join(&sep)].into_iter().collect(),
     };
     let mut sets: Vec<&'static str> = Vec::new();
+    // Sets refused whole, (first line, last line): a late repeat in one of them was counted
+    // rejected already.
+    let mut refused_sets: Vec<(u64, u64)> = Vec::new();
     loop {
         let ev = match units.next() {
             None => break,
@@ -583,12 +588,20 @@ fn check_x12(
                     }
                 }
             }
-            Event::SetEnd { result, errors, .. } => {
+            Event::SetEnd { kind, result, errors, first_line, last_line } => {
+                let counted = units.take_accepted();
+                if let Some(k) = kind.filter(|_| counted > 0) {
+                    if !sets.contains(&k.st01()) {
+                        sets.push(k.st01());
+                    }
+                }
+                in_set.0 += counted;
                 // As the engine judges it: a syntax error in a value rejects the whole set.
                 if result.set_code.is_none() && result.errors.is_empty() && !set_syntax {
                     accepted += in_set.0;
                     rejected += in_set.1;
                 } else {
+                    refused_sets.push((first_line, last_line));
                     rejected += in_set.0 + in_set.1;
                     status = status.max(1);
                     for e in &errors {
@@ -628,13 +641,38 @@ fn check_x12(
             }
         }
     }
+    // Repeated SKUs are only known once every unit was seen; merged in by line below.
+    let mut late: Vec<Entry> = Vec::new();
+    match units.finish().and_then(|cands| late_x12_duplicates(path, &x12_opts, &cands)) {
+        Ok(found) => {
+            for crate::x12::inbound::LateRepeat { error: e, row, otherwise_valid } in found {
+                let line = e.line;
+                if otherwise_valid && !refused_sets.iter().any(|(a, b)| (*a..=*b).contains(&line)) {
+                    accepted = accepted.saturating_sub(1);
+                    rejected += 1;
+                }
+                status = status.max(1);
+                late.push(Entry {
+                    line: Some(e.line),
+                    column: e.column,
+                    code: e.code.as_str().to_string(),
+                    message: e.message,
+                    warning: false,
+                    row: row.as_ref().map(segment),
+                });
+            }
+        }
+        Err(e) => {
+            status = 2;
+            late.push(read_error(format!("the check for repeated SKUs failed: {e}")));
+        }
+    }
     drop(units);
     let mut ew = match report {
         Some(p) => Some(ErrorWriter::new(create_report(p)?, &["segment".to_string()])?),
         None => None,
     };
-    for entry in spool.entries()? {
-        let e = entry?;
+    let mut write = |e: &Entry, out: &mut dyn Write| -> std::io::Result<()> {
         emit(
             out,
             json,
@@ -648,10 +686,23 @@ fn check_x12(
             },
         )?;
         match (ew.as_mut(), &e.row) {
-            (None, _) => {}
-            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message)?,
-            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message)?,
+            (None, _) => Ok(()),
+            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message),
+            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message),
         }
+    };
+    let mut late = late.into_iter().peekable();
+    for entry in spool.entries()? {
+        let entry = entry?;
+        if let Some(line) = entry.line {
+            while let Some(d) = late.next_if(|d| d.line.is_some_and(|l| l < line)) {
+                write(&d, out)?;
+            }
+        }
+        write(&entry, out)?;
+    }
+    for d in late {
+        write(&d, out)?;
     }
     if let Some(ew) = ew {
         ew.finish()?.flush()?;
@@ -667,6 +718,19 @@ fn check_x12(
         writeln!(out, "{summary}")?;
     }
     Ok(status)
+}
+
+/// The repeats among the candidates of `X12Units::finish`, confirmed on a second read.
+fn late_x12_duplicates(
+    path: &Path,
+    opts: &crate::x12::inbound::X12Options,
+    cands: &[formats::LateDuplicate],
+) -> std::io::Result<Vec<crate::x12::inbound::LateRepeat>> {
+    if cands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let again = std::io::BufReader::new(open_regular(path)?);
+    crate::x12::inbound::resolve_duplicates(again, opts, cands).map_err(std::io::Error::other)
 }
 
 /// Repeated SKUs found after the last row (see `Units::late_duplicates`): each with its row, its

@@ -42,8 +42,10 @@ mod shipments;
 use std::collections::HashMap;
 use std::io::Read;
 
+pub(crate) use dups::LateDuplicates;
 pub use dups::{LateDuplicate, DEFAULT_IN_MEMORY as LATE_DUPLICATES_IN_MEMORY};
 pub use error::{human_size, ErrorCode, FileRejection, RecordError};
+pub(crate) use group::fingerprint;
 pub use header::{columns, extra_column, ColType, ColumnDef, Presence, ALIASES};
 pub use records::*;
 

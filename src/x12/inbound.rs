@@ -19,6 +19,7 @@ use super::envelope::{self, check_ge, check_iea, check_se, fault};
 use super::read::{ReadError, Segment, Tokenizer};
 use super::{GroupResult, SetKind, SetResult};
 use crate::formats::fields::{self, shown, FieldError};
+use crate::formats::{fingerprint, LateDuplicate, LateDuplicates};
 use crate::formats::{
     Address, ErrorCode, FileRejection, InventoryRecord, OrderAction, OrderItem, OrderRecord, RawRow, Record,
     RecordError, ShipmentItem, ShipmentRecord, ShippingSpeed, Unit,
@@ -132,9 +133,58 @@ pub fn read<R: Read>(reader: R, opts: &X12Options) -> Result<X12Units<R>, FileRe
         set: None,
         groups: 0,
         group_errors: Vec::new(),
-        seen: HashSet::with_hasher(SEEN_HASH),
+        seen: Seen::Inline(HashSet::with_hasher(SEEN_HASH)),
+        lean: false,
+        lean_accepted: 0,
         segments: 1,
     })
+}
+
+/// A repeated SKU confirmed by `resolve_duplicates`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateRepeat {
+    /// The `duplicate_sku` error the usual read puts on the unit.
+    pub error: RecordError,
+    /// The segment the error is on (LIN, W19, W07).
+    pub row: Option<RawRow>,
+    /// The unit had no other problem (it streamed by as accepted).
+    pub otherwise_valid: bool,
+}
+
+/// The repeats among `cands` (from `X12Units::finish` after a `check_only` read of the same
+/// interchange, ordered by line): `reader` reads it again for the SKUs on those lines, which are
+/// compared, so a shared fingerprint is no repeat. The same errors, on the same units, as the
+/// usual read flags as it goes; ordered by line.
+pub fn resolve_duplicates<R: Read>(
+    reader: R,
+    opts: &X12Options,
+    cands: &[LateDuplicate],
+) -> Result<Vec<LateRepeat>, FileRejection> {
+    if cands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lines: HashSet<u64> = cands.iter().flat_map(|d| [d.line, d.first_line]).collect();
+    let mut units = read(reader, opts)?.collect_skus(lines.clone());
+    let mut rows: std::collections::HashMap<u64, RawRow> = std::collections::HashMap::new();
+    // A refusal ends this read where it ended the first, after every candidate.
+    for ev in units.by_ref() {
+        let Ok(Event::Unit { unit, .. }) = ev else { continue };
+        for r in unit.rows.iter().filter(|r| lines.contains(&r.line)) {
+            rows.insert(r.line, r.clone());
+        }
+    }
+    let mut found = units.collected();
+    found.sort_by_key(|c| c.error.line);
+    let mut first: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for c in found {
+        let line = c.error.line;
+        if !first.insert(c.sku) {
+            let otherwise_valid = cands.binary_search_by_key(&line, |d| d.line).is_ok_and(|i| cands[i].otherwise_valid);
+            out.push(LateRepeat { row: rows.remove(&line), error: c.error, otherwise_valid });
+        }
+    }
+    Ok(out)
 }
 
 fn rejection(e: ReadError, line: u64) -> FileRejection {
@@ -155,6 +205,24 @@ fn rejection(e: ReadError, line: u64) -> FileRejection {
 }
 
 const SEEN_HASH: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5eed_0846);
+
+/// How repeated inventory SKUs are found.
+enum Seen {
+    /// Every SKU's fingerprint in a set: a repeat is flagged on its own unit, at once.
+    Inline(HashSet<u64, foldhash::quality::FixedState>),
+    /// Fingerprints spooled and matched after the last unit (`check_only`), in flat memory.
+    Late(LateDuplicates),
+    /// A second read: the SKUs on these lines are collected, nothing is flagged.
+    Collect { lines: HashSet<u64>, found: Vec<CollectedSku> },
+}
+
+/// A SKU on a line asked for by `collect_skus`, with the `duplicate_sku` error that line gets if
+/// it repeats an earlier one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectedSku {
+    pub sku: String,
+    pub error: RecordError,
+}
 
 struct GroupState {
     line: u64,
@@ -212,8 +280,11 @@ pub struct X12Units<R> {
     set: Option<SetState>,
     groups: u64,
     group_errors: Vec<RecordError>,
-    /// Fingerprints of the SKUs of the file's inventory records (a repeat is `duplicate_sku`).
-    seen: HashSet<u64, foldhash::quality::FixedState>,
+    /// The SKUs of the file's inventory records (a repeat is `duplicate_sku`).
+    seen: Seen,
+    /// Accepted units are counted, not yielded (`check_only`).
+    lean: bool,
+    lean_accepted: u64,
     segments: u64,
 }
 
@@ -226,6 +297,51 @@ impl<R> X12Units<R> {
     /// GE), located; empty after an accepted group. Valid until the next `GroupEnd`.
     pub fn group_errors(&self) -> &[RecordError] {
         &self.group_errors
+    }
+
+    /// For checking very large files in flat memory (`validate`): repeated inventory SKUs are
+    /// no longer flagged on their units but found after the last one by `finish` (at most
+    /// `in_memory` entries of 16 bytes in memory, the rest in sorted runs in a temporary file),
+    /// and accepted units are counted (`take_accepted`), not yielded: moving a unit through the
+    /// queue cost more than checking it. Call before reading any event.
+    pub fn check_only(mut self, in_memory: usize) -> Self {
+        self.seen = Seen::Late(LateDuplicates::new(in_memory));
+        self.lean = true;
+        self
+    }
+
+    /// For a second read after `check_only`: the SKUs on `lines` (the lines `finish` named) are
+    /// collected for `collected`, and no unit is flagged as a repeat.
+    pub fn collect_skus(mut self, lines: HashSet<u64>) -> Self {
+        self.seen = Seen::Collect { lines, found: Vec::new() };
+        self
+    }
+
+    /// After the last event of a `check_only` read: the candidate repeats, ordered by line. They
+    /// share a fingerprint with an earlier SKU; a second read with `collect_skus` confirms them.
+    /// Fails only if the temporary file failed.
+    pub fn finish(&mut self) -> std::io::Result<Vec<LateDuplicate>> {
+        match std::mem::replace(&mut self.seen, Seen::Inline(HashSet::with_hasher(SEEN_HASH))) {
+            Seen::Late(late) => late.finish(),
+            other => {
+                self.seen = other;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Accepted units counted instead of yielded since the last call (`check_only`). All of a
+    /// set's are counted by the time its `SetEnd` is yielded.
+    pub fn take_accepted(&mut self) -> u64 {
+        std::mem::take(&mut self.lean_accepted)
+    }
+
+    /// The SKUs collected so far (see `collect_skus`), in file order.
+    pub fn collected(&mut self) -> Vec<CollectedSku> {
+        match &mut self.seen {
+            Seen::Collect { found, .. } => std::mem::take(found),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -453,6 +569,12 @@ impl<R: Read> X12Units<R> {
                 }
             }
         };
+        if self.lean && result.is_ok() {
+            self.lean_accepted += 1;
+            self.used = 0;
+            self.overflow = 0;
+            return;
+        }
         let rows = segs.iter().map(|s| RawRow { line: s.ordinal, fields: s.elements.clone() }).collect();
         self.queue.push_back(Ok(Event::Unit { set: kind, unit: Unit { rows, result } }));
         self.used = 0;
@@ -675,16 +797,28 @@ impl Mapper<'_> {
         (sk.or(vn), barcode)
     }
 
-    fn duplicate(
-        &mut self,
-        seen: &mut HashSet<u64, foldhash::quality::FixedState>,
-        seg: &Segment,
-        n: usize,
-        sku: &str,
-    ) {
-        if !seen.insert(SEEN_HASH.hash_one(sku)) {
+    fn duplicate(&mut self, seen: &mut Seen, seg: &Segment, n: usize, sku: &str) {
+        let error = |seg: &Segment| {
             let m = format!("SKU '{}' appears more than once in this file; send one per SKU", shown(sku));
-            self.push(seg, n, (ErrorCode::DuplicateSku, m));
+            RecordError::new(seg.ordinal, &col(seg, n), ErrorCode::DuplicateSku, m)
+        };
+        match seen {
+            Seen::Inline(set) => {
+                if !set.insert(SEEN_HASH.hash_one(sku)) {
+                    self.errors.push(error(seg));
+                }
+            }
+            // Called after every other check of the unit, so no error yet means otherwise valid.
+            Seen::Late(late) => {
+                if let Err(e) = late.push(fingerprint(sku), seg.ordinal, self.errors.is_empty()) {
+                    late.fail(e);
+                }
+            }
+            Seen::Collect { lines, found } => {
+                if lines.contains(&seg.ordinal) {
+                    found.push(CollectedSku { sku: sku.to_string(), error: error(seg) });
+                }
+            }
         }
     }
 
@@ -694,11 +828,7 @@ impl Mapper<'_> {
     }
 
     /// 846 LIN loop: LIN product ids, QTY*33 on hand, PID*F description.
-    fn inventory_846(
-        &mut self,
-        segs: &[Segment],
-        seen: &mut HashSet<u64, foldhash::quality::FixedState>,
-    ) -> Option<InventoryRecord> {
+    fn inventory_846(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
         let lin = segs.first()?;
         let (sku, barcode) = self.product(lin, (2..lin.elements.len()).step_by(2));
         if sku.is_none() {
@@ -739,11 +869,7 @@ impl Mapper<'_> {
     }
 
     /// 947 W19: reason W19-01 decides the sign of W19-02.
-    fn adjustment_947(
-        &mut self,
-        segs: &[Segment],
-        seen: &mut HashSet<u64, foldhash::quality::FixedState>,
-    ) -> Option<InventoryRecord> {
+    fn adjustment_947(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
         let w19 = segs.first()?;
         let reason = self.req(w19, 1);
         let quantity = self.req(w19, 2).and_then(|v| self.parse(w19, 2, v, fields::integer));
@@ -786,11 +912,7 @@ impl Mapper<'_> {
     }
 
     /// 944 W07: a receipt adds W07-01.
-    fn receipt_944(
-        &mut self,
-        segs: &[Segment],
-        seen: &mut HashSet<u64, foldhash::quality::FixedState>,
-    ) -> Option<InventoryRecord> {
+    fn receipt_944(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
         let w07 = segs.first()?;
         let quantity = self.req(w07, 1).and_then(|v| self.parse(w07, 1, v, fields::integer));
         if let Some(q) = quantity.filter(|q| *q < 0) {
@@ -1113,6 +1235,72 @@ fn x12_date(column: &str, date: &str, time: Option<&str>, tz: Tz) -> Result<Date
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Repeats flagged as the usual read goes, as (error, its segment, unit otherwise valid).
+    fn inline_repeats(x12: &[u8]) -> Vec<LateRepeat> {
+        let mut out = Vec::new();
+        for ev in read(x12, &X12Options::default()).unwrap() {
+            let Ok(Event::Unit { unit, .. }) = ev else { continue };
+            let Err(errors) = &unit.result else { continue };
+            for e in errors.iter().filter(|e| e.code == ErrorCode::DuplicateSku) {
+                out.push(LateRepeat {
+                    error: e.clone(),
+                    row: unit.rows.iter().find(|r| r.line == e.line).cloned(),
+                    otherwise_valid: errors.len() == 1,
+                });
+            }
+        }
+        out.sort_by_key(|r| r.error.line);
+        out
+    }
+
+    /// The same through `check_only` (spilling after two SKUs), `finish` and a second read.
+    fn late_repeats(x12: &[u8]) -> Vec<LateRepeat> {
+        let mut units = read(x12, &X12Options::default()).unwrap().check_only(2);
+        let (mut yielded, mut counted) = (0, 0);
+        while let Some(ev) = units.next() {
+            counted += units.take_accepted();
+            if let Ok(Event::Unit { unit, .. }) = ev {
+                yielded += 1;
+                let errors = unit.result.as_ref().expect_err("accepted units are counted, not yielded");
+                assert!(errors.iter().all(|e| e.code != ErrorCode::DuplicateSku), "no repeat is flagged inline");
+            }
+        }
+        let inline = read(x12, &X12Options::default()).unwrap().filter(|e| matches!(e, Ok(Event::Unit { .. }))).count();
+        assert_eq!(yielded + counted, inline as u64, "every unit yielded or counted");
+        let cands = units.finish().unwrap();
+        resolve_duplicates(x12, &X12Options::default(), &cands).unwrap()
+    }
+
+    #[test]
+    fn late_repeats_are_the_inline_repeats() {
+        let isa = "ISA*00*          *00*          *ZZ*WAREHOUSE      *ZZ*STITCHBRIDGE   *240315*1200*U*00401*000000001*0*P*>~";
+        // Repeats across sets, in a set refused for its SE count, on a unit with another error,
+        // three times over, and from an 846 into a 947.
+        let built = format!(
+            "{isa}\nGS*IB*WAREHOUSE*STITCHBRIDGE*20240315*1200*1*X*004010~\n\
+             ST*846*0001~BIA*00*SI*A*20240315~LIN**SK*A~QTY*33*1~LIN**SK*B~QTY*33*2~LIN**SK*A~QTY*33*x~SE*9*0001~\n\
+             ST*846*0002~BIA*00*SI*B*20240315~LIN**SK*B~QTY*33*1~LIN**VN*A~QTY*33*4~SE*99*0002~\n\
+             ST*846*0003~BIA*00*SI*C*20240315~LIN**SK*C~QTY*33*1~LIN**SK*C~QTY*33*1~SE*7*0003~GE*3*1~\n\
+             GS*AW*WAREHOUSE*STITCHBRIDGE*20240315*1200*2*X*004010~ST*947*0001~W15*20240315*ADJ1~\n\
+             W19*AU*1*EA**SK*C~SE*4*0001~GE*1*2~IEA*2*000000001~"
+        );
+        let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/x12");
+        let mut files = vec![built.into_bytes()];
+        for set in ["846", "947", "944"] {
+            for which in ["good", "broken"] {
+                files.push(std::fs::read(samples.join(format!("{set}_{which}.x12"))).unwrap());
+            }
+        }
+        let mut flagged = 0;
+        for x12 in &files {
+            let inline = inline_repeats(x12);
+            assert_eq!(late_repeats(x12), inline, "{}", String::from_utf8_lossy(x12));
+            flagged += inline.len();
+        }
+        // The built file alone repeats A twice, B, C twice.
+        assert!(flagged >= 5, "{flagged}");
+    }
 
     #[test]
     fn dates() {

@@ -29,7 +29,12 @@ impl Segment {
 
     /// Element `n` (1-based), trimmed; `None` when absent or blank.
     pub fn element(&self, n: usize) -> Option<&str> {
-        let v = self.elements.get(n)?.trim();
+        let v = self.elements.get(n)?;
+        // Most values start and end with a visible ASCII character: nothing to trim.
+        let v = match (v.as_bytes().first(), v.as_bytes().last()) {
+            (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => v,
+            _ => v.trim(),
+        };
         (!v.is_empty()).then_some(v)
     }
 
