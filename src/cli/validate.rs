@@ -452,7 +452,7 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
     drop(units);
     let widest =
         late.iter().filter_map(|e| e.row.as_ref()).map(|r| r.fields.len()).chain([spool.widest]).max().unwrap_or(0);
-    let mut ew = match report {
+    let ew = match report {
         Some(p) => {
             // A ragged row keeps every value: those beyond the header go under extra_1, ….
             let columns = formats::error_file_header(&header, widest);
@@ -460,42 +460,7 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
         }
         None => None,
     };
-    let mut write = |e: &Entry, out: &mut dyn Write| -> std::io::Result<()> {
-        emit(
-            out,
-            json,
-            &Problem {
-                file: &name,
-                line: e.line,
-                column: &e.column,
-                code: &e.code,
-                message: &e.message,
-                warning: e.warning,
-            },
-        )?;
-        match (ew.as_mut(), &e.row) {
-            (None, _) => Ok(()),
-            (Some(_), _) if e.warning => Ok(()),
-            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message),
-            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message),
-        }
-    };
-    let mut late = late.into_iter().peekable();
-    for entry in spool.entries()? {
-        let entry = entry?;
-        if let Some(line) = entry.line {
-            while let Some(d) = late.next_if(|d| d.line.is_some_and(|l| l < line)) {
-                write(&d, out)?;
-            }
-        }
-        write(&entry, out)?;
-    }
-    for d in late {
-        write(&d, out)?;
-    }
-    if let Some(ew) = ew {
-        ew.finish()?.flush()?;
-    }
+    write_problems(&name, json, spool, late, ew, out)?;
     let summary = format!(
         "{name}: {}: {accepted} accepted, {rejected} rejected{}{}",
         kind.as_str(),
@@ -668,45 +633,11 @@ fn check_x12(
         }
     }
     drop(units);
-    let mut ew = match report {
+    let ew = match report {
         Some(p) => Some(ErrorWriter::new(create_report(p)?, &["segment".to_string()])?),
         None => None,
     };
-    let mut write = |e: &Entry, out: &mut dyn Write| -> std::io::Result<()> {
-        emit(
-            out,
-            json,
-            &Problem {
-                file: name,
-                line: e.line,
-                column: &e.column,
-                code: &e.code,
-                message: &e.message,
-                warning: e.warning,
-            },
-        )?;
-        match (ew.as_mut(), &e.row) {
-            (None, _) => Ok(()),
-            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message),
-            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message),
-        }
-    };
-    let mut late = late.into_iter().peekable();
-    for entry in spool.entries()? {
-        let entry = entry?;
-        if let Some(line) = entry.line {
-            while let Some(d) = late.next_if(|d| d.line.is_some_and(|l| l < line)) {
-                write(&d, out)?;
-            }
-        }
-        write(&entry, out)?;
-    }
-    for d in late {
-        write(&d, out)?;
-    }
-    if let Some(ew) = ew {
-        ew.finish()?.flush()?;
-    }
+    write_problems(name, json, spool, late, ew, out)?;
     let summary = format!(
         "{name}: x12 {}: {accepted} accepted, {rejected} rejected{}",
         if sets.is_empty() { "-".to_string() } else { sets.join("/") },
@@ -731,6 +662,55 @@ fn late_x12_duplicates(
     }
     let again = std::io::BufReader::new(open_regular(path)?);
     crate::x12::inbound::resolve_duplicates(again, opts, cands).map_err(std::io::Error::other)
+}
+
+/// Prints the spooled problems and the late repeated SKUs merged in line order, writing each
+/// (but warnings) to the error report when there is one. Shared by the CSV and X12 checks.
+fn write_problems<W: Write>(
+    name: &str,
+    json: bool,
+    spool: Spool,
+    late: Vec<Entry>,
+    mut ew: Option<ErrorWriter<W>>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut write = |e: &Entry, out: &mut dyn Write| -> std::io::Result<()> {
+        emit(
+            out,
+            json,
+            &Problem {
+                file: name,
+                line: e.line,
+                column: &e.column,
+                code: &e.code,
+                message: &e.message,
+                warning: e.warning,
+            },
+        )?;
+        match (ew.as_mut(), &e.row) {
+            (None, _) => Ok(()),
+            (Some(_), _) if e.warning => Ok(()),
+            (Some(ew), Some(row)) => ew.write(row, row.line, &e.column, &e.code, &e.message),
+            (Some(ew), None) => ew.write_file_error(e.line, &e.column, &e.code, &e.message),
+        }
+    };
+    let mut late = late.into_iter().peekable();
+    for entry in spool.entries()? {
+        let entry = entry?;
+        if let Some(line) = entry.line {
+            while let Some(d) = late.next_if(|d| d.line.is_some_and(|l| l < line)) {
+                write(&d, out)?;
+            }
+        }
+        write(&entry, out)?;
+    }
+    for d in late {
+        write(&d, out)?;
+    }
+    if let Some(ew) = ew {
+        ew.finish()?.flush()?;
+    }
+    Ok(())
 }
 
 /// Repeated SKUs found after the last row (see `Units::late_duplicates`): each with its row, its
