@@ -15,4 +15,5 @@ pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod stitch;
+pub mod wrap;
 pub mod x12;

@@ -61,10 +61,21 @@ pub enum ErrorCode {
     X12UnknownSet,
     /// X12: the ISA's sender or receiver is not the configured partner or us.
     X12Partner,
+    /// OpenPGP: the file is encrypted to a key that is not the account's (the message names the
+    /// key ids it was encrypted to), or the account has no secret key configured.
+    PgpWrongKey,
+    /// OpenPGP: a truncated or corrupt packet stream, a failed integrity check (MDC), or a
+    /// message without integrity protection (refused: it could be altered unnoticed).
+    PgpCorrupt,
+    /// OpenPGP: a signature that does not verify, or none from the partner's key where one is
+    /// required (`pgp_require_signature`).
+    PgpBadSignature,
+    /// A corrupt or unreadable gzip or zip wrapper.
+    BadArchive,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::MissingColumn,
         ErrorCode::DuplicateColumn,
         ErrorCode::MissingValue,
@@ -101,6 +112,10 @@ impl ErrorCode {
         ErrorCode::X12ControlNumber,
         ErrorCode::X12UnknownSet,
         ErrorCode::X12Partner,
+        ErrorCode::PgpWrongKey,
+        ErrorCode::PgpCorrupt,
+        ErrorCode::PgpBadSignature,
+        ErrorCode::BadArchive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +156,10 @@ impl ErrorCode {
             ErrorCode::X12ControlNumber => "x12_control_number",
             ErrorCode::X12UnknownSet => "x12_unknown_set",
             ErrorCode::X12Partner => "x12_partner",
+            ErrorCode::PgpWrongKey => "pgp_wrong_key",
+            ErrorCode::PgpCorrupt => "pgp_corrupt",
+            ErrorCode::PgpBadSignature => "pgp_bad_signature",
+            ErrorCode::BadArchive => "bad_archive",
         }
     }
 
