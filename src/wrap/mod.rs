@@ -3,5 +3,6 @@
 //! Everything streams: a wrapper is a `Read` over the drop's stream.
 
 pub mod error;
+pub mod pgp;
 
 pub use error::WrapError;
