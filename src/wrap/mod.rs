@@ -20,6 +20,7 @@ pub mod gzip;
 pub mod limit;
 
 pub mod error;
+pub mod pgp;
 
 pub use error::WrapError;
 
