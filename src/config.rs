@@ -210,6 +210,18 @@ struct RawAccount {
     alert_timeout_seconds: u64,
     /// `[account.x12]`: the account's X12 trading partner; absent means CSV only.
     x12: Option<RawX12>,
+    // OpenPGP (issue: encrypted files on the drop)
+    pgp_secret_key_file: Option<String>,
+    pgp_passphrase_env: Option<String>,
+    pgp_partner_public_key_file: Option<String>,
+    #[serde(default)]
+    pgp_require_signature: bool,
+    #[serde(default)]
+    pgp_encrypt_outbound: bool,
+    #[serde(default)]
+    pgp_encrypt_results: bool,
+    #[serde(default)]
+    pgp_sign_outbound: bool,
 }
 
 /// `[account.x12]`, as written; [`check_x12`] turns it into an [`X12Config`].
@@ -404,6 +416,41 @@ impl X12Config {
     }
 }
 
+/// The account's OpenPGP keys, loaded and checked when the configuration is: a wrong
+/// passphrase or an unusable key is a configuration error naming the file, not a surprise at
+/// the first encrypted upload. The keys print as their ids only (`Debug` is redacted).
+#[derive(Debug, Clone)]
+pub struct PgpSettings {
+    /// Ours: decrypts inbound files and signs outbound ones.
+    pub ours: Option<std::sync::Arc<crate::wrap::pgp::OurKey>>,
+    /// The partner's: verifies their signatures and encrypts what we send them.
+    pub partner: Option<std::sync::Arc<crate::wrap::pgp::PartnerKey>>,
+    pub require_signature: bool,
+    /// Order, cancel and 997 files.
+    pub encrypt_outbound: bool,
+    /// Result and error files.
+    pub encrypt_results: bool,
+    pub sign_outbound: bool,
+}
+
+impl PgpSettings {
+    /// Decrypt an inbound stream with our key, checking the partner's signature as configured.
+    pub fn decrypt<'r>(
+        &'r self,
+        input: Box<dyn std::io::Read + Send + 'r>,
+    ) -> Result<Box<dyn std::io::Read + Send + 'r>, crate::wrap::WrapError> {
+        let Some(ours) = self.ours.as_deref() else {
+            return Err(no_secret_key("the account has no pgp_secret_key_file to decrypt it"));
+        };
+        crate::wrap::pgp::decrypt(input, ours, self.partner.as_deref(), self.require_signature)
+    }
+}
+
+/// An encrypted file where no key of ours is configured: the file's verdict, `why` saying it.
+pub fn no_secret_key(why: &str) -> crate::wrap::WrapError {
+    crate::wrap::WrapError::PgpWrongKey { key_ids: Vec::new(), message: format!("the file is OpenPGP-encrypted, but {why}") }
+}
+
 /// Folder names under the drop root. Configurable because partners already have conventions.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -547,6 +594,8 @@ pub struct Account {
     pub alert_timeout: Duration,
     /// `[account.x12]`: the X12 trading partner, if the account has one.
     pub x12: Option<X12Config>,
+    /// `pgp_*`: OpenPGP keys and policy; `None` when no `pgp_*` key is set.
+    pub pgp: Option<PgpSettings>,
 }
 
 impl Account {
@@ -778,7 +827,8 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
             return Err(at(&["folders", k], format!("folders.{k} = {v:?} must be a relative path inside the drop")));
         }
     }
-    let x12 = a.x12.map(|x| check_x12(x, &at)).transpose()?;
+    let x12 = a.x12.clone().map(|x| check_x12(x, &at)).transpose()?;
+    let pgp = check_pgp(&a, base, &at)?;
     let file_mode = match &a.file_mode {
         None => None,
         Some(m) => Some(parse_file_mode(m).ok_or_else(|| {
@@ -848,7 +898,87 @@ fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Res
         alerts,
         alert_timeout: Duration::from_secs(a.alert_timeout_seconds),
         x12,
+        pgp,
     })
+}
+
+/// The `pgp_*` keys: consistent with each other, the key files loaded and usable for what
+/// they are asked to do. A passphrase is read from its environment variable here, once.
+fn check_pgp(a: &RawAccount, base: &Path, at: &dyn Fn(&[&str], String) -> Fault) -> Result<Option<PgpSettings>, Fault> {
+    use crate::wrap::pgp::{OurKey, PartnerKey};
+    let any = a.pgp_secret_key_file.is_some()
+        || a.pgp_passphrase_env.is_some()
+        || a.pgp_partner_public_key_file.is_some()
+        || a.pgp_require_signature
+        || a.pgp_encrypt_outbound
+        || a.pgp_encrypt_results
+        || a.pgp_sign_outbound;
+    if !any {
+        return Ok(None);
+    }
+    let needs_partner = [
+        ("pgp_require_signature", a.pgp_require_signature),
+        ("pgp_encrypt_outbound", a.pgp_encrypt_outbound),
+        ("pgp_encrypt_results", a.pgp_encrypt_results),
+    ];
+    for (key, set) in needs_partner {
+        if set && a.pgp_partner_public_key_file.is_none() {
+            return Err(at(&[key], format!("{key} = true needs pgp_partner_public_key_file (the partner's public key)")));
+        }
+    }
+    if a.pgp_sign_outbound && a.pgp_secret_key_file.is_none() {
+        let m = "pgp_sign_outbound = true needs pgp_secret_key_file (our key signs)".to_string();
+        return Err(at(&["pgp_sign_outbound"], m));
+    }
+    if a.pgp_sign_outbound && !a.pgp_encrypt_outbound && !a.pgp_encrypt_results {
+        let m = "pgp_sign_outbound = true signs what is encrypted: set pgp_encrypt_outbound or pgp_encrypt_results"
+            .to_string();
+        return Err(at(&["pgp_sign_outbound"], m));
+    }
+    if a.pgp_passphrase_env.is_some() && a.pgp_secret_key_file.is_none() {
+        return Err(at(&["pgp_passphrase_env"], "pgp_passphrase_env applies only with pgp_secret_key_file".into()));
+    }
+    let passphrase = match &a.pgp_passphrase_env {
+        None => None,
+        Some(e) if e.is_empty() || e.contains(['=', '\0']) || e.trim() != e => {
+            let m = format!("pgp_passphrase_env {e:?} must name an environment variable, e.g. \"PGP_PASSPHRASE\"");
+            return Err(at(&["pgp_passphrase_env"], m));
+        }
+        Some(e) => Some(std::env::var(e).map_err(|_| {
+            at(&["pgp_passphrase_env"], format!("pgp_passphrase_env: the environment variable {e} is not set"))
+        })?),
+    };
+    let ours = match &a.pgp_secret_key_file {
+        None => None,
+        Some(f) => {
+            let path = base.join(f);
+            let key = OurKey::load(&path, passphrase.as_deref())
+                .map_err(|e| at(&["pgp_secret_key_file"], format!("pgp_secret_key_file {}: {e}", path.display())))?;
+            Some(std::sync::Arc::new(key))
+        }
+    };
+    let partner = match &a.pgp_partner_public_key_file {
+        None => None,
+        Some(f) => {
+            let path = base.join(f);
+            let fault = |e: crate::wrap::pgp::KeyError| {
+                at(&["pgp_partner_public_key_file"], format!("pgp_partner_public_key_file {}: {e}", path.display()))
+            };
+            let key = PartnerKey::load(&path).map_err(fault)?;
+            if a.pgp_encrypt_outbound || a.pgp_encrypt_results {
+                key.check_can_encrypt().map_err(fault)?;
+            }
+            Some(std::sync::Arc::new(key))
+        }
+    };
+    Ok(Some(PgpSettings {
+        ours,
+        partner,
+        require_signature: a.pgp_require_signature,
+        encrypt_outbound: a.pgp_encrypt_outbound,
+        encrypt_results: a.pgp_encrypt_results,
+        sign_outbound: a.pgp_sign_outbound,
+    }))
 }
 
 /// Longest `ack_hours`: a year. Longer is surely a typo, and keeps the cutoff arithmetic in range.

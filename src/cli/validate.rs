@@ -283,6 +283,8 @@ struct Check<'a> {
     base: &'a ParseOptions,
     /// With `--account`: its X12 partner, whose ids an interchange must carry.
     x12: Option<crate::config::X12Config>,
+    /// With `--account`: its OpenPGP keys, for `.pgp` files.
+    pgp: Option<crate::config::PgpSettings>,
 }
 
 /// A file refused before it could be parsed: the problem printed and, if asked, reported.
@@ -326,10 +328,118 @@ fn read_error(message: String) -> Entry {
     }
 }
 
-/// Checks one file; returns its exit status (0, 1 or 2).
+/// Checks one file; returns its exit status (0, 1 or 2). A wrapped file (`.pgp`, `.gz`,
+/// `.zip`, combined) is checked as what it wraps.
 fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl Write) -> std::io::Result<i32> {
-    let args = check.args;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let peeled = crate::wrap::peel(&file_name);
+    if peeled.layers.is_empty() && !peeled.zip || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return check_plain(check, path, None, report, out);
+    }
+    check_wrapped(check, path, &peeled, report, out)
+}
+
+/// A wrapped file, unwrapped as the engine does (same limits, same keys with `--account`) into
+/// anonymous temporary files so memory stays flat, each checked under its inner name in a
+/// folder of the same name as the original's (the kind still follows the folder). A zip's
+/// members are checked one by one as `ARCHIVE.zip!MEMBER`, each with its own error report.
+fn check_wrapped(
+    check: &Check,
+    path: &Path,
+    peeled: &crate::wrap::Peeled,
+    report: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<i32> {
+    use crate::wrap::{self, WrapError};
     let name = path.display().to_string();
+    let limit = check.base.max_file_bytes;
+    let pgp = check.pgp.as_ref();
+    let decrypt = |r| match pgp {
+        Some(p) => p.decrypt(r),
+        None => Err(crate::config::no_secret_key("no key was given: pass --account with a pgp_secret_key_file")),
+    };
+    let refused = |e: WrapError, out: &mut dyn Write| -> std::io::Result<i32> {
+        let entry = match e.code() {
+            Some(code) => Entry { code: code.as_str().to_string(), ..read_error(e.to_string()) },
+            None => read_error(format!("cannot read {name}: {e}")),
+        };
+        let mut out = out;
+        let code = refuse(&name, check.args.json, report, &entry, &mut out)?;
+        eprintln!("{name}: file rejected");
+        Ok(code)
+    };
+    let file = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) => return refuse(&name, check.args.json, report, &read_error(format!("cannot open {name}: {e}")), out),
+    };
+    let stream = match wrap::unwrap_stream(Box::new(file), &peeled.layers, &decrypt, limit) {
+        Ok(s) => s,
+        Err(e) => return refused(e, out),
+    };
+    let folder = path.parent().and_then(|p| p.file_name()).map(|n| n.to_owned()).unwrap_or_else(|| "input".into());
+    let dir = tempfile::tempdir()?;
+    let inner_dir = dir.path().join(folder);
+    std::fs::create_dir_all(&inner_dir)?;
+    // Copies `r` into `target`; `Err(Ok(e))` is the wrapper's verdict on the file.
+    let unwrap_into = |mut r: Box<dyn Read + Send + '_>, target: &Path| -> std::io::Result<Result<(), WrapError>> {
+        let mut f = File::create(target)?;
+        match std::io::copy(&mut r, &mut f) {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => Ok(Err(WrapError::from_io(e))),
+        }
+    };
+    if !peeled.zip {
+        let target = inner_dir.join(&peeled.name);
+        if let Err(e) = unwrap_into(stream, &target)? {
+            return refused(e, out);
+        }
+        return check_plain(check, &target, Some(&format!("{name} ({})", peeled.name)), report, out);
+    }
+    let mut members = match wrap::archive::ZipMembers::spool(stream, limit) {
+        Ok(z) => z,
+        Err(e) => return refused(e, out),
+    };
+    let mut worst = 0;
+    for m in members.members().to_vec() {
+        let shown = format!("{name}{}{}", wrap::archive::SEPARATOR, m.name);
+        if !m.wanted {
+            let why = m.unreadable.clone().unwrap_or_else(|| "not a .csv, .edi or .x12 file".into());
+            writeln!(out, "{shown}: skipped: {why}")?;
+            continue;
+        }
+        let target = inner_dir.join(&m.display);
+        let copied = match members.open(m.index) {
+            Ok(r) => unwrap_into(r, &target)?,
+            Err(e) => Err(e),
+        };
+        let member_report = report.map(|p| {
+            let stem = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            p.with_file_name(format!("{}{}{stem}.errors.csv", file_stem(path), wrap::archive::SEPARATOR))
+        });
+        let status = match copied {
+            Err(e) => refused(e, out)?,
+            Ok(()) => check_plain(check, &target, Some(&shown), member_report.as_deref(), out)?,
+        };
+        worst = worst.max(status);
+    }
+    Ok(worst)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Checks one plain file, shown as `shown` (the original's name when `path` is what a wrapper
+/// held); returns its exit status (0, 1 or 2).
+fn check_plain(
+    check: &Check,
+    path: &Path,
+    shown: Option<&str>,
+    report: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<i32> {
+    let args = check.args;
+    let name = shown.map(str::to_string).unwrap_or_else(|| path.display().to_string());
     let json = args.json;
     match std::fs::metadata(path) {
         Err(e) => return refuse(&name, json, report, &read_error(format!("cannot read {name}: {e}")), out),
@@ -739,14 +849,16 @@ fn late_duplicates<R: Read>(
 
 /// The parse options: the account's (`--account`, from the config) or the defaults, then the
 /// command's own options.
-fn options(args: &ValidateArgs, config: &Path) -> Result<(ParseOptions, Option<crate::config::X12Config>), i32> {
-    let (mut opts, x12) = match &args.account {
+type AccountParts = (ParseOptions, Option<crate::config::X12Config>, Option<crate::config::PgpSettings>);
+
+fn options(args: &ValidateArgs, config: &Path) -> Result<AccountParts, i32> {
+    let (mut opts, x12, pgp) = match &args.account {
         Some(name) => {
             let config = super::load_config(config)?;
             let acct = super::find_account(&config, name)?;
-            (acct.parse.clone(), acct.x12.clone())
+            (acct.parse.clone(), acct.x12.clone(), acct.pgp.clone())
         }
-        None => (ParseOptions::default(), None),
+        None => (ParseOptions::default(), None, None),
     };
     if let Some(d) = args.delimiter {
         opts.delimiter = d;
@@ -757,7 +869,7 @@ fn options(args: &ValidateArgs, config: &Path) -> Result<(ParseOptions, Option<c
     if let Some(tz) = args.timezone {
         opts.timezone = tz;
     }
-    Ok((opts, x12))
+    Ok((opts, x12, pgp))
 }
 
 /// `config` is read only with `--account`.
@@ -771,11 +883,11 @@ pub fn run(args: &ValidateArgs, config: &Path) -> i32 {
         );
         return crate::engine::exit::USAGE;
     }
-    let (base, x12) = match options(args, config) {
+    let (base, x12, pgp) = match options(args, config) {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let check = Check { args, base: &base, x12 };
+    let check = Check { args, base: &base, x12, pgp };
     let mut out = super::out::Stdout::lock();
     let mut worst = 0;
     for (path, report) in args.files.iter().zip(report_paths(args)) {

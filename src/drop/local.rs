@@ -100,7 +100,7 @@ impl LocalDrop {
         Ok((File::from(fd), st))
     }
 
-    fn open_buffered<'a>(f: File) -> Box<dyn Read + 'a> {
+    fn open_buffered<'a>(f: File) -> Box<dyn Read + Send + 'a> {
         Box::new(io::BufReader::with_capacity(256 * 1024, f))
     }
 }
@@ -252,11 +252,11 @@ impl super::IoTransport for LocalDrop {
         Ok(out)
     }
 
-    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>> {
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(Self::open_buffered(self.open_file(path)?.0))
     }
 
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>> {
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + Send + 'a>> {
         let (f, st) = match self.open_file(path) {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(changed_error(path, e.to_string())),

@@ -302,10 +302,10 @@ pub trait Transport: Send {
     fn list(&mut self, dir: &str) -> DropResult<Vec<Entry>>;
     /// Stream a regular file's content (a link or any other kind of entry is refused). Errors
     /// while reading the stream are the transport's `io::Error`s ([`DropError::from_io`]).
-    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + 'a>>;
+    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + Send + 'a>>;
     /// Like `open_read`, but only if what is opened is the file `listed` describes (same
     /// identity, size and mtime); otherwise [`DropErrorKind::Changed`].
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + 'a>>;
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + Send + 'a>>;
     /// Write `content` to `path` so that a reader sees either nothing or the whole file.
     /// Fails with [`DropErrorKind::AlreadyExists`] if `path` exists (results are never overwritten).
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()>;
@@ -329,8 +329,8 @@ pub trait Transport: Send {
 pub(crate) trait IoTransport: Send {
     fn describe(&self) -> String;
     fn list(&mut self, dir: &str) -> io::Result<Vec<Entry>>;
-    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>>;
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>>;
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + Send + 'a>>;
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + Send + 'a>>;
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()>;
     fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()>;
     fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()>;
@@ -346,10 +346,10 @@ impl<T: IoTransport> Transport for T {
     fn list(&mut self, dir: &str) -> DropResult<Vec<Entry>> {
         IoTransport::list(self, dir).map_err(|e| DropError::from_io(dir, e))
     }
-    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + 'a>> {
+    fn open_read<'a>(&'a mut self, path: &str) -> DropResult<Box<dyn Read + Send + 'a>> {
         IoTransport::open_read(self, path).map_err(|e| DropError::from_io(path, e))
     }
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + 'a>> {
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> DropResult<Box<dyn Read + Send + 'a>> {
         IoTransport::open_listed(self, path, listed).map_err(|e| DropError::from_io(path, e))
     }
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()> {

@@ -589,7 +589,7 @@ impl SftpDrop {
     /// SFTPv3 cannot make this airtight: OPEN follows links, so a file swapped for a link
     /// between our `lstat` and the server's open is opened; the `fstat` check then refuses it
     /// unless the link's target has the same owner, mode, size and mtime as the listed file.
-    fn open_checked<'a>(&'a mut self, path: &str, listed: Option<&Entry>) -> io::Result<Box<dyn Read + 'a>> {
+    fn open_checked<'a>(&'a mut self, path: &str, listed: Option<&Entry>) -> io::Result<Box<dyn Read + Send + 'a>> {
         let p = self.resolve(path)?;
         let root = PathBuf::from(&self.cfg.root);
         let verified = self.verified.clone();
@@ -958,11 +958,11 @@ impl super::IoTransport for SftpDrop {
         })
     }
 
-    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + 'a>> {
+    fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + Send + 'a>> {
         self.open_checked(path, None)
     }
 
-    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + 'a>> {
+    fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + Send + 'a>> {
         self.open_checked(path, Some(listed))
     }
 

@@ -28,10 +28,24 @@ fn sent_status_key(fulfillment_id: &str) -> IntentKey {
 }
 
 impl AccountCtx<'_> {
-    pub(super) fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<()> {
-        match self.drop.write_atomic(path, &mut &bytes[..]) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(()),
+    /// Write an outbound file (order, cancel, 997) once; with `pgp_encrypt_outbound` it goes
+    /// out encrypted to the partner as `PATH.pgp`. Returns the path written. The name is a
+    /// function of what is sent, so finding it present after a crash means it was written
+    /// (an encryption is never the same twice, so the bytes are not compared).
+    pub(super) fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<String> {
+        let pgp = self.acct.pgp.as_ref().filter(|p| p.encrypt_outbound);
+        let (target, content) = match pgp {
+            None => (path.to_string(), std::borrow::Cow::Borrowed(bytes)),
+            Some(p) => {
+                let mut out = Vec::with_capacity(bytes.len() / 2 + 1024);
+                super::content::encrypt_for(p, &mut &bytes[..], &mut out)
+                    .map_err(|e| super::account::Stop::local(format!("encrypting {path}"), std::io::Error::other(e)))?;
+                (format!("{path}.pgp"), std::borrow::Cow::Owned(out))
+            }
+        };
+        match self.drop.write_atomic(&target, &mut &content[..]) {
+            Ok(()) => Ok(target),
+            Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(target),
             Err(e) => Err(e.into()),
         }
     }
@@ -72,12 +86,12 @@ impl AccountCtx<'_> {
                 // A 940, its control numbers allocated and remembered before it is written.
                 let env = self.x12_envelope(&format!("x12-940:{acct}:{}", f.id), None)?;
                 let path = format!("{}/{}", self.acct.folders.outbound_orders, crate::x12::write::order_file_name(&f));
-                self.write_once(&path, &crate::x12::write::order_940(&env, &f, &items))?;
+                let path = self.write_once(&path, &crate::x12::write::order_940(&env, &f, &items))?;
                 self.x12_sent(&path, &env, crate::ledger::X12Doc::Order, Some(&f.id))?;
                 path
             } else {
                 let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
-                self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
+                let path = self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
                 path
             };
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
@@ -158,13 +172,13 @@ impl AccountCtx<'_> {
                         let env = self.x12_envelope(&format!("x12-940-cancel:{acct}:{}", f.id), None)?;
                         let name = crate::x12::write::cancel_file_name(&f);
                         let path = format!("{}/{name}", self.acct.folders.outbound_cancellations);
-                        self.write_once(&path, &crate::x12::write::cancel_940(&env, &f))?;
+                        let path = self.write_once(&path, &crate::x12::write::cancel_940(&env, &f))?;
                         self.x12_sent(&path, &env, crate::ledger::X12Doc::Cancel, Some(&f.id))?;
                         path
                     } else {
                         let path =
                             format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
-                        self.write_once(&path, &render::render_cancel(&f))?;
+                        let path = self.write_once(&path, &render::render_cancel(&f))?;
                         path
                     };
                     self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Cancelled, Some(&path))?;

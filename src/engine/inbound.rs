@@ -17,6 +17,7 @@
 //!    `archive/` or `rejected/`, with its result file once it has left `inbound/`.
 
 use super::account::{AccountCtx, Step, Stop, StopError};
+use super::content::Source;
 use super::settle;
 use super::x12_read::{read_x12, Batch};
 use super::FileSummary;
@@ -44,41 +45,6 @@ impl<R: Read> Read for Hashing<R> {
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
-    }
-}
-
-/// Keeps the first read error of a drop stream. The parser turns a read error into a file
-/// rejection (`read_error`), which for a connection lost mid-read would be a verdict on the
-/// file; with the error kept, the pass ends as the drop failure it is (an outage: pending).
-pub(super) struct KeepError<R> {
-    inner: R,
-    error: Option<io::Error>,
-}
-
-impl<R: Read> KeepError<R> {
-    pub(super) fn new(inner: R) -> Self {
-        KeepError { inner, error: None }
-    }
-
-    /// The drop failure this pass met, if any.
-    pub(super) fn failed(&mut self, path: &str) -> DropResult<()> {
-        match self.error.take() {
-            Some(e) => Err(DropError::from_io(path, e)),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<R: Read> Read for KeepError<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
-                let told = io::Error::new(e.kind(), e.to_string());
-                self.error.get_or_insert(e);
-                Err(told)
-            }
-            other => other,
-        }
     }
 }
 
@@ -297,7 +263,12 @@ impl AccountCtx<'_> {
             }
             // Past the cycle's deadline no file is started; the rest waits for the next run.
             self.client.check_deadline()?;
-            self.process_file(inbox, &path, &e).await?;
+            let src = Source::file(&dir, &e.name);
+            if crate::wrap::peel(&e.name).zip {
+                self.process_archive(inbox, &src, &e).await?;
+            } else {
+                self.process_file(inbox, &src, &e).await?;
+            }
             for m in &markers {
                 let marker = format!("{path}{m}");
                 if names.contains(&format!("{}{m}", e.name)) {
@@ -316,7 +287,7 @@ impl AccountCtx<'_> {
                 continue;
             }
             let name = f.path.rsplit('/').next().unwrap_or("");
-            if present.contains(name) {
+            if present.contains(name) || super::archive::member_of_present(name, present) {
                 continue;
             }
             let moved = match &f.final_path {
@@ -352,7 +323,7 @@ impl AccountCtx<'_> {
         }
         let results_dir = self.acct.folders.results.clone();
         let existing: HashSet<String> = self.drop.list(&results_dir)?.into_iter().map(|x| x.name).collect();
-        let rname = unique_name_in(&existing, &format!("{safe}.result.csv"));
+        let rname = unique_name_in(&existing, &format!("{safe}.result.csv{}", self.results_suffix()));
         let result = ResultWriter::new(Vec::new()).and_then(|mut w| {
             w.write(&ResultRow {
                 line: 0,
@@ -364,6 +335,15 @@ impl AccountCtx<'_> {
             w.finish()
         });
         let bytes = result.map_err(|err| Stop::local(format!("the result of the refused entry {dir}/{safe}"), err))?;
+        let bytes = match self.acct.pgp.as_ref().filter(|p| p.encrypt_results) {
+            None => bytes,
+            Some(pgp) => {
+                let mut out = Vec::new();
+                super::content::encrypt_for(pgp, &mut bytes.as_slice(), &mut out)
+                    .map_err(|err| Stop::local(format!("encrypting the result of {dir}/{safe}"), io::Error::other(err)))?;
+                out
+            }
+        };
         if moved.is_ok() {
             self.drop.write_atomic(&format!("{results_dir}/{rname}"), &mut bytes.as_slice())?;
         }
@@ -381,12 +361,12 @@ impl AccountCtx<'_> {
     /// or changed while it was read (size, mtime or identity differ from the listing): then
     /// nothing of it counts, whatever `settle_seconds` is, and the next run takes it when it
     /// stands still.
-    fn read_and_parse(&mut self, inbox: Inbox, path: &str, listed: &Entry) -> Step<Option<Parsed>> {
-        let (size, name) = (listed.size, listed.name.as_str());
+    fn read_and_parse(&mut self, inbox: Inbox, src: &Source, listed: &Entry) -> Step<Option<Parsed>> {
+        let (size, path) = (listed.size, src.file.as_str());
         let kind = inbox.kind().unwrap_or(Kind::Inventory);
-        let opts = self.parse_opts(kind, name);
+        let opts = self.parse_opts(kind, &src.name);
         let x12_cfg = self.acct.x12.clone();
-        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
+        let Some(reader) = self.open_input(src, listed)? else { return Ok(None) };
         let mut accepted = Vec::new();
         let mut batches = Vec::new();
         let mut x12 = None;
@@ -394,10 +374,10 @@ impl AccountCtx<'_> {
         let mut file_rejection = None;
         // The reader borrows the drop: its scope ends before the drop is asked again.
         let (hasher, bytes) = {
-            let mut h = Hashing { inner: KeepError::new(reader), hasher: Sha256::new(), bytes: 0 };
+            let mut h = Hashing { inner: reader, hasher: Sha256::new(), bytes: 0 };
             // The first bytes say whether this is an X12 interchange (`ISA`), in any folder.
             let mut head = Vec::with_capacity(512);
-            (&mut h).take(512).read_to_end(&mut head).map_err(|err| DropError::from_io(path, err))?;
+            let _ = (&mut h).take(512).read_to_end(&mut head);
             h.inner.failed(path)?;
             let is_x12 = crate::x12::is_x12(&head);
             let mut h = io::Cursor::new(head).chain(h);
@@ -408,7 +388,7 @@ impl AccountCtx<'_> {
                     column: None,
                     message: format!("file is {size} bytes; the limit is {} bytes", opts.max_file_bytes),
                 });
-                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+                drain(&mut h);
             } else if is_x12 {
                 let r = read_x12(&mut h, &opts, inbox.kind(), x12_cfg.as_ref());
                 file_rejection = r.file_rejection;
@@ -416,14 +396,14 @@ impl AccountCtx<'_> {
                 batches = r.batches;
                 x12 = r.interchange.map(|isa13| (isa13, r.acks));
                 h.get_mut().1.inner.failed(path)?;
-                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+                drain(&mut h);
             } else if inbox == Inbox::Edi {
                 file_rejection = Some(formats::FileRejection::new(
                     formats::ErrorCode::X12Envelope,
                     Some(1),
                     "not an X12 interchange (it does not start with ISA); inbound/edi takes X12 files only",
                 ));
-                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+                drain(&mut h);
             } else {
                 match formats::parse(kind, &mut h, &opts) {
                     Err(r) => file_rejection = Some(r),
@@ -445,7 +425,7 @@ impl AccountCtx<'_> {
                 }
                 h.get_mut().1.inner.failed(path)?;
                 // Hash the whole content even if parsing stopped early.
-                io::copy(&mut h, &mut io::sink()).map_err(|err| DropError::from_io(path, err))?;
+                drain(&mut h);
             }
             // A CSV file is one batch, even an empty one: the planner decides what an empty
             // snapshot means (refused as a likely bad export).
@@ -453,30 +433,49 @@ impl AccountCtx<'_> {
                 let delta = opts.inventory_delta;
                 batches.push(Batch { kind, delta, records: std::mem::take(&mut accepted) });
             }
+            // A wrapper's verdict (wrong key, corrupt, a bomb) is the file's, whatever the
+            // parser made of the content it got before that.
+            let mut h = h.into_inner().1;
+            h.inner.failed(path)?;
+            if let Some(r) = h.inner.rejection() {
+                file_rejection = Some(r);
+            }
             if file_rejection.is_some() {
                 batches.clear();
                 rejected.clear();
                 x12 = None;
             }
-            let mut h = h.into_inner().1;
-            h.inner.failed(path)?;
             (h.hasher, h.bytes)
         };
         let now = self.drop.stat(path)?;
-        if bytes != size || !now.as_ref().is_some_and(|n| n.unchanged_as(listed)) {
+        // A wrapped file's content is not its size on the drop; its listing still must hold.
+        let count_differs = !src.is_wrapped() && bytes != size;
+        if count_differs || !now.as_ref().is_some_and(|n| n.unchanged_as(listed)) {
             tracing::info!(account = %self.acct.name, file = %path, "changed while it was read; taken when it stands still");
             return Ok(None);
         }
         Ok(Some(Parsed { sha256: hex::encode(hasher.finalize()), bytes, batches, x12, rejected, file_rejection }))
     }
 
-    async fn process_file(&mut self, inbox: Inbox, path: &str, e: &Entry) -> Step<()> {
+    pub(super) async fn process_file(&mut self, inbox: Inbox, src: &Source, e: &Entry) -> Step<()> {
+        let row = self.take_source(inbox, src, e)?;
+        self.process_row(inbox, src, e, row).await
+    }
+
+    /// The ledger row of `src`: the unfinished one, or a new one.
+    pub(super) fn take_source(&mut self, inbox: Inbox, src: &Source, e: &Entry) -> Step<FileRow> {
+        Ok(self.ledger.take_file(&self.acct.name, inbox.name(), &src.path, e.size, settle::millis(e.mtime))?)
+    }
+
+    /// Steps 1–5 of `src` from where `row` stands (a zip member stops before the move: its
+    /// archive moves once all its members are done).
+    pub(super) async fn process_row(&mut self, inbox: Inbox, src: &Source, e: &Entry, mut row: FileRow) -> Step<()> {
         let acct = self.acct.name.clone();
-        let mut row = self.ledger.take_file(&acct, inbox.name(), path, e.size, settle::millis(e.mtime))?;
+        let path = src.path.as_str();
         if row.step < FileStep::Applied {
-            let Some(parsed) = self.read_and_parse(inbox, path, e)? else {
+            let Some(parsed) = self.read_and_parse(inbox, src, e)? else {
                 // Nothing recorded beyond "taken"; the settle clock starts again.
-                self.ledger.forget_observation(&acct, path)?;
+                self.ledger.forget_observation(&acct, &src.file)?;
                 let due = settle::millis(std::time::SystemTime::now()) + self.acct.settle.as_millis() as i64;
                 self.report.settle_due_ms = Some(self.report.settle_due_ms.map_or(due, |d| d.min(due)));
                 return Ok(());
@@ -591,7 +590,7 @@ impl AccountCtx<'_> {
                 .file(id)?
                 .ok_or_else(|| Stop::new(StopError::RowVanished { id, path: path.to_string() }))?;
         }
-        self.finish_outputs(inbox, path, row, e)
+        self.finish_outputs(inbox, src, row, e)
     }
 
     /// The earlier file that brought this X12 interchange, if another did.
@@ -606,11 +605,11 @@ impl AccountCtx<'_> {
 
     /// Whether the file starts like an X12 interchange (for its error file: a file refused
     /// whole, such as one from an unknown partner, has no X12 mark).
-    fn looks_like_x12(&mut self, path: &str, listed: &Entry) -> Step<bool> {
-        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(false) };
-        let mut reader = KeepError::new(reader);
+    fn looks_like_x12(&mut self, src: &Source, listed: &Entry) -> Step<bool> {
+        let Some(mut reader) = self.open_input(src, listed)? else { return Ok(false) };
         let mut head = Vec::with_capacity(512);
         let read = (&mut reader).take(512).read_to_end(&mut head);
+        let path = src.file.as_str();
         reader.failed(path)?;
         read.map_err(|e| DropError::from_io(path, e))?;
         Ok(crate::x12::is_x12(&head))
@@ -629,8 +628,9 @@ impl AccountCtx<'_> {
     }
 
     /// Steps 2–5: result file, error file, move. Each recognises its own earlier completion.
-    fn finish_outputs(&mut self, inbox: Inbox, path: &str, mut row: FileRow, listed: &Entry) -> Step<()> {
-        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    pub(super) fn finish_outputs(&mut self, inbox: Inbox, src: &Source, mut row: FileRow, listed: &Entry) -> Step<()> {
+        let path = src.path.as_str();
+        let name = src.name.clone();
         let outcomes = self.ledger.outcomes(row.id)?;
         let f = self.acct.folders.clone();
         // An X12 file (its ISA13 marked when it was applied): its 997s first, each once.
@@ -641,7 +641,7 @@ impl AccountCtx<'_> {
         if let Some(isa13) = &isa13 {
             let done = x12_acks_mark(&self.acct.name, row.id);
             if row.step < FileStep::ErrorsWritten && self.ledger.get_mark(&done)?.is_none() {
-                let Some(groups) = self.x12_groups(inbox, path, listed)? else { return Ok(()) };
+                let Some(groups) = self.x12_groups(inbox, src, listed)? else { return Ok(()) };
                 self.write_acks(row.id, isa13, &groups)?;
                 self.ledger.set_mark(&done, "1")?;
             }
@@ -651,7 +651,8 @@ impl AccountCtx<'_> {
                 Some(p) => p.clone(),
                 None => {
                     let existing: HashSet<String> = self.drop.list(&f.results)?.into_iter().map(|x| x.name).collect();
-                    let p = format!("{}/{}", f.results, unique_name_in(&existing, &format!("{name}.result.csv")));
+                    let wanted = format!("{name}.result.csv{}", self.results_suffix());
+                    let p = format!("{}/{}", f.results, unique_name_in(&existing, &wanted));
                     self.ledger.set_step(row.id, FileStep::Applied, Some(&p), None)?;
                     p
                 }
@@ -672,7 +673,8 @@ impl AccountCtx<'_> {
                 tmp.rewind()?;
                 Ok(tmp)
             })();
-            let mut tmp = built.map_err(|e| Stop::local(format!("the temporary result file of {path}"), e))?;
+            let tmp = built.map_err(|e| Stop::local(format!("the temporary result file of {path}"), e))?;
+            let mut tmp = self.seal_result(tmp, path)?;
             match self.drop.write_atomic(&target, &mut tmp) {
                 Ok(()) => {}
                 // The name was recorded before writing: an existing file is our own, written
@@ -692,20 +694,33 @@ impl AccountCtx<'_> {
                     None => {
                         let existing: HashSet<String> =
                             self.drop.list(&f.errors)?.into_iter().map(|x| x.name).collect();
-                        let p = format!("{}/{}", f.errors, unique_name_in(&existing, &format!("{name}.errors.csv")));
+                        let wanted = format!("{name}.errors.csv{}", self.results_suffix());
+                        let p = format!("{}/{}", f.errors, unique_name_in(&existing, &wanted));
                         self.ledger.set_step(row.id, FileStep::ResultWritten, None, Some(&p))?;
                         p
                     }
                 };
-                let x12 = isa13.is_some() || inbox == Inbox::Edi || self.looks_like_x12(path, listed)?;
-                let rendered = match inbox.kind() {
-                    Some(kind) if !x12 => self.render_errors(kind, path, listed, &outcomes)?,
-                    _ => self.render_x12_errors(inbox, path, listed, &outcomes)?,
+                let wrapper_fault = row.reject_file
+                    && outcomes.iter().any(|o| {
+                        let too_large = src.is_wrapped() && o.code == formats::ErrorCode::FileTooLarge.as_str();
+                        o.line == 0 && (too_large || super::content::is_wrapper_code(&o.code))
+                    });
+                let rendered = if wrapper_fault || src.member.is_none() && crate::wrap::peel(&name).zip {
+                    // Nothing readable to quote (a wrong key, a corrupt wrapper), or an archive,
+                    // whose rows are its members: the rows say it all.
+                    Some(file_level_errors(&outcomes).map_err(|e| Stop::local(format!("the error file of {path}"), e))?)
+                } else {
+                    let x12 = isa13.is_some() || inbox == Inbox::Edi || self.looks_like_x12(src, listed)?;
+                    match inbox.kind() {
+                        Some(kind) if !x12 => self.render_errors(kind, src, listed, &outcomes)?,
+                        _ => self.render_x12_errors(inbox, src, listed, &outcomes)?,
+                    }
                 };
-                let Some(mut tmp) = rendered else {
+                let Some(tmp) = rendered else {
                     // Left in inbound/ at this step; the next run looks at what is there then.
                     return Ok(());
                 };
+                let mut tmp = self.seal_result(tmp, path)?;
                 match self.drop.write_atomic(&target, &mut tmp) {
                     Ok(()) => {}
                     Err(e) if e.kind == DropErrorKind::AlreadyExists => {}
@@ -718,6 +733,11 @@ impl AccountCtx<'_> {
             }
             row.step = FileStep::ErrorsWritten;
         }
+        if src.member.is_some() {
+            // Its archive moves, and finishes it, once every member is this far.
+            return Ok(());
+        }
+        let name = listed.name.clone();
         let state = if row.reject_file { FileState::Rejected } else { FileState::Archived };
         let target = match &row.final_path {
             Some(p) => p.clone(),
@@ -733,11 +753,13 @@ impl AccountCtx<'_> {
                 p
             }
         };
+        self.before_move(row.id, &target)?;
         match self.drop.rename_no_replace(path, &target) {
             Ok(()) => {}
             Err(e) if e.kind == DropErrorKind::NotFound && self.drop.stat(&target)?.is_some() => {}
             Err(e) => return Err(e.into()),
         }
+        self.after_move(row.id, &target)?;
         self.ledger.finish_file(row.id, state, &target)?;
         self.ledger.forget_observation(&self.acct.name, path)?;
         let rejected = outcomes.iter().filter(|o| o.outcome == "rejected").count() as u64;
@@ -759,6 +781,32 @@ impl AccountCtx<'_> {
         Ok(())
     }
 
+    /// `.pgp` when result and error files go out encrypted (`pgp_encrypt_results`).
+    fn results_suffix(&self) -> &'static str {
+        if self.acct.pgp.as_ref().is_some_and(|p| p.encrypt_results) {
+            ".pgp"
+        } else {
+            ""
+        }
+    }
+
+    /// A result or error file as it goes on the drop: encrypted to the partner (and signed)
+    /// under `pgp_encrypt_results`, into a temporary file of its own; else as it is.
+    fn seal_result(&self, mut plain: std::fs::File, path: &str) -> Step<std::fs::File> {
+        let Some(pgp) = self.acct.pgp.as_ref().filter(|p| p.encrypt_results) else { return Ok(plain) };
+        let sealed = (|| -> io::Result<std::fs::File> {
+            let mut out = tempfile::tempfile()?;
+            {
+                let mut w = io::BufWriter::new(&mut out);
+                super::content::encrypt_for(pgp, &mut plain, &mut w).map_err(io::Error::other)?;
+                w.flush()?;
+            }
+            out.rewind()?;
+            Ok(out)
+        })();
+        sealed.map_err(|e| Stop::local(format!("encrypting the result of {path}"), e))
+    }
+
     /// Rebuild the error report from the original file and the stored outcomes: streaming, and
     /// the same after a crash as before it.
     /// The original is opened as the listed file (no link followed, same identity), or not at
@@ -770,13 +818,13 @@ impl AccountCtx<'_> {
     fn widest_rejected_row(
         &mut self,
         kind: Kind,
-        path: &str,
+        src: &Source,
         listed: &Entry,
         opts: &formats::ParseOptions,
         rejected_by_line: &HashMap<u64, &StoredRecord>,
     ) -> Step<Option<usize>> {
-        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else { return Ok(None) };
-        let mut reader = KeepError::new(reader);
+        let path = src.file.as_str();
+        let Some(mut reader) = self.open_input(src, listed)? else { return Ok(None) };
         let mut widest = 0;
         if let Ok(units) = formats::parse(kind, &mut reader, opts) {
             for u in units {
@@ -794,21 +842,21 @@ impl AccountCtx<'_> {
     fn render_errors(
         &mut self,
         kind: Kind,
-        path: &str,
+        src: &Source,
         listed: &Entry,
         outcomes: &[StoredRecord],
     ) -> Step<Option<std::fs::File>> {
-        let opts = self.parse_opts(kind, &listed.name);
+        let path = src.file.as_str();
+        let opts = self.parse_opts(kind, &src.name);
         let rejected_by_line: HashMap<u64, &StoredRecord> =
             outcomes.iter().filter(|o| o.outcome == "rejected").map(|o| (o.line, o)).collect();
-        let Some(widest) = self.widest_rejected_row(kind, path, listed, &opts, &rejected_by_line)? else {
+        let Some(widest) = self.widest_rejected_row(kind, src, listed, &opts, &rejected_by_line)? else {
             tracing::warn!(account = %self.acct.name, file = %path, "error file not written: the file changed since it was listed");
             return Ok(None);
         };
-        let Some(reader) = open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+        let Some(mut reader) = self.open_input(src, listed)? else {
             return Ok(None);
         };
-        let mut reader = KeepError::new(reader);
         let built = write_error_file(kind, &mut reader, &opts, widest, &rejected_by_line);
         reader.failed(path)?;
         built.map(Some).map_err(|e| Stop::local(format!("the temporary error file of {path}"), e))
@@ -881,6 +929,25 @@ fn write_error_file(
     Ok(tmp)
 }
 
+/// An error file of file-level rows only (line, column, code, message of each rejected
+/// outcome): for a file whose content cannot be quoted, and for an archive (a row per member).
+fn file_level_errors(outcomes: &[StoredRecord]) -> io::Result<std::fs::File> {
+    let mut tmp = tempfile::tempfile()?;
+    {
+        let mut buf = io::BufWriter::new(&mut tmp);
+        let mut w = ErrorWriter::new(&mut buf, &[])?;
+        for o in outcomes.iter().filter(|o| o.outcome == "rejected") {
+            let code = if o.code.is_empty() { "rejected" } else { o.code.as_str() };
+            let line = (o.line > 0).then_some(o.line);
+            w.write_file_error(line, &o.key, code, &o.message)?;
+        }
+        w.finish()?;
+        buf.flush()?;
+    }
+    tmp.rewind()?;
+    Ok(tmp)
+}
+
 /// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
 /// listed: every read of an inbound file (parse, widest row, error file) goes through this one
 /// check, so a file swapped or changed since the listing is never read.
@@ -889,7 +956,7 @@ pub(super) fn open_unchanged<'a>(
     account: &str,
     path: &str,
     listed: &Entry,
-) -> DropResult<Option<Box<dyn Read + 'a>>> {
+) -> DropResult<Option<Box<dyn Read + Send + 'a>>> {
     match drop.open_listed(path, listed) {
         Ok(r) => Ok(Some(r)),
         Err(e) if e.kind == DropErrorKind::Changed => {
@@ -898,6 +965,12 @@ pub(super) fn open_unchanged<'a>(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Read the rest of a stream, for its hash. A failure is kept where it happened (the drop's by
+/// the input, a wrapper's as the file's rejection) and looked at after the pass, not here.
+fn drain(r: &mut impl Read) {
+    let _ = io::copy(r, &mut io::sink());
 }
 
 fn record_line(r: &Record) -> u64 {

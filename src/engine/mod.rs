@@ -7,7 +7,9 @@
 pub mod account;
 pub mod alert;
 pub mod apply;
+mod archive;
 pub mod attention;
+mod content;
 pub mod download;
 mod fanout;
 pub mod halt;

@@ -99,7 +99,7 @@ impl AccountCtx<'_> {
             );
             let path = format!("{}/{name}", self.acct.folders.outbound_acks);
             let bytes = crate::x12::write::ack_997(&env, g);
-            self.write_once(&path, &bytes)?;
+            let path = self.write_once(&path, &bytes)?;
             self.x12_sent(&path, &env, X12Doc::Ack, None)?;
             tracing::info!(account = %self.acct.name, file = %path, group = %g.control, status = g.status(), "997 sent");
         }
@@ -199,15 +199,15 @@ impl AccountCtx<'_> {
     pub(super) fn x12_groups(
         &mut self,
         inbox: super::inbound::Inbox,
-        path: &str,
+        src: &super::content::Source,
         listed: &crate::drop::Entry,
     ) -> Step<Option<Vec<GroupResult>>> {
         let opts = self.acct.parse.clone();
         let cfg = self.acct.x12.clone();
-        let Some(reader) = super::inbound::open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+        let path = src.file.as_str();
+        let Some(mut reader) = self.open_input(src, listed)? else {
             return Ok(None);
         };
-        let mut reader = super::inbound::KeepError::new(reader);
         let r = read_x12(&mut reader, &opts, inbox.kind(), cfg.as_ref());
         reader.failed(path)?;
         Ok(Some(if r.file_rejection.is_some() { Vec::new() } else { r.groups }))
@@ -218,16 +218,16 @@ impl AccountCtx<'_> {
     pub(super) fn render_x12_errors(
         &mut self,
         inbox: super::inbound::Inbox,
-        path: &str,
+        src: &super::content::Source,
         listed: &crate::drop::Entry,
         outcomes: &[crate::ledger::StoredRecord],
     ) -> Step<Option<std::fs::File>> {
         let opts = self.acct.parse.clone();
         let cfg = self.acct.x12.clone();
-        let Some(reader) = super::inbound::open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+        let path = src.file.as_str();
+        let Some(mut reader) = self.open_input(src, listed)? else {
             return Ok(None);
         };
-        let mut reader = super::inbound::KeepError::new(reader);
         let r = read_x12(&mut reader, &opts, inbox.kind(), cfg.as_ref());
         reader.failed(path)?;
         drop(reader);
@@ -253,10 +253,9 @@ impl AccountCtx<'_> {
         }
         rows.sort_by_key(|r| r.0);
         let wanted: std::collections::HashSet<u64> = rows.iter().map(|r| r.0).collect();
-        let Some(reader) = super::inbound::open_unchanged(self.drop.as_mut(), &self.acct.name, path, listed)? else {
+        let Some(mut reader) = self.open_input(src, listed)? else {
             return Ok(None);
         };
-        let mut reader = super::inbound::KeepError::new(reader);
         let texts = segment_texts(&mut reader, &opts, &wanted);
         reader.failed(path)?;
         let built = (|| -> std::io::Result<std::fs::File> {

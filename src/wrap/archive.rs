@@ -126,7 +126,7 @@ impl ZipMembers {
     /// an unreadable member or a corrupt entry ([`WrapError::BadArchive`]), a declared size
     /// past what is left of the limit ([`WrapError::TooLarge`]). While reading: damage is
     /// `BadArchive`, growing past the limit is `TooLarge` (see [`WrapError::from_io`]).
-    pub fn open(&mut self, index: usize) -> Result<Box<dyn Read + '_>, WrapError> {
+    pub fn open(&mut self, index: usize) -> Result<Box<dyn Read + Send + '_>, WrapError> {
         let info = self
             .members
             .iter()

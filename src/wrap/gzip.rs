@@ -10,7 +10,7 @@ use flate2::read::MultiGzDecoder;
 use std::io::{self, Read};
 
 /// Decompresses `input`; errors come out as [`WrapError::into_io`] gives them.
-pub fn decoder<'a>(input: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+pub fn decoder<'a>(input: Box<dyn Read + Send + 'a>) -> Box<dyn Read + Send + 'a> {
     Box::new(Gunzip { inner: MultiGzDecoder::new(Underneath::new(input)), failed: false })
 }
 

@@ -89,18 +89,18 @@ fn ends_with_ci(s: &str, suffix: &str) -> bool {
 
 /// The OpenPGP layer, supplied by the caller (it holds the keys): takes the encrypted stream,
 /// gives the decrypted one.
-pub type PgpLayer<'a, 'f> = &'f dyn Fn(Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>, WrapError>;
+pub type PgpLayer<'a, 'f> = &'f dyn Fn(Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, WrapError>;
 
 /// Takes `layers` (outermost first, as [`peel`] gives them) off `input`, each followed by a
 /// limit of `limit` bytes out. No layers: `input` comes back as it is (the caller's own limit
 /// applies). Errors found while setting up (the OpenPGP callback's) come back here; those found
 /// while reading come out of the returned reader (see [`WrapError::from_io`]).
 pub fn unwrap_stream<'a>(
-    input: Box<dyn Read + 'a>,
+    input: Box<dyn Read + Send + 'a>,
     layers: &[Layer],
     pgp: PgpLayer<'a, '_>,
     limit: u64,
-) -> Result<Box<dyn Read + 'a>, WrapError> {
+) -> Result<Box<dyn Read + Send + 'a>, WrapError> {
     if layers.len() > MAX_LAYERS {
         return Err(WrapError::BadArchive(format!(
             "the name has {} wrappers; at most {MAX_LAYERS} are taken off",
@@ -211,7 +211,7 @@ mod tests {
         }
     }
 
-    fn no_pgp<'a>(_: Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>, WrapError> {
+    fn no_pgp<'a>(_: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, WrapError> {
         Err(WrapError::PgpWrongKey { key_ids: vec![], message: "no keys in this test".into() })
     }
 

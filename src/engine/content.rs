@@ -1,0 +1,235 @@
+//! An inbound file's content as the parsers read it: the drop's stream with its wrappers
+//! (OpenPGP, gzip) taken off, or one member of a zip on the drop (`wrap`).
+//!
+//! Two kinds of failure come out of a wrapped stream and they mean different things: the
+//! drop's own (a connection lost mid-read: an outage, the file is taken again later) and the
+//! wrapper's (a wrong key, a corrupt packet, a bomb: a verdict on the file, which goes to
+//! `rejected/`). [`Input`] keeps them apart; the drop's always wins, because a stream cut
+//! short by the network also looks corrupt to the layers above it.
+
+use super::account::{AccountCtx, Step};
+use super::inbound::open_unchanged;
+use crate::drop::{DropError, DropResult, Entry};
+use crate::formats::{ErrorCode, FileRejection};
+use crate::wrap::{self, Layer, WrapError};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+/// What a ledger file reads: a file on the drop, or one member of a zip archive there.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    /// The ledger's path: the drop path, or `FOLDER/ARCHIVE!MEMBER` for a member.
+    pub path: String,
+    /// The file on the drop.
+    pub file: String,
+    /// What results are named after: the name with its wrappers removed (`stock.csv` for
+    /// `stock.csv.gz.pgp`), `ARCHIVE.zip!MEMBER` for a member.
+    pub name: String,
+    /// The drop file's stream wrappers, outermost first.
+    pub layers: Vec<Layer>,
+    /// The member's index in the archive.
+    pub member: Option<usize>,
+}
+
+impl Source {
+    /// The file `name` in `dir` as it is on the drop.
+    pub fn file(dir: &str, name: &str) -> Source {
+        let peeled = wrap::peel(name);
+        Source {
+            path: format!("{dir}/{name}"),
+            file: format!("{dir}/{name}"),
+            name: peeled.name,
+            layers: peeled.layers,
+            member: None,
+        }
+    }
+
+    /// Member `index` of the archive `archive`, shown as `display` (a flat, safe name).
+    pub fn member(archive: &Source, index: usize, display: &str) -> Source {
+        let dir = archive.file.rsplit_once('/').map_or("", |(d, _)| d);
+        let file_name = archive.file.rsplit('/').next().unwrap_or(&archive.file);
+        Source {
+            path: format!("{dir}/{file_name}{}{display}", wrap::archive::SEPARATOR),
+            file: archive.file.clone(),
+            name: format!("{}{}{display}", archive.name, wrap::archive::SEPARATOR),
+            layers: archive.layers.clone(),
+            member: Some(index),
+        }
+    }
+
+    /// Read through a wrapper: its byte count differs from the listed size by design.
+    pub fn is_wrapped(&self) -> bool {
+        !self.layers.is_empty() || self.member.is_some()
+    }
+}
+
+/// Keeps the first failure of the drop's own stream, shared with the [`Input`] above the
+/// wrappers that own the stream.
+struct KeepShared<R> {
+    inner: R,
+    slot: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl<R: Read> Read for KeepShared<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                let told = io::Error::new(e.kind(), e.to_string());
+                if let Ok(mut slot) = self.slot.lock() {
+                    slot.get_or_insert(e);
+                }
+                Err(told)
+            }
+            other => other,
+        }
+    }
+}
+
+/// An opened source: its unwrapped content, and what went wrong on the way.
+pub(super) struct Input<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    drop_error: Arc<Mutex<Option<io::Error>>>,
+    wrap_error: Option<WrapError>,
+}
+
+impl Input<'_> {
+    /// The drop failure this pass met, if any: the pass ends as an outage, not a verdict.
+    pub fn failed(&mut self, path: &str) -> DropResult<()> {
+        match self.drop_error.lock().ok().and_then(|mut s| s.take()) {
+            Some(e) => Err(DropError::from_io(path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The wrapper's verdict on the file, if it gave one: the file's rejection.
+    pub fn rejection(&mut self) -> Option<FileRejection> {
+        let w = self.wrap_error.take()?;
+        let code = w.code()?;
+        Some(FileRejection { code, line: None, column: None, message: w.to_string() })
+    }
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.wrap_error.is_some() {
+            return Err(io::Error::other("the file's wrapper failed"));
+        }
+        match self.inner.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                let told = io::Error::new(e.kind(), e.to_string());
+                match WrapError::from_io(e) {
+                    WrapError::Drop(_) => {}
+                    w => self.wrap_error = Some(w),
+                }
+                Err(told)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Codes a wrapper rejects a whole file with: its error file is the one file-level row, the
+/// content is never read again for it.
+pub(super) fn is_wrapper_code(code: &str) -> bool {
+    [ErrorCode::PgpWrongKey, ErrorCode::PgpCorrupt, ErrorCode::PgpBadSignature, ErrorCode::BadArchive]
+        .iter()
+        .any(|c| c.as_str() == code)
+}
+
+impl<'a> AccountCtx<'a> {
+    /// Open `src` for reading as the listed file, or `None` (logged) when it is not the file
+    /// that was listed any more. Every read of an inbound file goes through here.
+    pub(super) fn open_input(&mut self, src: &Source, listed: &Entry) -> Step<Option<Input<'_>>> {
+        let acct: &'a crate::config::Account = self.acct;
+        let Some(raw) = open_unchanged(self.drop.as_mut(), &acct.name, &src.file, listed)? else { return Ok(None) };
+        let slot = Arc::new(Mutex::new(None));
+        let raw: Box<dyn Read + Send + '_> = Box::new(KeepShared { inner: raw, slot: slot.clone() });
+        let limit = acct.parse.max_file_bytes;
+        let pgp = acct.pgp.as_ref();
+        let decrypt = |r| match pgp {
+            Some(p) => p.decrypt(r),
+            None => Err(crate::config::no_secret_key("the account has no pgp_secret_key_file to decrypt it")),
+        };
+        let opened = wrap::unwrap_stream(raw, &src.layers, &decrypt, limit).and_then(|r| match src.member {
+            None => Ok(r),
+            Some(i) => member_file(r, i, limit),
+        });
+        Ok(Some(match opened {
+            Ok(inner) => Input { inner, drop_error: slot, wrap_error: None },
+            Err(e) => {
+                let wrap_error = match e {
+                    WrapError::Drop(d) => {
+                        if let Ok(mut s) = slot.lock() {
+                            s.get_or_insert(d);
+                        }
+                        None
+                    }
+                    w => Some(w),
+                };
+                Input { inner: Box::new(io::empty()), drop_error: slot, wrap_error }
+            }
+        }))
+    }
+
+    /// The members of the zip `src` (after its stream wrappers): `Err` with the rejection
+    /// when the archive cannot be read; `None` when the file changed since it was listed.
+    pub(super) fn zip_members(
+        &mut self,
+        src: &Source,
+        listed: &Entry,
+    ) -> Step<Option<Result<Vec<wrap::archive::MemberInfo>, FileRejection>>> {
+        let limit = self.acct.parse.max_file_bytes;
+        let Some(mut input) = self.open_input(src, listed)? else { return Ok(None) };
+        let spooled = wrap::archive::ZipMembers::spool(&mut input, limit);
+        input.failed(&src.file)?;
+        let listing = match spooled {
+            Ok(z) => Ok(z.members().to_vec()),
+            Err(e) => Err(input.rejection().or_else(|| {
+                e.code().map(|code| FileRejection { code, line: None, column: None, message: e.to_string() })
+            })),
+        };
+        Ok(Some(listing.map_err(|r| {
+            r.unwrap_or_else(|| FileRejection {
+                code: ErrorCode::ReadError,
+                line: None,
+                column: None,
+                message: "the archive could not be read".into(),
+            })
+        })))
+    }
+}
+
+/// Encrypt `plain` to the account's partner (signed with our key under `pgp_sign_outbound`).
+pub(super) fn encrypt_for(
+    pgp: &crate::config::PgpSettings,
+    plain: &mut dyn Read,
+    out: &mut dyn io::Write,
+) -> Result<(), WrapError> {
+    let Some(partner) = pgp.partner.as_deref() else {
+        // Config load refuses encryption without the partner's key; kept total all the same.
+        return Err(WrapError::PgpWrongKey { key_ids: Vec::new(), message: "no partner public key to encrypt to".into() });
+    };
+    let sign_with = if pgp.sign_outbound { pgp.ours.as_deref() } else { None };
+    wrap::pgp::encrypt(plain, out, partner, sign_with)
+}
+
+/// Member `index` of the zip `archive`, decompressed into an anonymous temporary file (flat
+/// memory, and a reader that owns what it reads).
+fn member_file(archive: Box<dyn Read + Send + '_>, index: usize, limit: u64) -> Result<Box<dyn Read + Send>, WrapError> {
+    use std::io::Seek;
+    let mut zip = wrap::archive::ZipMembers::spool(archive, limit)?;
+    let local = |e: io::Error| WrapError::Drop(io::Error::new(e.kind(), format!("a temporary file for the zip member: {e}")));
+    let mut file = tempfile::tempfile().map_err(local)?;
+    let mut member = zip.open(index)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match member.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => io::Write::write_all(&mut file, &buf[..n]).map_err(local)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WrapError::from_io(e)),
+        }
+    }
+    file.rewind().map_err(local)?;
+    Ok(Box::new(io::BufReader::new(file)))
+}
