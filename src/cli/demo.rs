@@ -5,7 +5,8 @@
 //! fulfillments out as order files, the "warehouse" answers with a shipments file built from
 //! those order files, and the bridge completes the fulfillments in Stitch. A second warehouse
 //! speaks X12 (with a Stitch of its own): stock as an 846 and orders as an 850, the bridge's 940s
-//! answered with a 997 and a 945.
+//! answered with a 997 and a 945. A third sends its stock gzipped, OpenPGP-encrypted to our key
+//! and signed, and reads the result file the bridge encrypted back to it.
 
 use crate::config::Config;
 use crate::engine::{self, exit, Parts, RunReport};
@@ -129,6 +130,54 @@ fn x12_answers(outbound: &Path) -> std::io::Result<(String, String, usize)> {
     Ok((from_x12_warehouse(21, "FA", "997", &acks), from_x12_warehouse(22, "SW", "945", &ships), n))
 }
 
+/// A Curve25519 key pair (EdDSA primary, ECDH encryption subkey, no passphrase) for the demo's
+/// encrypted partner: (secret key, public key), armoured.
+fn demo_key(uid: &str) -> anyhow::Result<(String, String)> {
+    use pgp::composed::{EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    let mut rng = rand08::thread_rng();
+    let subkey = SubkeyParamsBuilder::default()
+        .key_type(KeyType::ECDH(pgp::crypto::ecc_curve::ECCCurve::Curve25519Legacy))
+        .can_encrypt(EncryptionCaps::All)
+        .passphrase(None)
+        .build()?;
+    let key = SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .primary_user_id(uid.into())
+        .passphrase(None)
+        .subkey(subkey)
+        .build()?
+        .generate(&mut rng)?;
+    let public = key.to_public_key().to_armored_string(None.into())?;
+    Ok((key.to_armored_string(None.into())?, public))
+}
+
+/// What the encrypted partner does with its keys: its stock list gzipped, encrypted to us and
+/// signed by it; and it reads the result file we encrypted to it.
+fn encrypted_stock(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use crate::wrap::pgp::{OurKey, PartnerKey};
+    let theirs = OurKey::load(&dir.join("secrets/demo-pgp-warehouse.sec.asc"), None)?;
+    let ours = PartnerKey::load(&dir.join("demo-pgp-bridge.pub.asc"))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, INVENTORY.as_bytes())?;
+    let plain = gz.finish()?;
+    let mut out = Vec::new();
+    crate::wrap::pgp::encrypt(&mut plain.as_slice(), &mut out, &ours, Some(&theirs))?;
+    Ok(out)
+}
+
+/// The partner decrypts a file we sent it (checking our signature).
+fn partner_reads(dir: &Path, file: &Path) -> anyhow::Result<String> {
+    use crate::wrap::pgp::{OurKey, PartnerKey};
+    let theirs = OurKey::load(&dir.join("secrets/demo-pgp-warehouse.sec.asc"), None)?;
+    let ours = PartnerKey::load(&dir.join("demo-pgp-bridge.pub.asc"))?;
+    let mut r = crate::wrap::pgp::decrypt(Box::new(fs::File::open(file)?), &theirs, Some(&ours), true)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut r, &mut text)?;
+    Ok(text)
+}
+
 fn summarize(report: &RunReport) {
     crate::cli::run::print_report(report);
 }
@@ -167,18 +216,41 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         ..Default::default()
     })?;
     outln!("Stitch simulator of the X12 partner listening on {}", x12_sim.base_url());
+    // And the encrypted partner's.
+    let pgp_token = format!("demo-pgp-{:016x}", rand::random::<u64>());
+    let pgp_sim = sim::start_in_background(SimOptions {
+        token: pgp_token.clone(),
+        seed: Some(Seed::Json(serde_json::from_str(SEED)?)),
+        ..Default::default()
+    })?;
+    outln!("Stitch simulator of the encrypted partner listening on {}", pgp_sim.base_url());
 
     let drop = dir.join("drop");
     fs::create_dir_all(dir.join("secrets"))?;
     super::write_private(&dir.join("secrets/demo.token"), token.as_bytes(), 0o600)?;
     super::write_private(&dir.join("secrets/demo-x12.token"), x12_token.as_bytes(), 0o600)?;
+    super::write_private(&dir.join("secrets/demo-pgp.token"), pgp_token.as_bytes(), 0o600)?;
+    // Both sides' OpenPGP keys: ours, and the one the partner would have made and sent us the
+    // public half of.
+    let (bridge_sec, bridge_pub) = demo_key("stitch-bridge demo <bridge@example.com>")?;
+    let (wh_sec, wh_pub) = demo_key("demo warehouse <warehouse@example.com>")?;
+    super::write_private(&dir.join("secrets/demo-pgp-bridge.sec.asc"), bridge_sec.as_bytes(), 0o600)?;
+    super::write_private(&dir.join("secrets/demo-pgp-warehouse.sec.asc"), wh_sec.as_bytes(), 0o600)?;
+    fs::write(dir.join("demo-pgp-bridge.pub.asc"), bridge_pub)?;
+    fs::write(dir.join("demo-pgp-warehouse.pub.asc"), wh_pub)?;
     let config_text = format!(
         "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"demo\"\ndrop = \"drop\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo.token\"\nsettle_seconds = 0\n\n\
          [[account]]\nname = \"demo-x12\"\ndrop = \"drop-x12\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo-x12.token\"\nsettle_seconds = 0\n\n\
-         [account.x12]\ninterchange_id = \"STITCHBRIDGE\"\npartner_interchange_id = \"WAREHOUSE\"\norders_as = \"x12\"\n",
+         [account.x12]\ninterchange_id = \"STITCHBRIDGE\"\npartner_interchange_id = \"WAREHOUSE\"\norders_as = \"x12\"\n\n\
+         [[account]]\nname = \"demo-pgp\"\ndrop = \"drop-pgp\"\nstitch_url = \"{}\"\ntoken_file = \"secrets/demo-pgp.token\"\nsettle_seconds = 0\n\
+         pgp_secret_key_file = \"secrets/demo-pgp-bridge.sec.asc\"\npgp_partner_public_key_file = \"demo-pgp-warehouse.pub.asc\"\n\
+         pgp_require_signature = true\npgp_encrypt_outbound = true\npgp_encrypt_results = true\npgp_sign_outbound = true\n",
         sim.base_url(),
-        x12_sim.base_url()
+        x12_sim.base_url(),
+        pgp_sim.base_url()
     );
+    let pgp_drop = dir.join("drop-pgp");
+    fs::create_dir_all(pgp_drop.join("inbound/inventory"))?;
     let x12_drop = dir.join("drop-x12");
     fs::create_dir_all(x12_drop.join("inbound/edi"))?;
     super::write_private(&dir.join("stitch-bridge.toml"), config_text.as_bytes(), 0o640)?;
@@ -217,7 +289,19 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     let x12_second = engine::run_cycle(&config, &["demo-x12".to_string()], Parts::ALL);
     summarize(&x12_second);
 
-    step(5, "Running the same cycle again changes nothing");
+    step(5, "The encrypted partner sends its stock gzipped, encrypted to our key and signed by it");
+    fs::write(pgp_drop.join("inbound/inventory/stock.csv.gz.pgp"), encrypted_stock(&dir)?)?;
+    let pgp_first = engine::run_cycle(&config, &["demo-pgp".to_string()], Parts::ALL);
+    summarize(&pgp_first);
+    let sealed = pgp_drop.join("results/stock.csv.result.csv.pgp");
+    let result = partner_reads(&dir, &sealed)?;
+    outln!(
+        "  the partner decrypts {} (signed by us): {} result rows",
+        sealed.display(),
+        result.lines().count().saturating_sub(1)
+    );
+
+    step(6, "Running the same cycle again changes nothing");
     let third = engine::run_cycle(&config, &[], Parts::ALL);
     let writes: u64 = third.accounts.iter().map(|a| a.write_requests).sum();
     outln!("  write requests in the repeat cycle: {writes}");
@@ -244,6 +328,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         x12_state.shipments.len()
     );
     outln!("  X12 drop: {}", x12_drop.display());
+    outln!("  encrypted partner's drop: {}", pgp_drop.display());
     outln!("  drop:    {}", drop.display());
     outln!("  results: {}", drop.join("results").display());
     outln!("  errors:  {} (open them in a spreadsheet)", drop.join("errors").display());
@@ -254,6 +339,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         .chain(&second.accounts)
         .chain(&x12_first.accounts)
         .chain(&x12_second.accounts)
+        .chain(&pgp_first.accounts)
         .all(|a| a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty() && a.attention.is_none())
         && complete > 0
         && open == 0
