@@ -172,4 +172,8 @@ fn demo_runs_the_whole_loop() {
     for d in ["inbound/inventory", "inbound/orders", "inbound/shipments"] {
         assert!(list(d).is_empty(), "{d} emptied");
     }
+    // The encrypted partner: its stock applied, the result sealed for it (and read back by it).
+    let sealed = dir.path().join("drop-pgp/results/stock.csv.result.csv.pgp");
+    assert!(sealed.exists() && !std::fs::read(&sealed).unwrap().starts_with(b"line,"), "encrypted result");
+    assert!(out.contains("the partner decrypts") && out.contains("result rows"), "{out}");
 }
