@@ -204,7 +204,7 @@ pub fn member_display_name(raw: &str) -> String {
         }
         s.push(c);
     }
-    let s = s.trim_matches(|c: char| c == '.' || c == ' ' || c == '_');
+    let s = s.trim_matches(['.', ' ']);
     let s = if s.is_empty() { "member" } else { s };
     let (stem, ext) = split_ext(s);
     fit(stem, ext, "")
