@@ -448,7 +448,10 @@ impl PgpSettings {
 
 /// An encrypted file where no key of ours is configured: the file's verdict, `why` saying it.
 pub fn no_secret_key(why: &str) -> crate::wrap::WrapError {
-    crate::wrap::WrapError::PgpWrongKey { key_ids: Vec::new(), message: format!("the file is OpenPGP-encrypted, but {why}") }
+    crate::wrap::WrapError::PgpWrongKey {
+        key_ids: Vec::new(),
+        message: format!("the file is OpenPGP-encrypted, but {why}"),
+    }
 }
 
 /// Folder names under the drop root. Configurable because partners already have conventions.
@@ -923,7 +926,10 @@ fn check_pgp(a: &RawAccount, base: &Path, at: &dyn Fn(&[&str], String) -> Fault)
     ];
     for (key, set) in needs_partner {
         if set && a.pgp_partner_public_key_file.is_none() {
-            return Err(at(&[key], format!("{key} = true needs pgp_partner_public_key_file (the partner's public key)")));
+            return Err(at(
+                &[key],
+                format!("{key} = true needs pgp_partner_public_key_file (the partner's public key)"),
+            ));
         }
     }
     if a.pgp_sign_outbound && a.pgp_secret_key_file.is_none() {

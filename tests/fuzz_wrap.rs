@@ -17,7 +17,7 @@ fn cases() -> u32 {
     std::env::var("STITCH_BRIDGE_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
 }
 
-fn no_pgp<'a>(_: Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>, WrapError> {
+fn no_pgp<'a>(_: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, WrapError> {
     Err(WrapError::PgpWrongKey { key_ids: vec![], message: "no OpenPGP in these tests".into() })
 }
 

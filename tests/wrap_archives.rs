@@ -32,7 +32,7 @@ fn xor(data: &[u8]) -> Vec<u8> {
 
 /// The stand-in OpenPGP layer: XOR each byte, errors passed through as a decryptor passes its
 /// input's.
-struct Xor<'a>(Box<dyn Read + 'a>);
+struct Xor<'a>(Box<dyn Read + Send + 'a>);
 impl Read for Xor<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.0.read(buf)?;
@@ -41,11 +41,11 @@ impl Read for Xor<'_> {
     }
 }
 
-fn xor_pgp<'a>(r: Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>, WrapError> {
+fn xor_pgp<'a>(r: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, WrapError> {
     Ok(Box::new(Xor(r)))
 }
 
-fn no_pgp<'a>(_: Box<dyn Read + 'a>) -> Result<Box<dyn Read + 'a>, WrapError> {
+fn no_pgp<'a>(_: Box<dyn Read + Send + 'a>) -> Result<Box<dyn Read + Send + 'a>, WrapError> {
     panic!("no OpenPGP layer expected")
 }
 
@@ -86,7 +86,7 @@ fn the_limit_bounds_every_layer() {
     let e = unwrap_named("a.csv.gz.gz", gz(&gz(&big)), 4999).unwrap_err();
     assert!(matches!(e, WrapError::TooLarge { .. }), "{e:?}");
     // What the OpenPGP layer gives (its own compression may be a bomb) is bounded too.
-    let endless = |_: Box<dyn Read>| -> Result<Box<dyn Read>, WrapError> { Ok(Box::new(io::repeat(0))) };
+    let endless = |_: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, WrapError> { Ok(Box::new(io::repeat(0))) };
     let mut r = unwrap_stream(Box::new(&b""[..]), &[Layer::Pgp], &endless, 1000).unwrap();
     assert!(matches!(read_all(&mut r), Err(WrapError::TooLarge { limit: 1000 })));
 }
@@ -140,7 +140,7 @@ fn a_drop_failure_under_the_layers_stays_the_drops() {
 fn an_openpgp_failure_under_gzip_stays_openpgp() {
     let body = gz(&b"x,1\n".repeat(1000));
     let half = body[..body.len() / 2].to_vec();
-    let failing = move |_: Box<dyn Read>| -> Result<Box<dyn Read>, WrapError> {
+    let failing = move |_: Box<dyn Read + Send>| -> Result<Box<dyn Read + Send>, WrapError> {
         let corrupt = WrapError::PgpCorrupt("the integrity check failed".into()).into_io();
         Ok(Box::new(Cursor::new(half.clone()).chain(ErrAfter(Some(corrupt)))))
     };
@@ -412,12 +412,12 @@ fn crc_of_zeros(total: u64) -> u32 {
 /// Counts what is read through it.
 struct Counted<R> {
     inner: R,
-    count: std::rc::Rc<std::cell::Cell<u64>>,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -536,7 +536,7 @@ fn gzip_bomb_refused_early_in_bounded_memory() {
 #[ignore = "run by gzip_bomb_refused_early_in_bounded_memory in a process of its own"]
 fn child_gzip_bomb() {
     let before = peak_rss();
-    let consumed = std::rc::Rc::new(std::cell::Cell::new(0));
+    let consumed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let input = Counted { inner: gzip_bomb(GIB), count: consumed.clone() };
     let started = std::time::Instant::now();
     let mut r = unwrap_stream(Box::new(input), &peel("stock.csv.gz").layers, &no_pgp, LIMIT).unwrap();
@@ -552,13 +552,17 @@ fn child_gzip_bomb() {
     let grew = peak_rss().saturating_sub(before);
     println!(
         "bomb: gzip refused after {out} bytes out, {} in, {:?}, peak memory +{grew}",
-        consumed.get(),
+        consumed.load(std::sync::atomic::Ordering::Relaxed),
         started.elapsed()
     );
     assert!(matches!(e, WrapError::TooLarge { limit: LIMIT }), "{e:?}");
     assert!(out <= LIMIT);
     // Early: about LIMIT/160 of compressed input, plus the decoder's buffer.
-    assert!(consumed.get() < LIMIT / 20, "read {} bytes of the bomb", consumed.get());
+    assert!(
+        consumed.load(std::sync::atomic::Ordering::Relaxed) < LIMIT / 20,
+        "read {} bytes of the bomb",
+        consumed.load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert!(grew < MEMORY_BOUND, "peak memory grew by {grew}");
 }
 

@@ -130,7 +130,8 @@ impl AccountCtx<'_> {
                         applied_any |= !mrow.reject_file;
                         ds.push(d);
                     }
-                    let message = (!applied_any).then(|| "file rejected: nothing in the archive was applied".to_string());
+                    let message =
+                        (!applied_any).then(|| "file rejected: nothing in the archive was applied".to_string());
                     (ds, !applied_any, message)
                 }
             };
@@ -147,16 +148,19 @@ impl AccountCtx<'_> {
                 .collect();
             self.ledger.store_outcomes(row.id, &stored, None, reject_file, message.as_deref())?;
             let id = row.id;
-            row = self.ledger.file(id)?.ok_or_else(|| {
-                Stop::new(super::account::StopError::RowVanished { id, path: src.path.clone() })
-            })?;
+            row = self
+                .ledger
+                .file(id)?
+                .ok_or_else(|| Stop::new(super::account::StopError::RowVanished { id, path: src.path.clone() }))?;
         }
         self.finish_outputs(inbox, src, row, e)
     }
 
     /// The member rows of an archive row (none for any other file).
     fn member_rows(&self, archive_id: i64) -> Step<Vec<i64>> {
-        let Some(ids) = self.ledger.get_mark(&members_mark(&self.acct.name, archive_id))? else { return Ok(Vec::new()) };
+        let Some(ids) = self.ledger.get_mark(&members_mark(&self.acct.name, archive_id))? else {
+            return Ok(Vec::new());
+        };
         Ok(ids.split(',').filter_map(|i| i.parse().ok()).collect())
     }
 
@@ -175,7 +179,8 @@ impl AccountCtx<'_> {
             if f.state != crate::ledger::FileState::Processing {
                 continue;
             }
-            let state = if f.reject_file { crate::ledger::FileState::Rejected } else { crate::ledger::FileState::Archived };
+            let state =
+                if f.reject_file { crate::ledger::FileState::Rejected } else { crate::ledger::FileState::Archived };
             self.ledger.finish_file(m, state, target)?;
             self.ledger.forget_observation(&self.acct.name, &f.path)?;
             let outcomes = self.ledger.outcomes(m)?;

@@ -207,7 +207,10 @@ pub(super) fn encrypt_for(
 ) -> Result<(), WrapError> {
     let Some(partner) = pgp.partner.as_deref() else {
         // Config load refuses encryption without the partner's key; kept total all the same.
-        return Err(WrapError::PgpWrongKey { key_ids: Vec::new(), message: "no partner public key to encrypt to".into() });
+        return Err(WrapError::PgpWrongKey {
+            key_ids: Vec::new(),
+            message: "no partner public key to encrypt to".into(),
+        });
     };
     let sign_with = if pgp.sign_outbound { pgp.ours.as_deref() } else { None };
     wrap::pgp::encrypt(plain, out, partner, sign_with)
@@ -215,10 +218,15 @@ pub(super) fn encrypt_for(
 
 /// Member `index` of the zip `archive`, decompressed into an anonymous temporary file (flat
 /// memory, and a reader that owns what it reads).
-fn member_file(archive: Box<dyn Read + Send + '_>, index: usize, limit: u64) -> Result<Box<dyn Read + Send>, WrapError> {
+fn member_file(
+    archive: Box<dyn Read + Send + '_>,
+    index: usize,
+    limit: u64,
+) -> Result<Box<dyn Read + Send>, WrapError> {
     use std::io::Seek;
     let mut zip = wrap::archive::ZipMembers::spool(archive, limit)?;
-    let local = |e: io::Error| WrapError::Drop(io::Error::new(e.kind(), format!("a temporary file for the zip member: {e}")));
+    let local =
+        |e: io::Error| WrapError::Drop(io::Error::new(e.kind(), format!("a temporary file for the zip member: {e}")));
     let mut file = tempfile::tempfile().map_err(local)?;
     let mut member = zip.open(index)?;
     let mut buf = vec![0u8; 64 * 1024];

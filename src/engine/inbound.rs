@@ -339,8 +339,9 @@ impl AccountCtx<'_> {
             None => bytes,
             Some(pgp) => {
                 let mut out = Vec::new();
-                super::content::encrypt_for(pgp, &mut bytes.as_slice(), &mut out)
-                    .map_err(|err| Stop::local(format!("encrypting the result of {dir}/{safe}"), io::Error::other(err)))?;
+                super::content::encrypt_for(pgp, &mut bytes.as_slice(), &mut out).map_err(|err| {
+                    Stop::local(format!("encrypting the result of {dir}/{safe}"), io::Error::other(err))
+                })?;
                 out
             }
         };
@@ -708,7 +709,10 @@ impl AccountCtx<'_> {
                 let rendered = if wrapper_fault || src.member.is_none() && crate::wrap::peel(&name).zip {
                     // Nothing readable to quote (a wrong key, a corrupt wrapper), or an archive,
                     // whose rows are its members: the rows say it all.
-                    Some(file_level_errors(&outcomes).map_err(|e| Stop::local(format!("the error file of {path}"), e))?)
+                    Some(
+                        file_level_errors(&outcomes)
+                            .map_err(|e| Stop::local(format!("the error file of {path}"), e))?,
+                    )
                 } else {
                     let x12 = isa13.is_some() || inbox == Inbox::Edi || self.looks_like_x12(src, listed)?;
                     match inbox.kind() {
