@@ -130,3 +130,40 @@ fn a_zip_that_is_not_one_is_rejected_with_bad_archive() {
     assert_eq!(env.list("rejected"), vec!["orders.zip"]);
     assert_eq!(codes(&env.errors("orders.zip")), vec!["bad_archive"]);
 }
+
+/// `validate` on wrapped files: what is inside is checked under the original's name, a zip
+/// member by member, and a wrapper's fault is the file's rejection (exit 2) with its code.
+#[test]
+fn validate_checks_what_the_wrappers_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, bytes: &[u8]| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let validate = |p: &std::path::Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge")).arg("validate").arg(p).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+    };
+    let g = write("inventory/stock.csv.gz", &gz(b"sku,quantity\nA,1\nB,3.5\n"));
+    let (code, out) = validate(&g);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("{} (stock.csv):3: quantity: bad_integer", g.display())), "{out}");
+    assert!(out.contains("1 accepted, 1 rejected"), "{out}");
+    let z = write("inventory/batch.zip", &zip_of(&[("a.csv", b"sku,quantity\nA,1\n"), ("b.txt", b"x"), ("c.csv", b"sku,quantity\nC,-2\n")]));
+    let (code, out) = validate(&z);
+    assert_eq!(code, Some(1), "{out}");
+    let sep = stitch_bridge::wrap::archive::SEPARATOR;
+    assert!(out.contains(&format!("{}{sep}a.csv: inventory: 1 accepted, 0 rejected", z.display())), "{out}");
+    assert!(out.contains(&format!("{}{sep}b.txt: skipped", z.display())), "{out}");
+    assert!(out.contains(&format!("{}{sep}c.csv:2: quantity: negative_quantity", z.display())), "{out}");
+    let mut cut = gz(b"sku,quantity\nA,1\n");
+    cut.truncate(cut.len() - 5);
+    let (code, out) = validate(&write("inventory/cut.csv.gz", &cut));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("bad_archive"), "{out}");
+    let (code, out) = validate(&write("inventory/secret.csv.pgp", b"-----BEGIN PGP MESSAGE-----\n"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("pgp_wrong_key") && out.contains("--account"), "no key given, and how to give one: {out}");
+}
