@@ -1167,6 +1167,13 @@ settle_seconds = 10                  # a file must be unchanged this long before
 # date_format = "%d.%m.%Y"           # partner's own date format, tried first
 # poll_seconds = 60                  # watch: how often sFTP drops are polled
 # download_interval_seconds = 300    # watch: how often open fulfillments are pulled
+# pgp_secret_key_file = "secrets/bridge.sec.asc"  # decrypts inbound .pgp/.gpg/.asc files
+# pgp_passphrase_env = "STITCH_BRIDGE_PGP_PASSPHRASE"
+# pgp_partner_public_key_file = "keys/warehouse.pub.asc"
+# pgp_require_signature = true       # refuse files the partner did not sign
+# pgp_encrypt_outbound = true        # order, cancel and 997 files go out as NAME.pgp
+# pgp_encrypt_results = true         # result and error files too
+# pgp_sign_outbound = true           # signed with our key
 # [account.columns]                  # partner column name = our column name
 # "Item Number" = "sku"
 # [account.x12]                      # an X12 trading partner (files in inbound/edi, 997s to outbound/acks)

@@ -275,3 +275,55 @@ fn a_truncated_encrypted_upload_over_sftp_settles_and_is_refused_whole() {
         r.accounts[0].files.first().is_some_and(|f| f.state == "archived")
     }));
 }
+
+/// Keys are checked when the configuration is loaded: each problem names the key and its file,
+/// never the passphrase.
+#[test]
+fn unusable_keys_are_configuration_errors_naming_the_file() {
+    if !gpg_available() {
+        return;
+    }
+    let k = keys("SB_PGP_FLOW_CONFIG", false, "");
+    let sec = k.gpg.home().join("bridge.sec.asc");
+    let public = k.gpg.home().join("warehouse.pub.gpg");
+    let dir = tempfile::tempdir().unwrap();
+    let load = |extra: &str| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, config_text("http://127.0.0.1:9", extra)).unwrap();
+        stitch_bridge::config::Config::load(&p).map(|_| ()).map_err(|e| e.to_string())
+    };
+    std::env::set_var("SB_PGP_FLOW_CONFIG_WRONG", "not the passphrase at all");
+    let wrong = load(&format!(
+        "pgp_secret_key_file = {:?}\npgp_passphrase_env = \"SB_PGP_FLOW_CONFIG_WRONG\"\n",
+        sec.display().to_string()
+    ))
+    .unwrap_err();
+    assert!(
+        wrong.contains("pgp_secret_key_file") && wrong.contains("bridge.sec.asc") && wrong.contains("passphrase"),
+        "{wrong}"
+    );
+    assert!(!wrong.contains("not the passphrase at all"), "{wrong}");
+    let unset = load(&format!(
+        "pgp_secret_key_file = {:?}\npgp_passphrase_env = \"SB_PGP_FLOW_NOT_SET\"\n",
+        sec.display().to_string()
+    ))
+    .unwrap_err();
+    assert!(unset.contains("SB_PGP_FLOW_NOT_SET"), "{unset}");
+    let no_partner = load("pgp_encrypt_outbound = true\n").unwrap_err();
+    assert!(no_partner.contains("pgp_partner_public_key_file"), "{no_partner}");
+    let sign_only = load(&format!(
+        "pgp_secret_key_file = {:?}\npgp_passphrase_env = \"SB_PGP_FLOW_CONFIG\"\npgp_sign_outbound = true\n",
+        sec.display().to_string()
+    ))
+    .unwrap_err();
+    assert!(sign_only.contains("pgp_encrypt_outbound"), "{sign_only}");
+    let typo = load("pgp_encrypt_outbond = true\n").unwrap_err();
+    assert!(typo.contains("pgp_encrypt_outbond"), "{typo}");
+    // The whole set, right, loads.
+    load(&format!(
+        "pgp_secret_key_file = {:?}\npgp_passphrase_env = \"SB_PGP_FLOW_CONFIG\"\npgp_partner_public_key_file = {:?}\npgp_encrypt_outbound = true\npgp_sign_outbound = true\n",
+        sec.display().to_string(),
+        public.display().to_string()
+    ))
+    .unwrap();
+}

@@ -143,7 +143,8 @@ fn validate_checks_what_the_wrappers_hold() {
         p
     };
     let validate = |p: &std::path::Path| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge")).arg("validate").arg(p).output().unwrap();
+        let o =
+            std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge")).arg("validate").arg(p).output().unwrap();
         (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
     };
     let g = write("inventory/stock.csv.gz", &gz(b"sku,quantity\nA,1\nB,3.5\n"));
@@ -151,7 +152,10 @@ fn validate_checks_what_the_wrappers_hold() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("{} (stock.csv):3: quantity: bad_integer", g.display())), "{out}");
     assert!(out.contains("1 accepted, 1 rejected"), "{out}");
-    let z = write("inventory/batch.zip", &zip_of(&[("a.csv", b"sku,quantity\nA,1\n"), ("b.txt", b"x"), ("c.csv", b"sku,quantity\nC,-2\n")]));
+    let z = write(
+        "inventory/batch.zip",
+        &zip_of(&[("a.csv", b"sku,quantity\nA,1\n"), ("b.txt", b"x"), ("c.csv", b"sku,quantity\nC,-2\n")]),
+    );
     let (code, out) = validate(&z);
     assert_eq!(code, Some(1), "{out}");
     let sep = stitch_bridge::wrap::archive::SEPARATOR;
