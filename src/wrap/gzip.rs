@@ -75,6 +75,26 @@ mod tests {
     }
 
     #[test]
+    fn interrupted_reads_are_retried() {
+        /// Every other read is interrupted (a signal), as a drop's may be.
+        struct Jumpy(io::Cursor<Vec<u8>>, bool);
+        impl Read for Jumpy {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(3);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let body = b"sku,qty\nA,1\n".repeat(30);
+        let mut out = Vec::new();
+        decoder(Box::new(Jumpy(io::Cursor::new(gz(&body)), false))).read_to_end(&mut out).unwrap();
+        assert_eq!(out, body);
+    }
+
+    #[test]
     fn damage_is_bad_archive() {
         let good = gz(&b"sku,qty\nA,1\n".repeat(50));
         let truncated = good[..good.len() / 2].to_vec();

@@ -148,20 +148,25 @@ impl<R: Read> Underneath<R> {
 
 impl<R: Read> Read for Underneath<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) if carries_wrap_error(&e) => Err(e),
-            Err(e) => Err(tagged(WrapError::Drop(e))),
+        loop {
+            return match self.inner.read(buf) {
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    Ok(n)
+                }
+                // Retried here: a decoder may take any error as final (flate2 does while it
+                // reads a gzip header).
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if carries_wrap_error(&e) => Err(e),
+                Err(e) => Err(tagged(WrapError::Drop(e))),
+            };
         }
     }
 }
 
 /// As an `io::Error` that always carries the `WrapError` (a `Drop` one too, unlike
 /// [`WrapError::into_io`]), for a stream under a decoder whose own errors must be told apart.
-/// The kind is kept: `Interrupted` is still retried.
+/// A drop error keeps its kind.
 pub(crate) fn tagged(w: WrapError) -> io::Error {
     let kind = match &w {
         WrapError::Drop(e) => e.kind(),
