@@ -30,7 +30,7 @@
 //! [`MAX_ENTRIES`] entries, or two entries of one name, is a `BadArchive` as a whole.
 
 use super::limit::Limited;
-use super::{tagged, Underneath, WrapError};
+use super::{lift, tagged, WrapError};
 use ::zip::result::ZipError;
 use ::zip::{CompressionMethod, ZipArchive};
 use std::collections::{HashMap, HashSet};
@@ -317,7 +317,7 @@ fn local(e: io::Error, what: &str) -> WrapError {
 /// A zip reader's error: the temporary file's failure as it was, the rest `BadArchive`.
 fn zip_error(e: ZipError, context: &str) -> WrapError {
     match e {
-        ZipError::Io(e) => Underneath::<File>::lift(e, |e| WrapError::BadArchive(format!("{context}: {e}"))),
+        ZipError::Io(e) => lift(e, |e| WrapError::BadArchive(format!("{context}: {e}"))),
         other => WrapError::BadArchive(format!("{context}: {other}")),
     }
 }
@@ -347,10 +347,9 @@ impl Read for Member<'_> {
             Err(e) => {
                 self.failed = true;
                 let name = &self.name;
-                return Err(Underneath::<File>::lift(e, |e| {
-                    WrapError::BadArchive(format!("zip member {name:?} is corrupt: {e}"))
-                })
-                .into_io());
+                return Err(
+                    lift(e, |e| WrapError::BadArchive(format!("zip member {name:?} is corrupt: {e}"))).into_io()
+                );
             }
         };
         let used = self.used.saturating_add(n as u64);

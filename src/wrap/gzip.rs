@@ -5,7 +5,7 @@
 //! [`WrapError::BadArchive`]. An error from the stream underneath (the drop, or a wrapper below,
 //! such as OpenPGP's) comes out as that error, never as `BadArchive`.
 
-use super::{Underneath, WrapError};
+use super::{lift, Underneath, WrapError};
 use flate2::read::MultiGzDecoder;
 use std::io::{self, Read};
 
@@ -33,7 +33,7 @@ impl<R: Read> Read for Gunzip<R> {
             Ok(n) => Ok(n),
             Err(e) => {
                 self.failed = true;
-                Err(Underneath::<R>::lift(e, |e| {
+                Err(lift(e, |e| {
                     WrapError::BadArchive(if e.kind() == io::ErrorKind::UnexpectedEof {
                         "the gzip stream is truncated".to_string()
                     } else {

@@ -119,7 +119,7 @@ pub fn unwrap_stream<'a>(
 
 /// The stream under a decoder: counts what it gives, and marks each of its errors as carrying a
 /// [`WrapError`] (the drop's own as [`WrapError::Drop`]), so the decoder's own failures can be
-/// told from them afterwards ([`Underneath::lift`]).
+/// told from them afterwards ([`lift`]).
 pub(crate) struct Underneath<R> {
     inner: R,
     bytes: u64,
@@ -134,15 +134,15 @@ impl<R: Read> Underneath<R> {
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
+}
 
-    /// An error out of a decoder over an `Underneath`: one from underneath as it was, the
-    /// decoder's own as `own` says.
-    pub(crate) fn lift(e: io::Error, own: impl FnOnce(io::Error) -> WrapError) -> WrapError {
-        if carries_wrap_error(&e) {
-            WrapError::from_io(e)
-        } else {
-            own(e)
-        }
+/// An error out of a decoder over an [`Underneath`] (or another tagged stream): one from
+/// underneath as it was, the decoder's own as `own` says.
+pub(crate) fn lift(e: io::Error, own: impl FnOnce(io::Error) -> WrapError) -> WrapError {
+    if carries_wrap_error(&e) {
+        WrapError::from_io(e)
+    } else {
+        own(e)
     }
 }
 
