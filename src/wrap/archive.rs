@@ -30,10 +30,10 @@
 //! [`MAX_ENTRIES`] entries, or two entries of one name, is a `BadArchive` as a whole.
 
 use super::limit::Limited;
-use super::{tagged, Underneath, WrapError};
+use super::{lift, tagged, WrapError};
 use ::zip::result::ZipError;
 use ::zip::{CompressionMethod, ZipArchive};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -147,7 +147,7 @@ impl ZipMembers {
 /// The entries' listing: display names made unique, unreadable ones told why.
 fn list(archive: &ZipArchive<Spool>) -> Result<Vec<MemberInfo>, WrapError> {
     let mut members = Vec::new();
-    let mut taken = HashSet::new();
+    let mut taken = Taken::default();
     for index in 0..archive.len() {
         let entry = archive.by_index_data(index).map_err(|e| zip_error(e, "the zip's directory"))?;
         if entry.is_dir() {
@@ -240,20 +240,30 @@ fn fit(stem: &str, ext: &str, tag: &str) -> String {
     }
 }
 
-/// `name`, or `stem-2.ext`, `stem-3.ext`…: the first not yet taken (case-insensitively, as
-/// some drops' file systems compare).
-fn unique(name: String, taken: &mut HashSet<String>) -> String {
-    if taken.insert(name.to_lowercase()) {
+/// Display names given so far in one archive (lowercase: some drops' file systems ignore case),
+/// and for each name that collided the next number to try, so many members of one name (which
+/// distinct raw names can flatten to) cost linear time.
+#[derive(Default)]
+struct Taken {
+    names: HashSet<String>,
+    next: HashMap<String, u64>,
+}
+
+/// `name`, or `stem-2.ext`, `stem-3.ext`…: the first not yet taken.
+fn unique(name: String, taken: &mut Taken) -> String {
+    let key = name.to_lowercase();
+    if taken.names.insert(key.clone()) {
         return name;
     }
     let (stem, ext) = split_ext(&name);
-    let mut k = 2u64;
+    let mut k = taken.next.get(&key).copied().unwrap_or(2);
     loop {
         let candidate = fit(stem, ext, &format!("-{k}"));
-        if taken.insert(candidate.to_lowercase()) {
+        k += 1;
+        if taken.names.insert(candidate.to_lowercase()) {
+            taken.next.insert(key, k);
             return candidate;
         }
-        k += 1;
     }
 }
 
@@ -285,7 +295,12 @@ struct Spool(File);
 
 impl Read for Spool {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| tagged(local(e, "read")))
+        loop {
+            return match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r.map_err(|e| tagged(local(e, "read"))),
+            };
+        }
     }
 }
 
@@ -302,7 +317,7 @@ fn local(e: io::Error, what: &str) -> WrapError {
 /// A zip reader's error: the temporary file's failure as it was, the rest `BadArchive`.
 fn zip_error(e: ZipError, context: &str) -> WrapError {
     match e {
-        ZipError::Io(e) => Underneath::<File>::lift(e, |e| WrapError::BadArchive(format!("{context}: {e}"))),
+        ZipError::Io(e) => lift(e, |e| WrapError::BadArchive(format!("{context}: {e}"))),
         other => WrapError::BadArchive(format!("{context}: {other}")),
     }
 }
@@ -329,14 +344,12 @@ impl Read for Member<'_> {
         let want = usize::try_from(room).map_or(buf.len(), |r| r.min(buf.len()));
         let n = match self.file.read(&mut buf[..want]) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             Err(e) => {
                 self.failed = true;
                 let name = &self.name;
-                return Err(Underneath::<File>::lift(e, |e| {
-                    WrapError::BadArchive(format!("zip member {name:?} is corrupt: {e}"))
-                })
-                .into_io());
+                return Err(
+                    lift(e, |e| WrapError::BadArchive(format!("zip member {name:?} is corrupt: {e}"))).into_io()
+                );
             }
         };
         let used = self.used.saturating_add(n as u64);
@@ -390,7 +403,7 @@ mod tests {
 
     #[test]
     fn unique_suffixes_before_the_extension() {
-        let mut taken = HashSet::new();
+        let mut taken = Taken::default();
         assert_eq!(unique("x.csv".into(), &mut taken), "x.csv");
         assert_eq!(unique("X.csv".into(), &mut taken), "X-2.csv");
         assert_eq!(unique("x.csv".into(), &mut taken), "x-3.csv");
@@ -399,6 +412,20 @@ mod tests {
         let third = unique(long.clone(), &mut taken);
         assert_eq!(again, long);
         assert!(third.len() <= DISPLAY_MAX && third.ends_with("-2.csv"), "{third}");
+    }
+
+    #[test]
+    fn many_members_flattening_to_one_name_stay_distinct() {
+        let mut taken = Taken::default();
+        let raws: Vec<String> = (0..MAX_ENTRIES).map(|i| format!("{}x.csv", "a/".repeat(i % 5 + 1))).collect();
+        let mut seen = HashSet::new();
+        for (i, raw) in raws.iter().enumerate() {
+            let d = unique(member_display_name(raw), &mut taken);
+            assert!(seen.insert(d.to_lowercase()), "{i}: {d} twice");
+        }
+        // Taken itself: "a_x-2.csv" exists as a raw name's display too.
+        let d = unique("a_x-2.csv".to_string(), &mut taken);
+        assert!(seen.insert(d.to_lowercase()), "{d}");
     }
 
     #[test]

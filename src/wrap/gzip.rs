@@ -5,7 +5,7 @@
 //! [`WrapError::BadArchive`]. An error from the stream underneath (the drop, or a wrapper below,
 //! such as OpenPGP's) comes out as that error, never as `BadArchive`.
 
-use super::{Underneath, WrapError};
+use super::{lift, Underneath, WrapError};
 use flate2::read::MultiGzDecoder;
 use std::io::{self, Read};
 
@@ -33,7 +33,7 @@ impl<R: Read> Read for Gunzip<R> {
             Ok(n) => Ok(n),
             Err(e) => {
                 self.failed = true;
-                Err(Underneath::<R>::lift(e, |e| {
+                Err(lift(e, |e| {
                     WrapError::BadArchive(if e.kind() == io::ErrorKind::UnexpectedEof {
                         "the gzip stream is truncated".to_string()
                     } else {
@@ -72,6 +72,26 @@ mod tests {
         two.extend(gz(b"A,1\n"));
         assert_eq!(gunzip(two).unwrap(), b"sku,qty\nA,1\n");
         assert_eq!(gunzip(gz(b"")).unwrap(), b"", "an empty member is an empty file");
+    }
+
+    #[test]
+    fn interrupted_reads_are_retried() {
+        /// Every other read is interrupted (a signal), as a drop's may be.
+        struct Jumpy(io::Cursor<Vec<u8>>, bool);
+        impl Read for Jumpy {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(3);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let body = b"sku,qty\nA,1\n".repeat(30);
+        let mut out = Vec::new();
+        decoder(Box::new(Jumpy(io::Cursor::new(gz(&body)), false))).read_to_end(&mut out).unwrap();
+        assert_eq!(out, body);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn unwrap_stream<'a>(
 
 /// The stream under a decoder: counts what it gives, and marks each of its errors as carrying a
 /// [`WrapError`] (the drop's own as [`WrapError::Drop`]), so the decoder's own failures can be
-/// told from them afterwards ([`Underneath::lift`]).
+/// told from them afterwards ([`lift`]).
 pub(crate) struct Underneath<R> {
     inner: R,
     bytes: u64,
@@ -135,34 +135,39 @@ impl<R: Read> Underneath<R> {
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
+}
 
-    /// An error out of a decoder over an `Underneath`: one from underneath as it was, the
-    /// decoder's own as `own` says.
-    pub(crate) fn lift(e: io::Error, own: impl FnOnce(io::Error) -> WrapError) -> WrapError {
-        if carries_wrap_error(&e) {
-            WrapError::from_io(e)
-        } else {
-            own(e)
-        }
+/// An error out of a decoder over an [`Underneath`] (or another tagged stream): one from
+/// underneath as it was, the decoder's own as `own` says.
+pub(crate) fn lift(e: io::Error, own: impl FnOnce(io::Error) -> WrapError) -> WrapError {
+    if carries_wrap_error(&e) {
+        WrapError::from_io(e)
+    } else {
+        own(e)
     }
 }
 
 impl<R: Read> Read for Underneath<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.bytes += n as u64;
-                Ok(n)
-            }
-            Err(e) if carries_wrap_error(&e) => Err(e),
-            Err(e) => Err(tagged(WrapError::Drop(e))),
+        loop {
+            return match self.inner.read(buf) {
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    Ok(n)
+                }
+                // Retried here: a decoder may take any error as final (flate2 does while it
+                // reads a gzip header).
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if carries_wrap_error(&e) => Err(e),
+                Err(e) => Err(tagged(WrapError::Drop(e))),
+            };
         }
     }
 }
 
 /// As an `io::Error` that always carries the `WrapError` (a `Drop` one too, unlike
 /// [`WrapError::into_io`]), for a stream under a decoder whose own errors must be told apart.
-/// The kind is kept: `Interrupted` is still retried.
+/// A drop error keeps its kind.
 pub(crate) fn tagged(w: WrapError) -> io::Error {
     let kind = match &w {
         WrapError::Drop(e) => e.kind(),
