@@ -91,8 +91,7 @@ impl AccountCtx<'_> {
                 path
             } else {
                 let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
-                let path = self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?;
-                path
+                self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?
             };
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
@@ -178,8 +177,7 @@ impl AccountCtx<'_> {
                     } else {
                         let path =
                             format!("{}/{}", self.acct.folders.outbound_cancellations, render::cancel_file_name(&f));
-                        let path = self.write_once(&path, &render::render_cancel(&f))?;
-                        path
+                        self.write_once(&path, &render::render_cancel(&f))?
                     };
                     self.ledger.set_fulfillment_state(&acct, &f.id, SentState::Cancelled, Some(&path))?;
                     tracing::info!(account = %acct, fulfillment = %f.id, file = %path, "cancellation sent to warehouse");
