@@ -171,3 +171,41 @@ fn validate_checks_what_the_wrappers_hold() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("pgp_wrong_key") && out.contains("--account"), "no key given, and how to give one: {out}");
 }
+
+/// A zip's members share one budget of `max_file_bytes`, and reading a member again (for its
+/// error file) does not count twice: three members of about a third of the limit each go
+/// through, errors and all.
+#[test]
+fn members_share_the_budget_and_rereads_do_not_count_twice() {
+    let env = Env::with(base_seed(), "max_file_bytes = 1200\n");
+    let member = |first: &str| {
+        let mut s = format!("sku,quantity\n{first}\n");
+        for i in 0.. {
+            if s.len() >= 330 {
+                break;
+            }
+            s.push_str(&format!("X{i},x\n"));
+        }
+        s
+    };
+    let (a, b, c) = (member("RED,21"), member("BLUE,22"), member("GREEN,23"));
+    let archive = zip_of(&[("a.csv", a.as_bytes()), ("b.csv", b.as_bytes()), ("c.csv", c.as_bytes())]);
+    put_bytes(&env, "inbound/inventory/three.zip", &archive);
+    env.inbound_only();
+    assert_eq!((stock(&env, "RED"), stock(&env, "BLUE"), stock(&env, "GREEN")), (21, 22, 23));
+    let sep = stitch_bridge::wrap::archive::SEPARATOR;
+    for m in ["a.csv", "b.csv", "c.csv"] {
+        let errors = env.errors(&format!("three.zip{sep}{m}"));
+        assert!(!errors.is_empty() && errors.iter().all(|r| r["code"] == "bad_integer"), "{m}: {errors:?}");
+    }
+    // Past the budget: a fourth member is refused on its own, the others still count.
+    let env = Env::with(base_seed(), "max_file_bytes = 1200\n");
+    let d = member("KIT,1");
+    let archive =
+        zip_of(&[("a.csv", a.as_bytes()), ("b.csv", b.as_bytes()), ("c.csv", c.as_bytes()), ("d.csv", d.as_bytes())]);
+    put_bytes(&env, "inbound/inventory/four.zip", &archive);
+    env.inbound_only();
+    assert_eq!(stock(&env, "GREEN"), 23);
+    let whole = env.result("four.zip");
+    assert_eq!(whole.last().map(|r| r["outcome"].as_str()), Some("rejected"), "{whole:?}");
+}

@@ -219,6 +219,8 @@ pub struct AccountCtx<'a> {
     pub open_cache: Option<Vec<crate::stitch::wire::Fulfillment>>,
     /// Cancelled when the process is shutting down (`watch`): no file or download is started.
     pub stop: CancellationToken,
+    /// The zip archive being taken, spooled once for all its members (`content.rs`).
+    pub(super) zip_spool: Option<crate::engine::ZipSpool>,
 }
 
 /// Why the Stitch token could not be had. Never carries the token itself.
@@ -390,7 +392,8 @@ async fn claimed(
             return (report, ledger);
         }
     };
-    let mut cx = AccountCtx { acct, ledger, drop, client, report, open_cache: None, stop: stop.clone() };
+    let mut cx =
+        AccountCtx { acct, ledger, drop, client, report, open_cache: None, stop: stop.clone(), zip_spool: None };
     let result = cx.run(parts).await.map_err(|s| s.in_account(&acct.name));
     cx.report.requests = cx.client.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
     cx.report.write_requests = cx.client.stats.write_requests.load(std::sync::atomic::Ordering::Relaxed);

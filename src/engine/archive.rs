@@ -21,8 +21,6 @@ use super::inbound::Inbox;
 use crate::drop::Entry;
 use crate::ledger::{FileStep, StoredRecord};
 use crate::reconcile::{Decision, Outcome};
-use crate::wrap::archive::SEPARATOR as MEMBER_SEPARATOR;
-use std::collections::HashSet;
 
 /// The member rows of archive row `archive_id`, comma-separated ids in member order.
 fn members_mark(account: &str, archive_id: i64) -> String {
@@ -32,11 +30,6 @@ fn members_mark(account: &str, archive_id: i64) -> String {
 /// The ledger row of member `index` of archive row `archive_id`.
 fn member_mark(account: &str, archive_id: i64, index: usize) -> String {
     format!("zip-member:{account}:{archive_id}:{index}")
-}
-
-/// Whether `name` (a ledger file name) is a member of an archive still in the folder.
-pub(super) fn member_of_present(name: &str, present: &HashSet<String>) -> bool {
-    name.match_indices(MEMBER_SEPARATOR).any(|(i, _)| present.contains(&name[..i]))
 }
 
 /// One row of the archive's result: what became of a member.
@@ -153,7 +146,9 @@ impl AccountCtx<'_> {
                 .file(id)?
                 .ok_or_else(|| Stop::new(super::account::StopError::RowVanished { id, path: src.path.clone() }))?;
         }
-        self.finish_outputs(inbox, src, row, e)
+        let finished = self.finish_outputs(inbox, src, row, e);
+        self.forget_zip();
+        finished
     }
 
     /// The member rows of an archive row (none for any other file).

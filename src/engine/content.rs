@@ -7,11 +7,11 @@
 //! `rejected/`). [`Input`] keeps them apart; the drop's always wins, because a stream cut
 //! short by the network also looks corrupt to the layers above it.
 
-use super::account::{AccountCtx, Step};
-use super::inbound::open_unchanged;
-use crate::drop::{DropError, DropResult, Entry};
+use super::account::{AccountCtx, Step, Stop};
+use crate::drop::{DropError, DropErrorKind, DropResult, Entry};
 use crate::formats::{ErrorCode, FileRejection};
 use crate::wrap::{self, Layer, WrapError};
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +61,30 @@ impl Source {
     pub fn is_wrapped(&self) -> bool {
         !self.layers.is_empty() || self.member.is_some()
     }
+}
+
+/// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
+/// listed: every read of an inbound file (parse, widest row, error file) goes through this one
+/// check, so a file swapped or changed since the listing is never read.
+pub(super) fn open_unchanged<'a>(
+    drop: &'a mut dyn crate::drop::Transport,
+    account: &str,
+    path: &str,
+    listed: &Entry,
+) -> DropResult<Option<Box<dyn Read + Send + 'a>>> {
+    match drop.open_listed(path, listed) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.kind == DropErrorKind::Changed => {
+            tracing::warn!(account = %account, file = %path, "not read: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `name` (a ledger file name) is a member of an archive still in the folder.
+pub(super) fn member_of_present(name: &str, present: &HashSet<String>) -> bool {
+    name.match_indices(wrap::archive::SEPARATOR).any(|(i, _)| present.contains(&name[..i]))
 }
 
 /// Keeps the first failure of the drop's own stream, shared with the [`Input`] above the
@@ -140,6 +164,14 @@ impl<'a> AccountCtx<'a> {
     /// Open `src` for reading as the listed file, or `None` (logged) when it is not the file
     /// that was listed any more. Every read of an inbound file goes through here.
     pub(super) fn open_input(&mut self, src: &Source, listed: &Entry) -> Step<Option<Input<'_>>> {
+        match src.member {
+            None => self.open_stream(src, listed),
+            Some(i) => self.open_member(src, listed, i),
+        }
+    }
+
+    /// The drop file of `src` with its stream wrappers (OpenPGP, gzip) off.
+    fn open_stream(&mut self, src: &Source, listed: &Entry) -> Step<Option<Input<'_>>> {
         let acct: &'a crate::config::Account = self.acct;
         let Some(raw) = open_unchanged(self.drop.as_mut(), &acct.name, &src.file, listed)? else { return Ok(None) };
         let slot = Arc::new(Mutex::new(None));
@@ -150,11 +182,7 @@ impl<'a> AccountCtx<'a> {
             Some(p) => p.decrypt(r),
             None => Err(crate::config::no_secret_key("the account has no pgp_secret_key_file to decrypt it")),
         };
-        let opened = wrap::unwrap_stream(raw, &src.layers, &decrypt, limit).and_then(|r| match src.member {
-            None => Ok(r),
-            Some(i) => member_file(r, i, limit),
-        });
-        Ok(Some(match opened {
+        Ok(Some(match wrap::unwrap_stream(raw, &src.layers, &decrypt, limit) {
             Ok(inner) => Input { inner, drop_error: slot, wrap_error: None },
             Err(e) => {
                 let wrap_error = match e {
@@ -171,6 +199,57 @@ impl<'a> AccountCtx<'a> {
         }))
     }
 
+    /// Member `index` of the zip `src`: unpacked once per listing of the archive into a
+    /// temporary file of its own, read from the start by each pass over it.
+    fn open_member(&mut self, src: &Source, listed: &Entry, index: usize) -> Step<Option<Input<'_>>> {
+        let slot = Arc::new(Mutex::new(None));
+        let refused =
+            |w: WrapError, slot| Input { inner: Box::new(io::empty()), drop_error: slot, wrap_error: Some(w) };
+        let spooled = match self.spool_zip(src, listed)? {
+            None => return Ok(None),
+            Some(Err(w)) => return Ok(Some(refused(w, slot))),
+            Some(Ok(s)) => s,
+        };
+        match spooled.zip.member_file(index) {
+            Ok(f) => Ok(Some(Input { inner: Box::new(io::BufReader::new(f)), drop_error: slot, wrap_error: None })),
+            Err(WrapError::Drop(e)) => {
+                Err(Stop::local(format!("unpacking member {index} of {} to a temporary file", src.file), e))
+            }
+            Err(w) => Ok(Some(refused(w, slot))),
+        }
+    }
+
+    /// The zip `src` as listed, spooled once (its stream wrappers off) and kept for its
+    /// members; `Some(Err)` is the archive's rejection, `None` that it changed since listed.
+    fn spool_zip(&mut self, src: &Source, listed: &Entry) -> Step<Option<Result<&mut Spooled, WrapError>>> {
+        let cached = self.zip_spool.as_ref().is_some_and(|s| s.file == src.file && s.listed.unchanged_as(listed));
+        if !cached {
+            self.zip_spool = None;
+            let limit = self.acct.parse.max_file_bytes;
+            let whole = Source { member: None, ..src.clone() };
+            let Some(mut input) = self.open_stream(&whole, listed)? else { return Ok(None) };
+            let spooled = wrap::archive::Unpacked::spool(&mut input, limit);
+            input.failed(&src.file)?;
+            let verdict = input.wrap_error.take();
+            drop(input);
+            let zip = match (spooled, verdict) {
+                (_, Some(w)) => return Ok(Some(Err(w))),
+                (Ok(z), None) => z,
+                (Err(WrapError::Drop(e)), None) => {
+                    return Err(Stop::local(format!("spooling the zip {} to a temporary file", src.file), e))
+                }
+                (Err(w), None) => return Ok(Some(Err(w))),
+            };
+            self.zip_spool = Some(Spooled { file: src.file.clone(), listed: listed.clone(), zip });
+        }
+        Ok(self.zip_spool.as_mut().map(Ok))
+    }
+
+    /// Forget the spooled zip (its archive is done).
+    pub(super) fn forget_zip(&mut self) {
+        self.zip_spool = None;
+    }
+
     /// The members of the zip `src` (after its stream wrappers): `Err` with the rejection
     /// when the archive cannot be read; `None` when the file changed since it was listed.
     pub(super) fn zip_members(
@@ -178,25 +257,23 @@ impl<'a> AccountCtx<'a> {
         src: &Source,
         listed: &Entry,
     ) -> Step<Option<Result<Vec<wrap::archive::MemberInfo>, FileRejection>>> {
-        let limit = self.acct.parse.max_file_bytes;
-        let Some(mut input) = self.open_input(src, listed)? else { return Ok(None) };
-        let spooled = wrap::archive::ZipMembers::spool(&mut input, limit);
-        input.failed(&src.file)?;
-        let listing = match spooled {
-            Ok(z) => Ok(z.members().to_vec()),
-            Err(e) => Err(input.rejection().or_else(|| {
-                e.code().map(|code| FileRejection { code, line: None, column: None, message: e.to_string() })
-            })),
-        };
-        Ok(Some(listing.map_err(|r| {
-            r.unwrap_or_else(|| FileRejection {
-                code: ErrorCode::ReadError,
+        Ok(self.spool_zip(src, listed)?.map(|r| match r {
+            Ok(s) => Ok(s.zip.members().to_vec()),
+            Err(w) => Err(FileRejection {
+                code: w.code().unwrap_or(ErrorCode::ReadError),
                 line: None,
                 column: None,
-                message: "the archive could not be read".into(),
-            })
-        })))
+                message: w.to_string(),
+            }),
+        }))
     }
+}
+
+/// A zip read once per listing of it, its members unpacked once each.
+pub struct Spooled {
+    file: String,
+    listed: Entry,
+    zip: wrap::archive::Unpacked,
 }
 
 /// Encrypt `plain` to the account's partner (signed with our key under `pgp_sign_outbound`).
@@ -214,30 +291,4 @@ pub(super) fn encrypt_for(
     };
     let sign_with = if pgp.sign_outbound { pgp.ours.as_deref() } else { None };
     wrap::pgp::encrypt(plain, out, partner, sign_with)
-}
-
-/// Member `index` of the zip `archive`, decompressed into an anonymous temporary file (flat
-/// memory, and a reader that owns what it reads).
-fn member_file(
-    archive: Box<dyn Read + Send + '_>,
-    index: usize,
-    limit: u64,
-) -> Result<Box<dyn Read + Send>, WrapError> {
-    use std::io::Seek;
-    let mut zip = wrap::archive::ZipMembers::spool(archive, limit)?;
-    let local =
-        |e: io::Error| WrapError::Drop(io::Error::new(e.kind(), format!("a temporary file for the zip member: {e}")));
-    let mut file = tempfile::tempfile().map_err(local)?;
-    let mut member = zip.open(index)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match member.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => io::Write::write_all(&mut file, &buf[..n]).map_err(local)?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(WrapError::from_io(e)),
-        }
-    }
-    file.rewind().map_err(local)?;
-    Ok(Box::new(io::BufReader::new(file)))
 }

@@ -22,7 +22,7 @@ use super::settle;
 use super::x12_read::{read_x12, Batch};
 use super::FileSummary;
 use crate::drop::{
-    check_name, is_ignored_name, truncate_bytes, DropError, DropErrorKind, DropResult, Entry, EntryKind, MAX_NAME_BYTES,
+    check_name, is_ignored_name, truncate_bytes, DropError, DropErrorKind, Entry, EntryKind, MAX_NAME_BYTES,
 };
 use crate::formats::{self, Kind, Record, Unit};
 use crate::ledger::{FileRow, FileState, FileStep, StoredRecord};
@@ -287,7 +287,7 @@ impl AccountCtx<'_> {
                 continue;
             }
             let name = f.path.rsplit('/').next().unwrap_or("");
-            if present.contains(name) || super::archive::member_of_present(name, present) {
+            if present.contains(name) || super::content::member_of_present(name, present) {
                 continue;
             }
             let moved = match &f.final_path {
@@ -950,25 +950,6 @@ fn file_level_errors(outcomes: &[StoredRecord]) -> io::Result<std::fs::File> {
     }
     tmp.rewind()?;
     Ok(tmp)
-}
-
-/// Open a listed file for reading, or `None` (logged) when it is no longer the file that was
-/// listed: every read of an inbound file (parse, widest row, error file) goes through this one
-/// check, so a file swapped or changed since the listing is never read.
-pub(super) fn open_unchanged<'a>(
-    drop: &'a mut dyn crate::drop::Transport,
-    account: &str,
-    path: &str,
-    listed: &Entry,
-) -> DropResult<Option<Box<dyn Read + Send + 'a>>> {
-    match drop.open_listed(path, listed) {
-        Ok(r) => Ok(Some(r)),
-        Err(e) if e.kind == DropErrorKind::Changed => {
-            tracing::warn!(account = %account, file = %path, "not read: {e}");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Read the rest of a stream, for its hash. A failure is kept where it happened (the drop's by

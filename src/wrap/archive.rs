@@ -188,6 +188,51 @@ fn wanted(name: &str) -> bool {
     !macos && [".csv", ".edi", ".x12"].iter().any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
 }
 
+/// A spooled zip whose members are unpacked once each, into anonymous temporary files of their
+/// own: a member read several times (its parse, then its error file) is inflated once, and so
+/// counts once against the archive's budget.
+pub struct Unpacked {
+    zip: ZipMembers,
+    files: HashMap<usize, File>,
+}
+
+impl Unpacked {
+    /// [`ZipMembers::spool`], nothing unpacked yet.
+    pub fn spool(r: impl Read, limit: u64) -> Result<Self, WrapError> {
+        Ok(Unpacked { zip: ZipMembers::spool(r, limit)?, files: HashMap::new() })
+    }
+
+    pub fn members(&self) -> &[MemberInfo] {
+        self.zip.members()
+    }
+
+    /// Member `index` from its start: unpacked on first use ([`ZipMembers::open`]'s verdicts),
+    /// a new handle on the same temporary file after that. A failure of the temporary file is
+    /// [`WrapError::Drop`] (an outage to retry, not the archive's fault).
+    pub fn member_file(&mut self, index: usize) -> Result<File, WrapError> {
+        if !self.files.contains_key(&index) {
+            let mut file = tempfile::tempfile().map_err(|e| local(e, "create"))?;
+            let mut member = self.zip.open(index)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match member.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => file.write_all(&buf[..n]).map_err(|e| local(e, "write"))?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(WrapError::from_io(e)),
+                }
+            }
+            drop(member);
+            self.files.insert(index, file);
+        }
+        let kept =
+            self.files.get(&index).ok_or_else(|| WrapError::BadArchive(format!("the zip has no member {index}")))?;
+        let mut again = kept.try_clone().map_err(|e| local(e, "reopen"))?;
+        again.seek(SeekFrom::Start(0)).map_err(|e| local(e, "rewind"))?;
+        Ok(again)
+    }
+}
+
 /// A flat name safe in a result file name, from a member's untrusted name: path components
 /// (split at `/` and `\`, without empty, `.` and `..` ones) joined with `_`; control, bidi and
 /// file-system-special characters (and `!`, the archive separator) as `_`; no `..`, no leading
