@@ -1042,7 +1042,11 @@ impl Verdict {
             WrapError::PgpBadSignature(m) => Verdict::BadSignature(m.clone()),
             WrapError::TooLarge { limit } => Verdict::TooLarge(*limit),
             WrapError::BadArchive(m) => Verdict::BadArchive(m.clone()),
-            WrapError::Drop(e) => Verdict::Drop(e.kind(), e.to_string()),
+            // A lower layer's verdict carried through the drop's stream stays that verdict.
+            WrapError::Drop(e) => match e.get_ref().and_then(|i| i.downcast_ref::<WrapError>()) {
+                Some(lower) => Verdict::of(lower),
+                None => Verdict::Drop(e.kind(), e.to_string()),
+            },
         }
     }
 
@@ -1264,6 +1268,81 @@ fn signing_key<'k>(ours: &'k OurKey, fp: &Fingerprint) -> Option<&'k dyn Signing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::pgp::composed::{ArmorOptions, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    use ::pgp::crypto::ecc_curve::ECCCurve;
+
+    const PASS: &str = "unit test passphrase";
+
+    /// A Curve25519 key made by rPGP (ed25519 primary that signs, cv25519 subkey that
+    /// encrypts), written as armoured secret and public key files.
+    struct Pair {
+        _dir: tempfile::TempDir,
+        secret: PathBuf,
+        public: PathBuf,
+    }
+
+    fn pair(uid: &str, passphrase: Option<&str>) -> Pair {
+        let mut sub = SubkeyParamsBuilder::default();
+        sub.key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
+            .can_encrypt(EncryptionCaps::All)
+            .passphrase(passphrase.map(String::from));
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id(uid.into())
+            .passphrase(passphrase.map(String::from))
+            .subkeys(vec![sub.build().expect("subkey params")]);
+        let key = params.build().expect("key params").generate(rand08::thread_rng()).expect("generate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("ours.asc");
+        let public = dir.path().join("ours.pub.asc");
+        std::fs::write(&secret, key.to_armored_string(ArmorOptions::default()).expect("armour")).expect("write");
+        let public_key = key.to_public_key();
+        std::fs::write(&public, public_key.to_armored_string(ArmorOptions::default()).expect("armour")).expect("write");
+        Pair { _dir: dir, secret, public }
+    }
+
+    fn seal(plain: &[u8], to: &PartnerKey, signer: Option<&OurKey>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encrypt(&mut &plain[..], &mut out, to, signer).expect("encrypt");
+        out
+    }
+
+    fn open_all(
+        msg: Vec<u8>,
+        ours: &OurKey,
+        partner: Option<&PartnerKey>,
+        require: bool,
+    ) -> Result<Vec<u8>, WrapError> {
+        let mut r = decrypt(Box::new(Cursor::new(msg)), ours, partner, require)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(WrapError::from_io)?;
+        Ok(out)
+    }
+
+    /// Yields `data` up to `after` bytes, then fails with `err`.
+    struct FailAfter {
+        data: Cursor<Vec<u8>>,
+        after: u64,
+        err: Option<io::Error>,
+    }
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.after.saturating_sub(self.data.position()) as usize;
+            if left == 0 {
+                return Err(self.err.take().unwrap_or_else(|| io::Error::other("failed again")));
+            }
+            let n = buf.len().min(left);
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("SKU-{i},{}\n", i % 97).into_bytes()).collect()
+    }
 
     #[test]
     fn packet_tags_are_read_from_both_header_formats() {
@@ -1271,5 +1350,131 @@ mod tests {
         assert_eq!(packet_tag(0xc1), Some(1)); // new format, PKESK
         assert_eq!(packet_tag(0xd2), Some(18)); // new format, SEIPD
         assert_eq!(packet_tag(b'S'), None);
+    }
+
+    #[test]
+    fn round_trip_signed_and_the_signature_policy() {
+        let a = pair("A <a@example.invalid>", Some(PASS));
+        let b = pair("B <b@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, Some(PASS)).expect("ours");
+        let ours_public = PartnerKey::load(&a.public).expect("ours, public");
+        let other = OurKey::load(&b.secret, None).expect("other");
+        let plain = text(20_000);
+
+        // Signed by ourselves, checked as the partner's.
+        let msg = seal(&plain, &ours_public, Some(&ours));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), true).expect("signed"), plain);
+        // Unsigned: refused only when a signature is required.
+        let msg = seal(&plain, &ours_public, None);
+        assert!(matches!(open_all(msg.clone(), &ours, Some(&ours_public), true), Err(WrapError::PgpBadSignature(_))));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), false).expect("unsigned"), plain);
+        // Signed by a key that is not the partner's.
+        let msg = seal(&plain, &ours_public, Some(&other));
+        assert!(matches!(open_all(msg.clone(), &ours, Some(&ours_public), true), Err(WrapError::PgpBadSignature(_))));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), false).expect("unknown signer"), plain);
+        // Not addressed to us.
+        let to_other = PartnerKey::load(&b.public).expect("other, public");
+        let msg = seal(&plain, &to_other, None);
+        assert!(
+            matches!(open_all(msg, &ours, None, false), Err(WrapError::PgpWrongKey { key_ids, .. }) if key_ids.len() == 1)
+        );
+    }
+
+    #[test]
+    fn a_drop_failure_stays_the_drops() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let msg = seal(&text(50_000), &to, None);
+        for after in [0, 100, msg.len() as u64 / 2, msg.len() as u64 - 1] {
+            let input = FailAfter {
+                data: Cursor::new(msg.clone()),
+                after,
+                err: Some(io::Error::new(io::ErrorKind::ConnectionReset, "peer went away")),
+            };
+            let r = decrypt(Box::new(input), &ours, None, false).and_then(|mut r| {
+                let mut sink = Vec::new();
+                r.read_to_end(&mut sink).map_err(WrapError::from_io)
+            });
+            match r {
+                Err(WrapError::Drop(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "after {after}");
+                    assert_eq!(e.to_string(), "peer went away", "after {after}");
+                }
+                other => panic!("after {after}: expected Drop, got {other:?}"),
+            }
+        }
+        // A verdict of a layer below (a bad gzip under the OpenPGP layer) comes out as itself.
+        let input = FailAfter {
+            data: Cursor::new(msg.clone()),
+            after: msg.len() as u64 / 3,
+            err: Some(WrapError::BadArchive("corrupt gzip".into()).into_io()),
+        };
+        let mut r = decrypt(Box::new(input), &ours, None, false).expect("header is fine");
+        let e = WrapError::from_io(r.read_to_end(&mut Vec::new()).expect_err("fails"));
+        assert!(matches!(&e, WrapError::BadArchive(m) if m == "corrupt gzip"), "{e:?}");
+        // ... and keeps failing, never a clean end.
+        let again = WrapError::from_io(r.read(&mut [0u8; 16]).expect_err("still failing"));
+        assert!(matches!(again, WrapError::BadArchive(_)), "{again:?}");
+    }
+
+    #[test]
+    fn end_of_stream_verdicts_come_before_eof() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let plain = text(30_000);
+        let msg = seal(&plain, &to, Some(&ours));
+        // A flipped byte near the end: all the data may come out, but never a clean end.
+        let mut flipped = msg.clone();
+        let at = flipped.len() - 200;
+        flipped[at] ^= 0x40;
+        let mut r = decrypt(Box::new(Cursor::new(flipped)), &ours, Some(&to), false).expect("header is fine");
+        let mut got = Vec::new();
+        let e = WrapError::from_io(r.read_to_end(&mut got).expect_err("integrity failure"));
+        assert!(matches!(e, WrapError::PgpCorrupt(_) | WrapError::PgpBadSignature(_)), "{e:?}");
+        assert!(r.read(&mut [0u8; 8]).is_err(), "the error repeats");
+        // Truncated by one byte (inside the MDC).
+        let r = open_all(msg[..msg.len() - 1].to_vec(), &ours, Some(&to), false);
+        assert!(matches!(r, Err(WrapError::PgpCorrupt(_))), "{:?}", r.map(|v| v.len()));
+        assert_eq!(open_all(msg, &ours, Some(&to), true).expect("intact"), plain);
+    }
+
+    #[test]
+    fn what_is_not_an_openpgp_message() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let cases: [(&[u8], &str); 5] = [
+            (b"sku,qty\nA-1,4\n", "not an OpenPGP message"),
+            (b"", "empty"),
+            (b"\xef\xbb\xbfsku,qty\n", "not an OpenPGP message"),
+            (b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhi\n", "clear-signed"),
+            (b"  -----BEGIN PGP MESS", "truncated"),
+        ];
+        for (input, expect) in cases {
+            match open_all(input.to_vec(), &ours, None, false) {
+                Err(WrapError::PgpCorrupt(m)) => assert!(m.contains(expect), "{input:?}: {m}"),
+                other => panic!("{input:?}: {:?}", other.map(|v| v.len())),
+            }
+        }
+        let key = std::fs::read(&a.public).expect("read");
+        match open_all(key, &ours, None, false) {
+            Err(WrapError::PgpCorrupt(m)) => assert!(m.contains("not an OpenPGP message"), "{m}"),
+            other => panic!("a key file: {:?}", other.map(|v| v.len())),
+        }
+    }
+
+    #[test]
+    fn keys_print_no_secrets_and_the_passphrase_is_checked() {
+        let a = pair("A <a@example.invalid>", Some(PASS));
+        let key = OurKey::load(&a.secret, Some(PASS)).expect("ours");
+        let shown = format!("{key:?}");
+        assert!(shown.contains("[redacted]") && !shown.contains(PASS), "{shown}");
+        assert!(shown.contains(&key.fingerprint()), "{shown}");
+        assert!(format!("{:?}", key.passphrase).eq("[redacted]"));
+        assert!(matches!(OurKey::load(&a.secret, Some("nope")), Err(KeyError::WrongPassphrase { .. })));
+        assert!(matches!(OurKey::load(&a.secret, None), Err(KeyError::PassphraseRequired { .. })));
+        assert!(matches!(OurKey::load(&a.public, Some(PASS)), Err(KeyError::NotAKey { .. })));
+        assert!(matches!(PartnerKey::load(&a.secret), Err(KeyError::NotAKey { .. })));
     }
 }
