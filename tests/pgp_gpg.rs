@@ -256,6 +256,8 @@ fn refused_messages() {
     let ours = load_ours(&g, &ours_key, true);
     let partner = load_partner(&g, &partner_key, true);
     let plain = csv(5000, 6);
+    let counts = g.protect_counts(&g.export_secret(&ours_key.fpr, false));
+    assert!(!counts.is_empty() && counts.iter().all(|&c| c == 65536), "the test home's cheap S2K: {counts:?}");
 
     // Encrypted to a key that is not ours: the error names the key id gpg reports.
     let msg = gpg_encrypt(&g, &plain, &stranger_key, Some(&partner_key), &[]);
@@ -268,6 +270,19 @@ fn refused_messages() {
             assert!(message.contains(&format!("0x{}", ours_key.encrypt_ids[0])), "names ours too: {message}");
         }
         other => panic!("wrong key: {:?}", other.map(|v| v.len())),
+    }
+
+    // Hidden recipients (gpg --throw-keyids): ours decrypts; a stranger's is the wrong key.
+    let hidden = gpg_encrypt(&g, &plain, &ours_key, Some(&partner_key), &["--throw-keyids"]);
+    assert_eq!(gpg_recipients(&g, &hidden), vec!["0x0000000000000000".to_string()]);
+    assert!(open(&hidden, &ours, Some(&partner), true, 4096).expect("hidden recipient, ours") == plain);
+    let hidden = gpg_encrypt(&g, &plain, &stranger_key, None, &["--throw-keyids"]);
+    match open(&hidden, &ours, Some(&partner), false, 4096) {
+        Err(WrapError::PgpWrongKey { key_ids, message }) => {
+            assert_eq!(key_ids, vec!["0x0000000000000000".to_string()]);
+            assert!(message.contains("hidden recipient"), "{message}");
+        }
+        other => panic!("hidden, not ours: {:?}", other.map(|v| v.len())),
     }
 
     // Encrypted with a passphrase only.
@@ -455,7 +470,15 @@ fn key_loading_errors() {
     let e = key_error(p.check_can_encrypt().map(|()| "can encrypt"), "sign-only public");
     assert!(matches!(e, KeyError::CannotEncrypt { .. }), "{e:?}");
     let mut out = Vec::new();
-    assert!(encrypt(&mut &b"x"[..], &mut out, &p, None).is_err(), "no encryption to a sign-only key");
+    match encrypt(&mut &b"x"[..], &mut out, &p, None) {
+        // Not a verdict on a file: the operator's key problem, as the drop's kind of failure.
+        Err(WrapError::Drop(e)) => {
+            let inner = e.get_ref().and_then(|i| i.downcast_ref::<KeyError>());
+            assert!(matches!(inner, Some(KeyError::CannotEncrypt { .. })), "{e:?}");
+        }
+        other => panic!("encrypting to a sign-only key: {other:?}"),
+    }
+    assert!(out.is_empty(), "nothing written");
     load_partner(&g, &good, false).check_can_encrypt().expect("a normal key can encrypt");
     OurKey::load(&sec, Some(PASSPHRASE)).expect("loads").check_can_sign().expect("ed25519 primary signs");
 
@@ -507,11 +530,16 @@ fn debug_output_shows_no_secrets() {
     if !gpg_available() {
         return;
     }
-    let g = Gpg::new();
+    // gpg's default protection here: the key an operator exports loads as it is.
+    let g = Gpg::with_default_protection();
     let k = g.rsa("Secretive <secretive@example.invalid>");
     let secret = g.export_secret(&k.fpr, false);
+    assert!(g.protect_counts(&secret).iter().all(|&c| c > 1_000_000), "default S2K count");
     let path = g.write("secretive.sec", &secret);
     let key = OurKey::load(&path, Some(PASSPHRASE)).expect("loads");
+    let plain = csv(50, 7);
+    let msg = gpg_encrypt(&g, &plain, &k, None, &[]);
+    assert!(open(&msg, &key, None, false, 4096).expect("decrypts with the default protection") == plain);
     for shown in [format!("{key:?}"), format!("{key:#?}")] {
         assert!(!shown.contains(PASSPHRASE), "{shown}");
         assert!(shown.contains("[redacted]") && shown.contains(&k.fpr), "{shown}");

@@ -919,17 +919,22 @@ fn decrypt_message<'a>(msg: Message<'a>, ours: &OurKey, slot: &Slot) -> Result<M
         p.match_identity(ours.key.primary_key.public_key())
             || ours.key.secret_subkeys.iter().any(|s| p.match_identity(s.key.public_key()))
     });
+    let hidden_recipients = pkesks.iter().all(|p| p.id().is_ok_and(|id| id.is_wildcard()));
     let wrong_key = || WrapError::PgpWrongKey {
         key_ids: recipients.clone(),
-        message: format!(
-            "the message is encrypted to {}, which is not our key (ours: {ours_ids})",
-            recipients.join(", ")
-        ),
+        message: if hidden_recipients {
+            format!(
+                "the message is encrypted to a hidden recipient (key id {}, as gpg --throw-keyids writes) and none \
+                 of our keys ({ours_ids}) decrypts it",
+                recipients.join(", ")
+            )
+        } else {
+            format!("the message is encrypted to {}, which is not our key (ours: {ours_ids})", recipients.join(", "))
+        },
     };
     if !matches_ours {
         return Err(wrong_key());
     }
-    let hidden_recipients = pkesks.iter().all(|p| p.id().is_ok_and(|id| id.is_wildcard()));
     let ring = TheRing {
         secret_keys: vec![&ours.key],
         key_passwords: vec![&ours.passphrase.0],
