@@ -489,6 +489,18 @@ fn key_loading_errors() {
     let co = OurKey::load(&co, Some(PASSPHRASE)).expect("decrypts with its subkey");
     assert!(matches!(co.check_can_sign(), Err(KeyError::CannotSign { .. })));
 
+    // Only the subkeys' secrets (gpg --export-secret-subkeys: the primary is a stub): decrypts,
+    // cannot sign.
+    let subs = g.ok(&["--export-secret-subkeys", &good.fpr], b"");
+    assert!(g.list_packets(&subs).contains("gnu-dummy"), "a stub primary");
+    let subs = OurKey::load(&g.write("subs.sec", &subs), Some(PASSPHRASE)).expect("subkeys only");
+    let msg = gpg_encrypt(&g, b"s,1\n", &good, None, &[]);
+    assert!(open(&msg, &subs, None, false, 64).expect("decrypts with the subkey") == b"s,1\n");
+    match subs.check_can_sign() {
+        Err(KeyError::CannotSign { reason, .. }) => assert!(reason.contains("no secret part"), "{reason}"),
+        other => panic!("stub primary signs? {other:?}"),
+    }
+
     // A keyring of several partner keys: all load, a message signed by either verifies.
     let other = g.rsa("Other <other@example.invalid>");
     let mut ring = g.export_public(&good.fpr, true);

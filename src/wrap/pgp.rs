@@ -1,8 +1,8 @@
 //! OpenPGP: inbound `.pgp`/`.gpg`/`.asc` files decrypted with the account's secret key (and
 //! their signatures checked against the partner's public key), outbound files encrypted to the
 //! partner (and signed with our key). Built on rPGP, which does the packet and crypto layers but
-//! leaves the semantics of keys (expiry, revocation, key flags) to its users; those live here, in
-//! [`Standing`], so a key that gpg calls expired or revoked is refused here too.
+//! leaves the semantics of keys (expiry, revocation, key flags) to its users; those live here
+//! (`KeyStanding`), so a key that gpg calls expired or revoked is refused here too.
 //!
 //! Decryption streams: memory stays flat in the file size. For SEIPDv1 (what GnuPG 2.2 writes)
 //! that means rPGP's `Seipdv1ReadMode::Streaming`: plaintext is released before the MDC at the
@@ -19,7 +19,8 @@ use ::pgp::crypto::public_key::PublicKeyAlgorithm;
 use ::pgp::crypto::sym::SymmetricKeyAlgorithm;
 use ::pgp::packet::{PublicKey, PublicSubkey, RevocationCode, Signature, SignatureType, SubpacketData};
 use ::pgp::types::{
-    Fingerprint, KeyDetails, KeyId, Password, SecretParams, Seipdv1ReadMode, SigningKey, Tag, VerifyingKey,
+    Fingerprint, KeyDetails, KeyId, Password, S2kParams, SecretParams, Seipdv1ReadMode, SigningKey, StringToKey, Tag,
+    VerifyingKey,
 };
 use std::fmt;
 use std::io::{self, BufReader, Cursor, Read, Write};
@@ -126,7 +127,7 @@ impl OurKey {
         }
         // Verify the passphrase now, not at the first file: unlock what we will use.
         for s in usable.into_iter().chain(standing.usable(Use::Sign, secs(now))) {
-            ours.check_unlocks(&s.fingerprint)?;
+            ours.check_unlocks(s)?;
         }
         Ok(ours)
     }
@@ -155,9 +156,15 @@ impl OurKey {
         format!("{:X}", self.key.primary_key.fingerprint())
     }
 
+    /// The key's standing; components whose secret part is not in the file (see [`is_stub`])
+    /// can do nothing here, whatever their flags say.
     fn standing(&self, now: u32) -> KeyStanding {
         let subkeys = self.key.secret_subkeys.iter().map(|s| (s.key.public_key(), &s.signatures[..]));
-        KeyStanding::assess(self.key.primary_key.public_key(), &self.key.details, subkeys, now)
+        let mut standing = KeyStanding::assess(self.key.primary_key.public_key(), &self.key.details, subkeys, now);
+        for s in std::iter::once(&mut standing.primary).chain(standing.subkeys.iter_mut()) {
+            s.stub = self.secret_params(&s.fingerprint).is_some_and(is_stub);
+        }
+        standing
     }
 
     fn secret_params(&self, fp: &Fingerprint) -> Option<&SecretParams> {
@@ -167,19 +174,20 @@ impl OurKey {
         self.key.secret_subkeys.iter().find(|s| &s.key.fingerprint() == fp).map(|s| s.key.secret_params())
     }
 
-    fn check_unlocks(&self, fp: &Fingerprint) -> Result<(), KeyError> {
-        let key_id = format!("0x{fp:X}");
+    fn check_unlocks(&self, s: &Standing) -> Result<(), KeyError> {
+        let fp = &s.fingerprint;
         let unlocked = if &self.key.primary_key.fingerprint() == fp {
             self.key.primary_key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok()
         } else {
-            match self.key.secret_subkeys.iter().find(|s| &s.key.fingerprint() == fp) {
-                Some(s) => s.key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok(),
+            match self.key.secret_subkeys.iter().find(|k| &k.key.fingerprint() == fp) {
+                Some(k) => k.key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok(),
                 None => true,
             }
         };
         if unlocked {
             return Ok(());
         }
+        let key_id = long_id(&s.key_id);
         let locked = self.secret_params(fp).is_some_and(SecretParams::is_encrypted);
         let empty = self.passphrase.0.read().is_empty();
         Err(if locked && empty {
@@ -337,6 +345,8 @@ struct Standing {
     revoked: Option<String>,
     /// Subkeys only: bound by a valid binding signature (an unbound subkey is not the key's).
     bound: bool,
+    /// Our keys only: the secret part is absent (a GnuPG stub).
+    stub: bool,
 }
 
 impl Standing {
@@ -352,7 +362,7 @@ impl Standing {
     }
 
     fn usable(&self, u: Use, now: u32) -> bool {
-        self.bound && self.revoked.is_none() && !self.expired(now) && self.may(u)
+        self.bound && !self.stub && self.revoked.is_none() && !self.expired(now) && self.may(u)
     }
 }
 
@@ -417,6 +427,7 @@ impl KeyStanding {
             expires: newest.and_then(|s| expiry(primary.created_at().as_secs(), s)),
             revoked,
             bound: newest.is_some(),
+            stub: false,
         };
         let subkeys = subkeys.map(|(sub, sigs)| Self::assess_subkey(primary, sub, sigs, now)).collect();
         KeyStanding { self_signed: newest.is_some(), primary: primary_standing, subkeys }
@@ -455,6 +466,7 @@ impl KeyStanding {
             expires: binding.and_then(|s| expiry(sub.created_at().as_secs(), s)),
             revoked,
             bound: binding.is_some(),
+            stub: false,
         }
     }
 
@@ -486,7 +498,7 @@ impl KeyStanding {
     /// The components usable for `u` at `now` (the primary first, then subkeys).
     fn usable(&self, u: Use, now: u32) -> impl Iterator<Item = &Standing> {
         let primary_ok = self.primary.revoked.is_none() && !self.primary.expired(now) && self.self_signed;
-        let primary = (primary_ok && self.primary.may(u)).then_some(&self.primary);
+        let primary = (primary_ok && !self.primary.stub && self.primary.may(u)).then_some(&self.primary);
         primary.into_iter().chain(self.subkeys.iter().filter(move |s| primary_ok && s.usable(u, now)))
     }
 
@@ -497,9 +509,18 @@ impl KeyStanding {
             Use::Sign => "signing",
         };
         let mut reasons: Vec<String> = Vec::new();
+        if self.primary.stub && self.primary.may(u) {
+            reasons.push(format!(
+                "its primary key {} has no secret part in the file (exported with --export-secret-subkeys, or on \
+                 a smartcard)",
+                long_id(&self.primary.key_id)
+            ));
+        }
         for s in self.subkeys.iter().filter(|s| s.bound && s.may(u)) {
             let id = long_id(&s.key_id);
-            if let Some(r) = &s.revoked {
+            if s.stub {
+                reasons.push(format!("its {what} subkey {id} has no secret part in the file"));
+            } else if let Some(r) = &s.revoked {
                 reasons.push(format!("its {what} subkey {id} is revoked ({r})"));
             } else if let Some(t) = s.expires.filter(|_| s.expired(now)) {
                 reasons.push(format!("its {what} subkey {id} expired on {}", date(t)));
@@ -510,6 +531,20 @@ impl KeyStanding {
         } else {
             reasons.join("; ")
         }
+    }
+}
+
+/// A GnuPG stub: a secret key packet without the secret (S2K type 101, "gnu-dummy" for a key
+/// exported with `--export-secret-subkeys`, or "divert-to-card").
+fn is_stub(p: &SecretParams) -> bool {
+    let SecretParams::Encrypted(e) = p else {
+        return false;
+    };
+    match e.string_to_key_params() {
+        S2kParams::Cfb { s2k, .. } | S2kParams::MalleableCfb { s2k, .. } | S2kParams::Aead { s2k, .. } => {
+            matches!(s2k, StringToKey::Private { typ: 101, .. })
+        }
+        _ => false,
     }
 }
 
