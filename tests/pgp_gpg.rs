@@ -118,6 +118,11 @@ fn round_trips(g: &Gpg, ours_key: &Key, partner_key: &Key) {
             assert!(got == plain, "{what}, unsigned: decrypted bytes differ");
         }
 
+        // Armour with CRLF line ends (a Windows partner's tools, or a transfer in text mode).
+        let armoured = gpg_encrypt(g, &plain, ours_key, Some(partner_key), &["--armor"]);
+        let crlf = String::from_utf8(armoured).expect("armour is text").replace('\n', "\r\n");
+        assert!(open(crlf.as_bytes(), &ours, Some(&partner), true, 4096).expect("CRLF armour") == plain);
+
         // Binary data (every byte value), not text: exact bytes, no line-ending games.
         let binary: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let msg = gpg_encrypt(g, &binary, ours_key, Some(partner_key), &["--compress-algo", "none"]);

@@ -869,6 +869,13 @@ fn sniff(head: &[u8]) -> Result<(), WrapError> {
     if ARMOUR.starts_with(rest) {
         return Err(WrapError::PgpCorrupt("truncated: the file ends inside the ASCII armour header".into()));
     }
+    if let Some(kind) = rest.strip_prefix(b"-----BEGIN PGP ") {
+        let kind = String::from_utf8_lossy(&kind[..kind.iter().position(|&b| b == b'-').unwrap_or(kind.len())]);
+        return Err(WrapError::PgpCorrupt(format!(
+            "not an OpenPGP message: ASCII armour of a PGP {}, not of a PGP MESSAGE",
+            clip(kind.trim())
+        )));
+    }
     Err(WrapError::PgpCorrupt(
         "not an OpenPGP message: neither binary OpenPGP packets nor ASCII armour (-----BEGIN PGP MESSAGE-----); \
          is it a plain file with a .pgp name?"
@@ -1484,12 +1491,13 @@ mod tests {
     fn what_is_not_an_openpgp_message() {
         let a = pair("A <a@example.invalid>", None);
         let ours = OurKey::load(&a.secret, None).expect("ours");
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 6] = [
             (b"sku,qty\nA-1,4\n", "not an OpenPGP message"),
             (b"", "empty"),
             (b"\xef\xbb\xbfsku,qty\n", "not an OpenPGP message"),
             (b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhi\n", "clear-signed"),
             (b"  -----BEGIN PGP MESS", "truncated"),
+            (b"-----BEGIN PGP SIGNATURE-----\n\nwsBc\n", "armour of a PGP SIGNATURE,"),
         ];
         for (input, expect) in cases {
             match open_all(input.to_vec(), &ours, None, false) {
