@@ -575,3 +575,72 @@ fn debug_output_shows_no_secrets() {
         assert!(shown.len() < 400, "{shown}");
     }
 }
+
+/// rPGP logs secret key material at debug level (its secret key parser prints the secret part in
+/// hex); the target guard keeps it out of any log, even one whose filter enables that target.
+#[test]
+fn rpgp_debug_logs_are_kept_out() {
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    if !gpg_available() {
+        return;
+    }
+    let raw = Capture::default();
+    let guarded = Capture::default();
+    let (r, gd) = (raw.clone(), guarded.clone());
+    // Only the parser's target: the other tests of this binary stay out of the buffers.
+    let parser = "pgp::packet::secret_key_parser=debug";
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(move || r.clone()).with_filter(EnvFilter::new(parser)))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || gd.clone())
+                .with_filter(EnvFilter::new(parser))
+                .with_filter(filter_fn(|m| !stitch_bridge::wrap::pgp::is_rpgp_log_target(m.target()))),
+        )
+        .try_init()
+        .expect("the only subscriber of this test binary");
+
+    let g = Gpg::new();
+    let k = g.generate(
+        "Open <open-log@example.invalid>",
+        ("ed25519", "sign,cert"),
+        &[("cv25519", "encr")],
+        "never",
+        &["--passphrase", ""],
+    );
+    let secret = g.export_secret(&k.fpr, false);
+    OurKey::load(&g.write("open-log.sec", &secret), None).expect("loads");
+    let secret_hex = hex::encode(&secret);
+    let raw = raw.text();
+    let leaked = raw
+        .lines()
+        .filter_map(|l| l.split("rest: ").nth(1))
+        .any(|h| h.trim().len() >= 64 && secret_hex.contains(h.trim()));
+    assert!(leaked, "without the guard rPGP logs the key's secret part: {}", raw.len());
+    let guarded = guarded.text();
+    assert!(!guarded.contains("rest: ") && !guarded.contains("secret_key_parser"), "{guarded}");
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -30,6 +30,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::WrapError;
 
+/// Whether a log record's target is rPGP's. rPGP logs through the `log` crate, which the
+/// bridge's subscriber takes in (tracing-subscriber's `tracing-log`), and some of its debug
+/// records carry key material: the secret key parser logs the secret part in hex, in the clear
+/// for a key without passphrase. The subscriber must drop these records whatever the operator's
+/// filter enables (a filter directive is not enough: a more specific one re-enables them), e.g.
+/// with `filter_fn(|m| !is_rpgp_log_target(m.target()))`.
+pub fn is_rpgp_log_target(target: &str) -> bool {
+    target == "pgp" || target.starts_with("pgp::")
+}
+
 /// Key files are small; anything bigger is not a key file (and is not read into memory).
 const MAX_KEY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Compressed packets inside compressed packets: real messages have one level; a deep stack is
