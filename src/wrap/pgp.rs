@@ -800,7 +800,13 @@ struct WriteTap<'w> {
 
 impl Write for WriteTap<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(|e| {
+        // A writer that takes nothing (full) fails the way `write_all` would report it, but as
+        // the output's failure rather than rPGP's.
+        let r = match self.inner.write(buf) {
+            Ok(0) if !buf.is_empty() => Err(io::Error::new(io::ErrorKind::WriteZero, "the output takes no more bytes")),
+            r => r,
+        };
+        r.map_err(|e| {
             let kind = e.kind();
             self.slot.put(e);
             io::Error::new(kind, UnderlyingFailed)
@@ -1520,6 +1526,74 @@ mod tests {
             Err(WrapError::PgpCorrupt(m)) => assert!(m.contains("not an OpenPGP message"), "{m}"),
             other => panic!("a key file: {:?}", other.map(|v| v.len())),
         }
+    }
+
+    /// Yields `total` bytes of text and notes how much output was already written when it
+    /// reached `mark`.
+    struct Source {
+        made: usize,
+        total: usize,
+        mark: usize,
+        written: Arc<Mutex<usize>>,
+        written_at_mark: Option<usize>,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.made >= self.mark && self.written_at_mark.is_none() {
+                self.written_at_mark = Some(*self.written.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+            let n = buf.len().min(self.total - self.made);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = b"0123456789abcdef,\n"[(self.made + i) % 18];
+            }
+            self.made += n;
+            Ok(n)
+        }
+    }
+
+    struct Sink {
+        out: Vec<u8>,
+        written: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            *self.written.lock().unwrap_or_else(|p| p.into_inner()) += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn encryption_streams() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let written = Arc::new(Mutex::new(0));
+        let total = 4 * 1024 * 1024;
+        let mut source =
+            Source { made: 0, total, mark: 3 * 1024 * 1024, written: written.clone(), written_at_mark: None };
+        let mut sink = Sink { out: Vec::new(), written };
+        encrypt(&mut source, &mut sink, &to, Some(&ours)).expect("encrypt");
+        let before = source.written_at_mark.expect("the source got past the mark");
+        assert!(before > 2 * 1024 * 1024, "only {before} bytes written when 3 MiB had been read");
+        let plain = open_all(sink.out, &ours, Some(&to), true).expect("decrypts");
+        assert_eq!(plain.len(), total);
+    }
+
+    #[test]
+    fn a_failing_sink_is_the_drops() {
+        let a = pair("A <a@example.invalid>", None);
+        let to = PartnerKey::load(&a.public).expect("public");
+        let mut full = [0u8; 100];
+        let mut out: &mut [u8] = &mut full; // a writer that fills up: WriteZero after 100 bytes
+        let e = encrypt(&mut &text(10_000)[..], &mut out, &to, None).expect_err("no room");
+        assert!(matches!(&e, WrapError::Drop(io) if io.kind() == io::ErrorKind::WriteZero), "{e:?}");
     }
 
     #[test]
