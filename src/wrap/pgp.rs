@@ -1,8 +1,8 @@
 //! OpenPGP: inbound `.pgp`/`.gpg`/`.asc` files decrypted with the account's secret key (and
 //! their signatures checked against the partner's public key), outbound files encrypted to the
 //! partner (and signed with our key). Built on rPGP, which does the packet and crypto layers but
-//! leaves the semantics of keys (expiry, revocation, key flags) to its users; those live here, in
-//! [`Standing`], so a key that gpg calls expired or revoked is refused here too.
+//! leaves the semantics of keys (expiry, revocation, key flags) to its users; those live here
+//! (`KeyStanding`), so a key that gpg calls expired or revoked is refused here too.
 //!
 //! Decryption streams: memory stays flat in the file size. For SEIPDv1 (what GnuPG 2.2 writes)
 //! that means rPGP's `Seipdv1ReadMode::Streaming`: plaintext is released before the MDC at the
@@ -19,7 +19,8 @@ use ::pgp::crypto::public_key::PublicKeyAlgorithm;
 use ::pgp::crypto::sym::SymmetricKeyAlgorithm;
 use ::pgp::packet::{PublicKey, PublicSubkey, RevocationCode, Signature, SignatureType, SubpacketData};
 use ::pgp::types::{
-    Fingerprint, KeyDetails, KeyId, Password, SecretParams, Seipdv1ReadMode, SigningKey, Tag, VerifyingKey,
+    Fingerprint, KeyDetails, KeyId, Password, S2kParams, SecretParams, Seipdv1ReadMode, SigningKey, StringToKey, Tag,
+    VerifyingKey,
 };
 use std::fmt;
 use std::io::{self, BufReader, Cursor, Read, Write};
@@ -28,6 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::WrapError;
+
+/// Whether a log record's target is rPGP's. rPGP logs through the `log` crate, which the
+/// bridge's subscriber takes in (tracing-subscriber's `tracing-log`), and some of its debug
+/// records carry key material: the secret key parser logs the secret part in hex, in the clear
+/// for a key without passphrase. The subscriber must drop these records whatever the operator's
+/// filter enables (a filter directive is not enough: a more specific one re-enables them), e.g.
+/// with `filter_fn(|m| !is_rpgp_log_target(m.target()))`.
+pub fn is_rpgp_log_target(target: &str) -> bool {
+    target == "pgp" || target.starts_with("pgp::")
+}
 
 /// Key files are small; anything bigger is not a key file (and is not read into memory).
 const MAX_KEY_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -126,7 +137,7 @@ impl OurKey {
         }
         // Verify the passphrase now, not at the first file: unlock what we will use.
         for s in usable.into_iter().chain(standing.usable(Use::Sign, secs(now))) {
-            ours.check_unlocks(&s.fingerprint)?;
+            ours.check_unlocks(s)?;
         }
         Ok(ours)
     }
@@ -155,9 +166,15 @@ impl OurKey {
         format!("{:X}", self.key.primary_key.fingerprint())
     }
 
+    /// The key's standing; components whose secret part is not in the file (see [`is_stub`])
+    /// can do nothing here, whatever their flags say.
     fn standing(&self, now: u32) -> KeyStanding {
         let subkeys = self.key.secret_subkeys.iter().map(|s| (s.key.public_key(), &s.signatures[..]));
-        KeyStanding::assess(self.key.primary_key.public_key(), &self.key.details, subkeys, now)
+        let mut standing = KeyStanding::assess(self.key.primary_key.public_key(), &self.key.details, subkeys, now);
+        for s in std::iter::once(&mut standing.primary).chain(standing.subkeys.iter_mut()) {
+            s.stub = self.secret_params(&s.fingerprint).is_some_and(is_stub);
+        }
+        standing
     }
 
     fn secret_params(&self, fp: &Fingerprint) -> Option<&SecretParams> {
@@ -167,19 +184,20 @@ impl OurKey {
         self.key.secret_subkeys.iter().find(|s| &s.key.fingerprint() == fp).map(|s| s.key.secret_params())
     }
 
-    fn check_unlocks(&self, fp: &Fingerprint) -> Result<(), KeyError> {
-        let key_id = format!("0x{fp:X}");
+    fn check_unlocks(&self, s: &Standing) -> Result<(), KeyError> {
+        let fp = &s.fingerprint;
         let unlocked = if &self.key.primary_key.fingerprint() == fp {
             self.key.primary_key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok()
         } else {
-            match self.key.secret_subkeys.iter().find(|s| &s.key.fingerprint() == fp) {
-                Some(s) => s.key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok(),
+            match self.key.secret_subkeys.iter().find(|k| &k.key.fingerprint() == fp) {
+                Some(k) => k.key.unlock(&self.passphrase.0, |_, _| Ok(())).is_ok(),
                 None => true,
             }
         };
         if unlocked {
             return Ok(());
         }
+        let key_id = long_id(&s.key_id);
         let locked = self.secret_params(fp).is_some_and(SecretParams::is_encrypted);
         let empty = self.passphrase.0.read().is_empty();
         Err(if locked && empty {
@@ -337,6 +355,8 @@ struct Standing {
     revoked: Option<String>,
     /// Subkeys only: bound by a valid binding signature (an unbound subkey is not the key's).
     bound: bool,
+    /// Our keys only: the secret part is absent (a GnuPG stub).
+    stub: bool,
 }
 
 impl Standing {
@@ -352,7 +372,7 @@ impl Standing {
     }
 
     fn usable(&self, u: Use, now: u32) -> bool {
-        self.bound && self.revoked.is_none() && !self.expired(now) && self.may(u)
+        self.bound && !self.stub && self.revoked.is_none() && !self.expired(now) && self.may(u)
     }
 }
 
@@ -417,6 +437,7 @@ impl KeyStanding {
             expires: newest.and_then(|s| expiry(primary.created_at().as_secs(), s)),
             revoked,
             bound: newest.is_some(),
+            stub: false,
         };
         let subkeys = subkeys.map(|(sub, sigs)| Self::assess_subkey(primary, sub, sigs, now)).collect();
         KeyStanding { self_signed: newest.is_some(), primary: primary_standing, subkeys }
@@ -455,6 +476,7 @@ impl KeyStanding {
             expires: binding.and_then(|s| expiry(sub.created_at().as_secs(), s)),
             revoked,
             bound: binding.is_some(),
+            stub: false,
         }
     }
 
@@ -486,7 +508,7 @@ impl KeyStanding {
     /// The components usable for `u` at `now` (the primary first, then subkeys).
     fn usable(&self, u: Use, now: u32) -> impl Iterator<Item = &Standing> {
         let primary_ok = self.primary.revoked.is_none() && !self.primary.expired(now) && self.self_signed;
-        let primary = (primary_ok && self.primary.may(u)).then_some(&self.primary);
+        let primary = (primary_ok && !self.primary.stub && self.primary.may(u)).then_some(&self.primary);
         primary.into_iter().chain(self.subkeys.iter().filter(move |s| primary_ok && s.usable(u, now)))
     }
 
@@ -497,9 +519,18 @@ impl KeyStanding {
             Use::Sign => "signing",
         };
         let mut reasons: Vec<String> = Vec::new();
+        if self.primary.stub && self.primary.may(u) {
+            reasons.push(format!(
+                "its primary key {} has no secret part in the file (exported with --export-secret-subkeys, or on \
+                 a smartcard)",
+                long_id(&self.primary.key_id)
+            ));
+        }
         for s in self.subkeys.iter().filter(|s| s.bound && s.may(u)) {
             let id = long_id(&s.key_id);
-            if let Some(r) = &s.revoked {
+            if s.stub {
+                reasons.push(format!("its {what} subkey {id} has no secret part in the file"));
+            } else if let Some(r) = &s.revoked {
                 reasons.push(format!("its {what} subkey {id} is revoked ({r})"));
             } else if let Some(t) = s.expires.filter(|_| s.expired(now)) {
                 reasons.push(format!("its {what} subkey {id} expired on {}", date(t)));
@@ -510,6 +541,20 @@ impl KeyStanding {
         } else {
             reasons.join("; ")
         }
+    }
+}
+
+/// A GnuPG stub: a secret key packet without the secret (S2K type 101, "gnu-dummy" for a key
+/// exported with `--export-secret-subkeys`, or "divert-to-card").
+fn is_stub(p: &SecretParams) -> bool {
+    let SecretParams::Encrypted(e) = p else {
+        return false;
+    };
+    match e.string_to_key_params() {
+        S2kParams::Cfb { s2k, .. } | S2kParams::MalleableCfb { s2k, .. } | S2kParams::Aead { s2k, .. } => {
+            matches!(s2k, StringToKey::Private { typ: 101, .. })
+        }
+        _ => false,
     }
 }
 
@@ -755,7 +800,13 @@ struct WriteTap<'w> {
 
 impl Write for WriteTap<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(|e| {
+        // A writer that takes nothing (full) fails the way `write_all` would report it, but as
+        // the output's failure rather than rPGP's.
+        let r = match self.inner.write(buf) {
+            Ok(0) if !buf.is_empty() => Err(io::Error::new(io::ErrorKind::WriteZero, "the output takes no more bytes")),
+            r => r,
+        };
+        r.map_err(|e| {
             let kind = e.kind();
             self.slot.put(e);
             io::Error::new(kind, UnderlyingFailed)
@@ -833,6 +884,13 @@ fn sniff(head: &[u8]) -> Result<(), WrapError> {
     }
     if ARMOUR.starts_with(rest) {
         return Err(WrapError::PgpCorrupt("truncated: the file ends inside the ASCII armour header".into()));
+    }
+    if let Some(kind) = rest.strip_prefix(b"-----BEGIN PGP ") {
+        let kind = String::from_utf8_lossy(&kind[..kind.iter().position(|&b| b == b'-').unwrap_or(kind.len())]);
+        return Err(WrapError::PgpCorrupt(format!(
+            "not an OpenPGP message: ASCII armour of a PGP {}, not of a PGP MESSAGE",
+            clip(kind.trim())
+        )));
     }
     Err(WrapError::PgpCorrupt(
         "not an OpenPGP message: neither binary OpenPGP packets nor ASCII armour (-----BEGIN PGP MESSAGE-----); \
@@ -919,17 +977,22 @@ fn decrypt_message<'a>(msg: Message<'a>, ours: &OurKey, slot: &Slot) -> Result<M
         p.match_identity(ours.key.primary_key.public_key())
             || ours.key.secret_subkeys.iter().any(|s| p.match_identity(s.key.public_key()))
     });
+    let hidden_recipients = pkesks.iter().all(|p| p.id().is_ok_and(|id| id.is_wildcard()));
     let wrong_key = || WrapError::PgpWrongKey {
         key_ids: recipients.clone(),
-        message: format!(
-            "the message is encrypted to {}, which is not our key (ours: {ours_ids})",
-            recipients.join(", ")
-        ),
+        message: if hidden_recipients {
+            format!(
+                "the message is encrypted to a hidden recipient (key id {}, as gpg --throw-keyids writes) and none \
+                 of our keys ({ours_ids}) decrypts it",
+                recipients.join(", ")
+            )
+        } else {
+            format!("the message is encrypted to {}, which is not our key (ours: {ours_ids})", recipients.join(", "))
+        },
     };
     if !matches_ours {
         return Err(wrong_key());
     }
-    let hidden_recipients = pkesks.iter().all(|p| p.id().is_ok_and(|id| id.is_wildcard()));
     let ring = TheRing {
         secret_keys: vec![&ours.key],
         key_passwords: vec![&ours.passphrase.0],
@@ -1042,7 +1105,11 @@ impl Verdict {
             WrapError::PgpBadSignature(m) => Verdict::BadSignature(m.clone()),
             WrapError::TooLarge { limit } => Verdict::TooLarge(*limit),
             WrapError::BadArchive(m) => Verdict::BadArchive(m.clone()),
-            WrapError::Drop(e) => Verdict::Drop(e.kind(), e.to_string()),
+            // A lower layer's verdict carried through the drop's stream stays that verdict.
+            WrapError::Drop(e) => match e.get_ref().and_then(|i| i.downcast_ref::<WrapError>()) {
+                Some(lower) => Verdict::of(lower),
+                None => Verdict::Drop(e.kind(), e.to_string()),
+            },
         }
     }
 
@@ -1264,6 +1331,81 @@ fn signing_key<'k>(ours: &'k OurKey, fp: &Fingerprint) -> Option<&'k dyn Signing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::pgp::composed::{ArmorOptions, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder};
+    use ::pgp::crypto::ecc_curve::ECCCurve;
+
+    const PASS: &str = "unit test passphrase";
+
+    /// A Curve25519 key made by rPGP (ed25519 primary that signs, cv25519 subkey that
+    /// encrypts), written as armoured secret and public key files.
+    struct Pair {
+        _dir: tempfile::TempDir,
+        secret: PathBuf,
+        public: PathBuf,
+    }
+
+    fn pair(uid: &str, passphrase: Option<&str>) -> Pair {
+        let mut sub = SubkeyParamsBuilder::default();
+        sub.key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
+            .can_encrypt(EncryptionCaps::All)
+            .passphrase(passphrase.map(String::from));
+        let mut params = SecretKeyParamsBuilder::default();
+        params
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id(uid.into())
+            .passphrase(passphrase.map(String::from))
+            .subkeys(vec![sub.build().expect("subkey params")]);
+        let key = params.build().expect("key params").generate(rand08::thread_rng()).expect("generate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("ours.asc");
+        let public = dir.path().join("ours.pub.asc");
+        std::fs::write(&secret, key.to_armored_string(ArmorOptions::default()).expect("armour")).expect("write");
+        let public_key = key.to_public_key();
+        std::fs::write(&public, public_key.to_armored_string(ArmorOptions::default()).expect("armour")).expect("write");
+        Pair { _dir: dir, secret, public }
+    }
+
+    fn seal(plain: &[u8], to: &PartnerKey, signer: Option<&OurKey>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encrypt(&mut &plain[..], &mut out, to, signer).expect("encrypt");
+        out
+    }
+
+    fn open_all(
+        msg: Vec<u8>,
+        ours: &OurKey,
+        partner: Option<&PartnerKey>,
+        require: bool,
+    ) -> Result<Vec<u8>, WrapError> {
+        let mut r = decrypt(Box::new(Cursor::new(msg)), ours, partner, require)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(WrapError::from_io)?;
+        Ok(out)
+    }
+
+    /// Yields `data` up to `after` bytes, then fails with `err`.
+    struct FailAfter {
+        data: Cursor<Vec<u8>>,
+        after: u64,
+        err: Option<io::Error>,
+    }
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.after.saturating_sub(self.data.position()) as usize;
+            if left == 0 {
+                return Err(self.err.take().unwrap_or_else(|| io::Error::other("failed again")));
+            }
+            let n = buf.len().min(left);
+            self.data.read(&mut buf[..n])
+        }
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("SKU-{i},{}\n", i % 97).into_bytes()).collect()
+    }
 
     #[test]
     fn packet_tags_are_read_from_both_header_formats() {
@@ -1271,5 +1413,200 @@ mod tests {
         assert_eq!(packet_tag(0xc1), Some(1)); // new format, PKESK
         assert_eq!(packet_tag(0xd2), Some(18)); // new format, SEIPD
         assert_eq!(packet_tag(b'S'), None);
+    }
+
+    #[test]
+    fn round_trip_signed_and_the_signature_policy() {
+        let a = pair("A <a@example.invalid>", Some(PASS));
+        let b = pair("B <b@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, Some(PASS)).expect("ours");
+        let ours_public = PartnerKey::load(&a.public).expect("ours, public");
+        let other = OurKey::load(&b.secret, None).expect("other");
+        let plain = text(20_000);
+
+        // Signed by ourselves, checked as the partner's.
+        let msg = seal(&plain, &ours_public, Some(&ours));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), true).expect("signed"), plain);
+        // Unsigned: refused only when a signature is required.
+        let msg = seal(&plain, &ours_public, None);
+        assert!(matches!(open_all(msg.clone(), &ours, Some(&ours_public), true), Err(WrapError::PgpBadSignature(_))));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), false).expect("unsigned"), plain);
+        // Signed by a key that is not the partner's.
+        let msg = seal(&plain, &ours_public, Some(&other));
+        assert!(matches!(open_all(msg.clone(), &ours, Some(&ours_public), true), Err(WrapError::PgpBadSignature(_))));
+        assert_eq!(open_all(msg, &ours, Some(&ours_public), false).expect("unknown signer"), plain);
+        // Not addressed to us.
+        let to_other = PartnerKey::load(&b.public).expect("other, public");
+        let msg = seal(&plain, &to_other, None);
+        assert!(
+            matches!(open_all(msg, &ours, None, false), Err(WrapError::PgpWrongKey { key_ids, .. }) if key_ids.len() == 1)
+        );
+    }
+
+    #[test]
+    fn a_drop_failure_stays_the_drops() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let msg = seal(&text(50_000), &to, None);
+        for after in [0, 100, msg.len() as u64 / 2, msg.len() as u64 - 1] {
+            let input = FailAfter {
+                data: Cursor::new(msg.clone()),
+                after,
+                err: Some(io::Error::new(io::ErrorKind::ConnectionReset, "peer went away")),
+            };
+            let r = decrypt(Box::new(input), &ours, None, false).and_then(|mut r| {
+                let mut sink = Vec::new();
+                r.read_to_end(&mut sink).map_err(WrapError::from_io)
+            });
+            match r {
+                Err(WrapError::Drop(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "after {after}");
+                    assert_eq!(e.to_string(), "peer went away", "after {after}");
+                }
+                other => panic!("after {after}: expected Drop, got {other:?}"),
+            }
+        }
+        // A verdict of a layer below (a bad gzip under the OpenPGP layer) comes out as itself.
+        let input = FailAfter {
+            data: Cursor::new(msg.clone()),
+            after: msg.len() as u64 / 3,
+            err: Some(WrapError::BadArchive("corrupt gzip".into()).into_io()),
+        };
+        let mut r = decrypt(Box::new(input), &ours, None, false).expect("header is fine");
+        let e = WrapError::from_io(r.read_to_end(&mut Vec::new()).expect_err("fails"));
+        assert!(matches!(&e, WrapError::BadArchive(m) if m == "corrupt gzip"), "{e:?}");
+        // ... and keeps failing, never a clean end.
+        let again = WrapError::from_io(r.read(&mut [0u8; 16]).expect_err("still failing"));
+        assert!(matches!(again, WrapError::BadArchive(_)), "{again:?}");
+    }
+
+    #[test]
+    fn end_of_stream_verdicts_come_before_eof() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let plain = text(30_000);
+        let msg = seal(&plain, &to, Some(&ours));
+        // A flipped byte near the end: all the data may come out, but never a clean end.
+        let mut flipped = msg.clone();
+        let at = flipped.len() - 200;
+        flipped[at] ^= 0x40;
+        let mut r = decrypt(Box::new(Cursor::new(flipped)), &ours, Some(&to), false).expect("header is fine");
+        let mut got = Vec::new();
+        let e = WrapError::from_io(r.read_to_end(&mut got).expect_err("integrity failure"));
+        assert!(matches!(e, WrapError::PgpCorrupt(_) | WrapError::PgpBadSignature(_)), "{e:?}");
+        assert!(r.read(&mut [0u8; 8]).is_err(), "the error repeats");
+        // Truncated by one byte (inside the MDC).
+        let r = open_all(msg[..msg.len() - 1].to_vec(), &ours, Some(&to), false);
+        assert!(matches!(r, Err(WrapError::PgpCorrupt(_))), "{:?}", r.map(|v| v.len()));
+        assert_eq!(open_all(msg, &ours, Some(&to), true).expect("intact"), plain);
+    }
+
+    #[test]
+    fn what_is_not_an_openpgp_message() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let cases: [(&[u8], &str); 6] = [
+            (b"sku,qty\nA-1,4\n", "not an OpenPGP message"),
+            (b"", "empty"),
+            (b"\xef\xbb\xbfsku,qty\n", "not an OpenPGP message"),
+            (b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhi\n", "clear-signed"),
+            (b"  -----BEGIN PGP MESS", "truncated"),
+            (b"-----BEGIN PGP SIGNATURE-----\n\nwsBc\n", "armour of a PGP SIGNATURE,"),
+        ];
+        for (input, expect) in cases {
+            match open_all(input.to_vec(), &ours, None, false) {
+                Err(WrapError::PgpCorrupt(m)) => assert!(m.contains(expect), "{input:?}: {m}"),
+                other => panic!("{input:?}: {:?}", other.map(|v| v.len())),
+            }
+        }
+        let key = std::fs::read(&a.public).expect("read");
+        match open_all(key, &ours, None, false) {
+            Err(WrapError::PgpCorrupt(m)) => assert!(m.contains("not an OpenPGP message"), "{m}"),
+            other => panic!("a key file: {:?}", other.map(|v| v.len())),
+        }
+    }
+
+    /// Yields `total` bytes of text and notes how much output was already written when it
+    /// reached `mark`.
+    struct Source {
+        made: usize,
+        total: usize,
+        mark: usize,
+        written: Arc<Mutex<usize>>,
+        written_at_mark: Option<usize>,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.made >= self.mark && self.written_at_mark.is_none() {
+                self.written_at_mark = Some(*self.written.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+            let n = buf.len().min(self.total - self.made);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = b"0123456789abcdef,\n"[(self.made + i) % 18];
+            }
+            self.made += n;
+            Ok(n)
+        }
+    }
+
+    struct Sink {
+        out: Vec<u8>,
+        written: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            *self.written.lock().unwrap_or_else(|p| p.into_inner()) += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn encryption_streams() {
+        let a = pair("A <a@example.invalid>", None);
+        let ours = OurKey::load(&a.secret, None).expect("ours");
+        let to = PartnerKey::load(&a.public).expect("public");
+        let written = Arc::new(Mutex::new(0));
+        let total = 4 * 1024 * 1024;
+        let mut source =
+            Source { made: 0, total, mark: 3 * 1024 * 1024, written: written.clone(), written_at_mark: None };
+        let mut sink = Sink { out: Vec::new(), written };
+        encrypt(&mut source, &mut sink, &to, Some(&ours)).expect("encrypt");
+        let before = source.written_at_mark.expect("the source got past the mark");
+        assert!(before > 2 * 1024 * 1024, "only {before} bytes written when 3 MiB had been read");
+        let plain = open_all(sink.out, &ours, Some(&to), true).expect("decrypts");
+        assert_eq!(plain.len(), total);
+    }
+
+    #[test]
+    fn a_failing_sink_is_the_drops() {
+        let a = pair("A <a@example.invalid>", None);
+        let to = PartnerKey::load(&a.public).expect("public");
+        let mut full = [0u8; 100];
+        let mut out: &mut [u8] = &mut full; // a writer that fills up: WriteZero after 100 bytes
+        let e = encrypt(&mut &text(10_000)[..], &mut out, &to, None).expect_err("no room");
+        assert!(matches!(&e, WrapError::Drop(io) if io.kind() == io::ErrorKind::WriteZero), "{e:?}");
+    }
+
+    #[test]
+    fn keys_print_no_secrets_and_the_passphrase_is_checked() {
+        let a = pair("A <a@example.invalid>", Some(PASS));
+        let key = OurKey::load(&a.secret, Some(PASS)).expect("ours");
+        let shown = format!("{key:?}");
+        assert!(shown.contains("[redacted]") && !shown.contains(PASS), "{shown}");
+        assert!(shown.contains(&key.fingerprint()), "{shown}");
+        assert!(format!("{:?}", key.passphrase).eq("[redacted]"));
+        assert!(matches!(OurKey::load(&a.secret, Some("nope")), Err(KeyError::WrongPassphrase { .. })));
+        assert!(matches!(OurKey::load(&a.secret, None), Err(KeyError::PassphraseRequired { .. })));
+        assert!(matches!(OurKey::load(&a.public, Some(PASS)), Err(KeyError::NotAKey { .. })));
+        assert!(matches!(PartnerKey::load(&a.secret), Err(KeyError::NotAKey { .. })));
     }
 }

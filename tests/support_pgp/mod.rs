@@ -40,12 +40,33 @@ pub struct Key {
 }
 
 impl Gpg {
+    /// A home whose agent protects secret keys with the smallest S2K count: unlocking a key
+    /// with gpg's calibrated default (~65M iterations) takes seconds in an unoptimised test
+    /// build, and we unlock at every load and every file.
     pub fn new() -> Gpg {
+        Self::with_agent_conf("allow-loopback-pinentry\ns2k-count 65536\n")
+    }
+
+    /// A home with gpg's default key protection, as a partner's or operator's gpg exports it.
+    pub fn with_default_protection() -> Gpg {
+        Self::with_agent_conf("allow-loopback-pinentry\n")
+    }
+
+    fn with_agent_conf(conf: &str) -> Gpg {
         // A short path: the agent's socket lives in the home and socket paths are limited.
         let home = tempfile::Builder::new().prefix("g").tempdir_in(std::env::temp_dir()).expect("gpg home");
         let g = Gpg { home };
-        std::fs::write(g.home.path().join("gpg-agent.conf"), "allow-loopback-pinentry\n").expect("agent conf");
+        std::fs::write(g.home.path().join("gpg-agent.conf"), conf).expect("agent conf");
         g
+    }
+
+    /// The S2K iteration counts protecting the secret keys in an export, as gpg lists them.
+    pub fn protect_counts(&self, export: &[u8]) -> Vec<u64> {
+        self.list_packets(export)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("protect count: "))
+            .filter_map(|c| c.split_whitespace().next()?.parse().ok())
+            .collect()
     }
 
     pub fn home(&self) -> &Path {
