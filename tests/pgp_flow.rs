@@ -176,7 +176,7 @@ fn the_passphrase_and_the_secret_key_never_leak() {
             .arg("--config")
             .arg(&env.config_path)
             .args(args)
-            .env("STITCH_BRIDGE_LOG", "trace")
+            .env("STITCH_BRIDGE_LOG", "trace,pgp=trace")
             .output()
             .unwrap();
         outputs.push(String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr));

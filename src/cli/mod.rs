@@ -97,16 +97,22 @@ pub enum Command {
 }
 
 fn init_logging(format: LogFormat, quiet: bool, default: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("STITCH_BRIDGE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(if quiet { "warn" } else { default }));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // rPGP's own debug records print secret key material: never written, whatever the filter
+    // asks for (a directive could re-enable them; this cannot).
+    let no_key_material = filter_fn(|m| !crate::wrap::pgp::is_rpgp_log_target(m.target()));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => {
             use std::io::IsTerminal;
-            builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init()
+            let layer = layer.with_target(false).with_ansi(std::io::stderr().is_terminal());
+            tracing_subscriber::registry().with(filter).with(layer.with_filter(no_key_material)).try_init()
         }
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => {
+            tracing_subscriber::registry().with(filter).with(layer.json().with_filter(no_key_material)).try_init()
+        }
     };
 }
 
