@@ -506,6 +506,28 @@ fn key_loading_errors() {
         other => panic!("stub primary signs? {other:?}"),
     }
 
+    // Only a signing subkey's secret (`SUBKEY!` exports just that one, with a stub primary and
+    // without the other subkeys): nothing here decrypts.
+    let split = g.generate(
+        "Split <split@example.invalid>",
+        ("ed25519", "cert"),
+        &[("ed25519", "sign"), ("cv25519", "encr")],
+        "never",
+        &[],
+    );
+    let colons = String::from_utf8(g.ok(&["--with-colons", "--list-keys", &split.fpr], b"")).expect("utf-8");
+    let sign_sub = colons
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == "sub" && f[11].contains('s'))
+        .map(|f| f[4].to_string())
+        .expect("signing subkey");
+    let only_sign = g.ok(&["--export-secret-subkeys", &format!("{sign_sub}!")], b"");
+    match OurKey::load(&g.write("split.sec", &only_sign), Some(PASSPHRASE)) {
+        Err(KeyError::CannotDecrypt { reason, .. }) => assert!(reason.contains("no encryption subkey"), "{reason}"),
+        other => panic!("a key file without the encryption secret: {other:?}"),
+    }
+
     // A keyring of several partner keys: all load, a message signed by either verifies.
     let other = g.rsa("Other <other@example.invalid>");
     let mut ring = g.export_public(&good.fpr, true);
