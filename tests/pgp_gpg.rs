@@ -455,6 +455,36 @@ fn key_loading_errors() {
     let later = SystemTime::now() + Duration::from_secs(3 * 86_400);
     assert!(matches!(key_error(PartnerKey::load_at(&soon_pub, later), "later"), KeyError::Expired { .. }));
 
+    // Subkey expiry: an encryption subkey made an hour ago that expires in a day, and a newer one
+    // that does not. We encrypt to the newest valid one, as gpg does; once the first expired, to
+    // the second still; a key whose only encryption subkey expired cannot encrypt or decrypt.
+    let hour_ago = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_secs() - 3600;
+    let faked = format!("{hour_ago}!");
+    let before = ["--faked-system-time", faked.as_str()];
+    let rot = g.generate("Rotating <rot@example.invalid>", ("ed25519", "sign,cert"), &[], "never", &before);
+    g.ok(&["--faked-system-time", &faked, "--quick-add-key", &rot.fpr, "cv25519", "encr", "1d"], b"");
+    let rot = g.key(&rot.fpr);
+    let only_expiring_sec = g.write("rot1.sec", &g.export_secret(&rot.fpr, false));
+    let only_expiring_pub = g.write("rot1.pub", &g.export_public(&rot.fpr, false));
+    let in_two_days = SystemTime::now() + Duration::from_secs(2 * 86_400);
+    match OurKey::load_at(&only_expiring_sec, Some(PASSPHRASE), in_two_days) {
+        Err(KeyError::CannotDecrypt { reason, .. }) => assert!(reason.contains("expired on"), "{reason}"),
+        other => panic!("only an expired encryption subkey: {other:?}"),
+    }
+    let p = PartnerKey::load_at(&only_expiring_pub, in_two_days).expect("the primary is valid");
+    assert!(matches!(p.check_can_encrypt_at(in_two_days), Err(KeyError::CannotEncrypt { .. })));
+    g.ok(&["--quick-add-key", &rot.fpr, "cv25519", "encr", "never"], b"");
+    let rot = g.key(&rot.fpr);
+    assert_eq!(rot.encrypt_ids.len(), 2);
+    let rotating = load_partner(&g, &rot, false);
+    let mut out = Vec::new();
+    encrypt(&mut &b"r,1\n"[..], &mut out, &rotating, None).expect("encrypt");
+    let gpg_choice = gpg_recipients(&g, &gpg_encrypt(&g, b"r,1\n", &rot, None, &[]));
+    assert_eq!(gpg_recipients(&g, &out), gpg_choice, "the subkey gpg picks");
+    assert_eq!(gpg_choice, vec![format!("0x{}", rot.encrypt_ids[1])], "the newer subkey");
+    let path = g.write("rot2.pub", &g.export_public(&rot.fpr, false));
+    PartnerKey::load_at(&path, in_two_days).expect("loads").check_can_encrypt_at(in_two_days).expect("the newer one");
+
     // Revoked with the certificate gpg wrote at generation.
     let gone = g.curve25519("Gone <gone@example.invalid>");
     g.revoke(&gone.fpr);
@@ -504,6 +534,28 @@ fn key_loading_errors() {
     match subs.check_can_sign() {
         Err(KeyError::CannotSign { reason, .. }) => assert!(reason.contains("no secret part"), "{reason}"),
         other => panic!("stub primary signs? {other:?}"),
+    }
+
+    // Only a signing subkey's secret (`SUBKEY!` exports just that one, with a stub primary and
+    // without the other subkeys): nothing here decrypts.
+    let split = g.generate(
+        "Split <split@example.invalid>",
+        ("ed25519", "cert"),
+        &[("ed25519", "sign"), ("cv25519", "encr")],
+        "never",
+        &[],
+    );
+    let colons = String::from_utf8(g.ok(&["--with-colons", "--list-keys", &split.fpr], b"")).expect("utf-8");
+    let sign_sub = colons
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == "sub" && f[11].contains('s'))
+        .map(|f| f[4].to_string())
+        .expect("signing subkey");
+    let only_sign = g.ok(&["--export-secret-subkeys", &format!("{sign_sub}!")], b"");
+    match OurKey::load(&g.write("split.sec", &only_sign), Some(PASSPHRASE)) {
+        Err(KeyError::CannotDecrypt { reason, .. }) => assert!(reason.contains("no encryption subkey"), "{reason}"),
+        other => panic!("a key file without the encryption secret: {other:?}"),
     }
 
     // A keyring of several partner keys: all load, a message signed by either verifies.

@@ -17,7 +17,9 @@ use ::pgp::composed::{
 use ::pgp::crypto::hash::HashAlgorithm;
 use ::pgp::crypto::public_key::PublicKeyAlgorithm;
 use ::pgp::crypto::sym::SymmetricKeyAlgorithm;
-use ::pgp::packet::{PublicKey, PublicSubkey, RevocationCode, Signature, SignatureType, SubpacketData};
+use ::pgp::packet::{
+    PublicKey, PublicKeyEncryptedSessionKey, PublicSubkey, RevocationCode, Signature, SignatureType, SubpacketData,
+};
 use ::pgp::types::{
     Fingerprint, KeyDetails, KeyId, Password, S2kParams, SecretParams, Seipdv1ReadMode, SigningKey, StringToKey, Tag,
     VerifyingKey,
@@ -166,13 +168,16 @@ impl OurKey {
         format!("{:X}", self.key.primary_key.fingerprint())
     }
 
-    /// The key's standing; components whose secret part is not in the file (see [`is_stub`])
-    /// can do nothing here, whatever their flags say.
+    /// The key's standing; components whose secret part is not in the file (a stub, see
+    /// [`is_stub`], or a public subkey packet in the secret key file) can do nothing here,
+    /// whatever their flags say.
     fn standing(&self, now: u32) -> KeyStanding {
-        let subkeys = self.key.secret_subkeys.iter().map(|s| (s.key.public_key(), &s.signatures[..]));
+        let secret = self.key.secret_subkeys.iter().map(|s| (s.key.public_key(), &s.signatures[..]));
+        let public = self.key.public_subkeys.iter().map(|s| (&s.key, &s.signatures[..]));
+        let subkeys = secret.chain(public);
         let mut standing = KeyStanding::assess(self.key.primary_key.public_key(), &self.key.details, subkeys, now);
         for s in std::iter::once(&mut standing.primary).chain(standing.subkeys.iter_mut()) {
-            s.stub = self.secret_params(&s.fingerprint).is_some_and(is_stub);
+            s.stub = self.secret_params(&s.fingerprint).is_none_or(is_stub);
         }
         standing
     }
@@ -973,14 +978,31 @@ fn decrypt_message<'a>(msg: Message<'a>, ours: &OurKey, slot: &Slot) -> Result<M
             ),
         });
     }
-    let matches_ours = pkesks.iter().any(|p| {
-        p.match_identity(ours.key.primary_key.public_key())
-            || ours.key.secret_subkeys.iter().any(|s| p.match_identity(s.key.public_key()))
-    });
-    let hidden_recipients = pkesks.iter().all(|p| p.id().is_ok_and(|id| id.is_wildcard()));
+    // Which of our components the recipients name: a wildcard (hidden) recipient matches every
+    // key; a component without its secret part (a GnuPG stub) cannot take the session key.
+    let named = |p: &&&PublicKeyEncryptedSessionKey| !p.id().is_ok_and(|id| id.is_wildcard());
+    let takes = |p: &PublicKeyEncryptedSessionKey, with_secret: bool| {
+        (p.match_identity(ours.key.primary_key.public_key())
+            && !(with_secret && is_stub(ours.key.primary_key.secret_params())))
+            || ours
+                .key
+                .secret_subkeys
+                .iter()
+                .any(|s| p.match_identity(s.key.public_key()) && !(with_secret && is_stub(s.key.secret_params())))
+    };
+    let any_match = pkesks.iter().any(|p| takes(p, false));
+    let named_with_secret = pkesks.iter().filter(named).any(|p| takes(p, true));
+    let named_stub_only = !named_with_secret && pkesks.iter().filter(named).any(|p| takes(p, false));
+    let hidden_recipients = !pkesks.iter().any(|p| named(&p));
     let wrong_key = || WrapError::PgpWrongKey {
         key_ids: recipients.clone(),
-        message: if hidden_recipients {
+        message: if named_stub_only {
+            format!(
+                "the message is encrypted to {}, our key, but its secret part is not in our key file (a stub, as \
+                 gpg --export-secret-subkeys or a smartcard leaves)",
+                recipients.join(", ")
+            )
+        } else if hidden_recipients {
             format!(
                 "the message is encrypted to a hidden recipient (key id {}, as gpg --throw-keyids writes) and none \
                  of our keys ({ours_ids}) decrypts it",
@@ -990,7 +1012,7 @@ fn decrypt_message<'a>(msg: Message<'a>, ours: &OurKey, slot: &Slot) -> Result<M
             format!("the message is encrypted to {}, which is not our key (ours: {ours_ids})", recipients.join(", "))
         },
     };
-    if !matches_ours {
+    if !any_match || (named_stub_only && hidden_recipients) {
         return Err(wrong_key());
     }
     let ring = TheRing {
@@ -1007,8 +1029,8 @@ fn decrypt_message<'a>(msg: Message<'a>, ours: &OurKey, slot: &Slot) -> Result<M
             if let Some(d) = slot.take() {
                 return Err(WrapError::Drop(d));
             }
-            // A wildcard (hidden) recipient matches every key; none of ours took the session key.
-            if matches!(e, ::pgp::errors::Error::MissingKey) && hidden_recipients {
+            // Only hidden recipients (or stubs) matched, and none of ours took the session key.
+            if matches!(e, ::pgp::errors::Error::MissingKey) && !named_with_secret {
                 return Err(wrong_key());
             }
             Err(WrapError::PgpCorrupt(clip(&format!(
