@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 
 pub use super::envelope::Interchange;
 use super::envelope::{self, check_ge, check_iea, check_se, fault};
-use super::read::{ReadError, Segment, Tokenizer};
+use super::read::{ReadError, Segment, Segments, Tokenizer};
 use super::{GroupResult, SetKind, SetResult};
 use crate::formats::fields::{self, shown, FieldError};
 use crate::formats::{fingerprint, LateDuplicate, LateDuplicates};
@@ -118,26 +118,55 @@ pub struct ReceivedAck {
 pub fn read<R: Read>(reader: R, opts: &X12Options) -> Result<X12Units<R>, FileRejection> {
     let (tok, isa) = Tokenizer::open(reader, opts.max_segment_len, opts.max_file_bytes).map_err(|e| rejection(e, 1))?;
     let interchange = envelope::interchange(&isa, tok.separators())?;
-    Ok(X12Units {
-        tok,
-        interchange,
-        opts: opts.clone(),
-        seg: Segment::default(),
-        pool: Vec::new(),
-        used: 0,
-        overflow: 0,
-        queue: VecDeque::new(),
-        finished: false,
-        ended: false,
-        group: None,
-        set: None,
-        groups: 0,
-        group_errors: Vec::new(),
-        seen: Seen::Inline(HashSet::with_hasher(SEEN_HASH)),
-        lean: false,
-        lean_accepted: 0,
-        segments: 1,
-    })
+    Ok(X12Units::new(Segments::here(tok), interchange, opts))
+}
+
+/// Like `read`, with framing (reading, segment splitting, the UTF-8 check) on a thread of its
+/// own, so that it overlaps with checking on this one: `validate`'s path, which owns its file.
+/// Same events, same rejections.
+///
+/// ```
+/// use stitch_bridge::x12::inbound::{read, read_piped, X12Options};
+///
+/// let x12: &'static [u8] = b"ISA*00*          *00*          *ZZ*WAREHOUSE      *ZZ*STITCHBRIDGE   *240315*1200*U*00401*000000001*0*P*>~\
+///     GS*IB*WAREHOUSE*STITCHBRIDGE*20240315*1200*1*X*004010~ST*846*0001~BIA*00*SI*INV1*20240315~\
+///     LIN**SK*RED~QTY*33*x~SE*5*0001~GE*1*1~IEA*1*000000001~";
+/// let here: Vec<_> = read(x12, &X12Options::default())?.collect();
+/// let piped: Vec<_> = read_piped(x12, &X12Options::default())?.collect();
+/// assert_eq!(here, piped);
+/// # Ok::<(), stitch_bridge::formats::FileRejection>(())
+/// ```
+pub fn read_piped<R: Read + Send + 'static>(reader: R, opts: &X12Options) -> Result<X12Units<R>, FileRejection> {
+    let (tok, isa) = Tokenizer::open(reader, opts.max_segment_len, opts.max_file_bytes).map_err(|e| rejection(e, 1))?;
+    let interchange = envelope::interchange(&isa, tok.separators())?;
+    let segments = Segments::piped(tok).map_err(|e| rejection(e, 1))?;
+    Ok(X12Units::new(segments, interchange, opts))
+}
+
+impl<R> X12Units<R> {
+    fn new(tok: Segments<R>, interchange: Interchange, opts: &X12Options) -> Self {
+        X12Units {
+            tok,
+            last: 1,
+            interchange,
+            opts: opts.clone(),
+            seg: Segment::default(),
+            pool: Vec::new(),
+            used: 0,
+            overflow: 0,
+            queue: VecDeque::new(),
+            finished: false,
+            ended: false,
+            group: None,
+            set: None,
+            groups: 0,
+            group_errors: Vec::new(),
+            seen: Seen::Inline(HashSet::with_hasher(SEEN_HASH)),
+            lean: false,
+            lean_accepted: 0,
+            segments: 1,
+        }
+    }
 }
 
 /// A repeated SKU confirmed by `resolve_duplicates`.
@@ -263,7 +292,9 @@ struct SetState {
 
 /// The events of one interchange; an `Err` rejects the whole file and ends the iteration.
 pub struct X12Units<R> {
-    tok: Tokenizer<R>,
+    tok: Segments<R>,
+    /// Ordinal of the last segment read.
+    last: u64,
     interchange: Interchange,
     opts: X12Options,
     /// The read buffer; swapped into `pool` when a unit keeps the segment.
@@ -359,14 +390,15 @@ impl<R: Read> X12Units<R> {
     }
 
     fn step_with(&mut self, seg: &mut Segment) -> Result<(), FileRejection> {
-        let more = self.tok.next_into(seg).map_err(|e| rejection(e, self.tok.ordinal()))?;
+        let more = self.tok.next_into(seg).map_err(|e| rejection(e, self.last))?;
         if !more {
             if self.ended {
                 self.finished = true;
                 return Ok(());
             }
-            return Err(envelope_error(self.tok.ordinal(), "the file ends before its IEA: it is incomplete"));
+            return Err(envelope_error(self.last, "the file ends before its IEA: it is incomplete"));
         }
+        self.last = seg.ordinal;
         self.segments += 1;
         if self.segments > self.opts.max_rows {
             return Err(FileRejection::new(
