@@ -113,9 +113,9 @@ pub struct Tokenizer<R> {
     max_segment_len: usize,
     separators: Separators,
     /// Ordinal of the last segment framed.
-    ordinal: u64,
+    framed: u64,
     /// Ordinal of the last segment `next_into` returned.
-    returned: u64,
+    ordinal: u64,
     /// Segments framed but not yet returned by `next_into`.
     batch: Batch,
     /// Set once the input ended or failed: every later batch ends the same way.
@@ -154,10 +154,16 @@ impl Clone for ReadError {
 
 const CHUNK: usize = 64 * 1024;
 
+/// A batch takes at most this many segments, or segments past this many bytes, whichever comes
+/// first: with the batches in flight, memory stays bounded by a few of them (and by the longest
+/// segment allowed) however the file is cut.
+const BATCH_SEGMENTS: usize = 4096;
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Segments framed together out of one read buffer, handed out one at a time by swapping
 /// buffers with the caller (no copy, no allocation once the buffers are warm).
 #[derive(Debug, Default)]
-pub struct Batch {
+struct Batch {
     segs: Vec<Segment>,
     /// Segments in use (the rest are spare buffers).
     len: usize,
@@ -170,7 +176,7 @@ pub struct Batch {
 impl Batch {
     /// Swaps the next segment into `seg` (`Some(Ok(true))`); after the last, the end
     /// (`Some(Ok(false))`) or the error, once; `None` when the batch is spent and says no more.
-    pub fn next_into(&mut self, seg: &mut Segment) -> Option<Result<bool, ReadError>> {
+    fn next_into(&mut self, seg: &mut Segment) -> Option<Result<bool, ReadError>> {
         if self.at < self.len {
             // The batch keeps the caller's old buffers for the next fill.
             std::mem::swap(seg, &mut self.segs[self.at]);
@@ -186,7 +192,7 @@ impl Batch {
         self.end = None;
     }
 
-    /// The next free segment, cleared of nothing (the caller overwrites it).
+    /// The next segment buffer to fill (the caller overwrites all of it).
     fn slot(&mut self) -> &mut Segment {
         if self.len == self.segs.len() {
             self.segs.push(Segment::default());
@@ -210,8 +216,8 @@ impl<R: Read> Tokenizer<R> {
             max_bytes,
             max_segment_len: max_segment_len.max(ISA_LEN),
             separators: Separators { element: b'*', component: b'>', segment: b'~', repetition: None },
+            framed: 0,
             ordinal: 0,
-            returned: 0,
             batch: Batch::default(),
             stopped: None,
         };
@@ -233,8 +239,8 @@ impl<R: Read> Tokenizer<R> {
         let separators = separators(isa)?;
         t.separators = separators;
         let mut seg = Segment::default();
+        t.framed = 1;
         t.ordinal = 1;
-        t.returned = 1;
         let isa_body = t.start..t.start + ISA_LEN - 1;
         t.start += ISA_LEN;
         split(&t.buf[isa_body], separators.element, 1, &mut seg);
@@ -254,7 +260,7 @@ impl<R: Read> Tokenizer<R> {
 
     /// The ordinal of the last segment `next_into` returned.
     pub fn ordinal(&self) -> u64 {
-        self.returned
+        self.ordinal
     }
 
     fn compact(&mut self) {
@@ -297,7 +303,7 @@ impl<R: Read> Tokenizer<R> {
         loop {
             if let Some(r) = self.batch.next_into(seg) {
                 if matches!(r, Ok(true)) {
-                    self.returned = seg.ordinal;
+                    self.ordinal = seg.ordinal;
                 }
                 return r;
             }
@@ -307,10 +313,11 @@ impl<R: Read> Tokenizer<R> {
         }
     }
 
-    /// Frames into `batch` (its buffers are reused) every complete segment already buffered,
-    /// reading only when none is: the batch holds at least one segment or says how the input
-    /// ended (`Batch::next_into`). Same segments, same reads, as `next_into` one at a time.
-    pub fn fill_batch(&mut self, batch: &mut Batch) {
+    /// Frames into `batch` (its buffers are reused) the complete segments already buffered, up
+    /// to a batch's bounds, reading only when there is none: the batch holds at least one
+    /// segment or says how the input ended. The same segments and the same reads as framing
+    /// one segment at a time, so the same errors at the same places.
+    fn fill_batch(&mut self, batch: &mut Batch) {
         batch.clear();
         loop {
             if let Some(stop) = &self.stopped {
@@ -344,15 +351,21 @@ impl<R: Read> Tokenizer<R> {
         let Separators { element, segment: term, .. } = self.separators;
         let (eof, max) = (self.eof, self.max_segment_len);
         let avail = &self.buf[self.start..self.end];
-        // One check for the whole buffer; a segment inside the valid part needs none of its own
-        // (with ASCII separators every segment and element edge is a character boundary).
-        let text = (element.is_ascii() && term.is_ascii()).then(|| match std::str::from_utf8(avail) {
+        // One check for what this batch can take; a segment inside the valid part needs none of
+        // its own (with ASCII separators every segment and element edge is a character
+        // boundary), one past it is checked alone.
+        let window = &avail[..avail.len().min(BATCH_BYTES)];
+        let text = (element.is_ascii() && term.is_ascii()).then(|| match std::str::from_utf8(window) {
             Ok(t) => t,
-            Err(e) => std::str::from_utf8(&avail[..e.valid_up_to()]).unwrap_or(""),
+            Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).unwrap_or(""),
         });
         let mut at = 0;
-        let mut ordinal = self.ordinal;
+        let mut ordinal = self.framed;
         let result = loop {
+            // Full: the rest stays buffered for the next batch (no read before it is framed).
+            if batch.len > 0 && (batch.len >= BATCH_SEGMENTS || at >= BATCH_BYTES) {
+                break Ok(());
+            }
             while at < avail.len() && matches!(avail[at], b'\r' | b'\n' | b' ' | b'\t') {
                 at += 1;
             }
@@ -385,7 +398,7 @@ impl<R: Read> Tokenizer<R> {
             at += len + usize::from(found.is_some());
         };
         self.start += at;
-        self.ordinal = ordinal;
+        self.framed = ordinal;
         result
     }
 }
@@ -533,14 +546,17 @@ fn split(body: &[u8], sep: u8, ordinal: u64, seg: &mut Segment) {
     }
 }
 
-/// Splits a segment's text at an ASCII separator (every split is a character boundary).
+/// Splits a segment's text at an ASCII separator (every split is a character boundary). A plain
+/// loop: elements are a few bytes long, shorter than a vectorised search pays for.
 fn split_text(text: &str, sep: u8, ordinal: u64, seg: &mut Segment) {
     seg.ordinal = ordinal;
     seg.elements.clear();
     let mut from = 0;
-    for i in memchr_iter(sep, text.as_bytes()) {
-        seg.elements.push(text.get(from..i).unwrap_or(""));
-        from = i + 1;
+    for (i, b) in text.bytes().enumerate() {
+        if b == sep {
+            seg.elements.push(text.get(from..i).unwrap_or(""));
+            from = i + 1;
+        }
     }
     seg.elements.push(text.get(from..).unwrap_or(""));
 }
@@ -651,6 +667,69 @@ mod tests {
         input.extend_from_slice(b"R\xffD*x~");
         let got = all(&input).unwrap();
         assert_eq!(got[1].1, ["LIN", "", "SK", "R\u{fffd}D", "x"]);
+    }
+
+    /// Past a batch's bounds (segments, bytes, the UTF-8 window), in line and piped, with reads
+    /// whole and cut small: every segment, in order, with its ordinal.
+    #[test]
+    fn segments_across_batches() {
+        let mut input = format!("{ISA}\n").into_bytes();
+        let mut want = Vec::new();
+        for i in 0..(BATCH_SEGMENTS as u64 * 5) {
+            // Past the first batch and its window, a value that is not UTF-8 and one that is.
+            let value: &[u8] = match i {
+                17_000 => b"R\xffD",
+                17_001 => "\u{e9}t\u{e9}".as_bytes(),
+                _ => b"1",
+            };
+            input.extend_from_slice(b"X*");
+            input.extend_from_slice(value);
+            input.extend_from_slice(b"~");
+            want.push((i + 2, vec!["X".to_string(), String::from_utf8_lossy(value).into_owned()]));
+        }
+        assert!(input.len() > BATCH_BYTES);
+        fn read_all<R: Read>(mut segs: Segments<R>) -> Vec<(u64, Vec<String>)> {
+            let (mut seg, mut got) = (Segment::default(), Vec::new());
+            while segs.next_into(&mut seg).unwrap() {
+                got.push((seg.ordinal, seg.elements.iter().map(String::from).collect::<Vec<_>>()));
+            }
+            assert!(!segs.next_into(&mut seg).unwrap(), "the end stays the end");
+            got
+        }
+        let (t, _) = Tokenizer::open(input.as_slice(), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::here(t)), want);
+        let (t, _) = Tokenizer::open(std::io::Cursor::new(input.clone()), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::piped(t).unwrap()), want);
+        let (t, _) = Tokenizer::open(Chunked(input.clone(), 0), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::piped(t).unwrap()), want);
+    }
+
+    /// Reads of 5 bytes, from a buffer of its own (for a framing thread).
+    struct Chunked(Vec<u8>, usize);
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let rest = self.0.get(self.1..).unwrap_or_default();
+            let n = rest.len().min(buf.len()).min(5);
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    /// An error is handed out after the segments before it, and again on every later call.
+    #[test]
+    fn errors_come_in_place_and_stay() {
+        let input = format!("{ISA}GS*1~ST*2~GS*{}~SE*3~", "x".repeat(2000));
+        for piped in [false, true] {
+            let (t, _) = Tokenizer::open(std::io::Cursor::new(input.clone().into_bytes()), 1024, u64::MAX).unwrap();
+            let mut segs = if piped { Segments::piped(t).unwrap() } else { Segments::here(t) };
+            let mut seg = Segment::default();
+            assert!(segs.next_into(&mut seg).unwrap() && seg.ordinal == 2);
+            assert!(segs.next_into(&mut seg).unwrap() && seg.ordinal == 3);
+            for _ in 0..2 {
+                assert!(matches!(segs.next_into(&mut seg), Err(ReadError::SegmentTooLong { ordinal: 4, limit: 1024 })));
+            }
+        }
     }
 
     #[test]
