@@ -8,7 +8,8 @@
 //!
 //! The same inventory records also go into an 846 interchange (one LIN loop each, and 4× that),
 //! validated by the same binary and compared with the CSV file by records/s (X12 spends more bytes
-//! per record, so MB/s would flatter it).
+//! per record, so MB/s would flatter it), the two files' runs interleaved so both see the same
+//! load.
 //!
 //! Throughput is file MB / wall time; peak RSS is each child's own `ru_maxrss` (`wait4`).
 //! On the broken samples, lists which rows each of the two validators flags.
@@ -165,30 +166,33 @@ fn best_of(mut f: impl FnMut() -> Measured) -> Measured {
 }
 
 fn ours(kind: &str, file: &Path) -> Measured {
-    best_of(|| {
-        let m =
-            measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
-        assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
-        m
-    })
+    best_of(|| ours_once(kind, file))
+}
+
+fn ours_once(kind: &str, file: &Path) -> Measured {
+    let m = measure(Command::new(BIN).args(["validate", "--kind", kind]).arg(file), None).expect("run stitch-bridge");
+    assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated {kind} file");
+    m
 }
 
 /// `stitch-bridge validate FILE` on an X12 file (found by its ISA); with `config`, as account
 /// `bench` of that configuration (`--config C validate --account bench FILE`).
 fn ours_x12(file: &Path, config: Option<&Path>) -> Measured {
-    best_of(|| {
-        let mut cmd = Command::new(BIN);
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
-        }
-        cmd.arg("validate");
-        if config.is_some() {
-            cmd.args(["--account", "bench"]);
-        }
-        let m = measure(cmd.arg(file), None).expect("run stitch-bridge");
-        assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated 846 file");
-        m
-    })
+    best_of(|| ours_x12_once(file, config))
+}
+
+fn ours_x12_once(file: &Path, config: Option<&Path>) -> Measured {
+    let mut cmd = Command::new(BIN);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("validate");
+    if config.is_some() {
+        cmd.args(["--account", "bench"]);
+    }
+    let m = measure(cmd.arg(file), None).expect("run stitch-bridge");
+    assert_eq!(m.status, 0, "stitch-bridge validate found problems in the generated 846 file");
+    m
 }
 
 /// A configuration whose only use is raising `max_rows` (the X12 reader counts segments against
@@ -347,7 +351,7 @@ fn main() {
         }
     };
     let mut rss_rows = Vec::new();
-    let mut csv_inventory: Option<Measured> = None;
+    let mut csv_inventory = false;
     for (kind, file, bytes, label) in [
         ("inventory", &inv, inv_bytes, format!("inventory {} rows", k(inv_rows))),
         ("orders", &orders, ord_bytes, format!("orders {} lines", k(order_lines))),
@@ -399,7 +403,7 @@ fn main() {
             ),
         }
         if kind == "inventory" {
-            csv_inventory = Some(Measured { ..o });
+            csv_inventory = true;
         }
         rss_rows.push((kind, label, o, r));
     }
@@ -445,22 +449,33 @@ fn main() {
             );
         }
     }
-    if let Some(csv) = &csv_inventory {
-        x12_rows(d, inv_rows, csv);
+    if csv_inventory {
+        x12_rows(d, inv_rows, &inv);
     }
     broken_samples(d);
 }
 
 /// The 846 row: the same records as the CSV inventory file, as LIN loops. X12 spends more bytes
-/// per record than CSV, so the fair ratio is records/s, not MB/s.
-fn x12_rows(d: &Path, rows: usize, csv: &Measured) {
+/// per record than CSV, so the fair ratio is records/s, not MB/s. The CSV file is validated
+/// again here, each of its runs right before one of the X12 file's: the ratio then compares
+/// the two under the same load (the CSV row's runs came minutes earlier, before frictionless).
+fn x12_rows(d: &Path, rows: usize, csv_file: &Path) {
     const PER_SET: usize = 100_000;
     let x12 = d.join("inventory.x12");
     let x12_big = d.join("inventory_x4.x12");
     let bytes = gen_846(&x12, rows, PER_SET).unwrap();
     let big_bytes = gen_846(&x12_big, rows * 4, PER_SET).unwrap();
     let config = bench_config(d, rows * 4 * 2 + 1000);
-    let o = ours_x12(&x12, None);
+    let mut csv: Option<Measured> = None;
+    let o = best_of(|| {
+        let c = ours_once("inventory", csv_file);
+        csv = Some(match csv.take() {
+            Some(b) if b.wall <= c.wall => b,
+            _ => c,
+        });
+        ours_x12_once(&x12, None)
+    });
+    let csv = csv.expect("best_of runs at least once");
     let big = ours_x12(&x12_big, Some(&config));
     let (ro, rs) = (rate(bytes, &o), rows as f64 / o.wall.as_secs_f64());
     let csv_rs = rows as f64 / csv.wall.as_secs_f64();
@@ -493,7 +508,7 @@ fn x12_rows(d: &Path, rows: usize, csv: &Measured) {
         ));
     }
     common::note(&format!(
-        "x12 846 row: {PER_SET} LIN loops per set, a line break after each terminator; the {}-loop file is validated with an account whose max_rows is raised (the reader counts segments, two per loop)",
+        "x12 846 row: {PER_SET} LIN loops per set, a line break after each terminator; its csv figure is the best of the CSV inventory file's runs interleaved with the X12 runs (same load); the {}-loop file is validated with an account whose max_rows is raised (the reader counts segments, two per loop)",
         rows * 4
     ));
     row(

@@ -1,9 +1,14 @@
-//! Property tests: no input makes the X12 reader panic, whatever it reports is located, and the
-//! tokenizer gives back exactly the segments (and ordinals) a valid stream was built from.
+//! Property tests: no input makes the X12 reader panic, whatever it reports is located, framing
+//! on a thread of its own (`read_piped`, `validate`'s path) yields exactly what framing in line
+//! yields, and the tokenizer gives back exactly the segments (and ordinals) a valid stream was
+//! built from.
 
 use proptest::prelude::*;
-use stitch_bridge::x12::inbound::{read, Event, X12Options};
-use stitch_bridge::x12::read::{Segment, Tokenizer};
+use std::io::Read;
+
+use stitch_bridge::formats::{FileRejection, LateDuplicate, RecordError};
+use stitch_bridge::x12::inbound::{read, read_piped, Event, X12Options, X12Units};
+use stitch_bridge::x12::read::{Segment, Segments, Tokenizer};
 
 /// `STITCH_BRIDGE_FUZZ_CASES` scales the run (default 1000 per property).
 fn cases() -> u32 {
@@ -62,6 +67,49 @@ fn exercise(input: &[u8], opts: &X12Options) {
         }
     }
     assert!(units.next().is_none(), "iteration stays finished");
+    same_when_piped(input, opts, 1 << 20);
+    same_when_piped(input, opts, 3);
+}
+
+/// Reads of at most `.2` bytes, from a buffer of its own (a framing thread needs `'static`).
+struct Chunks(Vec<u8>, usize, usize);
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = self.0.get(self.1..).unwrap_or_default();
+        let n = rest.len().min(buf.len()).min(self.2);
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+/// Everything a read yields: each item with the `group_errors` after it and, with `check_only`,
+/// the units counted by then; then the candidate repeats of `finish`.
+type Trace = (Vec<(Result<Event, FileRejection>, Vec<RecordError>, u64)>, Vec<LateDuplicate>);
+
+fn trace<R: Read>(units: Result<X12Units<R>, FileRejection>, check_only: bool) -> Result<Trace, FileRejection> {
+    let mut units = units?;
+    if check_only {
+        units = units.check_only(2);
+    }
+    let mut items = Vec::new();
+    while let Some(item) = units.next() {
+        let errs = if matches!(item, Ok(Event::GroupEnd(_))) { units.group_errors().to_vec() } else { Vec::new() };
+        items.push((item, errs, units.take_accepted()));
+    }
+    assert!(units.next().is_none(), "iteration stays finished");
+    Ok((items, units.finish().unwrap()))
+}
+
+/// The same input, read in reads of at most `chunk` bytes in line and piped, gives the same
+/// items, plain and with `check_only`.
+fn same_when_piped(input: &[u8], opts: &X12Options, chunk: usize) {
+    for check_only in [false, true] {
+        let here = trace(read(Chunks(input.to_vec(), 0, chunk), opts), check_only);
+        let piped = trace(read_piped(Chunks(input.to_vec(), 0, chunk), opts), check_only);
+        assert_eq!(here, piped, "piped reading differs (reads of {chunk} bytes, check_only {check_only})");
+    }
 }
 
 fn odd_options() -> impl Strategy<Value = X12Options> {
@@ -142,7 +190,11 @@ proptest! {
     }
 
     #[test]
-    fn tokenizer_round_trips(segs in segments(), term in prop::sample::select(vec!["~", "~\n", "~\r\n", "\n"])) {
+    fn tokenizer_round_trips(
+        segs in segments(),
+        term in prop::sample::select(vec!["~", "~\n", "~\r\n", "\n"]),
+        chunk in 1usize..40,
+    ) {
         let mut text = format!("{ISA}{}", if term == "\n" { "\n" } else { term });
         for s in &segs {
             text.push_str(&s.join("|"));
@@ -158,6 +210,15 @@ proptest! {
         }
         // Blanks at a segment's start are skipped between segments; elements keep theirs.
         let want: Vec<(u64, Vec<String>)> = segs.iter().enumerate().map(|(i, s)| (i as u64 + 2, s.clone())).collect();
+        prop_assert_eq!(&got, &want);
+        // The same on a framing thread, in reads of a few bytes.
+        let (tok, _) = Tokenizer::open(Chunks(text.into_bytes(), 0, chunk), 4096, u64::MAX).unwrap();
+        let mut piped = Segments::piped(tok).unwrap();
+        let mut got = Vec::new();
+        while piped.next_into(&mut seg).unwrap() {
+            got.push((seg.ordinal, seg.elements.iter().map(String::from).collect::<Vec<_>>()));
+        }
         prop_assert_eq!(got, want);
+        prop_assert!(!piped.next_into(&mut seg).unwrap(), "the end stays the end");
     }
 }

@@ -1,16 +1,17 @@
 //! X12 inbound: each set mapped to the expected records, separators read from the ISA, envelope
 //! faults located with their codes, and the published samples.
 
+use std::io::Read;
 use std::path::Path;
 
 use chrono::DateTime;
 use rust_decimal::Decimal;
 use stitch_bridge::formats::{
-    Address, ErrorCode, FileRejection, InventoryRecord, OrderAction, OrderItem, OrderRecord, Record, ShipmentItem,
-    ShipmentRecord, ShippingSpeed,
+    Address, ErrorCode, FileRejection, InventoryRecord, OrderAction, OrderItem, OrderRecord, Record, RecordError,
+    ShipmentItem, ShipmentRecord, ShippingSpeed,
 };
 use stitch_bridge::x12::envelope::check_parties;
-use stitch_bridge::x12::inbound::{read, Event, ReceivedAck, X12Options};
+use stitch_bridge::x12::inbound::{read, read_piped, Event, ReceivedAck, X12Options, X12Units};
 use stitch_bridge::x12::{Party, SetKind, Version};
 
 type Located = (u64, String, String);
@@ -30,11 +31,52 @@ struct Outcome {
     units: usize,
 }
 
+/// Every item a read yields, each `GroupEnd` with the `group_errors` it left.
+type Trace = Vec<(Result<Event, FileRejection>, Vec<RecordError>)>;
+
+fn trace<R: Read>(units: Result<X12Units<R>, FileRejection>) -> Result<Trace, FileRejection> {
+    let mut units = units?;
+    let mut out = Vec::new();
+    while let Some(item) = units.next() {
+        let errs = if matches!(item, Ok(Event::GroupEnd(_))) { units.group_errors().to_vec() } else { Vec::new() };
+        out.push((item, errs));
+    }
+    assert!(units.next().is_none(), "iteration stays finished");
+    Ok(out)
+}
+
+/// Reads on this thread and again with framing on its own thread (`read_piped`, what
+/// `validate` uses), whole and in reads of a few bytes; every test here thereby checks that all
+/// give the same.
+fn traced(bytes: &[u8], opts: &X12Options) -> Result<Trace, FileRejection> {
+    let here = trace(read(bytes, opts));
+    let piped = trace(read_piped(std::io::Cursor::new(bytes.to_vec()), opts));
+    assert_eq!(here, piped, "piped reading differs");
+    // However the reads are cut (only the byte limit is judged as reads arrive).
+    if opts.max_file_bytes >= bytes.len() as u64 {
+        let trickled = trace(read_piped(Chunks(bytes.to_vec(), 0, 7), opts));
+        assert_eq!(here, trickled, "piped reading in small reads differs");
+    }
+    here
+}
+
+/// Reads of at most `.2` bytes.
+struct Chunks(Vec<u8>, usize, usize);
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = self.0.get(self.1..).unwrap_or_default();
+        let n = rest.len().min(buf.len()).min(self.2);
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
 fn run_with(bytes: &[u8], opts: &X12Options) -> Result<Outcome, FileRejection> {
-    let mut units = read(bytes, opts)?;
     let mut out = Outcome::default();
     let (mut in_set, mut in_group) = (Vec::new(), Vec::new());
-    while let Some(event) = units.next() {
+    for (event, group_errors) in traced(bytes, opts)? {
         match event? {
             Event::Unit { set, unit } => {
                 out.units += 1;
@@ -55,7 +97,7 @@ fn run_with(bytes: &[u8], opts: &X12Options) -> Result<Outcome, FileRejection> {
                 out.sets.push((result.id, result.control, result.set_code));
             }
             Event::GroupEnd(g) => {
-                let errs = units.group_errors();
+                let errs = group_errors;
                 assert_eq!(errs.is_empty(), g.group_code.is_none());
                 out.errors.extend(errs.iter().map(|e| (e.line, e.column.clone(), e.code.to_string())));
                 if g.group_code.is_none() {
@@ -495,4 +537,66 @@ fn unit_rows_are_the_segments() {
     );
     let Event::SetEnd { first_line, last_line, kind, .. } = &events[1] else { panic!("then the set's end") };
     assert_eq!((*first_line, *last_line, *kind), (3, 9, Some(SetKind::Inventory846)));
+}
+
+/// A file of many read buffers, with faults near and across buffer edges: framing on its own
+/// thread (batch after batch) gives the same events as framing in line, plain and as
+/// `validate` reads (`check_only`: accepted units counted, repeats found at the end).
+#[test]
+fn a_large_interchange_reads_the_same_piped() {
+    let (mut body, mut bad, mut repeats, mut named) = (Vec::<Vec<u8>>::new(), 0, 0, 0);
+    let loops = 30_000u32;
+    for i in 0..loops {
+        let repeated = i % 4_999 == 17;
+        let sku = if repeated { "SKU-REPEATED".to_string() } else { format!("SKU-{i:08}") };
+        body.push(format!("LIN**SK*{sku}").into_bytes());
+        let qty_bad = i % 1_013 == 5;
+        body.push(if qty_bad { "QTY*33*many".into() } else { format!("QTY*33*{}", i % 500).into_bytes() });
+        if i % 2_039 == 9 {
+            // Not UTF-8: the name is kept with U+FFFD.
+            body.push(b"PID*F****Caf\xe9 ".to_vec());
+            named += usize::from(!qty_bad && !repeated);
+        }
+        bad += usize::from(qty_bad);
+        repeats += usize::from(repeated && i > 17);
+    }
+    let mut x = isa("000000001", "00401", 'U', '*', '>', "~\r\n").into_bytes();
+    x.extend_from_slice(b"GS*IB*WAREHOUSE*STITCHBRIDGE*20240315*1200*1*X*004010~\r\nST*846*0001~\r\n");
+    for b in &body {
+        x.extend_from_slice(b);
+        x.extend_from_slice(b"~\r\n");
+    }
+    x.extend_from_slice(format!("SE*{}*0001~\r\n", body.len() + 2).as_bytes());
+    // A second set whose count is wrong: refused whole.
+    x.extend_from_slice(b"ST*846*0002~LIN**SK*LATE~QTY*33*1~SE*9*0002~GE*2*1~IEA*1*000000001~\r\n");
+    assert!(x.len() > 8 * 64 * 1024, "spans many read buffers: {}", x.len());
+
+    let o = run(&x).unwrap();
+    let codes = |c: &str| o.errors.iter().filter(|e| e.2 == c).count();
+    assert_eq!((codes("bad_integer"), codes("duplicate_sku"), codes("x12_count")), (bad, repeats, 1));
+    assert!(bad > 10 && repeats > 3 && named > 5);
+    let cafe = inventory(&o).into_iter().filter(|r| r.name.as_deref() == Some("Caf\u{fffd}")).count();
+    assert_eq!(cafe, named);
+    assert_eq!(inventory(&o).len(), loops as usize - bad - repeats);
+
+    // As `validate` reads it.
+    let here = lean_trace(read(x.as_slice(), &X12Options::default()).unwrap());
+    let piped = lean_trace(read_piped(std::io::Cursor::new(x.clone()), &X12Options::default()).unwrap());
+    assert_eq!(here, piped, "check_only reads differ");
+    let counted: u64 = here.1.iter().sum();
+    assert_eq!(counted, (loops as usize - bad) as u64, "repeats stream by as accepted, found at the end");
+    assert_eq!(here.2.len(), repeats);
+}
+
+/// A `check_only` read: the items, the units counted after each, the candidate repeats.
+fn lean_trace<R: Read>(
+    units: X12Units<R>,
+) -> (Vec<Result<Event, FileRejection>>, Vec<u64>, Vec<stitch_bridge::formats::LateDuplicate>) {
+    let mut units = units.check_only(1000);
+    let (mut items, mut counted) = (Vec::new(), Vec::new());
+    while let Some(item) = units.next() {
+        items.push(item);
+        counted.push(units.take_accepted());
+    }
+    (items, counted, units.finish().unwrap())
 }

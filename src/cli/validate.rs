@@ -596,10 +596,12 @@ fn check_x12(
     report: Option<&Path>,
     out: &mut impl Write,
 ) -> std::io::Result<i32> {
-    use crate::x12::inbound::{read, Event, X12Options};
+    use crate::x12::inbound::{read_piped, Event, X12Options};
     let json = check.args.json;
     let x12_opts = X12Options::from_parse(check.base);
-    let mut units = match read(std::io::BufReader::new(file), &x12_opts) {
+    // The reader buffers its input itself and frames segments on a second thread while this
+    // one checks them; repeated SKUs are found after the last unit, so memory stays flat.
+    let mut units = match read_piped(file, &x12_opts) {
         Ok(u) => u.check_only(formats::LATE_DUPLICATES_IN_MEMORY),
         Err(rej) => {
             let code = refuse(name, json, report, &Entry::of_rejection(&rej), out)?;

@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 
 pub use super::envelope::Interchange;
 use super::envelope::{self, check_ge, check_iea, check_se, fault};
-use super::read::{ReadError, Segment, Tokenizer};
+use super::read::{ReadError, Segment, Segments, Tokenizer};
 use super::{GroupResult, SetKind, SetResult};
 use crate::formats::fields::{self, shown, FieldError};
 use crate::formats::{fingerprint, LateDuplicate, LateDuplicates};
@@ -118,26 +118,55 @@ pub struct ReceivedAck {
 pub fn read<R: Read>(reader: R, opts: &X12Options) -> Result<X12Units<R>, FileRejection> {
     let (tok, isa) = Tokenizer::open(reader, opts.max_segment_len, opts.max_file_bytes).map_err(|e| rejection(e, 1))?;
     let interchange = envelope::interchange(&isa, tok.separators())?;
-    Ok(X12Units {
-        tok,
-        interchange,
-        opts: opts.clone(),
-        seg: Segment::default(),
-        pool: Vec::new(),
-        used: 0,
-        overflow: 0,
-        queue: VecDeque::new(),
-        finished: false,
-        ended: false,
-        group: None,
-        set: None,
-        groups: 0,
-        group_errors: Vec::new(),
-        seen: Seen::Inline(HashSet::with_hasher(SEEN_HASH)),
-        lean: false,
-        lean_accepted: 0,
-        segments: 1,
-    })
+    Ok(X12Units::new(Segments::here(tok), interchange, opts))
+}
+
+/// Like `read`, with framing (reading, segment splitting, the UTF-8 check) on a thread of its
+/// own, so that it overlaps with checking on this one: `validate`'s path, which owns its file.
+/// Same events, same rejections.
+///
+/// ```
+/// use stitch_bridge::x12::inbound::{read, read_piped, X12Options};
+///
+/// let x12: &'static [u8] = b"ISA*00*          *00*          *ZZ*WAREHOUSE      *ZZ*STITCHBRIDGE   *240315*1200*U*00401*000000001*0*P*>~\
+///     GS*IB*WAREHOUSE*STITCHBRIDGE*20240315*1200*1*X*004010~ST*846*0001~BIA*00*SI*INV1*20240315~\
+///     LIN**SK*RED~QTY*33*x~SE*5*0001~GE*1*1~IEA*1*000000001~";
+/// let here: Vec<_> = read(x12, &X12Options::default())?.collect();
+/// let piped: Vec<_> = read_piped(x12, &X12Options::default())?.collect();
+/// assert_eq!(here, piped);
+/// # Ok::<(), stitch_bridge::formats::FileRejection>(())
+/// ```
+pub fn read_piped<R: Read + Send + 'static>(reader: R, opts: &X12Options) -> Result<X12Units<R>, FileRejection> {
+    let (tok, isa) = Tokenizer::open(reader, opts.max_segment_len, opts.max_file_bytes).map_err(|e| rejection(e, 1))?;
+    let interchange = envelope::interchange(&isa, tok.separators())?;
+    let segments = Segments::piped(tok).map_err(|e| rejection(e, 1))?;
+    Ok(X12Units::new(segments, interchange, opts))
+}
+
+impl<R> X12Units<R> {
+    fn new(tok: Segments<R>, interchange: Interchange, opts: &X12Options) -> Self {
+        X12Units {
+            tok,
+            last: 1,
+            interchange,
+            opts: opts.clone(),
+            seg: Segment::default(),
+            pool: Vec::new(),
+            used: 0,
+            overflow: 0,
+            queue: VecDeque::new(),
+            finished: false,
+            ended: false,
+            group: None,
+            set: None,
+            groups: 0,
+            group_errors: Vec::new(),
+            seen: Seen::Inline(HashSet::with_hasher(SEEN_HASH)),
+            lean: false,
+            lean_accepted: 0,
+            segments: 1,
+        }
+    }
 }
 
 /// A repeated SKU confirmed by `resolve_duplicates`.
@@ -233,13 +262,39 @@ struct GroupState {
     st02s: HashSet<String>,
 }
 
+/// The loops of a set: which segment opens one, and which close it without joining it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loop {
+    /// 846: LIN opens, CTT closes.
+    Lin,
+    /// 947: W19 opens; LX, W20, CTT close.
+    W19,
+    /// 944: W07 opens; LX, W14, CTT close.
+    W07,
+}
+
+/// What a segment does to the loops of a set.
+enum Role {
+    Opens,
+    Closes,
+    Other,
+}
+
+impl Loop {
+    /// Matched against literals, not a stored id: this runs for every body segment.
+    fn role(self, id: &str) -> Role {
+        match (self, id) {
+            (Loop::Lin, "LIN") | (Loop::W19, "W19") | (Loop::W07, "W07") => Role::Opens,
+            (Loop::Lin, "CTT") | (Loop::W19, "LX" | "W20" | "CTT") | (Loop::W07, "LX" | "W14" | "CTT") => Role::Closes,
+            _ => Role::Other,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Body {
-    /// Loops of one record each, opened by `start`; `ends` close a loop without joining it.
-    Loops {
-        start: &'static str,
-        ends: &'static [&'static str],
-    },
+    /// Loops of one record each (see `Loop`).
+    Loops(Loop),
     /// The whole set is one record.
     Whole,
     Ack,
@@ -263,7 +318,9 @@ struct SetState {
 
 /// The events of one interchange; an `Err` rejects the whole file and ends the iteration.
 pub struct X12Units<R> {
-    tok: Tokenizer<R>,
+    tok: Segments<R>,
+    /// Ordinal of the last segment read.
+    last: u64,
     interchange: Interchange,
     opts: X12Options,
     /// The read buffer; swapped into `pool` when a unit keeps the segment.
@@ -359,14 +416,15 @@ impl<R: Read> X12Units<R> {
     }
 
     fn step_with(&mut self, seg: &mut Segment) -> Result<(), FileRejection> {
-        let more = self.tok.next_into(seg).map_err(|e| rejection(e, self.tok.ordinal()))?;
+        let more = self.tok.next_into(seg).map_err(|e| rejection(e, self.last))?;
         if !more {
             if self.ended {
                 self.finished = true;
                 return Ok(());
             }
-            return Err(envelope_error(self.tok.ordinal(), "the file ends before its IEA: it is incomplete"));
+            return Err(envelope_error(self.last, "the file ends before its IEA: it is incomplete"));
         }
+        self.last = seg.ordinal;
         self.segments += 1;
         if self.segments > self.opts.max_rows {
             return Err(FileRejection::new(
@@ -448,9 +506,9 @@ impl<R: Read> X12Units<R> {
         let kind = SetKind::from_st01(&st01);
         let mut fault = None;
         let body = match kind {
-            Some(SetKind::Inventory846) => Body::Loops { start: "LIN", ends: &["CTT"] },
-            Some(SetKind::Adjustment947) => Body::Loops { start: "W19", ends: &["LX", "W20", "CTT"] },
-            Some(SetKind::Receipt944) => Body::Loops { start: "W07", ends: &["LX", "W14", "CTT"] },
+            Some(SetKind::Inventory846) => Body::Loops(Loop::Lin),
+            Some(SetKind::Adjustment947) => Body::Loops(Loop::W19),
+            Some(SetKind::Receipt944) => Body::Loops(Loop::W07),
             Some(SetKind::Shipping945 | SetKind::Order850) => Body::Whole,
             Some(SetKind::Ack997) => Body::Ack,
             Some(SetKind::Order940) | None => {
@@ -505,19 +563,19 @@ impl<R: Read> X12Units<R> {
         let Some(set) = &mut self.set else { return };
         set.count += 1;
         match set.body {
-            Body::Loops { start, ends } => {
-                let id = seg.id();
-                if id == start {
+            Body::Loops(l) => match l.role(seg.id()) {
+                Role::Opens => {
                     set.in_loop = true;
                     self.close_loop();
                     self.keep(seg);
-                } else if ends.contains(&id) {
+                }
+                Role::Closes => {
                     set.in_loop = false;
                     self.close_loop();
-                } else if set.in_loop {
-                    self.keep(seg);
                 }
-            }
+                Role::Other if set.in_loop => self.keep(seg),
+                Role::Other => {}
+            },
             Body::Whole => self.keep(seg),
             Body::Ack => {
                 if let Some(ack) = &mut set.ack {
@@ -549,15 +607,22 @@ impl<R: Read> X12Units<R> {
         } else {
             let mut m = Mapper { opts: &self.opts, errors: Vec::new() };
             let rec = match kind {
-                SetKind::Inventory846 => m.inventory_846(segs, &mut self.seen).map(Record::Inventory),
-                SetKind::Adjustment947 => m.adjustment_947(segs, &mut self.seen).map(Record::Inventory),
-                SetKind::Receipt944 => m.receipt_944(segs, &mut self.seen).map(Record::Inventory),
-                SetKind::Shipping945 => m.shipping_945(segs).map(Record::Shipment),
-                SetKind::Order850 => m.order_850(segs).map(Record::Order),
+                SetKind::Inventory846 => m.inventory_846(segs, &mut self.seen).map(Mapped::Inventory),
+                SetKind::Adjustment947 => m.adjustment_947(segs, &mut self.seen).map(Mapped::Inventory),
+                SetKind::Receipt944 => m.receipt_944(segs, &mut self.seen).map(Mapped::Inventory),
+                SetKind::Shipping945 => m.shipping_945(segs).map(|r| Mapped::Record(Record::Shipment(r))),
+                SetKind::Order850 => m.order_850(segs).map(|r| Mapped::Record(Record::Order(r))),
                 SetKind::Order940 | SetKind::Ack997 => None,
             };
             match rec {
-                Some(r) if m.errors.is_empty() => Ok(r),
+                // Counted without building the record: nothing would read it.
+                Some(_) if m.errors.is_empty() && self.lean => {
+                    self.lean_accepted += 1;
+                    self.used = 0;
+                    self.overflow = 0;
+                    return;
+                }
+                Some(r) if m.errors.is_empty() => Ok(r.into_record()),
                 _ => {
                     if m.errors.is_empty() {
                         let m2 = "the unit could not be read".to_string();
@@ -569,12 +634,6 @@ impl<R: Read> X12Units<R> {
                 }
             }
         };
-        if self.lean && result.is_ok() {
-            self.lean_accepted += 1;
-            self.used = 0;
-            self.overflow = 0;
-            return;
-        }
         let rows = segs.iter().map(|s| RawRow { line: s.ordinal, fields: s.elements.clone() }).collect();
         self.queue.push_back(Ok(Event::Unit { set: kind, unit: Unit { rows, result } }));
         self.used = 0;
@@ -586,7 +645,7 @@ impl<R: Read> X12Units<R> {
         set.count += 1;
         let fault = set.fault.take().or_else(|| check_se(se, &set.st02, set.count));
         if fault.is_none() {
-            if matches!(set.body, Body::Loops { .. } | Body::Whole) {
+            if matches!(set.body, Body::Loops(_) | Body::Whole) {
                 self.set = Some(set);
                 self.close_loop();
                 let Some(s) = self.set.take() else { return };
@@ -719,6 +778,39 @@ fn is_barcode_qualifier(q: &str) -> bool {
     matches!(q, "UP" | "EN")
 }
 
+/// An inventory record as mapped, borrowing its values from the segments: a unit that is only
+/// counted (`check_only`) never copies them.
+struct InventoryView<'s> {
+    line: u64,
+    sku: &'s str,
+    quantity: i64,
+    name: Option<&'s str>,
+    barcode: Option<&'s str>,
+}
+
+/// What a unit maps to.
+// Lives for one unit on the stack: boxing the record would cost an allocation per unit.
+#[allow(clippy::large_enum_variant)]
+enum Mapped<'s> {
+    Inventory(InventoryView<'s>),
+    Record(Record),
+}
+
+impl Mapped<'_> {
+    fn into_record(self) -> Record {
+        match self {
+            Mapped::Inventory(v) => Record::Inventory(InventoryRecord {
+                line: v.line,
+                sku: v.sku.to_string(),
+                quantity: v.quantity,
+                name: v.name.map(str::to_string),
+                barcode: v.barcode.map(str::to_string),
+            }),
+            Mapped::Record(r) => r,
+        }
+    }
+}
+
 /// Reads elements into values, collecting located errors.
 struct Mapper<'o> {
     opts: &'o X12Options,
@@ -828,7 +920,7 @@ impl Mapper<'_> {
     }
 
     /// 846 LIN loop: LIN product ids, QTY*33 on hand, PID*F description.
-    fn inventory_846(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
+    fn inventory_846<'s>(&mut self, segs: &'s [Segment], seen: &mut Seen) -> Option<InventoryView<'s>> {
         let lin = segs.first()?;
         let (sku, barcode) = self.product(lin, (2..lin.elements.len()).step_by(2));
         if sku.is_none() {
@@ -859,17 +951,11 @@ impl Mapper<'_> {
         }
         let (sku, n) = sku?;
         self.duplicate(seen, lin, n, sku);
-        Some(InventoryRecord {
-            line: lin.ordinal,
-            sku: sku.to_string(),
-            quantity: quantity.flatten()?,
-            name: name.map(str::to_string),
-            barcode: barcode.map(str::to_string),
-        })
+        Some(InventoryView { line: lin.ordinal, sku, quantity: quantity.flatten()?, name, barcode })
     }
 
     /// 947 W19: reason W19-01 decides the sign of W19-02.
-    fn adjustment_947(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
+    fn adjustment_947<'s>(&mut self, segs: &'s [Segment], seen: &mut Seen) -> Option<InventoryView<'s>> {
         let w19 = segs.first()?;
         let reason = self.req(w19, 1);
         let quantity = self.req(w19, 2).and_then(|v| self.parse(w19, 2, v, fields::integer));
@@ -902,17 +988,11 @@ impl Mapper<'_> {
         };
         let (sku, n) = sku?;
         self.duplicate(seen, w19, n, sku);
-        Some(InventoryRecord {
-            line: w19.ordinal,
-            sku: sku.to_string(),
-            quantity: quantity?,
-            name: None,
-            barcode: barcode.map(str::to_string),
-        })
+        Some(InventoryView { line: w19.ordinal, sku, quantity: quantity?, name: None, barcode })
     }
 
     /// 944 W07: a receipt adds W07-01.
-    fn receipt_944(&mut self, segs: &[Segment], seen: &mut Seen) -> Option<InventoryRecord> {
+    fn receipt_944<'s>(&mut self, segs: &'s [Segment], seen: &mut Seen) -> Option<InventoryView<'s>> {
         let w07 = segs.first()?;
         let quantity = self.req(w07, 1).and_then(|v| self.parse(w07, 1, v, fields::integer));
         if let Some(q) = quantity.filter(|q| *q < 0) {
@@ -929,13 +1009,7 @@ impl Mapper<'_> {
         }
         let (sku, n) = sku?;
         self.duplicate(seen, w07, n, sku);
-        Some(InventoryRecord {
-            line: w07.ordinal,
-            sku: sku.to_string(),
-            quantity: quantity.filter(|q| *q >= 0)?,
-            name: None,
-            barcode: barcode.map(str::to_string),
-        })
+        Some(InventoryView { line: w07.ordinal, sku, quantity: quantity.filter(|q| *q >= 0)?, name: None, barcode })
     }
 
     fn date(&mut self, seg: &Segment, n: usize, time: Option<(&Segment, usize)>) -> Option<DateTime<FixedOffset>> {

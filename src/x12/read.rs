@@ -4,6 +4,8 @@
 
 use std::io::Read;
 
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+
 use memchr::{memchr, memchr_iter};
 
 use super::Separators;
@@ -110,10 +112,95 @@ pub struct Tokenizer<R> {
     max_bytes: u64,
     max_segment_len: usize,
     separators: Separators,
+    /// Ordinal of the last segment framed.
+    framed: u64,
+    /// Ordinal of the last segment `next_into` returned.
     ordinal: u64,
+    /// Segments framed but not yet returned by `next_into`.
+    batch: Batch,
+    /// Set once the input ended or failed: every later batch ends the same way.
+    stopped: Option<Stop>,
+}
+
+/// How a tokenizer stopped, kept so that asking again gives the same answer.
+#[derive(Debug, Clone)]
+enum Stop {
+    End,
+    Failed(ReadError),
+}
+
+impl Stop {
+    fn again(&self) -> Result<bool, ReadError> {
+        match self {
+            Stop::End => Ok(false),
+            Stop::Failed(e) => Err(e.clone()),
+        }
+    }
+}
+
+impl Clone for ReadError {
+    /// An I/O error is copied as its kind and message (`io::Error` is not `Clone`).
+    fn clone(&self) -> Self {
+        match self {
+            ReadError::Io(e) => ReadError::Io(std::io::Error::new(e.kind(), e.to_string())),
+            ReadError::TooLarge { limit } => ReadError::TooLarge { limit: *limit },
+            ReadError::SegmentTooLong { ordinal, limit } => {
+                ReadError::SegmentTooLong { ordinal: *ordinal, limit: *limit }
+            }
+            ReadError::Isa(m) => ReadError::Isa(m.clone()),
+        }
+    }
 }
 
 const CHUNK: usize = 64 * 1024;
+
+/// A batch takes at most this many segments, or segments past this many bytes, whichever comes
+/// first: with the batches in flight, memory stays bounded by a few of them (and by the longest
+/// segment allowed) however the file is cut.
+const BATCH_SEGMENTS: usize = 4096;
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Segments framed together out of one read buffer, handed out one at a time by swapping
+/// buffers with the caller (no copy, no allocation once the buffers are warm).
+#[derive(Debug, Default)]
+struct Batch {
+    segs: Vec<Segment>,
+    /// Segments in use (the rest are spare buffers).
+    len: usize,
+    /// The next segment to hand out.
+    at: usize,
+    /// After the last segment: the end of the input, or why reading stopped.
+    end: Option<Result<(), ReadError>>,
+}
+
+impl Batch {
+    /// Swaps the next segment into `seg` (`Some(Ok(true))`); after the last, the end
+    /// (`Some(Ok(false))`) or the error, once; `None` when the batch is spent and says no more.
+    fn next_into(&mut self, seg: &mut Segment) -> Option<Result<bool, ReadError>> {
+        if self.at < self.len {
+            // The batch keeps the caller's old buffers for the next fill.
+            std::mem::swap(seg, &mut self.segs[self.at]);
+            self.at += 1;
+            return Some(Ok(true));
+        }
+        self.end.take().map(|r| r.map(|()| false))
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.at = 0;
+        self.end = None;
+    }
+
+    /// The next segment buffer to fill (the caller overwrites all of it).
+    fn slot(&mut self) -> &mut Segment {
+        if self.len == self.segs.len() {
+            self.segs.push(Segment::default());
+        }
+        self.len += 1;
+        &mut self.segs[self.len - 1]
+    }
+}
 
 impl<R: Read> Tokenizer<R> {
     /// Reads the ISA (after an optional BOM and blank lines) and returns the tokenizer and the
@@ -129,7 +216,10 @@ impl<R: Read> Tokenizer<R> {
             max_bytes,
             max_segment_len: max_segment_len.max(ISA_LEN),
             separators: Separators { element: b'*', component: b'>', segment: b'~', repetition: None },
+            framed: 0,
             ordinal: 0,
+            batch: Batch::default(),
+            stopped: None,
         };
         // Enough bytes for BOM, blanks and the ISA, however the reader cuts its reads.
         loop {
@@ -149,6 +239,7 @@ impl<R: Read> Tokenizer<R> {
         let separators = separators(isa)?;
         t.separators = separators;
         let mut seg = Segment::default();
+        t.framed = 1;
         t.ordinal = 1;
         let isa_body = t.start..t.start + ISA_LEN - 1;
         t.start += ISA_LEN;
@@ -167,7 +258,7 @@ impl<R: Read> Tokenizer<R> {
         self.separators
     }
 
-    /// The ordinal of the last segment returned.
+    /// The ordinal of the last segment `next_into` returned.
     pub fn ordinal(&self) -> u64 {
         self.ordinal
     }
@@ -206,47 +297,233 @@ impl<R: Read> Tokenizer<R> {
 
     /// Reads the next segment into `seg` (its buffers are reused). `Ok(false)` at the end of the
     /// input. Line breaks and blanks between segments are skipped; a last segment without a
-    /// terminator is returned as it is (the envelope checks tell a cut file).
+    /// terminator is returned as it is (the envelope checks tell a cut file). After an error,
+    /// every later call gives it again.
     pub fn next_into(&mut self, seg: &mut Segment) -> Result<bool, ReadError> {
-        let term = self.separators.segment;
         loop {
-            while self.start < self.end && matches!(self.buf[self.start], b'\r' | b'\n' | b' ' | b'\t') {
-                self.start += 1;
-            }
-            if self.start == self.end {
-                if self.eof {
-                    return Ok(false);
+            if let Some(r) = self.batch.next_into(seg) {
+                if matches!(r, Ok(true)) {
+                    self.ordinal = seg.ordinal;
                 }
-                self.fill()?;
-                continue;
+                return r;
             }
-            let avail = &self.buf[self.start..self.end];
-            let found = memchr(term, avail);
+            let mut batch = std::mem::take(&mut self.batch);
+            self.fill_batch(&mut batch);
+            self.batch = batch;
+        }
+    }
+
+    /// Frames into `batch` (its buffers are reused) the complete segments already buffered, up
+    /// to a batch's bounds, reading only when there is none: the batch holds at least one
+    /// segment or says how the input ended. The same segments and the same reads as framing
+    /// one segment at a time, so the same errors at the same places.
+    fn fill_batch(&mut self, batch: &mut Batch) {
+        batch.clear();
+        loop {
+            if let Some(stop) = &self.stopped {
+                batch.end = Some(match stop {
+                    Stop::End => Ok(()),
+                    Stop::Failed(e) => Err(e.clone()),
+                });
+                return;
+            }
+            let r = self.frame_buffered(batch);
+            if batch.len > 0 && r.is_ok() {
+                return;
+            }
+            let stop = match r {
+                Ok(()) if self.start == self.end && self.eof => Stop::End,
+                Ok(()) => match self.fill() {
+                    Ok(()) => continue,
+                    Err(e) => Stop::Failed(e),
+                },
+                Err(e) => Stop::Failed(e),
+            };
+            self.stopped = Some(stop);
+            // Segments framed before an error are handed out first; the error comes after them.
+        }
+    }
+
+    /// Frames the complete segments in `buf[start..end]` into `batch`, the UTF-8 check once for
+    /// all of them. At the end of the input, what is left is the last segment. `Err` (after the
+    /// segments before it) for a segment over the limit.
+    fn frame_buffered(&mut self, batch: &mut Batch) -> Result<(), ReadError> {
+        let Separators { element, segment: term, .. } = self.separators;
+        let (eof, max) = (self.eof, self.max_segment_len);
+        let avail = &self.buf[self.start..self.end];
+        // One check for what this batch can take; a segment inside the valid part needs none of
+        // its own (with ASCII separators every segment and element edge is a character
+        // boundary), one past it is checked alone.
+        let window = &avail[..avail.len().min(BATCH_BYTES)];
+        let text = (element.is_ascii() && term.is_ascii()).then(|| match std::str::from_utf8(window) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&window[..e.valid_up_to()]).unwrap_or(""),
+        });
+        let mut at = 0;
+        let mut ordinal = self.framed;
+        let result = loop {
+            // Full: the rest stays buffered for the next batch (no read before it is framed).
+            if batch.len > 0 && (batch.len >= BATCH_SEGMENTS || at >= BATCH_BYTES) {
+                break Ok(());
+            }
+            while at < avail.len() && matches!(avail[at], b'\r' | b'\n' | b' ' | b'\t') {
+                at += 1;
+            }
+            if at == avail.len() {
+                break Ok(());
+            }
+            let found = memchr(term, &avail[at..]);
             let len = match found {
                 Some(i) => i,
-                None if self.eof => avail.len(),
-                None => {
-                    if avail.len() > self.max_segment_len {
-                        return Err(ReadError::SegmentTooLong {
-                            ordinal: self.ordinal + 1,
-                            limit: self.max_segment_len,
+                None if eof => avail.len() - at,
+                None if avail.len() - at > max => {
+                    break Err(ReadError::SegmentTooLong { ordinal: ordinal + 1, limit: max });
+                }
+                // An incomplete segment: it waits for the next read.
+                None => break Ok(()),
+            };
+            if len > max {
+                break Err(ReadError::SegmentTooLong { ordinal: ordinal + 1, limit: max });
+            }
+            let mut body_end = at + len;
+            if term == b'\n' && avail[at..body_end].ends_with(b"\r") {
+                body_end -= 1;
+            }
+            ordinal += 1;
+            let seg = batch.slot();
+            match text.and_then(|t| t.get(at..body_end)) {
+                Some(body) => split_text(body, element, ordinal, seg),
+                None => split(&avail[at..body_end], element, ordinal, seg),
+            }
+            at += len + usize::from(found.is_some());
+        };
+        self.start += at;
+        self.framed = ordinal;
+        result
+    }
+}
+
+/// How many times a side of the hand-over looks again before it sleeps: a batch is usually a
+/// few microseconds away, and waking a sleeping thread costs more than that; kept short so that
+/// a thread sharing its CPU with the other side wastes little of its turn. (As CSV's framing.)
+const POLLS: u32 = 256;
+
+/// Batches filled and not yet taken; with the one being filled and the one being read, memory
+/// stays a few read buffers' worth whatever the file size.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+fn recv_polling<T>(rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+    for _ in 0..POLLS {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(TryRecvError::Disconnected) => return Err(std::sync::mpsc::RecvError),
+        }
+    }
+    rx.recv()
+}
+
+fn send_polling<T>(tx: &SyncSender<T>, mut v: T) -> Result<(), ()> {
+    for _ in 0..POLLS {
+        match tx.try_send(v) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                v = back;
+                std::hint::spin_loop();
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(()),
+        }
+    }
+    tx.send(v).map_err(|_| ())
+}
+
+/// Where segments come from: a tokenizer on this thread, or one on a thread of its own.
+enum Source<R> {
+    Here(Tokenizer<R>),
+    Piped {
+        full: Receiver<Batch>,
+        empty: SyncSender<Batch>,
+        batch: Batch,
+        /// How the input ended, once handed out: every later call gives it again.
+        stopped: Option<Stop>,
+    },
+}
+
+/// The segments after the ISA, framed in line or on a framing thread (`Segments::piped`); the
+/// same segments and the same errors, in the same order, either way.
+pub struct Segments<R> {
+    source: Source<R>,
+}
+
+impl<R: Read> Segments<R> {
+    /// Framing on the caller's thread (the engine reads borrowed drop streams).
+    pub fn here(tok: Tokenizer<R>) -> Self {
+        Segments { source: Source::Here(tok) }
+    }
+
+    /// Framing (reading, segment splitting, the UTF-8 check) on a thread of its own, handing
+    /// over a read buffer's segments at a time, so that it overlaps with checking them on this
+    /// one. The thread ends with the input, or at its next hand-over once this is dropped. With
+    /// one CPU, framing stays in line (a second thread would only add hand-overs).
+    pub fn piped(tok: Tokenizer<R>) -> Result<Self, ReadError>
+    where
+        R: Send + 'static,
+    {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return Ok(Self::here(tok));
+        }
+        let (full_tx, full) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let (empty, empty_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT + 1);
+        std::thread::Builder::new()
+            .name("x12-framing".into())
+            .spawn(move || frame_batches(tok, full_tx, empty_rx))
+            .map_err(|e| ReadError::Io(std::io::Error::other(format!("no thread to read it ({e})"))))?;
+        Ok(Segments { source: Source::Piped { full, empty, batch: Batch::default(), stopped: None } })
+    }
+
+    /// Like `Tokenizer::next_into`.
+    pub fn next_into(&mut self, seg: &mut Segment) -> Result<bool, ReadError> {
+        match &mut self.source {
+            Source::Here(tok) => tok.next_into(seg),
+            Source::Piped { full, empty, batch, stopped } => loop {
+                if let Some(stop) = stopped {
+                    return stop.again();
+                }
+                if let Some(r) = batch.next_into(seg) {
+                    if !matches!(r, Ok(true)) {
+                        *stopped = Some(match &r {
+                            Err(e) => Stop::Failed(e.clone()),
+                            Ok(_) => Stop::End,
                         });
                     }
-                    self.fill()?;
-                    continue;
+                    return r;
                 }
-            };
-            if len > self.max_segment_len {
-                return Err(ReadError::SegmentTooLong { ordinal: self.ordinal + 1, limit: self.max_segment_len });
-            }
-            let mut body = &self.buf[self.start..self.start + len];
-            if term == b'\n' {
-                body = body.strip_suffix(b"\r").unwrap_or(body);
-            }
-            self.ordinal += 1;
-            split(body, self.separators.element, self.ordinal, seg);
-            self.start += len + usize::from(found.is_some());
-            return Ok(true);
+                let next =
+                    recv_polling(full).map_err(|_| ReadError::Io(std::io::Error::other("the reading thread stopped")));
+                let next = match next {
+                    Ok(b) => b,
+                    Err(e) => {
+                        *stopped = Some(Stop::Failed(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let spent = std::mem::replace(batch, next);
+                // The framing thread may be gone already (it reached the end): then the spent
+                // buffers are dropped.
+                let _ = empty.try_send(spent);
+            },
+        }
+    }
+}
+
+/// The framing thread: fills batches until the input ends or fails, or the reader goes away.
+fn frame_batches<R: Read>(mut tok: Tokenizer<R>, full: SyncSender<Batch>, empty: Receiver<Batch>) {
+    loop {
+        let mut batch = empty.try_recv().unwrap_or_default();
+        tok.fill_batch(&mut batch);
+        let last = batch.end.is_some();
+        if send_polling(&full, batch).is_err() || last {
+            return;
         }
     }
 }
@@ -254,18 +531,11 @@ impl<R: Read> Tokenizer<R> {
 /// Splits a segment's bytes into its elements. Invalid UTF-8 is replaced by U+FFFD element by
 /// element, so a non-ASCII separator still splits where it is.
 fn split(body: &[u8], sep: u8, ordinal: u64, seg: &mut Segment) {
-    seg.ordinal = ordinal;
-    seg.elements.clear();
     match std::str::from_utf8(body) {
-        Ok(text) if sep.is_ascii() => {
-            let mut from = 0;
-            for i in memchr_iter(sep, body) {
-                seg.elements.push(&text[from..i]);
-                from = i + 1;
-            }
-            seg.elements.push(&text[from..]);
-        }
+        Ok(text) if sep.is_ascii() => split_text(text, sep, ordinal, seg),
         _ => {
+            seg.ordinal = ordinal;
+            seg.elements.clear();
             let mut from = 0;
             let ends = memchr_iter(sep, body).chain(std::iter::once(body.len()));
             for i in ends {
@@ -274,6 +544,21 @@ fn split(body: &[u8], sep: u8, ordinal: u64, seg: &mut Segment) {
             }
         }
     }
+}
+
+/// Splits a segment's text at an ASCII separator (every split is a character boundary). A plain
+/// loop: elements are a few bytes long, shorter than a vectorised search pays for.
+fn split_text(text: &str, sep: u8, ordinal: u64, seg: &mut Segment) {
+    seg.ordinal = ordinal;
+    seg.elements.clear();
+    let mut from = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if b == sep {
+            seg.elements.push(text.get(from..i).unwrap_or(""));
+            from = i + 1;
+        }
+    }
+    seg.elements.push(text.get(from..).unwrap_or(""));
 }
 
 #[cfg(test)]
@@ -382,6 +667,69 @@ mod tests {
         input.extend_from_slice(b"R\xffD*x~");
         let got = all(&input).unwrap();
         assert_eq!(got[1].1, ["LIN", "", "SK", "R\u{fffd}D", "x"]);
+    }
+
+    /// Past a batch's bounds (segments, bytes, the UTF-8 window), in line and piped, with reads
+    /// whole and cut small: every segment, in order, with its ordinal.
+    #[test]
+    fn segments_across_batches() {
+        let mut input = format!("{ISA}\n").into_bytes();
+        let mut want = Vec::new();
+        for i in 0..(BATCH_SEGMENTS as u64 * 5) {
+            // Past the first batch and its window, a value that is not UTF-8 and one that is.
+            let value: &[u8] = match i {
+                17_000 => b"R\xffD",
+                17_001 => "\u{e9}t\u{e9}".as_bytes(),
+                _ => b"1",
+            };
+            input.extend_from_slice(b"X*");
+            input.extend_from_slice(value);
+            input.extend_from_slice(b"~");
+            want.push((i + 2, vec!["X".to_string(), String::from_utf8_lossy(value).into_owned()]));
+        }
+        assert!(input.len() > BATCH_BYTES);
+        fn read_all<R: Read>(mut segs: Segments<R>) -> Vec<(u64, Vec<String>)> {
+            let (mut seg, mut got) = (Segment::default(), Vec::new());
+            while segs.next_into(&mut seg).unwrap() {
+                got.push((seg.ordinal, seg.elements.iter().map(String::from).collect::<Vec<_>>()));
+            }
+            assert!(!segs.next_into(&mut seg).unwrap(), "the end stays the end");
+            got
+        }
+        let (t, _) = Tokenizer::open(input.as_slice(), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::here(t)), want);
+        let (t, _) = Tokenizer::open(std::io::Cursor::new(input.clone()), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::piped(t).unwrap()), want);
+        let (t, _) = Tokenizer::open(Chunked(input.clone(), 0), 1024, u64::MAX).unwrap();
+        assert_eq!(read_all(Segments::piped(t).unwrap()), want);
+    }
+
+    /// Reads of 5 bytes, from a buffer of its own (for a framing thread).
+    struct Chunked(Vec<u8>, usize);
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let rest = self.0.get(self.1..).unwrap_or_default();
+            let n = rest.len().min(buf.len()).min(5);
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    /// An error is handed out after the segments before it, and again on every later call.
+    #[test]
+    fn errors_come_in_place_and_stay() {
+        let input = format!("{ISA}GS*1~ST*2~GS*{}~SE*3~", "x".repeat(2000));
+        for piped in [false, true] {
+            let (t, _) = Tokenizer::open(std::io::Cursor::new(input.clone().into_bytes()), 1024, u64::MAX).unwrap();
+            let mut segs = if piped { Segments::piped(t).unwrap() } else { Segments::here(t) };
+            let mut seg = Segment::default();
+            assert!(segs.next_into(&mut seg).unwrap() && seg.ordinal == 2);
+            assert!(segs.next_into(&mut seg).unwrap() && seg.ordinal == 3);
+            for _ in 0..2 {
+                assert!(matches!(segs.next_into(&mut seg), Err(ReadError::SegmentTooLong { ordinal: 4, limit: 1024 })));
+            }
+        }
     }
 
     #[test]
