@@ -93,7 +93,7 @@ fn inventory(latency: u64) {
     let total: u64 = c.requests.values().sum();
     println!("inventory: {skus} SKUs, {changed} changed, latency {latency} ms: {writes} write requests, {total} requests in all, {:.2} s", wall.as_secs_f64());
     println!("  requests: {}", breakdown(&c));
-    let k = if skus % 1000 == 0 { format!("{}k", skus / 1000) } else { skus.to_string() };
+    let k = if skus.is_multiple_of(1000) { format!("{}k", skus / 1000) } else { skus.to_string() };
     row(
         &format!("inventory sync: {k} SKUs, 1% changed, {latency} ms latency: write requests"),
         &format!("{writes} writes ({total} requests, {:.2} s)", wall.as_secs_f64()),
@@ -230,7 +230,7 @@ fn shipments(latency: u64) {
         wall2.as_secs_f64(),
         breakdown(&c2)
     );
-    let k = if n % 1000 == 0 { format!("{}k", n / 1000) } else { n.to_string() };
+    let k = if n.is_multiple_of(1000) { format!("{}k", n / 1000) } else { n.to_string() };
     row(
         &format!("shipments: {k}, conc {CONCURRENCY}, {latency} ms: shipments cycle"),
         &format!("{rate:.0}/s ({:.1} s, {total1} req)", wall.as_secs_f64()),

@@ -344,7 +344,7 @@ fn main() {
     }
 
     let k = |n: usize| {
-        if n >= 1_000_000 && n % 1_000_000 == 0 {
+        if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
             format!("{}M", n / 1_000_000)
         } else {
             format!("{}k", n / 1000)
