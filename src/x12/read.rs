@@ -1,9 +1,10 @@
-//! The X12 tokenizer: separators from the ISA, then one segment at a time with its ordinal in
-//! the file (ISA = 1). Streams: memory is bounded by the longest segment allowed, never by the
-//! file; buffers are reused, so a segment costs no allocation once they are warm.
+//! The X12 tokenizer: separators from the ISA, then the segments with their ordinals in the file
+//! (ISA = 1), framed a batch at a time (one UTF-8 check for the batch) on the caller's thread or,
+//! with `Segments::piped`, on a thread of its own. Streams: memory is bounded by a few batches and
+//! the longest segment allowed, never by the file; buffers are reused, so a segment costs no
+//! allocation once they are warm.
 
 use std::io::Read;
-
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
 use memchr::{memchr, memchr_iter};
@@ -518,6 +519,14 @@ impl<R: Read> Segments<R> {
 
 /// The framing thread: fills batches until the input ends or fails, or the reader goes away.
 fn frame_batches<R: Read>(mut tok: Tokenizer<R>, full: SyncSender<Batch>, empty: Receiver<Batch>) {
+    // Segments framed for `next_into` before the tokenizer moved here come first.
+    let left = std::mem::take(&mut tok.batch);
+    if left.at < left.len || left.end.is_some() {
+        let last = left.end.is_some();
+        if send_polling(&full, left).is_err() || last {
+            return;
+        }
+    }
     loop {
         let mut batch = empty.try_recv().unwrap_or_default();
         tok.fill_batch(&mut batch);
@@ -702,6 +711,13 @@ mod tests {
         assert_eq!(read_all(Segments::piped(t).unwrap()), want);
         let (t, _) = Tokenizer::open(Chunked(input.clone(), 0), 1024, u64::MAX).unwrap();
         assert_eq!(read_all(Segments::piped(t).unwrap()), want);
+        // Piped after some segments were read here: it goes on from there.
+        let (mut t, _) = Tokenizer::open(std::io::Cursor::new(input.clone()), 1024, u64::MAX).unwrap();
+        let mut seg = Segment::default();
+        for _ in 0..10 {
+            assert!(t.next_into(&mut seg).unwrap());
+        }
+        assert_eq!(read_all(Segments::piped(t).unwrap()), want[10..]);
     }
 
     /// Reads of 5 bytes, from a buffer of its own (for a framing thread).
