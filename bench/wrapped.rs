@@ -316,15 +316,32 @@ fn run_stage(which: &str, key: &Path, file: &Path) -> ! {
     let layers: &[Layer] = match which {
         "decrypt" => &[Layer::Pgp],
         "gunzip" => &[Layer::Gzip],
-        "unwrap" | "unwrap-file" => &[Layer::Pgp, Layer::Gzip],
+        "unwrap" | "unwrap-file" | "unwrap-file-1m" => &[Layer::Pgp, Layer::Gzip],
         other => fail("unknown stage", &other),
     };
     let mut r = wrap::unwrap_stream(input(), layers, &decrypt, u64::MAX).unwrap_or_else(|e| fail("unwrap", &e));
     let t2 = Instant::now();
-    let copied = if which == "unwrap-file" {
+    let copied = if which.starts_with("unwrap-file") {
         let dir = tempfile::tempdir().unwrap_or_else(|e| fail("temp dir", &e));
         let mut f = fs::File::create(dir.path().join("stock.csv")).unwrap_or_else(|e| fail("temp file", &e));
-        io::copy(&mut r, &mut f).unwrap_or_else(|e| fail("read", &e))
+        if which == "unwrap-file-1m" {
+            // The same copy with 1 MiB reads and writes instead of `io::copy`'s 8 KiB.
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => break total,
+                    Ok(k) => {
+                        f.write_all(&buf[..k]).unwrap_or_else(|e| fail("write", &e));
+                        total += k as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => fail("read", &e),
+                }
+            }
+        } else {
+            io::copy(&mut r, &mut f).unwrap_or_else(|e| fail("read", &e))
+        }
     } else {
         io::copy(&mut r, &mut io::sink()).unwrap_or_else(|e| fail("read", &e))
     };
@@ -448,7 +465,7 @@ fn main() {
     row(
         &what,
         &format!("{}, peak RSS {:.1} MiB", wrapped.rate_text(plain_bytes), mib(wrapped.max_rss)),
-        &format!("gpg --decrypt | gunzip {}", gpg.rate_text(plain_bytes)),
+        &format!("gpg --decrypt piped to gunzip {}", gpg.rate_text(plain_bytes)),
         &format!("{:.2}x", rw / rg),
         &format!(">= {TARGET_VS_GPG:.2}x, RSS < 64 MiB"),
         Some(rw / rg >= TARGET_VS_GPG && wrapped.max_rss < RSS_LIMIT),
@@ -461,7 +478,7 @@ fn main() {
         &format!("wrapped {rw:.1} MB/s"),
         &format!("plain {}, peak RSS {:.1} MiB", plain_runs.rate_text(plain_bytes), mib(plain_runs.max_rss)),
         &format!("{:.2}x", rw / rp),
-        &format!(">= {want:.2}x ({TARGET_VS_SERIAL} of plain then gpg|gunzip in series, {serial:.1} MB/s)"),
+        &format!(">= {want:.2}x ({TARGET_VS_SERIAL} of plain validation and gpg+gunzip in series, {serial:.1} MB/s)"),
         Some(rw / rp >= want),
     );
     // Below 1,048,576 rows the validator's repeated-SKU check is still filling its in-memory
@@ -489,11 +506,12 @@ fn main() {
     let (_, inflate) = stage("gunzip", &key_file, &gz, n, d);
     let (_, sink) = stage("unwrap", &key_file, &pgp, n, d);
     let (_, file) = stage("unwrap-file", &key_file, &pgp, n, d);
+    let (_, file_1m) = stage("unwrap-file-1m", &key_file, &pgp, n, d);
     note(&format!(
         "wrapped, where the time goes ({:.1} MB plain, {:.1} MB gzip, {:.1} MB OpenPGP; medians of {n} runs, wall incl. process start): \
          validate .gz.pgp {}, .gz {}, plain {} (with the account: its key is loaded at config load), plain without an account {}; \
          in-process phases: key load (parse + unlock each usable component) {:.3} s, opening the message (unlock again + session key) {:.3} s, \
-         decrypt alone {:.3} s ({:.0} MB/s of ciphertext), inflate alone {:.3} s ({:.0} MB/s out), decrypt+inflate to a sink {:.3} s, to a temp file {:.3} s",
+         decrypt alone {:.3} s ({:.0} MB/s of ciphertext), inflate alone {:.3} s ({:.0} MB/s out), decrypt+inflate to a sink {:.3} s, to a temp file {:.3} s (io::copy, 8 KiB at a time; with 1 MiB reads and writes {:.3} s)",
         mb(plain_bytes),
         mb(gz_bytes),
         mb(pgp_bytes),
@@ -509,6 +527,7 @@ fn main() {
         mb(plain_bytes) / inflate.stream,
         sink.stream,
         file.stream,
+        file_1m.stream,
     ));
     note(&format!(
         "wrapped, fixed cost (a one-row file, gzip+OpenPGP): ours {}, gpg --decrypt | gunzip {}; both unlock the passphrase-protected key (gpg's agent does it for gpg)",
