@@ -196,7 +196,21 @@ impl Runs {
 }
 
 fn runs_setting() -> usize {
-    std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1)
+    std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1)
+}
+
+/// `n` rounds of every measurement in turn (one run of each per round), so that a change in the
+/// load of this shared machine falls on all of them alike rather than on whichever ran then.
+fn rounds<const K: usize>(n: usize, mut each: [&mut dyn FnMut() -> Measured; K]) -> [Runs; K] {
+    let mut out: [Runs; K] = std::array::from_fn(|_| Runs { walls: Vec::new(), max_rss: 0 });
+    for _ in 0..n {
+        for (f, r) in each.iter_mut().zip(out.iter_mut()) {
+            let m = f();
+            r.walls.push(m.wall);
+            r.max_rss = r.max_rss.max(m.max_rss);
+        }
+    }
+    out
 }
 
 fn repeat(n: usize, mut f: impl FnMut() -> Measured) -> Runs {
@@ -211,31 +225,27 @@ fn repeat(n: usize, mut f: impl FnMut() -> Measured) -> Runs {
 
 /// `stitch-bridge --config C validate --account bench --kind inventory FILE`, which must find
 /// the generated file clean.
-fn ours(config: &Path, file: &Path, n: usize) -> Runs {
-    repeat(n, || {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(config).args(["validate", "--account", "bench", "--kind", "inventory"]).arg(file);
-        cmd.env(PASS_ENV, support_pgp::PASSPHRASE).env(TOKEN_ENV, "t");
-        let m = measure(&mut cmd, None).expect("run stitch-bridge");
-        assert_eq!(m.status, 0, "stitch-bridge validate did not pass the generated file {}", file.display());
-        m
-    })
+fn ours(config: &Path, file: &Path) -> Measured {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config").arg(config).args(["validate", "--account", "bench", "--kind", "inventory"]).arg(file);
+    cmd.env(PASS_ENV, support_pgp::PASSPHRASE).env(TOKEN_ENV, "t");
+    let m = measure(&mut cmd, None).expect("run stitch-bridge");
+    assert_eq!(m.status, 0, "stitch-bridge validate did not pass the generated file {}", file.display());
+    m
 }
 
 /// `gpg --decrypt F | gunzip > /dev/null` with the key of `home` (its passphrase from a file).
-fn gpg_gunzip(home: &Path, pass_file: &Path, file: &Path, n: usize) -> Runs {
-    repeat(n, || {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"gpg --homedir "$1" --batch --no-tty --quiet --pinentry-mode loopback --passphrase-file "$2" --decrypt "$3" | gunzip > /dev/null"#)
-            .arg("sh")
-            .arg(home)
-            .arg(pass_file)
-            .arg(file);
-        let m = measure(&mut cmd, None).expect("run gpg | gunzip");
-        assert_eq!(m.status, 0, "gpg --decrypt | gunzip failed on {}", file.display());
-        m
-    })
+fn gpg_gunzip(home: &Path, pass_file: &Path, file: &Path) -> Measured {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"gpg --homedir "$1" --batch --no-tty --quiet --pinentry-mode loopback --passphrase-file "$2" --decrypt "$3" | gunzip > /dev/null"#)
+        .arg("sh")
+        .arg(home)
+        .arg(pass_file)
+        .arg(file);
+    let m = measure(&mut cmd, None).expect("run gpg | gunzip");
+    assert_eq!(m.status, 0, "gpg --decrypt | gunzip failed on {}", file.display());
+    m
 }
 
 /// Bytes `gpg --decrypt F | gunzip` gives (untimed): the comparison reads the whole file.
@@ -353,13 +363,11 @@ fn run_stage(which: &str, key: &Path, file: &Path) -> ! {
 
 /// `stitch-bridge validate --kind inventory FILE` without an account (no configuration, no key):
 /// the validator alone.
-fn ours_no_account(file: &Path, n: usize) -> Runs {
-    repeat(n, || {
-        let m = measure(Command::new(BIN).args(["validate", "--kind", "inventory"]).arg(file), None)
-            .expect("run stitch-bridge");
-        assert_eq!(m.status, 0, "stitch-bridge validate did not pass the generated file {}", file.display());
-        m
-    })
+fn ours_no_account(file: &Path) -> Measured {
+    let m = measure(Command::new(BIN).args(["validate", "--kind", "inventory"]).arg(file), None)
+        .expect("run stitch-bridge");
+    assert_eq!(m.status, 0, "stitch-bridge validate did not pass the generated file {}", file.display());
+    m
 }
 
 fn main() {
@@ -431,17 +439,22 @@ fn main() {
     assert_eq!(got, plain_bytes, "gpg --decrypt | gunzip does not give the plain file back");
 
     // Untimed warm-up: files in the page cache, the agent started, binaries loaded.
-    let _ = ours(&config, &pgp, 1);
-    let wrapped = ours(&config, &pgp, n);
-    let plain_runs = ours(&config, &plain, n);
-    let gpg = gpg_gunzip(g.home(), &pass_file, &pgp, n);
-    let gz_only = ours(&config, &gz, n);
-    let bare = ours_no_account(&plain, n);
-    let tiny = ours(&config, &pgp_tiny, n);
-    let gpg_tiny = gpg_gunzip(g.home(), &pass_file, &pgp_tiny, n);
+    let _ = ours(&config, &pgp);
+    let home = g.home();
+    let [wrapped, plain_runs, gpg, gz_only, bare, tiny, gpg_tiny] = rounds(
+        n,
+        [
+            &mut || ours(&config, &pgp),
+            &mut || ours(&config, &plain),
+            &mut || gpg_gunzip(home, &pass_file, &pgp),
+            &mut || ours(&config, &gz),
+            &mut || ours_no_account(&plain),
+            &mut || ours(&config, &pgp_tiny),
+            &mut || gpg_gunzip(home, &pass_file, &pgp_tiny),
+        ],
+    );
     let n2 = 1.max(n / 2);
-    let big = ours(&config, &pgp2, n2);
-    let big_plain = ours(&config, &plain2, n2);
+    let [big, big_plain] = rounds(n2, [&mut || ours(&config, &pgp2), &mut || ours(&config, &plain2)]);
 
     let (rw, rp, rg) = (wrapped.rate(plain_bytes), plain_runs.rate(plain_bytes), gpg.rate(plain_bytes));
     println!(
