@@ -5,18 +5,22 @@
 //! file is about 200 MB (`BENCH_WRAPPED_MB`; quick: 20), gzips it with `gzip -6` and encrypts
 //! it with a real `gpg` to a Curve25519 key made in a throwaway GnuPG home (passphrase
 //! protected, as a deployed key is). The secret key is exported for a throwaway configuration
-//! with one account. Then, one after the other, a few runs each (`BENCH_RUNS`, default 3):
+//! with one account. Then, in rounds (`BENCH_RUNS`, default 5; one run of each per round, so a
+//! change in the load of this shared machine falls on all of them alike):
 //! - `stitch-bridge --config C validate --account bench stock.csv.gz.pgp` (the release binary);
-//! - the same on the plain `stock.csv`;
-//! - `sh -c 'gpg --decrypt F | gunzip > /dev/null'` on the same encrypted file.
+//! - the same on the plain `stock.csv` and on `stock.csv.gz`, and on the plain file without an
+//!   account (no key to load);
+//! - `sh -c 'gpg --decrypt F | gunzip > /dev/null'` on the same encrypted file;
+//! - ours and that pipeline on a one-row file wrapped the same way: the fixed cost.
 //!
 //! MB/s is always the *plain* size over wall time (process start included), median of the
 //! runs; peak RSS is each child's own `ru_maxrss` (`wait4`), the highest of the runs. A file
 //! twice the size, wrapped the same way, shows whether memory stays flat.
 //!
 //! Where the time goes: the bench binary itself runs the stages of the bridge's unwrapping
-//! (`--stage`: key load and unlock, rPGP decryption alone, gzip inflation alone, both into a
-//! sink, both into a temporary file as `validate` does), each as a measured child.
+//! (`--stage`: rPGP decryption alone, gzip inflation alone, both into a sink, both into a
+//! temporary file as `validate` does), each as a child that times its phases (key load, opening
+//! the message, streaming) and prints them.
 //!
 //! `cargo bench --bench wrapped [-- --quick]`.
 
