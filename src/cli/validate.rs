@@ -340,9 +340,10 @@ fn check_file(check: &Check, path: &Path, report: Option<&Path>, out: &mut impl 
 }
 
 /// A wrapped file, unwrapped as the engine does (same limits, same keys with `--account`) into
-/// anonymous temporary files so memory stays flat, each checked under its inner name in a
-/// folder of the same name as the original's (the kind still follows the folder). A zip's
-/// members are checked one by one as `ARCHIVE.zip!MEMBER`, each with its own error report.
+/// a private temporary folder (0700, removed at the end) so memory stays flat, each checked
+/// under its inner name in a folder of the same name as the original's (the kind still follows
+/// the folder). A zip's members are checked one by one as `ARCHIVE.zip!MEMBER`, each with its
+/// own error report.
 fn check_wrapped(
     check: &Check,
     path: &Path,
