@@ -36,6 +36,7 @@ pub mod header;
 mod inventory;
 mod orders;
 mod reader;
+pub(crate) use reader::{recv_polling, send_polling};
 pub mod records;
 mod shipments;
 

@@ -580,10 +580,10 @@ impl Decoder {
 /// How many times a side of the hand-over looks again before it sleeps: a batch is usually
 /// a few microseconds away, and waking a sleeping thread costs more than that (much more in a
 /// virtual machine); kept short so that a thread sharing its CPU with the other side wastes
-/// little of its turn.
+/// little of its turn. The X12 reader's framing thread hands over through the same two.
 const POLLS: u32 = 256;
 
-fn recv_polling<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+pub(crate) fn recv_polling<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
     use std::sync::mpsc::TryRecvError;
     for _ in 0..POLLS {
         match rx.try_recv() {
@@ -595,7 +595,7 @@ fn recv_polling<T>(rx: &std::sync::mpsc::Receiver<T>) -> Result<T, std::sync::mp
     rx.recv()
 }
 
-fn send_polling<T>(tx: &std::sync::mpsc::SyncSender<T>, mut v: T) -> Result<(), ()> {
+pub(crate) fn send_polling<T>(tx: &std::sync::mpsc::SyncSender<T>, mut v: T) -> Result<(), ()> {
     use std::sync::mpsc::TrySendError;
     for _ in 0..POLLS {
         match tx.try_send(v) {

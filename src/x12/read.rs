@@ -4,8 +4,9 @@
 //! the longest segment allowed, never by the file; buffers are reused, so a segment costs no
 //! allocation once they are warm.
 
+use crate::formats::{recv_polling, send_polling};
 use std::io::Read;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use memchr::{memchr, memchr_iter};
 
@@ -404,39 +405,9 @@ impl<R: Read> Tokenizer<R> {
     }
 }
 
-/// How many times a side of the hand-over looks again before it sleeps: a batch is usually a
-/// few microseconds away, and waking a sleeping thread costs more than that; kept short so that
-/// a thread sharing its CPU with the other side wastes little of its turn. (As CSV's framing.)
-const POLLS: u32 = 256;
-
 /// Batches filled and not yet taken; with the one being filled and the one being read, memory
 /// stays a few read buffers' worth whatever the file size.
 const BATCHES_IN_FLIGHT: usize = 2;
-
-fn recv_polling<T>(rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
-    for _ in 0..POLLS {
-        match rx.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Empty) => std::hint::spin_loop(),
-            Err(TryRecvError::Disconnected) => return Err(std::sync::mpsc::RecvError),
-        }
-    }
-    rx.recv()
-}
-
-fn send_polling<T>(tx: &SyncSender<T>, mut v: T) -> Result<(), ()> {
-    for _ in 0..POLLS {
-        match tx.try_send(v) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(back)) => {
-                v = back;
-                std::hint::spin_loop();
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(()),
-        }
-    }
-    tx.send(v).map_err(|_| ())
-}
 
 /// Where segments come from: a tokenizer on this thread, or one on a thread of its own.
 enum Source<R> {
