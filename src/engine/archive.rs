@@ -15,7 +15,7 @@
 //!    the rename, then the rows are finished. A crash after the rename finds the archive gone
 //!    and its target present, for the archive and each member alike (`recover_vanished`).
 
-use super::account::{AccountCtx, Step, Stop};
+use super::account::{AccountCtx, Step};
 use super::content::Source;
 use super::inbound::Inbox;
 use crate::drop::Entry;
@@ -110,9 +110,7 @@ impl AccountCtx<'_> {
                         if mrow.step < FileStep::ErrorsWritten {
                             self.process_row(inbox, &msrc, e, mrow).await?;
                         }
-                        let mrow = self.ledger.file(id)?.ok_or_else(|| {
-                            Stop::new(super::account::StopError::RowVanished { id, path: msrc.path.clone() })
-                        })?;
+                        let mrow = self.reload(id, &msrc.path)?;
                         if mrow.step < FileStep::ErrorsWritten {
                             // The archive changed while a member was read: all of it waits.
                             return Ok(());
@@ -128,23 +126,14 @@ impl AccountCtx<'_> {
                     (ds, !applied_any, message)
                 }
             };
-            let stored: Vec<StoredRecord> = decisions
-                .iter()
-                .map(|d| StoredRecord {
-                    line: d.line,
-                    key: d.key.clone(),
-                    outcome: d.outcome.as_str().to_string(),
-                    remote_id: d.remote_id.clone(),
-                    code: d.code.to_string(),
-                    message: d.message.clone(),
-                })
-                .collect();
-            self.ledger.store_outcomes(row.id, &stored, None, reject_file, message.as_deref())?;
-            let id = row.id;
-            row = self
-                .ledger
-                .file(id)?
-                .ok_or_else(|| Stop::new(super::account::StopError::RowVanished { id, path: src.path.clone() }))?;
+            self.ledger.store_outcomes(
+                row.id,
+                &super::inbound::stored(&decisions),
+                None,
+                reject_file,
+                message.as_deref(),
+            )?;
+            row = self.reload(row.id, &src.path)?;
         }
         let finished = self.finish_outputs(inbox, src, row, e);
         self.forget_zip();

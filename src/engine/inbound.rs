@@ -573,25 +573,15 @@ impl AccountCtx<'_> {
                 };
                 (ds, None, nothing_applied, message)
             };
-            let stored: Vec<StoredRecord> = decisions
-                .iter()
-                .map(|d| StoredRecord {
-                    line: d.line,
-                    key: d.key.clone(),
-                    outcome: d.outcome.as_str().to_string(),
-                    remote_id: d.remote_id.clone(),
-                    code: d.code.to_string(),
-                    message: d.message.clone(),
-                })
-                .collect();
-            self.ledger.store_outcomes(row.id, &stored, dup, reject_file, message.as_deref())?;
-            let id = row.id;
-            row = self
-                .ledger
-                .file(id)?
-                .ok_or_else(|| Stop::new(StopError::RowVanished { id, path: path.to_string() }))?;
+            self.ledger.store_outcomes(row.id, &stored(&decisions), dup, reject_file, message.as_deref())?;
+            row = self.reload(row.id, path)?;
         }
         self.finish_outputs(inbox, src, row, e)
+    }
+
+    /// Ledger row `id` as it is now; gone is a fatal ledger fault (`path` names it).
+    pub(super) fn reload(&self, id: i64, path: &str) -> Step<FileRow> {
+        self.ledger.file(id)?.ok_or_else(|| Stop::new(StopError::RowVanished { id, path: path.to_string() }))
     }
 
     /// The earlier file that brought this X12 interchange, if another did.
@@ -950,6 +940,21 @@ fn file_level_errors(outcomes: &[StoredRecord]) -> io::Result<std::fs::File> {
     }
     tmp.rewind()?;
     Ok(tmp)
+}
+
+/// Decisions as the ledger stores them.
+pub(super) fn stored(decisions: &[Decision]) -> Vec<StoredRecord> {
+    decisions
+        .iter()
+        .map(|d| StoredRecord {
+            line: d.line,
+            key: d.key.clone(),
+            outcome: d.outcome.as_str().to_string(),
+            remote_id: d.remote_id.clone(),
+            code: d.code.to_string(),
+            message: d.message.clone(),
+        })
+        .collect()
 }
 
 /// Read the rest of a stream, for its hash. A failure is kept where it happened (the drop's by
