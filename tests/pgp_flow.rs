@@ -7,24 +7,7 @@ mod common;
 mod support_pgp;
 
 use common::*;
-use std::io::Write;
 use support_pgp::{gpg_available, Gpg, Key, PASSPHRASE};
-
-fn stock(env: &Env, sku: &str) -> i64 {
-    env.state().products.values().find(|p| p.sku == sku).unwrap().stock
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn put_bytes(env: &Env, rel: &str, bytes: &[u8]) {
-    let p = env.path(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, bytes).unwrap();
-}
 
 /// A GnuPG home holding our key and the partner's (both Curve25519 unless `rsa`), exported
 /// where the config points.
@@ -62,10 +45,6 @@ fn from_partner(k: &Keys, plain: &[u8], to: &Key, sign: bool, armor: bool) -> Ve
     }
     args.push("--encrypt");
     k.gpg.ok(&args, plain)
-}
-
-fn codes(rows: &[std::collections::BTreeMap<String, String>]) -> Vec<String> {
-    rows.iter().map(|r| r["code"].clone()).collect()
 }
 
 #[test]

@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use std::io::Write;
 
-fn stock(env: &Env, sku: &str) -> i64 {
-    env.state().products.values().find(|p| p.sku == sku).unwrap().stock
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
 fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
@@ -25,17 +15,6 @@ fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         w.write_all(data).unwrap();
     }
     w.finish().unwrap().into_inner()
-}
-
-fn put_bytes(env: &Env, rel: &str, bytes: &[u8]) {
-    let p = env.path(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, bytes).unwrap();
-}
-
-/// The codes of an error file's rows.
-fn codes(rows: &[std::collections::BTreeMap<String, String>]) -> Vec<String> {
-    rows.iter().map(|r| r["code"].clone()).collect()
 }
 
 #[test]

@@ -306,3 +306,28 @@ pub fn shipments_file(rows: &[String]) -> String {
     }
     s
 }
+
+/// On-hand stock of `sku` in the simulator.
+pub fn stock(env: &Env, sku: &str) -> i64 {
+    env.state().products.values().find(|p| p.sku == sku).unwrap().stock
+}
+
+/// `bytes` gzipped.
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Writes binary content into the drop (parents created).
+pub fn put_bytes(env: &Env, rel: &str, bytes: &[u8]) {
+    let p = env.path(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// The codes of an error file's rows.
+pub fn codes(rows: &[BTreeMap<String, String>]) -> Vec<String> {
+    rows.iter().map(|r| r["code"].clone()).collect()
+}
