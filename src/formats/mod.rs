@@ -38,6 +38,7 @@ mod orders;
 mod reader;
 pub(crate) use reader::{recv_polling, send_polling};
 pub mod records;
+pub mod replay;
 mod shipments;
 
 use std::collections::HashMap;
