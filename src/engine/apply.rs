@@ -7,6 +7,7 @@
 use super::account::{AccountCtx, Step};
 use super::fanout::{fan_out, COMPLETE_BATCH};
 use super::marks;
+use crate::formats::replay::Origins;
 use crate::formats::Kind;
 use crate::formats::{InventoryRecord, OrderAction, OrderRecord, Record, ShipmentRecord};
 use crate::ledger::{Finished, Intent, IntentState, NewIntent};
@@ -44,6 +45,12 @@ fn recorded(i: &Intent) -> Recorded {
     }
 }
 
+/// The outbox content key of a replayed delta row: its original file and line.
+fn origin_key(file: &str, line: u64) -> String {
+    use sha2::{Digest, Sha256};
+    format!("replay-{}", hex::encode(Sha256::digest(format!("{file}\n{line}"))))
+}
+
 fn finished(key: IntentKey, d: &Decision) -> Finished {
     Finished::new(key, d.outcome, &d.remote_id, &d.message)
 }
@@ -55,14 +62,23 @@ impl AccountCtx<'_> {
         Ok(self.ledger.intent(&self.acct.name, key)?.as_ref().map(recorded))
     }
 
-    pub async fn apply(&mut self, kind: Kind, sha: &str, records: Vec<Record>, delta: bool) -> Step<Vec<Decision>> {
+    /// `origins`: set for a replayed error file (`formats::replay`), whose rows are a part of
+    /// their original and whose delta rows are keyed by the original row they came from.
+    pub async fn apply(
+        &mut self,
+        kind: Kind,
+        sha: &str,
+        records: Vec<Record>,
+        delta: bool,
+        origins: Option<&Origins>,
+    ) -> Step<Vec<Decision>> {
         match kind {
             Kind::Inventory => {
                 let recs = records
                     .into_iter()
                     .filter_map(|r| if let Record::Inventory(i) = r { Some(i) } else { None })
                     .collect();
-                self.apply_inventory(sha, recs, delta).await
+                self.apply_inventory(sha, recs, delta, origins).await
             }
             Kind::Orders => {
                 let recs =
@@ -81,15 +97,41 @@ impl AccountCtx<'_> {
 
     // ---- inventory -----------------------------------------------------------------------------
 
-    async fn apply_inventory(&mut self, sha: &str, recs: Vec<InventoryRecord>, delta: bool) -> Step<Vec<Decision>> {
+    async fn apply_inventory(
+        &mut self,
+        sha: &str,
+        recs: Vec<InventoryRecord>,
+        delta: bool,
+        origins: Option<&Origins>,
+    ) -> Step<Vec<Decision>> {
         let acct = self.acct.name.clone();
-        let key = |sku: &str| IntentKey::Product { content: sha.to_string(), sku: sku.to_string() };
+        // A delta is not idempotent: replayed, each row is keyed by the original row it came
+        // from, so the same adjustment replayed again (under any name, re-saved any way) finds
+        // its earlier write and is not applied twice.
+        let by_origin: HashMap<u64, String> = match origins {
+            Some(o) if delta => o.all().into_iter().map(|(line, o)| (line, origin_key(&o.file, o.line))).collect(),
+            _ => HashMap::new(),
+        };
+        let content_of = |line: u64| by_origin.get(&line).cloned().unwrap_or_else(|| sha.to_string());
+        let key_at = |line: u64, sku: &str| IntentKey::Product { content: content_of(line), sku: sku.to_string() };
+        let lines: HashMap<String, u64> = recs.iter().map(|r| (r.sku.clone(), r.line)).collect();
+        let key = |sku: &str| key_at(lines.get(sku).copied().unwrap_or(0), sku);
         let remote: HashMap<String, wire::Product> =
             self.client.list_products().await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
         let mut decisions = Vec::new();
         let mut todo = Vec::with_capacity(recs.len());
         for r in recs {
-            match recorded::inventory(&r, self.recorded(&key(&r.sku))?.as_ref(), remote.get(&r.sku)) {
+            let earlier = self.recorded(&key(&r.sku))?;
+            if by_origin.contains_key(&r.line) {
+                if let Some(Recorded::Done { remote_id, .. }) = &earlier {
+                    let o = origins.and_then(|o| o.get(r.line));
+                    let (file, line) = o.map_or((String::new(), 0), |o| (o.file.to_string(), o.line));
+                    let msg = format!("already applied: line {line} of {file} was replayed before; not applied again");
+                    decisions.push(Decision::new(r.line, &r.sku, Outcome::Unchanged, remote_id, msg));
+                    continue;
+                }
+            }
+            match recorded::inventory(&r, earlier.as_ref(), remote.get(&r.sku)) {
                 Some(Earlier::Reuse(d)) => decisions.push(d),
                 Some(Earlier::Confirm(d)) => {
                     self.ledger.complete_intents(&acct, &[finished(key(&r.sku), &d)])?;
@@ -100,7 +142,8 @@ impl AccountCtx<'_> {
         }
         let policy = inventory::InventoryPolicy {
             delta,
-            zero_missing: self.acct.zero_missing,
+            // A replay holds only the rows that failed: never a whole snapshot.
+            zero_missing: self.acct.zero_missing && origins.is_none(),
             zero_missing_max_share: self.acct.zero_missing_max_share,
         };
         let plan = inventory::plan(&todo, &remote, policy);

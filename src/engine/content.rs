@@ -9,6 +9,7 @@
 
 use super::account::{AccountCtx, Step, Stop};
 use crate::drop::{DropError, DropErrorKind, DropResult, Entry};
+use crate::formats::replay::{self, Origins, Replay};
 use crate::formats::{ErrorCode, FileRejection};
 use crate::wrap::{self, Layer, WrapError};
 use std::collections::HashSet;
@@ -114,9 +115,39 @@ pub(super) struct Input<'a> {
     inner: Box<dyn Read + Send + 'a>,
     drop_error: Arc<Mutex<Option<io::Error>>>,
     wrap_error: Option<WrapError>,
+    /// Set when the content is one of our error files dropped back (`formats::replay`).
+    replay: Option<Replayed>,
+}
+
+/// A replayed error file: the original it names and, as it is read, where each row came from.
+#[derive(Clone)]
+pub(crate) struct Replayed {
+    /// The original file (a drop path, or a bare name when the ledger does not know it).
+    pub original: String,
+    pub origins: Arc<Origins>,
+}
+
+impl Replayed {
+    /// The original's file name, for what depends on it (a `_delta.csv` name).
+    pub fn original_name(&self) -> &str {
+        self.original.rsplit('/').next().unwrap_or(&self.original)
+    }
 }
 
 impl Input<'_> {
+    fn new<'r>(
+        inner: Box<dyn Read + Send + 'r>,
+        drop_error: Arc<Mutex<Option<io::Error>>>,
+        wrap_error: Option<WrapError>,
+    ) -> Input<'r> {
+        Input { inner, drop_error, wrap_error, replay: None }
+    }
+
+    /// Whether this is a replayed error file, and of what.
+    pub fn replay(&self) -> Option<&Replayed> {
+        self.replay.as_ref()
+    }
+
     /// The drop failure this pass met, if any: the pass ends as an outage, not a verdict.
     pub fn failed(&mut self, path: &str) -> DropResult<()> {
         match self.drop_error.lock().ok().and_then(|mut s| s.take()) {
@@ -164,54 +195,66 @@ impl<'a> AccountCtx<'a> {
     /// Open `src` for reading as the listed file, or `None` (logged) when it is not the file
     /// that was listed any more. Every read of an inbound file goes through here.
     pub(super) fn open_input(&mut self, src: &Source, listed: &Entry) -> Step<Option<Input<'_>>> {
-        match src.member {
-            None => self.open_stream(src, listed),
-            Some(i) => self.open_member(src, listed, i),
+        let errors_dir = self.acct.folders.errors.clone();
+        let delimiter = self.acct.parse.delimiter;
+        let account = self.acct.name.clone();
+        let input = match src.member {
+            None => open_stream(self.drop.as_mut(), self.acct, src, listed)?,
+            Some(i) => self.open_member(src, listed, i)?,
+        };
+        let ledger = &self.ledger;
+        let Some(mut input) = input else { return Ok(None) };
+        // The header says whether this is one of our error files dropped back.
+        let mut head = Vec::with_capacity(1024);
+        let mut whole = false;
+        // The header, and the first rows (which name the original of a replay).
+        while head.len() < replay::SNIFF_BYTES && memchr::memchr_iter(b'\n', &head).count() < 4 {
+            let mut chunk = [0u8; 1024];
+            match input.read(&mut chunk) {
+                Ok(0) => {
+                    whole = true;
+                    break;
+                }
+                Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
         }
+        let shape = replay::sniff(&head);
+        let first = shape.as_ref().and_then(|s| replay::first_origin(&head, whole, s));
+        let rest = std::mem::replace(&mut input.inner, Box::new(io::empty()));
+        let whole = Box::new(io::Cursor::new(head).chain(rest));
+        match shape {
+            None => input.inner = whole,
+            Some(shape) => {
+                let original = match first {
+                    Some(named) => named,
+                    None => original_of(ledger, &account, &errors_dir, &src.name)?,
+                };
+                let origins = Arc::new(Origins::default());
+                input.inner = Box::new(Replay::new(whole, shape, delimiter, &original, origins.clone()));
+                input.replay = Some(Replayed { original, origins });
+            }
+        }
+        Ok(Some(input))
     }
 
     /// The drop file of `src` with its stream wrappers (OpenPGP, gzip) off.
     fn open_stream(&mut self, src: &Source, listed: &Entry) -> Step<Option<Input<'_>>> {
-        let acct: &'a crate::config::Account = self.acct;
-        let Some(raw) = open_unchanged(self.drop.as_mut(), &acct.name, &src.file, listed)? else { return Ok(None) };
-        let slot = Arc::new(Mutex::new(None));
-        let raw: Box<dyn Read + Send + '_> = Box::new(KeepShared { inner: raw, slot: slot.clone() });
-        let limit = acct.parse.max_file_bytes;
-        let pgp = acct.pgp.as_ref();
-        let decrypt = |r| match pgp {
-            Some(p) => p.decrypt(r),
-            None => Err(crate::config::no_secret_key("the account has no pgp_secret_key_file to decrypt it")),
-        };
-        Ok(Some(match wrap::unwrap_stream(raw, &src.layers, &decrypt, limit) {
-            Ok(inner) => Input { inner, drop_error: slot, wrap_error: None },
-            Err(e) => {
-                let wrap_error = match e {
-                    WrapError::Drop(d) => {
-                        if let Ok(mut s) = slot.lock() {
-                            s.get_or_insert(d);
-                        }
-                        None
-                    }
-                    w => Some(w),
-                };
-                Input { inner: Box::new(io::empty()), drop_error: slot, wrap_error }
-            }
-        }))
+        open_stream(self.drop.as_mut(), self.acct, src, listed)
     }
 
     /// Member `index` of the zip `src`: unpacked once per listing of the archive into a
     /// temporary file of its own, read from the start by each pass over it.
-    fn open_member(&mut self, src: &Source, listed: &Entry, index: usize) -> Step<Option<Input<'_>>> {
+    fn open_member(&mut self, src: &Source, listed: &Entry, index: usize) -> Step<Option<Input<'static>>> {
         let slot = Arc::new(Mutex::new(None));
-        let refused =
-            |w: WrapError, slot| Input { inner: Box::new(io::empty()), drop_error: slot, wrap_error: Some(w) };
+        let refused = |w: WrapError, slot| Input::new(Box::new(io::empty()), slot, Some(w));
         let spooled = match self.spool_zip(src, listed)? {
             None => return Ok(None),
             Some(Err(w)) => return Ok(Some(refused(w, slot))),
             Some(Ok(s)) => s,
         };
         match spooled.zip.member_file(index) {
-            Ok(f) => Ok(Some(Input { inner: Box::new(io::BufReader::new(f)), drop_error: slot, wrap_error: None })),
+            Ok(f) => Ok(Some(Input::new(Box::new(io::BufReader::new(f)), slot, None))),
             Err(WrapError::Drop(e)) => {
                 Err(Stop::local(format!("unpacking member {index} of {} to a temporary file", src.file), e))
             }
@@ -267,6 +310,50 @@ impl<'a> AccountCtx<'a> {
             }),
         }))
     }
+}
+
+/// The drop file of `src` with its stream wrappers (OpenPGP, gzip) off; borrows only the drop,
+/// so the ledger stays at hand while it is read.
+fn open_stream<'d>(
+    drop: &'d mut dyn crate::drop::Transport,
+    acct: &'d crate::config::Account,
+    src: &Source,
+    listed: &Entry,
+) -> Step<Option<Input<'d>>> {
+    let Some(raw) = open_unchanged(drop, &acct.name, &src.file, listed)? else { return Ok(None) };
+    let slot = Arc::new(Mutex::new(None));
+    let raw: Box<dyn Read + Send + '_> = Box::new(KeepShared { inner: raw, slot: slot.clone() });
+    let limit = acct.parse.max_file_bytes;
+    let pgp = acct.pgp.as_ref();
+    let decrypt = |r| match pgp {
+        Some(p) => p.decrypt(r),
+        None => Err(crate::config::no_secret_key("the account has no pgp_secret_key_file to decrypt it")),
+    };
+    Ok(Some(match wrap::unwrap_stream(raw, &src.layers, &decrypt, limit) {
+        Ok(inner) => Input::new(inner, slot, None),
+        Err(e) => {
+            let wrap_error = match e {
+                WrapError::Drop(d) => {
+                    if let Ok(mut s) = slot.lock() {
+                        s.get_or_insert(d);
+                    }
+                    None
+                }
+                w => Some(w),
+            };
+            Input::new(Box::new(io::empty()), slot, wrap_error)
+        }
+    }))
+}
+
+/// The original file an error file named `name` was written for: the one the ledger wrote an
+/// error file of that name for, else the name with our `.errors.csv` off, else `name` itself.
+fn original_of(ledger: &crate::ledger::Ledger, account: &str, errors_dir: &str, name: &str) -> Step<String> {
+    let candidates = [format!("{errors_dir}/{name}"), format!("{errors_dir}/{name}.pgp")];
+    if let Some(path) = ledger.file_with_errors_file(account, &candidates)? {
+        return Ok(path);
+    }
+    Ok(replay::original_name_of(name).unwrap_or(name).to_string())
 }
 
 /// A zip read once per listing of it, its members unpacked once each.

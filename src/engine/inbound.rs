@@ -24,6 +24,7 @@ use super::FileSummary;
 use crate::drop::{
     check_name, is_ignored_name, truncate_bytes, DropError, DropErrorKind, Entry, EntryKind, MAX_NAME_BYTES,
 };
+use crate::formats::replay::Origins;
 use crate::formats::{self, Kind, Record, Unit};
 use crate::ledger::{FileRow, FileState, FileStep, StoredRecord};
 use crate::reconcile::{Decision, Outcome};
@@ -31,6 +32,7 @@ use crate::report::{ErrorWriter, ResultRow, ResultWriter};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, Write};
+use std::sync::Arc;
 
 /// Streams a file through SHA-256 while the parser reads it: one pass, flat memory.
 struct Hashing<R> {
@@ -80,6 +82,18 @@ fn x12_acks_mark(account: &str, id: i64) -> String {
     format!("x12-acks-done:{account}:{id}")
 }
 
+/// Set on a replayed error file: the original it names (its result file says where each row
+/// came from).
+fn replay_mark(account: &str, id: i64) -> String {
+    format!("replay:{account}:{id}")
+}
+
+/// Set by the console on a file it queued again (`reprocess:{account}:{path}` → the id of the
+/// file it is a copy of): identical-content skipping does not apply to it.
+pub fn reprocess_mark(account: &str, path: &str) -> String {
+    format!("reprocess:{account}:{path}")
+}
+
 /// What one pass over a file yields.
 struct Parsed {
     sha256: String,
@@ -91,6 +105,8 @@ struct Parsed {
     /// Parse rejections, one per unit.
     rejected: Vec<Decision>,
     file_rejection: Option<formats::FileRejection>,
+    /// Where each row of a replayed error file came from (`formats::replay`).
+    replay: Option<super::Replayed>,
 }
 
 /// Where a rejected row's key is, so its result row still names the SKU, order or shipment.
@@ -365,9 +381,16 @@ impl AccountCtx<'_> {
     fn read_and_parse(&mut self, inbox: Inbox, src: &Source, listed: &Entry) -> Step<Option<Parsed>> {
         let (size, path) = (listed.size, src.file.as_str());
         let kind = inbox.kind().unwrap_or(Kind::Inventory);
-        let opts = self.parse_opts(kind, &src.name);
+        let mut opts = self.parse_opts(kind, &src.name);
         let x12_cfg = self.acct.x12.clone();
+        let acct = self.acct;
         let Some(reader) = self.open_input(src, listed)? else { return Ok(None) };
+        let replay = reader.replay().cloned();
+        if let Some(r) = &replay {
+            // A replay is read as its original was: a delta if that was one.
+            opts.inventory_delta =
+                kind == Kind::Inventory && (acct.parse.inventory_delta || formats::is_delta_name(r.original_name()));
+        }
         let mut accepted = Vec::new();
         let mut batches = Vec::new();
         let mut x12 = None;
@@ -450,12 +473,21 @@ impl AccountCtx<'_> {
         };
         let now = self.drop.stat(path)?;
         // A wrapped file's content is not its size on the drop; its listing still must hold.
-        let count_differs = !src.is_wrapped() && bytes != size;
+        // A replay is read through `formats::replay`, whose bytes are not the file's either.
+        let count_differs = !src.is_wrapped() && replay.is_none() && bytes != size;
         if count_differs || !now.as_ref().is_some_and(|n| n.unchanged_as(listed)) {
             tracing::info!(account = %self.acct.name, file = %path, "changed while it was read; taken when it stands still");
             return Ok(None);
         }
-        Ok(Some(Parsed { sha256: hex::encode(hasher.finalize()), bytes, batches, x12, rejected, file_rejection }))
+        Ok(Some(Parsed {
+            sha256: hex::encode(hasher.finalize()),
+            bytes,
+            batches,
+            x12,
+            rejected,
+            file_rejection,
+            replay,
+        }))
     }
 
     pub(super) async fn process_file(&mut self, inbox: Inbox, src: &Source, e: &Entry) -> Step<()> {
@@ -482,6 +514,11 @@ impl AccountCtx<'_> {
                 return Ok(());
             };
             self.ledger.set_hash(row.id, &parsed.sha256, parsed.bytes)?;
+            if let Some(r) = &parsed.replay {
+                // Remembered with the file: its result file, written maybe in a later run,
+                // names the original of each row.
+                self.ledger.set_mark(&replay_mark(&acct, row.id), &r.original)?;
+            }
             let (decisions, dup, reject_file, message) = if let Some(r) = &parsed.file_rejection {
                 let d = Decision::rejected(r.line.unwrap_or(0), r.code.as_str(), "", r.message.clone());
                 (vec![d], None, true, Some(format!("file rejected: {}", r.message)))
@@ -549,7 +586,8 @@ impl AccountCtx<'_> {
                 let x12 = parsed.x12.is_some();
                 for b in parsed.batches {
                     let key = if x12 { b.content_key(&content_key) } else { content_key.clone() };
-                    ds.extend(self.apply(b.kind, &key, b.records, b.delta).await?);
+                    let origins = parsed.replay.as_ref().map(|r| &*r.origins);
+                    ds.extend(self.apply(b.kind, &key, b.records, b.delta, origins).await?);
                 }
                 let note = same.map(|earlier| {
                     format!(
@@ -599,18 +637,34 @@ impl AccountCtx<'_> {
     fn looks_like_x12(&mut self, src: &Source, listed: &Entry) -> Step<bool> {
         let Some(mut reader) = self.open_input(src, listed)? else { return Ok(false) };
         let mut head = Vec::with_capacity(512);
-        let read = (&mut reader).take(512).read_to_end(&mut head);
-        let path = src.file.as_str();
-        reader.failed(path)?;
-        read.map_err(|e| DropError::from_io(path, e))?;
+        // Only the drop's own failure stops here; a content fault (a replay's conflicting
+        // rows) is the file's, and what was read still tells.
+        let _ = (&mut reader).take(512).read_to_end(&mut head);
+        reader.failed(src.file.as_str())?;
         Ok(crate::x12::is_x12(&head))
     }
 
+    /// Where each row of the replayed error file `src` came from, read again (`None`: it
+    /// changed since it was listed).
+    fn replay_origins(&mut self, src: &Source, listed: &Entry) -> Step<Option<Arc<Origins>>> {
+        let Some(mut reader) = self.open_input(src, listed)? else { return Ok(None) };
+        // A content fault (a row in conflict) ends the map where it is: the rows before it are
+        // the ones the file was judged by. The drop's own failure is an outage.
+        let _ = io::copy(&mut reader, &mut io::sink());
+        reader.failed(&src.file)?;
+        Ok(Some(reader.replay().map(|r| r.origins.clone()).unwrap_or_default()))
+    }
+
     /// The earlier file this one is a copy of, under the account's `skip_identical`: by default
-    /// the same name (drop path) with the same content, i.e. the same file sent again.
+    /// the same name (drop path) with the same content, i.e. the same file sent again. A file
+    /// queued again by an operator (`reprocess:` mark, see the console) is never a copy: it is
+    /// there to be processed again.
     fn sent_again(&self, path: &str, sha256: &str, id: i64) -> Step<Option<FileRow>> {
         use crate::config::SkipIdentical as S;
         let acct = &self.acct.name;
+        if self.ledger.get_mark(&reprocess_mark(acct, path))?.is_some() {
+            return Ok(None);
+        }
         Ok(match self.acct.skip_identical {
             S::SameName => self.ledger.processed_with_hash_and_path(acct, sha256, path, id)?,
             S::AnyName => self.ledger.processed_with_hash(acct, sha256, id)?,
@@ -648,9 +702,19 @@ impl AccountCtx<'_> {
                     p
                 }
             };
+            let origins = match self.ledger.get_mark(&replay_mark(&self.acct.name, row.id))? {
+                Some(_) => match self.replay_origins(src, listed)? {
+                    Some(o) => Some(o),
+                    None => return Ok(()),
+                },
+                None => None,
+            };
             let built = (|| -> io::Result<std::fs::File> {
                 let mut tmp = tempfile::tempfile()?;
-                let mut w = ResultWriter::new(io::BufWriter::new(&mut tmp))?;
+                let mut w = match origins {
+                    Some(o) => ResultWriter::replay(io::BufWriter::new(&mut tmp), o)?,
+                    None => ResultWriter::new(io::BufWriter::new(&mut tmp))?,
+                };
                 for o in &outcomes {
                     w.write(&ResultRow {
                         line: o.line,
@@ -851,7 +915,8 @@ impl AccountCtx<'_> {
         let Some(mut reader) = self.open_input(src, listed)? else {
             return Ok(None);
         };
-        let built = write_error_file(kind, &mut reader, &opts, widest, &rejected_by_line);
+        let origins = reader.replay().map(|r| r.origins.clone());
+        let built = write_error_file(kind, &mut reader, &opts, widest, &rejected_by_line, origins, &src.path);
         reader.failed(path)?;
         built.map(Some).map_err(|e| Stop::local(format!("the temporary error file of {path}"), e))
     }
@@ -864,23 +929,25 @@ fn write_error_file(
     opts: &formats::ParseOptions,
     widest: usize,
     rejected_by_line: &HashMap<u64, &StoredRecord>,
+    origins: Option<Arc<Origins>>,
+    path: &str,
 ) -> io::Result<std::fs::File> {
     let mut tmp = tempfile::tempfile()?;
     {
         let mut buf = io::BufWriter::new(&mut tmp);
+        let writer = |buf, header: &[String]| match &origins {
+            Some(o) => ErrorWriter::replay(buf, header, opts.delimiter, o.clone()),
+            None => ErrorWriter::of_file(buf, header, opts.delimiter, path),
+        };
         match formats::parse(kind, reader, opts) {
             Err(r) => {
-                let mut w = ErrorWriter::with_delimiter(&mut buf, &[], opts.delimiter)?;
+                let mut w = writer(&mut buf, &[])?;
                 w.write_file_error(r.line, r.column.as_deref().unwrap_or(""), r.code.as_str(), &r.message)?;
                 w.finish()?;
             }
             Ok(units) => {
                 let header = units.header().to_vec();
-                let mut w = ErrorWriter::with_delimiter(
-                    &mut buf,
-                    &formats::error_file_header(&header, widest),
-                    opts.delimiter,
-                )?;
+                let mut w = writer(&mut buf, &formats::error_file_header(&header, widest))?;
                 for u in units {
                     let u = match u {
                         Ok(u) => u,

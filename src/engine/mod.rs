@@ -10,6 +10,7 @@ pub mod apply;
 mod archive;
 pub mod attention;
 mod content;
+pub(crate) use content::Replayed;
 pub(crate) use content::Spooled as ZipSpool;
 pub mod download;
 mod fanout;

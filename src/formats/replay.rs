@@ -67,11 +67,38 @@ pub fn sniff(head: &[u8]) -> Option<Shape> {
     })
 }
 
+/// The original file the first data row in `head` names (`original_file`), when `head` holds
+/// that whole row (`whole`: `head` is the whole file): what decides how the replay is read (a
+/// `_delta.csv` original is a delta).
+pub fn first_origin(head: &[u8], whole: bool, shape: &Shape) -> Option<String> {
+    if !shape.has_origin {
+        return None;
+    }
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let mut r =
+        csv::ReaderBuilder::new().has_headers(false).delimiter(shape.delimiter).flexible(true).from_reader(head);
+    let mut rec = csv::ByteRecord::new();
+    let mut read = 0;
+    while r.read_byte_record(&mut rec).ok()? {
+        read += 1;
+        // A record that ends where `head` ends may be cut off.
+        let complete = whole || (r.position().byte() as usize) < head.len();
+        if read >= 2 && complete {
+            let cell = rec.get(shape.width + OUR_COLUMNS.len())?;
+            let name = String::from_utf8_lossy(cell).trim().to_string();
+            if !name.is_empty() && rec.iter().take(shape.width).any(|c| !c.iter().all(u8::is_ascii_whitespace)) {
+                return Some(name);
+            }
+        }
+    }
+    None
+}
+
 /// A cell as it was before [`crate::report::neutralise`] guarded it: `'=SUM(A1)` → `=SUM(A1)`.
 /// Only the quote we add is removed (one before `=`, `+`, `-`, `@`, tab or CR).
 pub fn restore(cell: &[u8]) -> &[u8] {
     match cell {
-        [b'\'', next, ..] if matches!(next, b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => &cell[1..],
+        [b'\'', b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r', ..] => &cell[1..],
         _ => cell,
     }
 }
@@ -177,8 +204,7 @@ impl<R: Read> Replay<R> {
                 let header = self.record.clone();
                 let w = self.shape.width;
                 // `extra_N` columns name the surplus values of ragged rows: not the partner's.
-                self.extra_from =
-                    (0..w).rev().take_while(|&i| header.get(i).is_some_and(|c| is_extra(c))).last().unwrap_or(w);
+                self.extra_from = (0..w).rev().take_while(|&i| header.get(i).is_some_and(is_extra)).last().unwrap_or(w);
                 let cells: Vec<&[u8]> = (0..self.extra_from).map(|i| restore(header.get(i).unwrap_or(b""))).collect();
                 self.emit(line, &cells)?;
                 return Ok(true);
@@ -401,6 +427,16 @@ mod tests {
         let (out, origins) = replay(input, "inbound/inventory/stock.csv.errors.csv");
         assert_eq!(out, "sku,quantity\nA,x\n");
         assert_eq!(origins, [(2, Origin { file: Arc::from("inbound/inventory/monday.csv"), line: 41 })]);
+    }
+
+    #[test]
+    fn the_first_row_names_the_original() {
+        let input = b"sku,quantity,line,column,code,message,original_file,original_line\n,,,,whole,m,,\nA,x,3,q,c,m,inbound/inventory/m_delta.csv,3\nB";
+        let shape = sniff(input).unwrap();
+        assert_eq!(first_origin(input, false, &shape).as_deref(), Some("inbound/inventory/m_delta.csv"));
+        let cut = b"sku,quantity,line,column,code,message,original_file,original_line\nA,x,3,q,c,m,inbound/inv";
+        assert_eq!(first_origin(cut, false, &shape), None);
+        assert_eq!(first_origin(&cut[..cut.len() - 4], true, &shape).as_deref(), Some("inbound"));
     }
 
     #[test]

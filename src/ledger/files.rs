@@ -221,6 +221,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// The drop path of the latest file of this account whose error file is one of `errors_paths`
+    /// (the original of a replayed error file).
+    pub fn file_with_errors_file(&self, account: &str, errors_paths: &[String]) -> Result<Option<String>> {
+        for p in errors_paths {
+            let found = self.query_opt(
+                "SELECT path FROM files WHERE account=?1 AND errors_path=?2 ORDER BY id DESC LIMIT 1",
+                p![account, p],
+                |r| r.text(0),
+            )?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// An earlier, finished file of this account with the same content.
     /// The latest earlier file with this content and this drop path (the same file sent again).
     pub fn processed_with_hash_and_path(

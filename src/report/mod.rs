@@ -5,6 +5,9 @@
 
 use std::io::{self, Write};
 
+use std::sync::Arc;
+
+use crate::formats::replay::{Origins, ORIGIN_COLUMNS};
 use crate::formats::{human_size, RawRow};
 
 pub use crate::model::Outcome;
@@ -81,26 +84,39 @@ fn people_csv<W: Write>(mut w: W, delimiter: u8) -> io::Result<csv::Writer<W>> {
 /// (see [`people_csv`]): a key like `=HYPERLINK(…)` or `@SUM(A1:A2)` is shown, never run.
 pub struct ResultWriter<W: Write> {
     csv: csv::Writer<W>,
+    origins: Option<Arc<Origins>>,
 }
 
 impl<W: Write> ResultWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
         let mut csv = people_csv(w, b',')?;
         csv.write_record(["line", "key", "outcome", "remote_id", "message"]).map_err(csv_err)?;
-        Ok(ResultWriter { csv })
+        Ok(ResultWriter { csv, origins: None })
+    }
+
+    /// The result file of a replayed error file: `original_file,original_line` after the usual
+    /// columns name where each row first came from.
+    pub fn replay(w: W, origins: Arc<Origins>) -> io::Result<Self> {
+        let mut csv = people_csv(w, b',')?;
+        let mut header = vec!["line", "key", "outcome", "remote_id", "message"];
+        header.extend(ORIGIN_COLUMNS);
+        csv.write_record(header).map_err(csv_err)?;
+        Ok(ResultWriter { csv, origins: Some(origins) })
     }
 
     pub fn write(&mut self, row: &ResultRow) -> io::Result<()> {
         let line = row.line.to_string();
-        self.csv
-            .write_record([
-                line.as_str(),
-                &neutralise(&row.key),
-                row.outcome.as_str(),
-                &neutralise(&row.remote_id),
-                &neutralise(&row.message),
-            ])
-            .map_err(csv_err)
+        let mut cells = vec![
+            line,
+            neutralise(&row.key),
+            row.outcome.as_str().to_string(),
+            neutralise(&row.remote_id),
+            neutralise(&row.message),
+        ];
+        if let Some(o) = &self.origins {
+            cells.extend(origin_cells(o, row.line));
+        }
+        self.csv.write_record(&cells).map_err(csv_err)
     }
 
     /// Flushes and returns the underlying writer.
@@ -115,6 +131,25 @@ impl<W: Write> ResultWriter<W> {
 pub struct ErrorWriter<W: Write> {
     csv: csv::Writer<W>,
     width: usize,
+    origin: Origin,
+}
+
+/// What the `original_file,original_line` columns of an error file say.
+enum Origin {
+    /// No such columns (`validate`'s error files).
+    Unnamed,
+    /// The rows are this file's own.
+    File(String),
+    /// The rows of a replay came from where these say.
+    Replay(Arc<Origins>),
+}
+
+/// `original_file,original_line` of `line` of a replayed file (empty when it has none).
+fn origin_cells(origins: &Origins, line: u64) -> [String; 2] {
+    match origins.get(line) {
+        Some(o) => [neutralise(&o.file), o.line.to_string()],
+        None => [String::new(), String::new()],
+    }
 }
 
 impl<W: Write> ErrorWriter<W> {
@@ -127,7 +162,39 @@ impl<W: Write> ErrorWriter<W> {
         let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
         header.extend(["line", "column", "code", "message"].map(String::from));
         csv.write_record(&header).map_err(csv_err)?;
-        Ok(ErrorWriter { csv, width: original_header.len() })
+        Ok(ErrorWriter { csv, width: original_header.len(), origin: Origin::Unnamed })
+    }
+
+    /// The error file of the drop file `path`: `original_file,original_line` after our columns
+    /// name it and the line, so the file can be corrected and dropped back under any name
+    /// (`formats::replay`).
+    pub fn of_file(w: W, original_header: &[String], delimiter: u8, path: &str) -> io::Result<Self> {
+        Self::named(w, original_header, delimiter, Origin::File(path.to_string()))
+    }
+
+    /// The error file of a replayed error file: its rows name the first original, so that
+    /// replaying it again still does.
+    pub fn replay(w: W, original_header: &[String], delimiter: u8, origins: Arc<Origins>) -> io::Result<Self> {
+        Self::named(w, original_header, delimiter, Origin::Replay(origins))
+    }
+
+    fn named(w: W, original_header: &[String], delimiter: u8, origin: Origin) -> io::Result<Self> {
+        let mut csv = people_csv(w, delimiter)?;
+        let mut header: Vec<String> = original_header.iter().map(|h| neutralise(h)).collect();
+        header.extend(["line", "column", "code", "message"].map(String::from));
+        header.extend(ORIGIN_COLUMNS.map(String::from));
+        csv.write_record(&header).map_err(csv_err)?;
+        Ok(ErrorWriter { csv, width: original_header.len(), origin })
+    }
+
+    fn origin_of(&self, line: Option<u64>) -> Option<[String; 2]> {
+        match (&self.origin, line) {
+            (Origin::Unnamed, _) => None,
+            (Origin::File(f), Some(l)) if l > 0 => Some([neutralise(f), l.to_string()]),
+            (Origin::File(f), _) => Some([neutralise(f), String::new()]),
+            (Origin::Replay(o), Some(l)) => Some(origin_cells(o, l)),
+            (Origin::Replay(_), None) => Some([String::new(), String::new()]),
+        }
     }
 
     /// One error about `row`. The row's cells are padded or cut to the header's width so the
@@ -136,11 +203,13 @@ impl<W: Write> ErrorWriter<W> {
         let mut cells: Vec<String> =
             (0..self.width).map(|i| row.fields.get(i).map(neutralise).unwrap_or_default()).collect();
         cells.extend([line.to_string(), neutralise(column), neutralise(code), neutralise(message)]);
+        cells.extend(self.origin_of(Some(line)).into_iter().flatten());
         self.csv.write_record(&cells).map_err(csv_err)
     }
 
     /// An error about the file as a whole (no row to echo): data cells are left empty.
     pub fn write_file_error(&mut self, line: Option<u64>, column: &str, code: &str, message: &str) -> io::Result<()> {
+        let origin = self.origin_of(line);
         let mut cells = vec![String::new(); self.width];
         cells.extend([
             line.map(|l| l.to_string()).unwrap_or_default(),
@@ -148,6 +217,7 @@ impl<W: Write> ErrorWriter<W> {
             neutralise(code),
             neutralise(message),
         ]);
+        cells.extend(origin.into_iter().flatten());
         self.csv.write_record(&cells).map_err(csv_err)
     }
 
