@@ -216,3 +216,65 @@ fn copies_of_a_row_that_disagree_are_refused_whole() {
     let e = env.errors("o.csv.errors.csv");
     assert!(e[0]["message"].contains("appears on line 2 and again on line 3"), "{e:?}");
 }
+
+/// LibreOffice (`soffice`), when installed; `STITCH_BRIDGE_REQUIRE_SOFFICE=1` (CI) makes its
+/// absence a failure instead of a skip.
+fn soffice() -> Option<&'static str> {
+    for name in ["soffice", "libreoffice"] {
+        let found = std::process::Command::new(name)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if found.is_ok_and(|s| s.success()) {
+            return Some(name);
+        }
+    }
+    assert!(
+        std::env::var("STITCH_BRIDGE_REQUIRE_SOFFICE").as_deref() != Ok("1"),
+        "LibreOffice is not installed and STITCH_BRIDGE_REQUIRE_SOFFICE=1"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipping: LibreOffice (soffice) is not installed");
+    None
+}
+
+#[test]
+fn an_error_file_resaved_by_libreoffice_is_replayed() {
+    let Some(soffice) = soffice() else { return };
+    let env = Env::new();
+    env.put("inbound/inventory/stock.csv", "sku,quantity\nRED,7\nBLUE,abc\n@PROMO,x\n-NEG,y\n");
+    run_once(&env);
+    let mut rows = open_in_spreadsheet(&std::fs::read(env.path("errors/stock.csv.errors.csv")).unwrap());
+    fix(&mut rows, "BLUE", "quantity", "9");
+    fix(&mut rows, "'@PROMO", "quantity", "4");
+    fix(&mut rows, "'-NEG", "quantity", "2");
+    let work = tempfile::tempdir().unwrap();
+    let edited = work.path().join("edited.csv");
+    std::fs::write(&edited, save_as_csv(&rows, VARIANTS[1])).unwrap();
+    // Opened as CSV (comma, UTF-8) and saved as CSV with `;`, as a German-locale Calc saves.
+    let out_dir = work.path().join("out");
+    let profile = format!("-env:UserInstallation=file://{}", work.path().join("profile").display());
+    let done = std::process::Command::new(soffice)
+        .args([profile.as_str(), "--headless", "--norestore", "--infilter=CSV:44,34,76,1"])
+        .args(["--convert-to", "csv:Text - txt - csv (StarCalc):59,34,76,1", "--outdir"])
+        .arg(&out_dir)
+        .arg(&edited)
+        .output()
+        .expect("soffice runs");
+    assert!(done.status.success(), "{done:?}");
+    let resaved = std::fs::read(out_dir.join("edited.csv")).expect("LibreOffice wrote the file");
+    let text = String::from_utf8_lossy(&resaved);
+    assert!(text.lines().next().unwrap().replace('"', "").contains(";line;column;code;message"), "{text}");
+    put_bytes(&env, "inbound/inventory/stock.csv.errors.csv", &resaved);
+    run_once(&env);
+    assert_eq!(stock(&env, "BLUE"), 9, "{text}");
+    assert_eq!(product_exists(&env, "@PROMO"), Some(4), "{text}");
+    assert_eq!(product_exists(&env, "-NEG"), Some(2), "{text}");
+    let result = env.result("stock.csv.errors.csv");
+    assert_eq!(row(&result, "BLUE")["original_line"], "3", "{result:?}");
+    let writes = env.write_requests();
+    put_bytes(&env, "inbound/inventory/again.csv", &resaved);
+    run_once(&env);
+    assert_eq!(env.write_requests(), writes, "replayed twice, written once");
+}
