@@ -278,3 +278,38 @@ fn an_error_file_resaved_by_libreoffice_is_replayed() {
     run_once(&env);
     assert_eq!(env.write_requests(), writes, "replayed twice, written once");
 }
+
+/// What the console's Reprocess does to the drop and the ledger: a copy of the archived file in
+/// its inbound folder under `STEM~reprocess-ID.EXT`, and the `reprocess:` mark naming the
+/// original's id.
+fn queue_again(env: &Env, archived: &str, inbound: &str) {
+    let ledger = stitch_bridge::ledger::Ledger::open(&env.dir.path().join("state/ledger.sqlite")).unwrap();
+    let path = format!("inbound/inventory/{archived}");
+    let id: i64 = (1..100)
+        .find(|id| ledger.file(*id).unwrap().is_some_and(|f| f.path == path))
+        .unwrap_or_else(|| panic!("{path} is not in the ledger"));
+    let day = env.list("archive").pop().unwrap();
+    std::fs::copy(env.path(&format!("archive/{day}/{archived}")), env.path(inbound)).unwrap();
+    ledger.set_mark(&format!("reprocess:{ACCOUNT}:{inbound}"), &id.to_string()).unwrap();
+}
+
+#[test]
+fn a_reprocessed_file_is_not_skipped_as_identical_and_a_delta_stays_a_delta() {
+    // Identical content under any name is skipped on this account: but not a reprocessed copy.
+    let env = Env::with(base_seed(), "skip_identical = \"any_name\"\n");
+    env.put("inbound/inventory/moves_delta.csv", "sku,quantity\nRED,-2\n");
+    run_once(&env);
+    assert_eq!(stock(&env, "RED"), 48);
+    // Without the mark, the copy is skipped as identical.
+    let day = env.list("archive").pop().unwrap();
+    std::fs::copy(env.path(&format!("archive/{day}/moves_delta.csv")), env.path("inbound/inventory/copy_delta.csv"))
+        .unwrap();
+    run_once(&env);
+    assert_eq!(stock(&env, "RED"), 48);
+    assert_eq!(row(&env.result("copy_delta.csv"), "RED")["outcome"], "skipped");
+    // Queued again by an operator: applied again, and as a delta (48 - 2), not as a snapshot of -2.
+    queue_again(&env, "moves_delta.csv", "inbound/inventory/moves~reprocess-1.csv");
+    run_once(&env);
+    assert_eq!(stock(&env, "RED"), 46);
+    assert_eq!(row(&env.result("moves~reprocess-1.csv"), "RED")["outcome"], "updated");
+}

@@ -382,6 +382,14 @@ impl AccountCtx<'_> {
         let (size, path) = (listed.size, src.file.as_str());
         let kind = inbox.kind().unwrap_or(Kind::Inventory);
         let mut opts = self.parse_opts(kind, &src.name);
+        // A copy queued again by the console is read as its original was (a `_delta.csv`
+        // original stays a delta under its `~reprocess-N` name).
+        let copied_from = self.ledger.get_mark(&reprocess_mark(&self.acct.name, &src.path))?;
+        let original = copied_from.and_then(|id| id.parse::<i64>().ok()).map(|id| self.ledger.file(id)).transpose()?;
+        if let Some(f) = original.flatten() {
+            let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
+            opts.inventory_delta = kind == Kind::Inventory && (opts.inventory_delta || formats::is_delta_name(&name));
+        }
         let x12_cfg = self.acct.x12.clone();
         let acct = self.acct;
         let Some(reader) = self.open_input(src, listed)? else { return Ok(None) };
@@ -570,9 +578,11 @@ impl AccountCtx<'_> {
                     crate::config::SkipIdentical::AnyName => None,
                     _ => self.ledger.processed_with_hash(&acct, &parsed.sha256, row.id)?,
                 };
-                let content_key = match &same {
-                    Some(_) => format!("{}.{}", parsed.sha256, row.id),
-                    None => parsed.sha256.clone(),
+                // A copy queued again by an operator is there to be applied again: keys of its own.
+                let requeued = self.ledger.get_mark(&reprocess_mark(&acct, path))?.is_some();
+                let content_key = match (&same, requeued) {
+                    (None, false) => parsed.sha256.clone(),
+                    _ => format!("{}.{}", parsed.sha256, row.id),
                 };
                 let mut ds = parsed.rejected.clone();
                 if let Some((isa13, acks)) = &parsed.x12 {
