@@ -354,6 +354,12 @@ impl Ledger {
         Ok(Page::cut(rows, per_page))
     }
 
+    /// Forget one mark (a reprocess mark whose file could not be written).
+    pub fn delete_mark(&self, key: &str) -> Result<()> {
+        self.exec("DELETE FROM marks WHERE key = ?1", p![key])?;
+        Ok(())
+    }
+
     /// Record one console action (who: the token's label).
     pub fn record_action(&self, who: &str, account: &str, action: &str, target: &str, detail: &str) -> Result<()> {
         self.exec(
