@@ -212,7 +212,7 @@ pub async fn accounts(
     .await???;
     let body = html! {
         (notice(&q))
-        div #accounts hx-get="/" hx-trigger="every 30s" hx-select="#accounts" hx-swap="outerHTML" {
+        div #accounts hx-get="/" hx-trigger="every 30s" hx-select="#accounts" hx-swap="outerHTML" hx-disinherit="*" {
             @if views.is_empty() { p { "No accounts are configured." } }
             @for v in &views {
                 section.account id={"account-" (v.name)} {
@@ -390,7 +390,7 @@ pub async fn file(
     let s = st.clone();
     let fr = f.clone();
     let errors = blocking(move || error_view(&s, &fr)).await?;
-    let title = format!("File {}", f.id);
+    let title = format!("File {}: {}", f.id, file_name(&f.path));
     let body = html! {
         (notice(&q))
         table.facts {
