@@ -219,7 +219,7 @@ impl Ledger {
     /// Files and rows per day first seen since `since_day` (`YYYY-MM-DD`), oldest first.
     pub fn files_per_day(&self, account: &str, since_day: &str) -> Result<Vec<DayCount>> {
         self.query(
-            "SELECT SUBSTR(first_seen, 1, 10), COUNT(*), COALESCE(SUM(accepted + rejected), 0)
+            "SELECT SUBSTR(first_seen, 1, 10), COUNT(*), CAST(COALESCE(SUM(accepted + rejected), 0) AS BIGINT)
              FROM files WHERE account = ?1 AND first_seen >= ?2 GROUP BY SUBSTR(first_seen, 1, 10) ORDER BY 1",
             p![account, since_day],
             |r| Ok(DayCount { day: r.text(0)?, files: r.int(1)?, rows: r.int(2)? }),
