@@ -85,8 +85,12 @@ impl Http {
     }
 
     fn sign_in(&self, c: &Console) {
-        let csrf = self.csrf(&c.url("/login"));
-        let r = self.post(&c.url("/login"), &[("csrf", &csrf), ("token", UI_TOKEN), ("next", "/")], &[]);
+        self.sign_in_at(&c.base);
+    }
+
+    fn sign_in_at(&self, base: &str) {
+        let csrf = self.csrf(&format!("{base}/login"));
+        let r = self.post(&format!("{base}/login"), &[("csrf", &csrf), ("token", UI_TOKEN), ("next", "/")], &[]);
         assert_eq!(r.status, 303, "{}", r.body);
     }
 }
@@ -368,4 +372,46 @@ fn without_a_token_the_console_reads_but_refuses_every_action() {
     assert!(w.ledger().halted("halty").unwrap().is_some());
     let r = http.post(&c.url("/login"), &[("csrf", &csrf), ("token", UI_TOKEN)], &[]);
     assert_eq!(r.status, 403);
+}
+
+#[test]
+fn watch_serves_the_console_beside_its_cycles() {
+    use std::io::{BufRead, BufReader};
+    let w = World::seeded();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+        .arg("--config")
+        .arg(&w.config)
+        .args(["watch", "--account", "acme", "--ui-listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("STITCH_BRIDGE_CONFIG")
+        .env("STITCH_BRIDGE_LOG", "info")
+        .env(support_ui::UI_TOKEN_ENV, UI_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .take(200)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let at = l.find("console on http://")? + "console on ".len();
+            Some(l[at..].split(['/', '"']).take(3).collect::<Vec<_>>().join("/"))
+        })
+        .expect("watch says where the console is");
+    // The rest of the log is drained so the watcher never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.for_each(drop));
+    let http = Http::new();
+    let home = http.get(&format!("{base}/"));
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("halty") && home.body.contains("acme"), "{}", home.body);
+    // Its actions work as the ui command's do.
+    http.sign_in_at(&base);
+    let csrf = http.csrf(&format!("{base}/"));
+    let r = http.post(&format!("{base}/accounts/halty/resume"), &[("csrf", &csrf)], &[]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(w.ledger().halted("halty").unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = drain.join();
 }
