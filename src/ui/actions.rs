@@ -48,7 +48,7 @@ pub async fn resume(
     let r = blocking(move || {
         s.with_ledger(|l| -> crate::ledger::Result<_> {
             let acct = s.config.account(&n).expect("checked above");
-            let r = crate::cli::accounts::resume_account(acct, l)?;
+            let r = super::resume_account(acct, l)?;
             let detail = format!("was halted: {}; X12 problems dismissed: {}", r.was_halted, r.dismissed);
             l.record_action(&s.label, &n, "resume", &n, &detail)?;
             Ok(r)

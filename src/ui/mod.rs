@@ -186,6 +186,32 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> std:
     axum::serve(listener, router(state)).await
 }
 
+/// What [`resume_account`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    pub was_halted: bool,
+    /// Rejected or overdue X12 940s dismissed (the operator has now looked at them).
+    pub dismissed: u64,
+}
+
+/// `resume`'s effect, shared with the console's Resume button: X12 problems dismissed, the
+/// halt lifted, and the halt's alert file removed from the drop.
+pub fn resume_account(acct: &crate::config::Account, ledger: &crate::ledger::Ledger) -> crate::ledger::Result<Resumed> {
+    let mut dismissed = 0;
+    if let Some(x12) = &acct.x12 {
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(x12.ack_timeout).unwrap_or(chrono::Duration::hours(24));
+        dismissed = ledger.dismiss_x12_problems(&acct.name, cutoff)?;
+    }
+    let was_halted = ledger.resume(&acct.name)?;
+    if was_halted {
+        if let Ok(mut d) = crate::engine::account::open_drop(acct) {
+            let _ = d.remove(&crate::engine::halt::alert_name(&acct.name));
+        }
+    }
+    Ok(Resumed { was_halted, dismissed })
+}
+
 /// Say so on stderr when the console is reachable from other machines.
 pub fn warn_if_remote(addr: SocketAddr) {
     if !addr.ip().is_loopback() {
