@@ -102,6 +102,11 @@ impl<'i> Spans<'i> {
         Some(ledger.get_ref().get(key)?.span())
     }
 
+    fn ui(&self, key: &str) -> Option<Range<usize>> {
+        let ui = self.0.as_ref()?.get_ref().get("ui")?;
+        Some(ui.get_ref().get(key)?.span())
+    }
+
     /// The value at `path` (e.g. `["columns", "Item"]`) in the `i`th account; when it is not
     /// in the text (a default), the account's `name`, else the account table.
     fn account(&self, i: usize, path: &[&str]) -> Option<Range<usize>> {
@@ -118,6 +123,32 @@ struct RawConfig {
     ledger: RawLedger,
     #[serde(default, rename = "account")]
     accounts: Vec<RawAccount>,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+/// `[ui]`: the operator console (`stitch-bridge ui`, `watch --ui-listen`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    token_env: Option<String>,
+    token_label: Option<String>,
+}
+
+/// `[ui]`, checked. The token itself is read from `token_env` when the console starts, never
+/// stored in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    /// The environment variable holding the console token; `None`: actions are refused.
+    pub token_env: Option<String>,
+    /// Who the token is, recorded with each console action.
+    pub token_label: String,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings { token_env: None, token_label: "console".into() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -619,6 +650,8 @@ pub struct Config {
     /// process. `None`: every account at once (SQLite's default; PostgreSQL defaults to 16).
     pub max_connections: Option<usize>,
     pub accounts: Vec<Account>,
+    /// `[ui]`: the operator console's token variable and label.
+    pub ui: UiSettings,
     /// Where the file was read from; relative paths in it resolved against its folder.
     pub source: Option<PathBuf>,
 }
@@ -654,7 +687,8 @@ impl Config {
                 }
                 accounts.push(acct);
             }
-            Ok(Config { ledger, lease_ttl, max_connections, accounts, source: None })
+            let ui = check_ui(&raw.ui, &spans)?;
+            Ok(Config { ledger, lease_ttl, max_connections, accounts, ui, source: None })
         })();
         checked.map_err(|f: Fault| ConfigProblem::new(text, f.message, f.span, f.quote))
     }
@@ -727,6 +761,29 @@ fn check_ledger(
         LedgerLocation::Sqlite(_) => None,
     });
     Ok((location, Duration::from_secs(lease), max_connections))
+}
+
+fn check_ui(u: &RawUi, spans: &Spans) -> Result<UiSettings, Fault> {
+    let at = |key: &str, message: String| Fault::at(message, spans.ui(key));
+    if let Some(e) = &u.token_env {
+        if e.is_empty() || e.contains(['=', '\0']) || e.trim() != e {
+            return Err(at(
+                "token_env",
+                format!("[ui] token_env {e:?} must name an environment variable, e.g. \"STITCH_BRIDGE_UI_TOKEN\""),
+            ));
+        }
+    }
+    let token_label = match &u.token_label {
+        None => UiSettings::default().token_label,
+        Some(l) if l.trim().is_empty() || l.len() > 64 || l.chars().any(char::is_control) => {
+            return Err(at(
+                "token_label",
+                format!("[ui] token_label {l:?} must be 1 to 64 printable characters, e.g. \"ops-team\""),
+            ))
+        }
+        Some(l) => l.clone(),
+    };
+    Ok(UiSettings { token_env: u.token_env.clone(), token_label })
 }
 
 fn check_account(a: RawAccount, index: usize, base: &Path, spans: &Spans) -> Result<Account, Fault> {
@@ -1144,6 +1201,10 @@ path = "state/ledger.sqlite"         # SQLite file: what was seen, sent and deci
 # password_env = "STITCH_BRIDGE_DB_PASSWORD"         # the database password, from the environment
 # lease_seconds = 60                 # a dead worker's accounts are taken over after this long
 # max_connections = 16               # accounts cycled at once by one process
+
+# [ui]                               # the operator console: `stitch-bridge ui`, `watch --ui-listen`
+# token_env = "STITCH_BRIDGE_UI_TOKEN"  # the console token (actions need it), from the environment
+# token_label = "ops"                # recorded as who did each console action
 
 [[account]]                          # one entry per warehouse/Stitch account pair
 name = "main"

@@ -15,5 +15,6 @@ pub mod reconcile;
 pub mod report;
 pub mod sim;
 pub mod stitch;
+pub mod ui;
 pub mod wrap;
 pub mod x12;

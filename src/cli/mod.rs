@@ -22,6 +22,7 @@ pub mod sim;
 pub mod status;
 pub mod test_cmd;
 pub mod trust;
+pub mod ui;
 pub mod validate;
 pub mod watch;
 
@@ -88,6 +89,9 @@ pub enum Command {
     /// initialise a ledger file that lost its tables). The next run sends what this ledger has no
     /// record of sending.
     Adopt(adopt::AdoptArgs),
+    /// The operator console: accounts, files, errors, orders and alerts in a browser, with
+    /// resume, clear, reprocess and upload (these need the `[ui] token_env` token).
+    Ui(ui::UiArgs),
     /// Write a shell completion script (bash, zsh, fish) to stdout; the package ships them.
     #[command(hide = true)]
     Completions(generate::CompletionsArgs),
@@ -289,6 +293,7 @@ fn dispatch() -> i32 {
         Command::Watch(args) => watch::run(&cli, args),
         Command::Trust(args) => trust::run(&cli, args),
         Command::Adopt(args) => adopt::run(&cli, args),
+        Command::Ui(args) => ui::run(&cli, args),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
     }

@@ -21,6 +21,10 @@ pub struct WatchArgs {
     /// (e.g. 127.0.0.1:9464; port 0 picks a free one, logged at start).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the operator console on http://ADDR/ beside the cycles (as `stitch-bridge ui`;
+    /// beyond loopback every page needs the `[ui] token_env` token).
+    #[arg(long, value_name = "ADDR")]
+    pub ui_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
@@ -68,6 +72,32 @@ pub fn run(cli: &Cli, args: &WatchArgs) -> i32 {
         rt.spawn(async move {
             if let Err(e) = crate::metrics::serve(listener, handle).await {
                 tracing::error!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
+    if let Some(addr) = args.ui_listen {
+        let state = match crate::ui::State::new(config.clone(), addr) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot start the console: {e}");
+                return engine::exit::USAGE;
+            }
+        };
+        let listener = match rt.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen for the console on {addr}: {e}");
+                return engine::exit::USAGE;
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(addr);
+        crate::ui::warn_if_remote(bound);
+        tracing::info!("console on http://{bound}/");
+        // Like the metrics: served by this thread's runtime while it waits for a signal below;
+        // the ledger and drop work of each request runs on the blocking pool.
+        rt.spawn(async move {
+            if let Err(e) = crate::ui::serve(listener, state).await {
+                tracing::error!("console stopped: {e}");
             }
         });
     }

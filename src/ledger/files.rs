@@ -114,10 +114,10 @@ pub struct Observation {
     pub since_ms: i64,
 }
 
-const COLS: &str = "id, account, kind, path, size, mtime, sha256, state, step, duplicate_of, result_path, \
+pub(super) const COLS: &str = "id, account, kind, path, size, mtime, sha256, state, step, duplicate_of, result_path, \
                     errors_path, final_path, reject_file, accepted, rejected, message, first_seen, updated_at";
 
-fn row(r: &Row) -> RowResult<FileRow> {
+pub(super) fn row(r: &Row) -> RowResult<FileRow> {
     Ok(FileRow {
         id: r.int(0)?,
         account: r.text(1)?,

@@ -8,6 +8,7 @@
 //! would re-send everything. Several workers share accounts through leases ([`Ledger::claim_account`]):
 //! an account is processed by at most one live worker at a time.
 
+mod console;
 mod db;
 mod files;
 pub mod marker;
@@ -17,6 +18,7 @@ mod pg_tls;
 mod waiting;
 mod x12;
 
+pub use console::{ConsoleAction, CycleRow, DayCount, FileFilter, FoundRecord, Page, SentRow, StateFilter};
 pub use db::{ColumnProblem, RowError};
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use migrations::SCHEMA_VERSION;
