@@ -238,6 +238,12 @@ async fn the_console_in_chromium() {
     shot(&c, "uploaded").await;
     let done: Vec<String> = w.ledger().console_actions(10).unwrap().into_iter().map(|a| a.action).collect();
     assert_eq!(done, ["upload", "reprocess", "clear-attention", "resume"]);
+    // The next cycle takes the upload as a replay of the hostile file's refused row.
+    let _ = support_ui::run_bin(&w.config, &["run", "--once"]);
+    let result = std::fs::read_to_string(w.drop.join("results/stock-fixed.csv.result.csv")).unwrap();
+    let result = result.trim_start_matches('\u{feff}');
+    assert!(result.starts_with("line,key,outcome,remote_id,message,original_file,original_line"), "{result}");
+    assert!(result.contains("BLUE,updated,") && result.contains(&format!("inbound/inventory/{HOSTILE},3")), "{result}");
 
     c.close().await.unwrap();
 }
