@@ -149,6 +149,18 @@ fn pages_show_the_ledger_as_text_without_javascript() {
     assert!(alerts.body.contains("halty") && alerts.body.contains("unauthorized"), "{}", alerts.body);
     let lookup = http.get(&c.url("/lookup?order=PO-7"));
     assert!(lookup.body.contains("orders.csv") && lookup.body.contains("created"), "{}", lookup.body);
+    // Stitch itself, asked live: the sales order the file created, and the halted account not asked.
+    let in_stitch = lookup.body.split("In Stitch now").nth(1).unwrap_or_else(|| panic!("{}", lookup.body));
+    let order = w
+        .sim
+        .snapshot()
+        .orders
+        .values()
+        .find(|o| o.po_num == "PO-7")
+        .map(|o| o.id.to_string())
+        .expect("PO-7 in Stitch");
+    assert!(in_stitch.contains(&order), "{in_stitch}");
+    assert!(in_stitch.contains("halted: Stitch is not asked"), "{in_stitch}");
 
     let js = http.get(&c.url("/assets/htmx.min.js"));
     assert_eq!(js.status, 200);

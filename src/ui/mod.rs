@@ -12,6 +12,7 @@ mod chart;
 mod download;
 mod errfile;
 mod pages;
+mod stitch_lookup;
 
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError};

@@ -601,6 +601,24 @@ pub async fn lookup(
             )
         }
     };
+    // Stitch itself, asked live by every account that is not halted.
+    let in_stitch = match order.clone() {
+        None => Vec::new(),
+        Some(o) => {
+            let s = st.clone();
+            let accounts = blocking(move || {
+                s.with_ledger(|l| {
+                    s.config
+                        .accounts
+                        .iter()
+                        .map(|a| Ok((a.clone(), l.halted(&a.name)?.is_some())))
+                        .collect::<crate::ledger::Result<Vec<_>>>()
+                })
+            })
+            .await???;
+            super::stitch_lookup::lookup(accounts, &o).await
+        }
+    };
     let body = html! {
         form.filters method="get" action="/lookup" {
             label { "order reference " input type="search" name="order" value=[order.as_deref()] required; }
@@ -623,6 +641,28 @@ pub async fn lookup(
             }
             h2 { "Sent to the warehouse" }
             (sent_table(sent))
+        }
+        @if !in_stitch.is_empty() {
+            h2 { "In Stitch now" }
+            table.list #in-stitch {
+                thead { tr { th { "account" } th { "sales order" } th { "order date" } th { "open fulfillments (status, released)" } } }
+                tbody { @for a in &in_stitch {
+                    tr {
+                        td { (a.account) }
+                        @if let Some(why) = &a.error {
+                            td colspan="3" .problem { (why) }
+                        } @else {
+                            td { (a.order.as_ref().map_or("not in Stitch", |o| o.0.as_str())) }
+                            td { (a.order.as_ref().map_or("", |o| o.1.as_str())) }
+                            td { @if a.fulfillments.is_empty() { "none open" } @else {
+                                @for (id, status, at) in &a.fulfillments {
+                                    div { (id) " (" (if status.is_empty() { "no status" } else { status.as_str() }) ", " (at) ")" }
+                                }
+                            } }
+                        }
+                    }
+                } }
+            }
         }
     };
     Ok(Html(layout(&st, Some(&sid), "Lookup", body).into_string()))
