@@ -56,6 +56,8 @@ fn seed_sqlite(path: &Path, files: usize) {
     ))
     .unwrap();
     tx.commit().unwrap();
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0)).unwrap();
+    assert_eq!(n as usize, files * ROWS_PER_FILE, "every result row inserted");
 }
 
 fn seed_pg(pg: &support_pg::PgServer, loc: &LedgerLocation, files: usize) {
@@ -94,6 +96,7 @@ fn seed_pg(pg: &support_pg::PgServer, loc: &LedgerLocation, files: usize) {
         records = files * ROWS_PER_FILE,
         seen = stamp("i"),
     ));
+    assert_eq!(sql.int("SELECT COUNT(*) FROM records") as usize, files * ROWS_PER_FILE, "every result row inserted");
 }
 
 /// `stitch-bridge ui` on a free loopback port; killed when dropped.
@@ -136,6 +139,8 @@ fn config(dir: &Path, ledger_toml: &str) -> std::path::PathBuf {
     }
     let p = dir.join("stitch-bridge.toml");
     std::fs::write(&p, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
 

@@ -146,6 +146,8 @@ async fn the_console_in_chromium() {
     assert_eq!(c.find_all(Locator::Css("svg.chart")).await.unwrap().len(), 3, "a chart per account");
     let htmx = c.execute("return typeof htmx", vec![]).await.unwrap();
     assert_eq!(htmx, serde_json::json!("object"), "the embedded htmx ran");
+    let eval = c.execute("return htmx.config.allowEval", vec![]).await.unwrap();
+    assert_eq!(eval, serde_json::json!(false), "htmx configured from the page's meta");
     shot(&c, "accounts").await;
 
     // Files: the hostile name is text, no element made from it.

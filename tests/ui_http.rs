@@ -166,6 +166,11 @@ fn pages_show_the_ledger_as_text_without_javascript() {
     assert_eq!(js.status, 200);
     assert!(js.header("cache-control").contains("max-age=31536000"));
     assert!(js.body.starts_with("/* htmx 2.") && js.body.contains("htmx"), "the vendored htmx with its licence line");
+    // A loopback console answers only to loopback names (no DNS rebinding).
+    let r = http.get_with(&c.url("/"), &[("host", "evil.example:8760")]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains("halty"));
+    assert_eq!(http.get_with(&c.url("/"), &[("host", "localhost:8760")]).status, 200);
     // No secret on any page: the console token, the Stitch token.
     for body in [&home.body, &files.body, &page.body, &alerts.body] {
         assert!(!body.contains(UI_TOKEN) && !body.contains(support_ui::SIM_TOKEN));

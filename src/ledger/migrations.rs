@@ -186,6 +186,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS files_by_account_id ON files(account, id);
     CREATE INDEX IF NOT EXISTS files_by_account_seen ON files(account, first_seen);
+    CREATE INDEX IF NOT EXISTS files_by_account_state ON files(account, state, id);
     CREATE INDEX IF NOT EXISTS records_by_key ON records(key);
     CREATE INDEX IF NOT EXISTS cycles_by_account ON cycles(account, id);
     CREATE INDEX IF NOT EXISTS sent_by_time ON sent_fulfillments(sent_at);
@@ -360,6 +361,7 @@ const PG_MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS files_by_account_id ON files(account, id);
     CREATE INDEX IF NOT EXISTS files_by_account_seen ON files(account, first_seen);
+    CREATE INDEX IF NOT EXISTS files_by_account_state ON files(account, state, id);
     CREATE INDEX IF NOT EXISTS records_by_key ON records(key);
     CREATE INDEX IF NOT EXISTS cycles_by_account ON cycles(account, id);
     CREATE INDEX IF NOT EXISTS sent_by_time ON sent_fulfillments(sent_at);

@@ -262,7 +262,11 @@ pub async fn logout(
 ) -> Result<Response, Fail> {
     auth::same_origin(&headers)?;
     let _ = &st;
-    if field(&f, "csrf") != Some(sid.csrf.as_str()) {
+    let csrf_ok = field(&f, "csrf").is_some_and(|c| {
+        use subtle::ConstantTimeEq;
+        bool::from(c.as_bytes().ct_eq(sid.csrf.as_bytes()))
+    });
+    if !csrf_ok {
         return Err(Fail::Forbidden("The form has expired: reload the page and try again.".into()));
     }
     let mut r = see_other("/login?done=signed-out");

@@ -162,6 +162,20 @@ pub(crate) fn auth_cookie(value: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&v).expect("hex is a valid header")
 }
 
+/// Whether the request names this console by a loopback name (`localhost`, `127.0.0.1`,
+/// `[::1]`, any port). A loopback console refuses other names: a page on another site whose
+/// name has been re-pointed at 127.0.0.1 (DNS rebinding) would otherwise read it as its own.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Paths open without the token on a console bound beyond loopback.
 fn open_path(path: &str) -> bool {
     path == "/login" || path.starts_with("/assets/")
@@ -176,7 +190,10 @@ pub(crate) async fn layer(
 ) -> Response {
     let sid = state.session(req.headers());
     let path = req.uri().path().to_string();
-    let mut resp = if state.pages_need_token && !sid.authed && !open_path(&path) && req.method() != Method::POST {
+    let mut resp = if !state.pages_need_token && !loopback_host(req.headers()) {
+        Fail::Forbidden("This console answers only to a loopback address (127.0.0.1, localhost).".into())
+            .into_response()
+    } else if state.pages_need_token && !sid.authed && !open_path(&path) && req.method() != Method::POST {
         Fail::Unauthorized("This console listens beyond loopback: every page needs the console token.".into())
             .into_response()
     } else {
@@ -207,6 +224,18 @@ pub(crate) async fn layer(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_names_only() {
+        let h = |v: &str| {
+            let mut m = super::HeaderMap::new();
+            m.insert(super::header::HOST, v.parse().unwrap());
+            super::loopback_host(&m)
+        };
+        assert!(h("127.0.0.1:8760") && h("localhost:1") && h("[::1]:8760") && h("LOCALHOST") && h("127.0.0.2:9"));
+        assert!(!h("evil.example:8760") && !h("192.168.1.4:8760") && !h("localhost.evil.example"));
+        assert!(!super::loopback_host(&super::HeaderMap::new()), "no Host, no page");
+    }
+
     #[test]
     fn hmac_matches_rfc_4231_case_2_shape() {
         // RFC 4231 test case 2 uses a 4-byte key; zero-padded to 32 bytes the HMAC is the same.

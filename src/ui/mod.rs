@@ -86,9 +86,13 @@ impl State {
             None => Ledger::open_at(&self.config.ledger)?,
         };
         let out = f(&ledger);
-        let mut pool = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < 8 {
-            pool.push(ledger);
+        // SQLite handles are kept (opening one checks the file); a PostgreSQL ledger goes back
+        // to its connection pool, which replaces a connection that broke meanwhile.
+        if ledger.backend() == "sqlite" {
+            let mut pool = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 8 {
+                pool.push(ledger);
+            }
         }
         Ok(out)
     }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 pub const PER_PAGE: usize = 50;
 
+const HTMX_CONFIG: &str =
+    r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"historyCacheSize":0}"#;
+
 type Params = Query<BTreeMap<String, String>>;
 
 fn param<'a>(q: &'a BTreeMap<String, String>, k: &str) -> Option<&'a str> {
@@ -46,6 +49,9 @@ pub(crate) fn layout(st: &State, sid: Option<&Sid>, title: &str, body: Markup) -
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // No inline styles (the CSP refuses them), no eval, no scripts from swapped
+                // content, and no copies of pages (ledger data) kept in localStorage.
+                meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · stitch-bridge" }
                 link rel="stylesheet" href="/assets/console.css";
                 script src="/assets/htmx.min.js" defer {}
