@@ -11,7 +11,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -96,21 +95,14 @@ impl State {
 /// Shown when an action is asked of a console without a token.
 pub const NO_TOKEN: &str = "The console has no token, so it cannot act (reading works). Set [ui] token_env in the configuration to the name of an environment variable, put a long random token in that variable (e.g. `export STITCH_BRIDGE_UI_TOKEN=$(openssl rand -hex 24)`), and restart the console.";
 
-/// HMAC-SHA256 (RFC 2104) over the concatenated `parts`, for a 32-byte key. Written out on
-/// `sha2` 0.10 because the `hmac` release this crate depends on is built on the next `digest`.
+/// HMAC-SHA256 over the concatenated `parts`.
 fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    let pad = |b: u8| block.map(|k| k ^ b);
-    let mut inner = Sha256::new();
-    inner.update(pad(0x36));
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2_011::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     for p in parts {
-        inner.update(p);
+        mac.update(p);
     }
-    let mut outer = Sha256::new();
-    outer.update(pad(0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
 fn new_sid() -> String {
