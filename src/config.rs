@@ -1250,6 +1250,22 @@ settle_seconds = 10                  # a file must be unchanged this long before
 mod tests {
     use super::*;
 
+    #[test]
+    fn ui_table_is_checked() {
+        let c = Config::parse(MIN, Path::new(".")).unwrap();
+        assert_eq!(c.ui, UiSettings::default());
+        assert_eq!(c.ui.token_label, "console");
+        let c = Config::parse(&format!("[ui]\ntoken_env = \"UI_TOKEN\"\ntoken_label = \"ops\"\n{MIN}"), Path::new("."))
+            .unwrap();
+        assert_eq!((c.ui.token_env.as_deref(), c.ui.token_label.as_str()), (Some("UI_TOKEN"), "ops"));
+        let e = Config::parse(&format!("[ui]\ntoken = \"x\"\n{MIN}"), Path::new(".")).unwrap_err();
+        assert!(e.message.contains("unknown field") && e.line == Some(2), "{e}");
+        let e = Config::parse(&format!("[ui]\ntoken_env = \"A=B\"\n{MIN}"), Path::new(".")).unwrap_err();
+        assert!(e.message.contains("[ui] token_env") && e.line == Some(2), "{e}");
+        let e = Config::parse(&format!("[ui]\ntoken_label = \"  \"\n{MIN}"), Path::new(".")).unwrap_err();
+        assert!(e.message.contains("token_label"), "{e}");
+    }
+
     const MIN: &str = r#"
 [[account]]
 name = "acme"

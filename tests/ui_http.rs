@@ -149,8 +149,11 @@ fn pages_show_the_ledger_as_text_without_javascript() {
     assert!(alerts.body.contains("halty") && alerts.body.contains("unauthorized"), "{}", alerts.body);
     let lookup = http.get(&c.url("/lookup?order=PO-7"));
     assert!(lookup.body.contains("orders.csv") && lookup.body.contains("created"), "{}", lookup.body);
+    assert!(lookup.body.contains("Ask Stitch"), "Stitch is asked only on request: {}", lookup.body);
+    let asked = http.get(&c.url("/lookup?order=PO-7&stitch=1"));
+    assert!(asked.body.contains("id=\"at-stitch\"") && asked.body.contains("order PO-7, status"), "{}", asked.body);
     // Stitch itself, asked live: the sales order the file created, and the halted account not asked.
-    let in_stitch = lookup.body.split("In Stitch now").nth(1).unwrap_or_else(|| panic!("{}", lookup.body));
+    let in_stitch = asked.body.split("In Stitch now").nth(1).unwrap_or_else(|| panic!("{}", asked.body));
     let order = w
         .sim
         .snapshot()

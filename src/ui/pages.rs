@@ -587,6 +587,45 @@ pub async fn alerts(
     Ok(Html(layout(&st, Some(&sid), "Alerts", body).into_string()))
 }
 
+/// What Stitch says about one fulfillment the ledger sent, or why it could not be asked.
+struct AtStitch {
+    account: String,
+    fulfillment_id: String,
+    answer: Result<Option<crate::stitch::wire::Fulfillment>, String>,
+}
+
+/// Ask Stitch about the fulfillments the ledger sent for an order (at most 10, 5 s in all per
+/// fulfillment); a halted account is not asked (its token was refused).
+async fn ask_stitch(st: &State, sent: &[crate::ledger::SentRow], halted: &[String]) -> Vec<AtStitch> {
+    let mut out = Vec::new();
+    for r in sent.iter().take(10) {
+        let answer = match st.config.account(&r.account) {
+            None => Err("the account is no longer configured".to_string()),
+            Some(_) if halted.contains(&r.account) => Err("not asked: the account is halted".to_string()),
+            Some(acct) => {
+                let client = crate::engine::account::read_token(&acct.token)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| crate::engine::account::client_for(acct, &t).map_err(|e| e.to_string()));
+                match client {
+                    Err(e) => Err(e),
+                    Ok(c) => match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        c.get_fulfillment(&r.fulfillment_id),
+                    )
+                    .await
+                    {
+                        Ok(Ok(f)) => Ok(f),
+                        Ok(Err(e)) => Err(format!("Stitch not reachable or refused: {e}")),
+                        Err(_) => Err("Stitch did not answer within 5 s".to_string()),
+                    },
+                }
+            }
+        };
+        out.push(AtStitch { account: r.account.clone(), fulfillment_id: r.fulfillment_id.clone(), answer });
+    }
+    out
+}
+
 pub async fn lookup(
     AxState(st): AxState<Arc<State>>,
     Extension(sid): Extension<Sid>,
@@ -600,37 +639,38 @@ pub async fn lookup(
             Some(
                 blocking(move || {
                     s.with_ledger(|l| -> crate::ledger::Result<_> {
-                        Ok((l.records_for_order(&o, 200)?, l.sent_for_order(&o)?))
+                        let mut halted = Vec::new();
+                        for a in &s.config.accounts {
+                            if l.halted(&a.name)?.is_some() {
+                                halted.push(a.name.clone());
+                            }
+                        }
+                        Ok((l.records_for_order(&o, 200)?, l.sent_for_order(&o)?, halted))
                     })
                 })
                 .await???,
             )
         }
     };
-    // Stitch itself, asked live by every account that is not halted.
-    let in_stitch = match order.clone() {
-        None => Vec::new(),
-        Some(o) => {
-            let s = st.clone();
-            let accounts = blocking(move || {
-                s.with_ledger(|l| {
-                    s.config
-                        .accounts
-                        .iter()
-                        .map(|a| Ok((a.clone(), l.halted(&a.name)?.is_some())))
-                        .collect::<crate::ledger::Result<Vec<_>>>()
-                })
-            })
-            .await???;
-            super::stitch_lookup::lookup(accounts, &o).await
+    let ask = param(&q, "stitch") == Some("1");
+    let at_stitch = match &found {
+        Some((_, sent, halted)) if ask => Some(ask_stitch(&st, sent, halted).await),
+        _ => None,
+    };
+    // Stitch itself: the sales order and its open fulfillments, asked of every account not halted.
+    let in_stitch = match (&order, &found) {
+        (Some(o), Some((_, _, halted))) if ask => {
+            let accounts = st.config.accounts.iter().map(|a| (a.clone(), halted.contains(&a.name))).collect();
+            super::stitch_lookup::lookup(accounts, o).await
         }
+        _ => Vec::new(),
     };
     let body = html! {
         form.filters method="get" action="/lookup" {
             label { "order reference " input type="search" name="order" value=[order.as_deref()] required; }
             button type="submit" { "Look up" }
         }
-        @if let Some((records, sent)) = &found {
+        @if let Some((records, sent, _)) = &found {
             h2 { "In files" }
             @if records.is_empty() { p #found-records { "No file row names this order." } } @else {
                 table.list #found-records {
@@ -647,6 +687,28 @@ pub async fn lookup(
             }
             h2 { "Sent to the warehouse" }
             (sent_table(sent))
+            h2 { "At Stitch" }
+            @match &at_stitch {
+                None => {
+                    @if let Some(o) = &order {
+                        p { a href={"/lookup?stitch=1&order=" (enc(o))} { "Ask Stitch about this order" } }
+                    }
+                },
+                Some(answers) => {
+                    table.list #at-stitch {
+                        thead { tr { th { "account" } th { "fulfillment" } th { "Stitch says" } } }
+                        tbody { @for a in answers {
+                            tr { td { (a.account) } td { (a.fulfillment_id) } td {
+                                @match &a.answer {
+                                    Ok(Some(f)) => { "order " (f.order_number) ", status " (if f.status.is_empty() { "(none)" } else { f.status.as_str() }) ", released " (f.created_at.to_rfc3339()) },
+                                    Ok(None) => "not found at Stitch",
+                                    Err(e) => span.problem { (e) },
+                                }
+                            } }
+                        } }
+                    }
+                },
+            }
         }
         @if !in_stitch.is_empty() {
             h2 { "In Stitch now" }
