@@ -147,6 +147,9 @@ fn pages_show_the_ledger_as_text_without_javascript() {
     assert_eq!(orders.status, 200);
     let alerts = http.get(&c.url("/alerts"));
     assert!(alerts.body.contains("halty") && alerts.body.contains("unauthorized"), "{}", alerts.body);
+    // The alert history: the halt alert as the hooks got it, recorded when it was raised.
+    let raised = alerts.body.split("id=\"raised\"").nth(1).unwrap_or_else(|| panic!("{}", alerts.body));
+    assert!(raised.contains("halted") && raised.contains("stitch-bridge HALTED account &quot;halty&quot;"), "{raised}");
     let lookup = http.get(&c.url("/lookup?order=PO-7"));
     assert!(lookup.body.contains("orders.csv") && lookup.body.contains("created"), "{}", lookup.body);
     assert!(lookup.body.contains("Ask Stitch"), "Stitch is asked only on request: {}", lookup.body);

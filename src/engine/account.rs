@@ -472,7 +472,7 @@ async fn claimed(
                     "Stitch answered {status}: {message}. See {} in the drop.",
                     halt::alert_name(&acct.name)
                 ));
-                super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
+                super::alert::fire(&cx.ledger, &acct.alerts, acct.alert_timeout, &acct.name, "halted", &text).await;
                 "halted".to_string()
             }
             StopClass::Transient => {
@@ -496,7 +496,7 @@ async fn claimed(
     };
     for f in cx.report.files.iter().filter(|f| f.state == "rejected") {
         let text = format!("file {} was rejected: {}", f.path, f.message);
-        super::alert::fire(&acct.alerts, acct.alert_timeout, &acct.name, "file_rejected", &text).await;
+        super::alert::fire(&cx.ledger, &acct.alerts, acct.alert_timeout, &acct.name, "file_rejected", &text).await;
     }
     let summary = stopped_why.unwrap_or_else(|| {
         format!(
@@ -602,7 +602,7 @@ async fn settle_attention(
                 tracing::error!(account = %name, "could not write the alert file: {e}");
             }
             if entering {
-                super::alert::fire(&acct.alerts, acct.alert_timeout, name, "attention", &text).await;
+                super::alert::fire(ledger, &acct.alerts, acct.alert_timeout, name, "attention", &text).await;
             }
             report.attention = Some(a);
             "attention"
@@ -623,7 +623,7 @@ async fn settle_attention(
                     let _ = std::fs::remove_file(p);
                 }
                 let text = format!("stitch-bridge: account \"{name}\" no longer needs attention ({was} was fixed); processing resumed.\n");
-                super::alert::fire(&acct.alerts, acct.alert_timeout, name, "attention_cleared", &text).await;
+                super::alert::fire(ledger, &acct.alerts, acct.alert_timeout, name, "attention_cleared", &text).await;
             }
             "ok"
         }

@@ -41,7 +41,19 @@ pub enum AlertError {
 /// The only variables of our own environment a hook sees (besides `STITCH_BRIDGE_ALERT_*`).
 pub const PASSED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
-pub async fn fire(hooks: &[AlertHook], timeout: Duration, account: &str, event: &str, text: &str) {
+/// Raise an alert: recorded in the ledger first (the console's alert history; a ledger that
+/// cannot take it is logged, never a reason to keep the alert back), then every hook.
+pub async fn fire(
+    ledger: &crate::ledger::Ledger,
+    hooks: &[AlertHook],
+    timeout: Duration,
+    account: &str,
+    event: &str,
+    text: &str,
+) {
+    if let Err(e) = ledger.record_alert(account, event, text) {
+        tracing::warn!(account, event, "the alert was not recorded in the ledger: {e}");
+    }
     let ev = AlertEvent { account, event, text, at: chrono::Utc::now().to_rfc3339() };
     for h in hooks {
         let r = match h {

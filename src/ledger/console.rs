@@ -115,6 +115,15 @@ pub struct ConsoleAction {
     pub detail: String,
 }
 
+/// One alert as it was raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub at: String,
+    pub account: String,
+    pub event: String,
+    pub text: String,
+}
+
 /// `%`, `_` and `\` in a LIKE pattern taken literally (with `ESCAPE '\'`).
 fn like_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -367,6 +376,34 @@ impl Ledger {
             p![now(), who, account, action, target, detail],
         )?;
         Ok(())
+    }
+
+    /// Remember an alert (before its hooks run; see `engine::alert::fire`).
+    pub fn record_alert(&self, account: &str, event: &str, text: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO alerts(at, account, event, text) VALUES (?1, ?2, ?3, ?4)",
+            p![now(), account, event, text],
+        )?;
+        Ok(())
+    }
+
+    /// Alerts raised, newest first, of one account or all; one more than `per_page` when there
+    /// is a next page.
+    pub fn console_alerts(&self, account: Option<&str>, page: usize, per_page: usize) -> Result<Vec<AlertRow>> {
+        let row = |r: &Row| Ok(AlertRow { at: r.text(0)?, account: r.text(1)?, event: r.text(2)?, text: r.text(3)? });
+        let (limit, offset) = ((per_page + 1) as i64, (page.saturating_sub(1) * per_page) as i64);
+        match account {
+            Some(a) => self.query(
+                "SELECT at, account, event, text FROM alerts WHERE account = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                p![a, limit, offset],
+                row,
+            ),
+            None => self.query(
+                "SELECT at, account, event, text FROM alerts ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+                p![limit, offset],
+                row,
+            ),
+        }
     }
 
     /// The latest console actions, newest first.

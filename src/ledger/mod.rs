@@ -18,7 +18,7 @@ mod pg_tls;
 mod waiting;
 mod x12;
 
-pub use console::{ConsoleAction, CycleRow, DayCount, FileFilter, FoundRecord, Page, SentRow, StateFilter};
+pub use console::{AlertRow, ConsoleAction, CycleRow, DayCount, FileFilter, FoundRecord, Page, SentRow, StateFilter};
 pub use db::{ColumnProblem, RowError};
 pub use files::{FileRow, FileState, FileStep, Observation, StoredRecord};
 pub use migrations::SCHEMA_VERSION;

@@ -542,7 +542,7 @@ pub async fn alerts(
     let account = param(&q, "account").map(str::to_string);
     let s = st.clone();
     let a = account.clone();
-    let (current, cycles, actions) = blocking(move || {
+    let (current, cycles, actions, raised) = blocking(move || {
         s.with_ledger(|l| -> crate::ledger::Result<_> {
             let mut current = Vec::new();
             for acct in &s.config.accounts {
@@ -554,13 +554,14 @@ pub async fn alerts(
                     current.push((acct.name.clone(), word, r.since, format!("{}: {}", r.reason.as_str(), r.message)));
                 }
             }
-            Ok((current, l.console_cycles(a.as_deref(), page, PER_PAGE)?, l.console_actions(50)?))
+            let raised = l.console_alerts(a.as_deref(), page, PER_PAGE)?;
+            Ok((current, l.console_cycles(a.as_deref(), page, PER_PAGE)?, l.console_actions(50)?, raised))
         })
     })
     .await???;
     let accounts: Vec<&str> = st.config.accounts.iter().map(|a| a.name.as_str()).collect();
     let body = html! {
-        p { "What the ledger holds: the halts and needs-attention states now, and every cycle that did not end ok (the alert hooks fire on these)." }
+        p { "What the ledger holds: the halts and needs-attention states now, every alert raised (as the alert hooks got it), and every cycle that did not end ok." }
         h2 { "Now" }
         @if current.is_empty() { p #current { "Every account is ok." } } @else {
             table.list #current {
@@ -568,11 +569,20 @@ pub async fn alerts(
                 tbody { @for (a, w, since, why) in &current { tr { td { (a) } td { (w) } td { (since) } td { (why) } } } }
             }
         }
-        h2 { "Cycles that did not end ok" }
         form.filters method="get" action="/alerts" {
             (select("account", "account", &accounts, account.as_deref()))
             button type="submit" { "Filter" }
         }
+        h2 { "Alerts raised" }
+        @if raised.is_empty() { p #raised { "None." } } @else {
+            table.list #raised {
+                thead { tr { th { "at" } th { "account" } th { "event" } th { "alert" } } }
+                tbody { @for r in raised.iter().take(PER_PAGE) {
+                    tr class=(r.event) { td { (r.at) } td { (r.account) } td { (r.event) } td.pre { (r.text) } }
+                } }
+            }
+        }
+        h2 { "Cycles that did not end ok" }
         @if cycles.rows.is_empty() { p #cycles { "None." } } @else {
             table.list #cycles {
                 thead { tr { th { "account" } th { "started" } th { "finished" } th { "outcome" } th { "summary" } } }
@@ -581,7 +591,7 @@ pub async fn alerts(
                 } }
             }
         }
-        (pager("/alerts", &q, "page", page, cycles.more))
+        (pager("/alerts", &q, "page", page, cycles.more || raised.len() > PER_PAGE))
         (actions_table(&actions))
     };
     Ok(Html(layout(&st, Some(&sid), "Alerts", body).into_string()))
