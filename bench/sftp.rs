@@ -511,36 +511,40 @@ fn main() {
     let (c_ours, c_theirs) = ciphers(&s, &root);
     println!("  negotiated server->client: ours (libssh2) {c_ours}; OpenSSH sftp {c_theirs}");
 
-    // One big file, loopback: each side twice, alternating, best of two (the machine is shared;
-    // the first read also warms the page cache for both).
-    let mut ours = Duration::MAX;
-    let mut theirs = Duration::MAX;
-    for _ in 0..2 {
-        ours = ours.min(ours_big(s.config(&root), "big.bin", size));
-        theirs = theirs.min(s.openssh(&batch_big, s.port, "127.0.0.1"));
-    }
-    println!("  big file: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
-    ratio_row(&format!("sftp: one {big_mb} MB file, loopback"), ours, theirs, "MB/s", big_mb as f64, 0.9);
-    if ours > theirs.mul_f64(1.0 / 0.9) {
-        note(&format!("loopback big file is CPU-bound; ciphers negotiated server->client: ours (libssh2) {c_ours}, OpenSSH sftp {c_theirs}"));
-    }
+    // BENCH_SFTP_ONLY=wan: only the rows over the delayed link that time whole cycles.
+    let only_wan = std::env::var("BENCH_SFTP_ONLY").as_deref() == Ok("wan");
+    if !only_wan {
+        // One big file, loopback: each side twice, alternating, best of two (the machine is shared;
+        // the first read also warms the page cache for both).
+        let mut ours = Duration::MAX;
+        let mut theirs = Duration::MAX;
+        for _ in 0..2 {
+            ours = ours.min(ours_big(s.config(&root), "big.bin", size));
+            theirs = theirs.min(s.openssh(&batch_big, s.port, "127.0.0.1"));
+        }
+        println!("  big file: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+        ratio_row(&format!("sftp: one {big_mb} MB file, loopback"), ours, theirs, "MB/s", big_mb as f64, 0.9);
+        if ours > theirs.mul_f64(1.0 / 0.9) {
+            note(&format!("loopback big file is CPU-bound; ciphers negotiated server->client: ours (libssh2) {c_ours}, OpenSSH sftp {c_theirs}"));
+        }
 
-    // Many small files.
-    let mut ours = Duration::MAX;
-    let mut theirs = Duration::MAX;
-    for _ in 0..2 {
-        theirs = theirs.min(s.openssh(&batch_small, s.port, "127.0.0.1"));
-        ours = ours.min(ours_small(s.config(&root), "small", small_files));
+        // Many small files.
+        let mut ours = Duration::MAX;
+        let mut theirs = Duration::MAX;
+        for _ in 0..2 {
+            theirs = theirs.min(s.openssh(&batch_small, s.port, "127.0.0.1"));
+            ours = ours.min(ours_small(s.config(&root), "small", small_files));
+        }
+        println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+        ratio_row(
+            &format!("sftp: {small_files} small files (list + read), loopback"),
+            ours,
+            theirs,
+            "files/s",
+            small_files as f64,
+            1.5,
+        );
     }
-    println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
-    ratio_row(
-        &format!("sftp: {small_files} small files (list + read), loopback"),
-        ours,
-        theirs,
-        "files/s",
-        small_files as f64,
-        1.5,
-    );
 
     // 25 ms RTT: netem on a namespace pair, else the userspace relay.
     let one_way = 12.5;
@@ -577,6 +581,11 @@ fn main() {
     // Through the relay the server is reached on the relay's port; host keys are per host:port.
     if server.is_none() {
         stitch_bridge::drop::sftp::record_host_key(&srv.known_hosts, &host, port, &srv.host_key).unwrap();
+    }
+    let wan = Wan { srv, host: host.clone(), port, label };
+    wan_order_files(&wan, tmp.path());
+    if only_wan {
+        return;
     }
     let mut cfg = srv.config(&root);
     cfg.host = host.clone();
@@ -615,4 +624,120 @@ fn main() {
         ">= 0.8x",
         Some(p / t >= 0.8),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole cycles over the delayed link (issue 16)
+
+/// Where the 25 ms RTT rows reach the server: through the relay (or netem) at `host:port`.
+struct Wan<'a> {
+    srv: &'a Sshd,
+    host: String,
+    port: u16,
+    label: &'a str,
+}
+
+const WAN_SESSIONS: usize = 8;
+
+/// A simulator seeded with `n` one-line orders (one open fulfillment each).
+fn sim_with_orders(n: usize) -> stitch_bridge::sim::BackgroundSim {
+    use serde_json::json;
+    let products: Vec<_> = (0..100)
+        .map(|i| json!({"sku": format!("WAN-{i:03}"), "name": format!("Item {i}"), "stock": 1_000_000}))
+        .collect();
+    let orders: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "local_id": format!("W{i:06}"), "po_num": format!("W{i:06}"), "order_date": "2024-05-01T09:30:00Z",
+                "total": "10.00", "currency_iso": "USD", "shipping_speed": "Standard",
+                "line_items": [{"sku": format!("WAN-{:03}", i % 100), "quantity": "1", "price": "10.00"}],
+                "shipping_address": {"contact": format!("Customer {i}"), "street1": "1 Main St", "city": "Portland",
+                                     "state": "OR", "zip": "97201", "country_iso": "US"}
+            })
+        })
+        .collect();
+    stitch_bridge::sim::start_in_background(stitch_bridge::sim::SimOptions {
+        token: "bench-token".into(),
+        seed: Some(stitch_bridge::sim::Seed::Json(json!({ "products": products, "sales_orders": orders }))),
+        ..Default::default()
+    })
+    .expect("start simulator")
+}
+
+/// A config with one sFTP account whose drop is `root` on the server, reached through `wan`.
+fn wan_config(dir: &Path, wan: &Wan, root: &Path, sim_url: &str) -> PathBuf {
+    fs::create_dir_all(dir.join("secrets")).unwrap();
+    fs::write(dir.join("secrets/bench.token"), "bench-token").unwrap();
+    let text = format!(
+        "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"bench\"\n\
+         drop = \"sftp://{user}@{host}:{port}{root}\"\nsftp_key_file = \"{key}\"\nknown_hosts = \"{kh}\"\n\
+         sftp_max_sessions = {WAN_SESSIONS}\nstitch_url = \"{sim_url}\"\ntoken_file = \"secrets/bench.token\"\n\
+         settle_seconds = 0\nconcurrency = 8\n",
+        user = wan.srv.user,
+        host = wan.host,
+        port = wan.port,
+        root = root.display(),
+        key = wan.srv.key.display(),
+        kh = wan.srv.known_hosts.display(),
+    );
+    let p = dir.join("stitch-bridge.toml");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn assert_clean(report: &stitch_bridge::engine::RunReport, what: &str) {
+    for a in &report.accounts {
+        assert!(a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty(), "{what}: {a:?}");
+    }
+}
+
+/// Regular files directly in `dir`, sorted (dot files, i.e. temp names, left out).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| !n.starts_with('.'));
+    v.sort();
+    v
+}
+
+/// `sftp: N order files written, 25 ms RTT`: the order download of a `run --once` (download
+/// half: open fulfillments, line items, order files, "Sent to warehouse"), against `sftp -b`
+/// putting the same files into a folder in one session.
+fn wan_order_files(wan: &Wan, tmp: &Path) {
+    use stitch_bridge::engine::{run_cycle, Parts};
+    let n = common::size("BENCH_ORDER_FILES", 2000, 200);
+    let sim = sim_with_orders(n);
+    let dir = tmp.join("wan-orders");
+    let root = dir.join("drop");
+    fs::create_dir_all(&root).unwrap();
+    let cfg = stitch_bridge::config::Config::load(&wan_config(&dir, wan, &root, &sim.base_url())).unwrap();
+    let t = Instant::now();
+    let report = run_cycle(&cfg, &[], Parts { inbound: false, download: true });
+    let ours = t.elapsed();
+    assert_clean(&report, "order download");
+    let sent: u64 = report.accounts.iter().map(|a| a.orders_sent).sum();
+    let written = names_in(&root.join("outbound/orders"));
+    assert_eq!((sent as usize, written.len()), (n, n), "every order file written once");
+    // Theirs: the same files, put into an empty folder.
+    let local = dir.join("local");
+    fs::create_dir_all(&local).unwrap();
+    for name in &written {
+        fs::copy(root.join("outbound/orders").join(name), local.join(name)).unwrap();
+    }
+    let remote = dir.join("theirs");
+    fs::create_dir_all(&remote).unwrap();
+    let batch = dir.join("put.batch");
+    fs::write(&batch, format!("put {}/* {}/\n", local.display(), remote.display())).unwrap();
+    let theirs = wan.srv.openssh(&batch, wan.port, &wan.host);
+    assert_eq!(names_in(&remote).len(), n, "sftp -b put every file");
+    let c = sim.counters();
+    let requests: u64 = c.requests.values().sum();
+    println!(
+        "  order files, 25 ms RTT ({}): ours {:.2} s for {n} files ({requests} Stitch requests, no Stitch latency, up to {WAN_SESSIONS} sessions), sftp -b put {:.2} s",
+        wan.label,
+        ours.as_secs_f64(),
+        theirs.as_secs_f64()
+    );
+    ratio_row(&format!("sftp: {n} order files written, 25 ms RTT"), ours, theirs, "files/s", n as f64, 3.0);
 }
