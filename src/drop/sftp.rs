@@ -723,10 +723,15 @@ impl SftpDrop {
             return;
         }
         let cfg = &self.cfg;
-        let opened: Vec<(io::Result<Conn>, Permit)> = std::thread::scope(|s| {
-            let hs: Vec<_> = permits.into_iter().map(|p| s.spawn(move || (Conn::open(cfg), p))).collect();
-            hs.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
+        let mut opened: Vec<(io::Result<Conn>, Permit)> = Vec::with_capacity(permits.len());
+        let mut permits = permits.into_iter().peekable();
+        while permits.peek().is_some() {
+            let wave: Vec<Permit> = permits.by_ref().take(HANDSHAKES_AT_ONCE).collect();
+            opened.extend(std::thread::scope(|s| {
+                let hs: Vec<_> = wave.into_iter().map(|p| s.spawn(move || (Conn::open(cfg), p))).collect();
+                hs.into_iter().filter_map(|h| h.join().ok()).collect::<Vec<_>>()
+            }));
+        }
         for (c, p) in opened {
             match c {
                 Ok(c) => self.extra.push((c, p)),
@@ -735,6 +740,10 @@ impl SftpDrop {
         }
     }
 }
+
+/// Handshakes `top_up_sessions` runs at once: below OpenSSH's `MaxStartups` (10 by default),
+/// beyond which sshd drops unauthenticated connections at random.
+const HANDSHAKES_AT_ONCE: usize = 8;
 
 /// Files per session below which `write_many` opens no further session for a batch.
 const FILES_PER_SESSION: usize = 4;
