@@ -511,36 +511,40 @@ fn main() {
     let (c_ours, c_theirs) = ciphers(&s, &root);
     println!("  negotiated server->client: ours (libssh2) {c_ours}; OpenSSH sftp {c_theirs}");
 
-    // One big file, loopback: each side twice, alternating, best of two (the machine is shared;
-    // the first read also warms the page cache for both).
-    let mut ours = Duration::MAX;
-    let mut theirs = Duration::MAX;
-    for _ in 0..2 {
-        ours = ours.min(ours_big(s.config(&root), "big.bin", size));
-        theirs = theirs.min(s.openssh(&batch_big, s.port, "127.0.0.1"));
-    }
-    println!("  big file: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
-    ratio_row(&format!("sftp: one {big_mb} MB file, loopback"), ours, theirs, "MB/s", big_mb as f64, 0.9);
-    if ours > theirs.mul_f64(1.0 / 0.9) {
-        note(&format!("loopback big file is CPU-bound; ciphers negotiated server->client: ours (libssh2) {c_ours}, OpenSSH sftp {c_theirs}"));
-    }
+    // BENCH_SFTP_ONLY=wan: only the rows over the delayed link that time whole cycles.
+    let only_wan = std::env::var("BENCH_SFTP_ONLY").as_deref() == Ok("wan");
+    if !only_wan {
+        // One big file, loopback: each side twice, alternating, best of two (the machine is shared;
+        // the first read also warms the page cache for both).
+        let mut ours = Duration::MAX;
+        let mut theirs = Duration::MAX;
+        for _ in 0..2 {
+            ours = ours.min(ours_big(s.config(&root), "big.bin", size));
+            theirs = theirs.min(s.openssh(&batch_big, s.port, "127.0.0.1"));
+        }
+        println!("  big file: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+        ratio_row(&format!("sftp: one {big_mb} MB file, loopback"), ours, theirs, "MB/s", big_mb as f64, 0.9);
+        if ours > theirs.mul_f64(1.0 / 0.9) {
+            note(&format!("loopback big file is CPU-bound; ciphers negotiated server->client: ours (libssh2) {c_ours}, OpenSSH sftp {c_theirs}"));
+        }
 
-    // Many small files.
-    let mut ours = Duration::MAX;
-    let mut theirs = Duration::MAX;
-    for _ in 0..2 {
-        theirs = theirs.min(s.openssh(&batch_small, s.port, "127.0.0.1"));
-        ours = ours.min(ours_small(s.config(&root), "small", small_files));
+        // Many small files.
+        let mut ours = Duration::MAX;
+        let mut theirs = Duration::MAX;
+        for _ in 0..2 {
+            theirs = theirs.min(s.openssh(&batch_small, s.port, "127.0.0.1"));
+            ours = ours.min(ours_small(s.config(&root), "small", small_files));
+        }
+        println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
+        ratio_row(
+            &format!("sftp: {small_files} small files (list + read), loopback"),
+            ours,
+            theirs,
+            "files/s",
+            small_files as f64,
+            1.5,
+        );
     }
-    println!("  small files: ours {:.2} s, sftp -b {:.2} s", ours.as_secs_f64(), theirs.as_secs_f64());
-    ratio_row(
-        &format!("sftp: {small_files} small files (list + read), loopback"),
-        ours,
-        theirs,
-        "files/s",
-        small_files as f64,
-        1.5,
-    );
 
     // 25 ms RTT: netem on a namespace pair, else the userspace relay.
     let one_way = 12.5;
@@ -578,6 +582,13 @@ fn main() {
     if server.is_none() {
         stitch_bridge::drop::sftp::record_host_key(&srv.known_hosts, &host, port, &srv.host_key).unwrap();
     }
+    let wan = Wan { srv, host: host.clone(), port, label };
+    wan_order_files(&wan, tmp.path());
+    wan_inbound(&wan, tmp.path());
+    wan_list(&wan, tmp.path());
+    if only_wan {
+        return;
+    }
     let mut cfg = srv.config(&root);
     cfg.host = host.clone();
     cfg.port = port;
@@ -614,5 +625,340 @@ fn main() {
         &format!("{:.2}x", p / t),
         ">= 0.8x",
         Some(p / t >= 0.8),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole cycles over the delayed link (issue 16)
+
+/// Where the 25 ms RTT rows reach the server: through the relay (or netem) at `host:port`.
+struct Wan<'a> {
+    srv: &'a Sshd,
+    host: String,
+    port: u16,
+    label: &'a str,
+}
+
+const WAN_SESSIONS: usize = 8;
+
+/// A simulator seeded with `n` one-line orders (one open fulfillment each).
+fn sim_with_orders(n: usize) -> stitch_bridge::sim::BackgroundSim {
+    use serde_json::json;
+    let products: Vec<_> = (0..100)
+        .map(|i| json!({"sku": format!("WAN-{i:03}"), "name": format!("Item {i}"), "stock": 1_000_000}))
+        .collect();
+    let orders: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "local_id": format!("W{i:06}"), "po_num": format!("W{i:06}"), "order_date": "2024-05-01T09:30:00Z",
+                "total": "10.00", "currency_iso": "USD", "shipping_speed": "Standard",
+                "line_items": [{"sku": format!("WAN-{:03}", i % 100), "quantity": "1", "price": "10.00"}],
+                "shipping_address": {"contact": format!("Customer {i}"), "street1": "1 Main St", "city": "Portland",
+                                     "state": "OR", "zip": "97201", "country_iso": "US"}
+            })
+        })
+        .collect();
+    stitch_bridge::sim::start_in_background(stitch_bridge::sim::SimOptions {
+        token: "bench-token".into(),
+        seed: Some(stitch_bridge::sim::Seed::Json(json!({ "products": products, "sales_orders": orders }))),
+        ..Default::default()
+    })
+    .expect("start simulator")
+}
+
+/// A config with one sFTP account whose drop is `root` on the server, reached through `wan`.
+fn wan_config(dir: &Path, wan: &Wan, root: &Path, sim_url: &str) -> PathBuf {
+    fs::create_dir_all(dir.join("secrets")).unwrap();
+    fs::write(dir.join("secrets/bench.token"), "bench-token").unwrap();
+    let text = format!(
+        "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"bench\"\n\
+         drop = \"sftp://{user}@{host}:{port}{root}\"\nsftp_key_file = \"{key}\"\nknown_hosts = \"{kh}\"\n\
+         sftp_max_sessions = {WAN_SESSIONS}\nstitch_url = \"{sim_url}\"\ntoken_file = \"secrets/bench.token\"\n\
+         settle_seconds = 0\nconcurrency = 8\n",
+        user = wan.srv.user,
+        host = wan.host,
+        port = wan.port,
+        root = root.display(),
+        key = wan.srv.key.display(),
+        kh = wan.srv.known_hosts.display(),
+    );
+    let p = dir.join("stitch-bridge.toml");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn assert_clean(report: &stitch_bridge::engine::RunReport, what: &str) {
+    for a in &report.accounts {
+        assert!(a.halted.is_none() && a.pending.is_empty() && a.fatal.is_empty(), "{what}: {a:?}");
+    }
+}
+
+/// Regular files directly in `dir`, sorted (dot files, i.e. temp names, left out).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| !n.starts_with('.'));
+    v.sort();
+    v
+}
+
+/// `sftp: N order files written, 25 ms RTT`: the order download of a `run --once` (download
+/// half: open fulfillments, line items, order files, "Sent to warehouse"), against `sftp -b`
+/// putting the same files into a folder in one session.
+fn wan_order_files(wan: &Wan, tmp: &Path) {
+    use stitch_bridge::engine::{run_cycle, Parts};
+    let n = common::size("BENCH_ORDER_FILES", 2000, 200);
+    let sim = sim_with_orders(n);
+    let dir = tmp.join("wan-orders");
+    let root = dir.join("drop");
+    fs::create_dir_all(&root).unwrap();
+    let cfg = stitch_bridge::config::Config::load(&wan_config(&dir, wan, &root, &sim.base_url())).unwrap();
+    let t = Instant::now();
+    let report = run_cycle(&cfg, &[], Parts { inbound: false, download: true });
+    let ours = t.elapsed();
+    assert_clean(&report, "order download");
+    let sent: u64 = report.accounts.iter().map(|a| a.orders_sent).sum();
+    let written = names_in(&root.join("outbound/orders"));
+    assert_eq!((sent as usize, written.len()), (n, n), "every order file written once");
+    // Theirs: the same files, put into an empty folder.
+    let local = dir.join("local");
+    fs::create_dir_all(&local).unwrap();
+    for name in &written {
+        fs::copy(root.join("outbound/orders").join(name), local.join(name)).unwrap();
+    }
+    let remote = dir.join("theirs");
+    fs::create_dir_all(&remote).unwrap();
+    let batch = dir.join("put.batch");
+    fs::write(&batch, format!("put {}/* {}/\n", local.display(), remote.display())).unwrap();
+    let theirs = wan.srv.openssh(&batch, wan.port, &wan.host);
+    assert_eq!(names_in(&remote).len(), n, "sftp -b put every file");
+    let c = sim.counters();
+    let requests: u64 = c.requests.values().sum();
+    // The same download into a local drop: what the Stitch requests, rendering and ledger cost
+    // without any sFTP round trip.
+    let local_sim = sim_with_orders(n);
+    let ldir = tmp.join("wan-orders-local");
+    fs::create_dir_all(ldir.join("secrets")).unwrap();
+    fs::create_dir_all(ldir.join("drop")).unwrap();
+    fs::write(ldir.join("secrets/bench.token"), "bench-token").unwrap();
+    fs::write(
+        ldir.join("stitch-bridge.toml"),
+        format!(
+            "[ledger]\npath = \"state/ledger.sqlite\"\n\n[[account]]\nname = \"bench\"\ndrop = \"drop\"\n\
+             stitch_url = \"{}\"\ntoken_file = \"secrets/bench.token\"\nsettle_seconds = 0\nconcurrency = 8\n",
+            local_sim.base_url()
+        ),
+    )
+    .unwrap();
+    let lcfg = stitch_bridge::config::Config::load(&ldir.join("stitch-bridge.toml")).unwrap();
+    let t = Instant::now();
+    assert_clean(&run_cycle(&lcfg, &[], Parts { inbound: false, download: true }), "local download");
+    let local = t.elapsed();
+    println!(
+        "  order files, 25 ms RTT ({}): ours {:.2} s for {n} files ({requests} Stitch requests, no Stitch latency, up to {WAN_SESSIONS} sessions; the same download into a local drop {:.2} s), sftp -b put {:.2} s",
+        wan.label,
+        ours.as_secs_f64(),
+        local.as_secs_f64(),
+        theirs.as_secs_f64()
+    );
+    ratio_row(&format!("sftp: {n} order files written, 25 ms RTT"), ours, theirs, "files/s", n as f64, 3.0);
+}
+
+/// Files below `dir`, any depth (dot files left out).
+fn count_files(dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_files(&p)
+            } else {
+                usize::from(!e.file_name().to_string_lossy().starts_with('.'))
+            }
+        })
+        .sum()
+}
+
+/// One shipment file per order file in `orders` (every line shipped), into `into`.
+fn shipment_files(orders: &Path, into: &Path) -> Vec<String> {
+    fs::create_dir_all(into).unwrap();
+    let mut names = Vec::new();
+    for (i, name) in names_in(orders).iter().enumerate() {
+        let mut r = csv::Reader::from_path(orders.join(name)).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |c: &str| h.iter().position(|x| x == c).unwrap();
+        let (fi, oi, si, qi) = (col("fulfillment_id"), col("order_ref"), col("sku"), col("quantity"));
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "fulfillment_id",
+            "order_ref",
+            "sku",
+            "quantity",
+            "shipped_at",
+            "carrier",
+            "service",
+            "tracking_number",
+        ])
+        .unwrap();
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let tracking = format!("1ZWAN{}", &rec[fi]);
+            w.write_record([
+                &rec[fi],
+                &rec[oi],
+                &rec[si],
+                &rec[qi],
+                "2024-05-02T10:00:00Z",
+                "UPS",
+                "Ground",
+                &tracking,
+            ])
+            .unwrap();
+        }
+        let file = format!("ship_{i:05}.csv");
+        fs::write(into.join(&file), w.into_inner().unwrap()).unwrap();
+        names.push(file);
+    }
+    names
+}
+
+/// `sftp: N inbound files end to end, 25 ms RTT`: the inbound half of a `run --once` over N
+/// small shipment files (list, read, apply against the simulator at 20 ms latency, result file,
+/// archive move), against `sftp -b` doing only get, put (a result file) and rename per file.
+fn wan_inbound(wan: &Wan, tmp: &Path) {
+    use stitch_bridge::engine::{run_cycle, Parts};
+    let n = common::size("BENCH_WAN_INBOUND", 500, 50);
+    let latency = 20;
+    let sim = sim_with_orders(n);
+    let dir = tmp.join("wan-inbound");
+    let root = dir.join("drop");
+    fs::create_dir_all(&root).unwrap();
+    let cfg = stitch_bridge::config::Config::load(&wan_config(&dir, wan, &root, &sim.base_url())).unwrap();
+    // Setup (not timed): the order files the shipments answer.
+    let down = run_cycle(&cfg, &[], Parts { inbound: false, download: true });
+    assert_clean(&down, "setup download");
+    let names = shipment_files(&root.join("outbound/orders"), &dir.join("ships"));
+    assert_eq!(names.len(), n);
+    for name in &names {
+        fs::copy(dir.join("ships").join(name), root.join("inbound/shipments").join(name)).unwrap();
+    }
+    let faults = format!("{{\"latency_ms\": {latency}}}");
+    assert_eq!(common::http_post_json(sim.addr(), "/_admin/faults", sim.admin_token(), &faults).unwrap(), 200);
+    assert_eq!(common::http_post_json(sim.addr(), "/_admin/reset-counters", sim.admin_token(), "").unwrap(), 204);
+    let t = Instant::now();
+    let report = run_cycle(&cfg, &[], Parts { inbound: true, download: false });
+    let ours = t.elapsed();
+    assert_clean(&report, "inbound cycle");
+    assert_eq!(count_files(&root.join("archive")), n, "every file archived");
+    assert_eq!(count_files(&root.join("results")), n, "every file has its result");
+    let requests: u64 = sim.counters().requests.values().sum();
+    // Theirs: get, put a result file of the same kind, rename into the archive.
+    let remote = dir.join("theirs");
+    for d in ["inbound", "results", "archive"] {
+        fs::create_dir_all(remote.join(d)).unwrap();
+    }
+    let result = names_in(&root.join("results")).into_iter().next().unwrap();
+    fs::copy(root.join("results").join(&result), dir.join("result.csv")).unwrap();
+    let got = dir.join("got");
+    fs::create_dir_all(&got).unwrap();
+    let mut batch = String::new();
+    for name in &names {
+        fs::copy(dir.join("ships").join(name), remote.join("inbound").join(name)).unwrap();
+        let (r, l) = (remote.display(), dir.display());
+        batch += &format!(
+            "get {r}/inbound/{name} {g}/{name}\nput {l}/result.csv {r}/results/{name}.result.csv\nrename {r}/inbound/{name} {r}/archive/{name}\n",
+            g = got.display()
+        );
+    }
+    fs::write(dir.join("inbound.batch"), batch).unwrap();
+    let theirs = wan.srv.openssh(&dir.join("inbound.batch"), wan.port, &wan.host);
+    assert_eq!(names_in(&remote.join("archive")).len(), n);
+    println!(
+        "  inbound, 25 ms RTT ({}): ours {:.2} s for {n} shipment files ({requests} Stitch requests at {latency} ms), sftp -b get+put+rename {:.2} s",
+        wan.label,
+        ours.as_secs_f64(),
+        theirs.as_secs_f64()
+    );
+    ratio_row(&format!("sftp: {n} inbound files end to end, 25 ms RTT"), ours, theirs, "files/s", n as f64, 2.0);
+}
+
+/// `sftp: list N files, 25 ms RTT`: `SftpDrop::list` of a folder of N entries against `sftp -b
+/// ls -1`; then a `run --once` (the release binary) over that folder as inventory files, stopped
+/// once the first result file is there: its peak RSS until then and when that result came.
+fn wan_list(wan: &Wan, tmp: &Path) {
+    let n = common::size("BENCH_WAN_LIST", 100_000, 10_000);
+    let dir = tmp.join("wan-list");
+    let root = dir.join("drop");
+    let folder = root.join("inbound/inventory");
+    fs::create_dir_all(&folder).unwrap();
+    for i in 0..n {
+        fs::write(folder.join(format!("stock_{i:06}.csv")), format!("sku,quantity\nSKU-{i:06},1\n")).unwrap();
+    }
+    let mut cfg = wan.srv.config(&root);
+    cfg.host = wan.host.clone();
+    cfg.port = wan.port;
+    let t = Instant::now();
+    let mut d = SftpDrop::connect(cfg).expect("connect");
+    let listed = d.list("inbound/inventory").expect("list");
+    let ours = t.elapsed();
+    drop(d);
+    assert_eq!(listed.len(), n);
+    let batch = dir.join("ls.batch");
+    fs::write(&batch, format!("ls -1 {}\n", folder.display())).unwrap();
+    let theirs = wan.srv.openssh(&batch, wan.port, &wan.host);
+    println!(
+        "  list, 25 ms RTT ({}): ours {:.2} s for {n} entries, sftp -b ls -1 {:.2} s",
+        wan.label,
+        ours.as_secs_f64(),
+        theirs.as_secs_f64()
+    );
+    let k = if n.is_multiple_of(1000) { format!("{}k", n / 1000) } else { n.to_string() };
+    ratio_row(&format!("sftp: list {k} files, 25 ms RTT"), ours, theirs, "entries/s", n as f64, 1.0);
+
+    // run --once over the folder, stopped after its first result.
+    let sim = sim_with_orders(1);
+    let config = wan_config(&dir, wan, &root, &sim.base_url());
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--quiet", "run", "--once"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start run --once");
+    let limit = Duration::from_secs(180);
+    let first = loop {
+        if count_files(&root.join("results")) > 0 {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid = child.id() as libc::pid_t;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut status: libc::c_int = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    std::mem::forget(child);
+    let rss = ru.ru_maxrss as u64 * 1024;
+    let first_s = first.map_or(f64::INFINITY, |d| d.as_secs_f64());
+    println!(
+        "  run --once over {n} entries: first result after {}, peak RSS {:.1} MiB until then",
+        first.map_or(format!("more than {} s", limit.as_secs()), |d| format!("{:.2} s", d.as_secs_f64())),
+        common::mib(rss)
+    );
+    let ok_first = first_s <= 10.0 || first_s < ours.as_secs_f64();
+    row(
+        &format!("sftp: list {k} files, 25 ms RTT: run --once, first result and peak RSS"),
+        &format!("first result {first_s:.1} s, peak RSS {:.1} MiB", common::mib(rss)),
+        &format!("listing alone {:.1} s", ours.as_secs_f64()),
+        "-",
+        "first result < listing or <= 10 s; RSS < 128 MiB",
+        Some(ok_first && rss < 128 * 1024 * 1024),
     );
 }

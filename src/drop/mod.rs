@@ -309,6 +309,11 @@ pub trait Transport: Send {
     /// Write `content` to `path` so that a reader sees either nothing or the whole file.
     /// Fails with [`DropErrorKind::AlreadyExists`] if `path` exists (results are never overwritten).
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()>;
+    /// [`Transport::write_atomic`] for each `(path, content)`, one result per file in the same
+    /// order. Each file on its own is all-or-nothing and never replaces an existing one; there
+    /// is no order between files, because a remote transport writes several at once (sFTP: over
+    /// up to `max_sessions` sessions) so a batch costs round trips per session, not per file.
+    fn write_many(&mut self, files: &[(&str, &[u8])]) -> Vec<DropResult<()>>;
     /// Move `from` to `to` on the drop; fails with [`DropErrorKind::AlreadyExists`] if `to` exists.
     fn rename_no_replace(&mut self, from: &str, to: &str) -> DropResult<()>;
     /// Move the entry named `raw_name` (exact bytes, as listed) in `dir` to `to`: the entry
@@ -332,6 +337,10 @@ pub(crate) trait IoTransport: Send {
     fn open_read<'a>(&'a mut self, path: &str) -> io::Result<Box<dyn Read + Send + 'a>>;
     fn open_listed<'a>(&'a mut self, path: &str, listed: &Entry) -> io::Result<Box<dyn Read + Send + 'a>>;
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> io::Result<()>;
+    /// One after the other unless the transport can do better.
+    fn write_many(&mut self, files: &[(&str, &[u8])]) -> Vec<io::Result<()>> {
+        files.iter().map(|(path, content)| self.write_atomic(path, &mut &content[..])).collect()
+    }
     fn rename_no_replace(&mut self, from: &str, to: &str) -> io::Result<()>;
     fn rename_entry(&mut self, dir: &str, raw_name: &[u8], to: &str) -> io::Result<()>;
     fn stat(&mut self, path: &str) -> io::Result<Option<Entry>>;
@@ -354,6 +363,11 @@ impl<T: IoTransport> Transport for T {
     }
     fn write_atomic(&mut self, path: &str, content: &mut dyn Read) -> DropResult<()> {
         IoTransport::write_atomic(self, path, content).map_err(|e| DropError::from_io(path, e))
+    }
+    fn write_many(&mut self, files: &[(&str, &[u8])]) -> Vec<DropResult<()>> {
+        let results = IoTransport::write_many(self, files);
+        debug_assert_eq!(results.len(), files.len());
+        results.into_iter().zip(files).map(|(r, (path, _))| r.map_err(|e| DropError::from_io(path, e))).collect()
     }
     fn rename_no_replace(&mut self, from: &str, to: &str) -> DropResult<()> {
         IoTransport::rename_no_replace(self, from, to).map_err(|e| DropError::from_io(from, e))

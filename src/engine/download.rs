@@ -20,8 +20,18 @@ use std::collections::HashSet;
 /// The status text a fulfillment gets once its order file is on the drop.
 pub const SENT_STATUS: &str = FulfillmentStatus::SentToWarehouse.label();
 
-/// Order files recorded in the ledger per transaction.
+/// Order files written at once and recorded in the ledger per transaction.
 const SENT_BATCH: usize = 64;
+
+/// An order file rendered and waiting for its batch: what is written, and what the ledger
+/// records once it is on the drop.
+struct OrderFile {
+    path: String,
+    content: Vec<u8>,
+    /// The 940's control numbers (already remembered in the ledger), for `x12_sent`.
+    envelope: Option<crate::x12::write::Envelope>,
+    sent: crate::ledger::SentOrder,
+}
 
 fn sent_status_key(fulfillment_id: &str) -> IntentKey {
     IntentKey::status(fulfillment_id, FulfillmentStatus::SentToWarehouse)
@@ -33,8 +43,19 @@ impl AccountCtx<'_> {
     /// function of what is sent, so finding it present after a crash means it was written
     /// (an encryption is never the same twice, so the bytes are not compared).
     pub(super) fn write_once(&mut self, path: &str, bytes: &[u8]) -> Step<String> {
+        let (target, content) = self.sealed(path, bytes)?;
+        match self.drop.write_atomic(&target, &mut &content[..]) {
+            Ok(()) => Ok(target),
+            Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(target),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The path and bytes an outbound file goes out as: as given, or encrypted to the partner
+    /// as `PATH.pgp` with `pgp_encrypt_outbound`.
+    fn sealed<'b>(&self, path: &str, bytes: &'b [u8]) -> Step<(String, std::borrow::Cow<'b, [u8]>)> {
         let pgp = self.acct.pgp.as_ref().filter(|p| p.encrypt_outbound);
-        let (target, content) = match pgp {
+        Ok(match pgp {
             None => (path.to_string(), std::borrow::Cow::Borrowed(bytes)),
             Some(p) => {
                 let mut out = Vec::with_capacity(bytes.len() / 2 + 1024);
@@ -42,12 +63,51 @@ impl AccountCtx<'_> {
                     .map_err(|e| super::account::Stop::local(format!("encrypting {path}"), std::io::Error::other(e)))?;
                 (format!("{path}.pgp"), std::borrow::Cow::Owned(out))
             }
-        };
-        match self.drop.write_atomic(&target, &mut &content[..]) {
-            Ok(()) => Ok(target),
-            Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => Ok(target),
-            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// Writes a batch of rendered order files at once (`Transport::write_many`: over a remote
+    /// drop, several sessions in parallel), then records in the ledger, in one transaction,
+    /// every one that is on the drop: written now, or found there from before a crash (the name
+    /// is a function of the fulfillment, so "already there" means "ours, written"). A file that
+    /// could not be written is not recorded, so the next run sends its fulfillment again; the
+    /// first such error stops the download after the others are recorded.
+    fn send_orders(&mut self, out: &mut Vec<OrderFile>, to_status: &mut Vec<String>) -> Step<()> {
+        if out.is_empty() {
+            return Ok(());
         }
+        let acct = self.acct.name.clone();
+        let results = {
+            let files: Vec<(&str, &[u8])> = out.iter().map(|o| (o.path.as_str(), o.content.as_slice())).collect();
+            self.drop.write_many(&files)
+        };
+        let mut stop = None;
+        let mut batch = Vec::with_capacity(out.len());
+        for (o, r) in out.drain(..).zip(results) {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind == crate::drop::DropErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    stop.get_or_insert(e.into());
+                    continue;
+                }
+            }
+            if let Some(env) = &o.envelope {
+                if let Err(s) = self.x12_sent(&o.path, env, crate::ledger::X12Doc::Order, Some(&o.sent.fulfillment_id))
+                {
+                    stop.get_or_insert(s);
+                    continue;
+                }
+            }
+            tracing::info!(account = %acct, fulfillment = %o.sent.fulfillment_id, order = %o.sent.order_ref, file = %o.path, "order sent to warehouse");
+            self.report.orders_sent += 1;
+            if o.sent.status_intent.is_some() {
+                to_status.push(o.sent.fulfillment_id.clone());
+            }
+            batch.push(o.sent);
+        }
+        self.ledger.record_orders_sent(&acct, &batch)?;
+        stop.map_or(Ok(()), Err)
     }
 
     /// `orders_as = "x12"`: orders and cancellations go out as 940s.
@@ -77,51 +137,50 @@ impl AccountCtx<'_> {
             }
         };
         let mut to_status = Vec::new();
-        // Ledger rows are committed per batch (one sync for many files), after the batch's
-        // files are written: a crash in between leaves files the next run finds in place.
-        let mut batch: Vec<crate::ledger::SentOrder> = Vec::new();
+        // Files are rendered into batches, each written at once and then recorded (one sync for
+        // many files); a crash in between leaves files the next run finds in place.
+        let mut out: Vec<OrderFile> = Vec::new();
         let fetched = fan_out(new, limit, fetch, |(f, items)| {
             let items = items?;
-            let path = if self.orders_as_x12() {
+            let (path, bytes, envelope) = if self.orders_as_x12() {
                 // A 940, its control numbers allocated and remembered before it is written.
                 let env = self.x12_envelope(&format!("x12-940:{acct}:{}", f.id), None)?;
                 let path = format!("{}/{}", self.acct.folders.outbound_orders, crate::x12::write::order_file_name(&f));
-                let path = self.write_once(&path, &crate::x12::write::order_940(&env, &f, &items))?;
-                self.x12_sent(&path, &env, crate::ledger::X12Doc::Order, Some(&f.id))?;
-                path
+                (path, crate::x12::write::order_940(&env, &f, &items), Some(env))
             } else {
                 let path = format!("{}/{}", self.acct.folders.outbound_orders, render::order_file_name(&f));
-                self.write_once(&path, &render::render_order(&f, &items, self.acct.parse.date_format.as_deref()))?
+                (path, render::render_order(&f, &items, self.acct.parse.date_format.as_deref()), None)
             };
+            let (path, content) = self.sealed(&path, &bytes)?;
+            let content = content.into_owned();
             // A shipment recorded already (e.g. earlier in this cycle) set a later status;
             // "Sent to warehouse" must not overwrite it, now or when a later run redoes it.
-            let set_status = status::sent_status_due(&items);
-            let status_intent = set_status.then(|| {
+            let status_intent = status::sent_status_due(&items).then(|| {
                 NewIntent::new(sent_status_key(&f.id), Payload::status(&f.id, FulfillmentStatus::SentToWarehouse))
             });
-            batch.push(crate::ledger::SentOrder {
-                fulfillment_id: f.id.clone(),
-                order_ref: f.order_number.clone(),
-                file: path.clone(),
-                // Kept for the shipments that will come back for it (see `marks::line_items`).
-                mark: (marks::line_items(&acct, &f.id), serde_json::to_string(&items).unwrap_or_default()),
-                status_intent,
+            out.push(OrderFile {
+                sent: crate::ledger::SentOrder {
+                    fulfillment_id: f.id.clone(),
+                    order_ref: f.order_number.clone(),
+                    file: path.clone(),
+                    // Kept for the shipments that will come back for it (see `marks::line_items`).
+                    mark: (marks::line_items(&acct, &f.id), serde_json::to_string(&items).unwrap_or_default()),
+                    status_intent,
+                },
+                path,
+                content,
+                envelope,
             });
-            tracing::info!(account = %acct, fulfillment = %f.id, order = %f.order_number, file = %path, "order sent to warehouse");
-            self.report.orders_sent += 1;
-            if set_status {
-                to_status.push(f.id.clone());
-            }
-            if batch.len() >= SENT_BATCH {
-                self.ledger.record_orders_sent(&acct, &batch)?;
-                batch.clear();
+            if out.len() >= SENT_BATCH {
+                self.send_orders(&mut out, &mut to_status)?;
             }
             Ok(())
         })
         .await;
-        // The files written before a stop are recorded before it is reported.
-        self.ledger.record_orders_sent(&acct, &batch)?;
+        // The files rendered before a stop are written and recorded before it is reported.
+        let sent = self.send_orders(&mut out, &mut to_status);
         fetched?;
+        sent?;
         let set = |id: String| {
             let client = client.clone();
             async move {

@@ -171,6 +171,21 @@ fn unique_name_in(existing: &HashSet<String>, name: &str) -> String {
     (2..).map(|n| with(&format!("~{n}"))).find(|c| !existing.contains(c)).expect("unbounded")
 }
 
+impl AccountCtx<'_> {
+    /// [`unique_name_in`] the entries of `dir` on the drop, listing them only when the plain
+    /// name is taken: one `stat` instead of a listing that grows with the folder (over sFTP, a
+    /// round trip per 100 entries, for every file of a morning's batch).
+    fn unique_name_on_drop(&mut self, dir: &str, wanted: &str) -> Step<String> {
+        let plain = unique_name_in(&HashSet::new(), wanted);
+        let at = if dir.is_empty() { plain.clone() } else { format!("{dir}/{plain}") };
+        if self.drop.stat(&at)?.is_none() {
+            return Ok(plain);
+        }
+        let existing: HashSet<String> = self.drop.list(dir)?.into_iter().map(|x| x.name).collect();
+        Ok(unique_name_in(&existing, wanted))
+    }
+}
+
 /// A name for an entry the bridge moves aside unread: printable, no separators or `..`, not
 /// hidden, at most 200 bytes (so its result file name fits), never empty.
 fn safe_name(lossy: &str) -> String {
@@ -705,9 +720,8 @@ impl AccountCtx<'_> {
             let target = match &row.result_path {
                 Some(p) => p.clone(),
                 None => {
-                    let existing: HashSet<String> = self.drop.list(&f.results)?.into_iter().map(|x| x.name).collect();
                     let wanted = format!("{name}.result.csv{}", self.results_suffix());
-                    let p = format!("{}/{}", f.results, unique_name_in(&existing, &wanted));
+                    let p = format!("{}/{}", f.results, self.unique_name_on_drop(&f.results, &wanted)?);
                     self.ledger.set_step(row.id, FileStep::Applied, Some(&p), None)?;
                     p
                 }
@@ -815,8 +829,7 @@ impl AccountCtx<'_> {
                 } else {
                     format!("{}/{}", f.archive, chrono::Utc::now().format("%Y-%m-%d"))
                 };
-                let existing: HashSet<String> = self.drop.list(&dir)?.into_iter().map(|x| x.name).collect();
-                let p = format!("{dir}/{}", unique_name_in(&existing, &name));
+                let p = format!("{dir}/{}", self.unique_name_on_drop(&dir, &name)?);
                 self.ledger.plan_final_path(row.id, &p)?;
                 p
             }
