@@ -313,3 +313,26 @@ fn a_reprocessed_file_is_not_skipped_as_identical_and_a_delta_stays_a_delta() {
     assert_eq!(stock(&env, "RED"), 46);
     assert_eq!(row(&env.result("moves~reprocess-1.csv"), "RED")["outcome"], "updated");
 }
+
+#[test]
+fn validate_reads_a_corrected_error_file_as_the_engine_will() {
+    let env = Env::new();
+    env.put("inbound/inventory/stock.csv", "sku,quantity\nRED,7\nBLUE,abc\nGREEN,x\n");
+    run_once(&env);
+    let mut rows = open_in_spreadsheet(&std::fs::read(env.path("errors/stock.csv.errors.csv")).unwrap());
+    fix(&mut rows, "BLUE", "quantity", "9");
+    let work = tempfile::tempdir().unwrap();
+    let edited = work.path().join("stock fixed.csv");
+    std::fs::write(&edited, save_as_csv(&rows, VARIANTS[0])).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stitch-bridge"))
+        .args(["validate", "--kind", "inventory", "--delimiter", ","])
+        .arg(&edited)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("read as its original inbound/inventory/stock.csv"), "{stderr}");
+    // GREEN is still wrong, on the line it has in the clerk's file; BLUE passes.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains(":3: quantity: bad_integer"), "{stdout}");
+    assert!(!stdout.contains(":2: quantity"), "{stdout}");
+}

@@ -482,6 +482,14 @@ fn check_plain(
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut opts = check.base.clone();
     opts.inventory_delta |= args.delta || formats::is_delta_name(&file_name);
+    drop(file);
+    let (file, original) = open_checked(path, &opts)?;
+    if let Some(original) = &original {
+        // Read as the engine will: a corrected error file of ours is its original's rows again.
+        eprintln!("{name}: one of our error files, read as its original {original} (fix-and-replay)");
+        let base = original.rsplit('/').next().unwrap_or(original);
+        opts.inventory_delta |= formats::is_delta_name(base);
+    }
     let (mut accepted, mut rejected, mut warnings) = (0u64, 0u64, 0usize);
     let mut status = 0;
     // The parser buffers its input itself, framing CSV on a second thread while this one checks
@@ -828,6 +836,23 @@ fn write_problems<W: Write>(
 
 /// Repeated SKUs found after the last row (see `Units::late_duplicates`): each with its row, its
 /// error, and whether the row was otherwise valid (so counted as accepted so far).
+/// `path` as the checks read it: one of our error files dropped back (`formats::replay`) is read
+/// as the plain file of its original's rows, as the engine reads it; with the original it names.
+fn open_checked(path: &Path, opts: &ParseOptions) -> std::io::Result<(Box<dyn Read + Send>, Option<String>)> {
+    use formats::replay;
+    let mut file = open_regular(path)?;
+    let mut head = Vec::new();
+    (&mut file).take(replay::SNIFF_BYTES as u64).read_to_end(&mut head)?;
+    let whole = head.len() < replay::SNIFF_BYTES;
+    file.rewind()?;
+    let Some(shape) = replay::sniff(&head) else { return Ok((Box::new(file), None)) };
+    let fallback = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let original = replay::first_origin(&head, whole, &shape)
+        .unwrap_or_else(|| replay::original_name_of(&fallback).unwrap_or(&fallback).to_string());
+    let origins = std::sync::Arc::default();
+    Ok((Box::new(replay::Replay::new(file, shape, opts.delimiter, &original, origins)), Some(original)))
+}
+
 fn late_duplicates<R: Read>(
     units: &mut formats::Units<R>,
     kind: Kind,
@@ -838,7 +863,7 @@ fn late_duplicates<R: Read>(
     if late.is_empty() {
         return Ok(Vec::new());
     }
-    let again = open_regular(path)?;
+    let (again, _) = open_checked(path, opts)?;
     let found = formats::resolve_duplicates(kind, again, opts, &late).map_err(std::io::Error::other)?;
     Ok(found
         .into_iter()
