@@ -336,3 +336,36 @@ fn validate_reads_a_corrected_error_file_as_the_engine_will() {
     assert!(stdout.contains(":3: quantity: bad_integer"), "{stdout}");
     assert!(!stdout.contains(":2: quantity"), "{stdout}");
 }
+
+#[test]
+fn a_replayed_shipment_is_posted_once() {
+    let env = Env::new();
+    env.put("inbound/orders/o.csv", &orders_file(&[order_row("SHIP-R", "BLUE", 2, "5.00")]));
+    run_once(&env);
+    let f = env.fulfillment_of("SHIP-R").expect("the order was released as a fulfillment");
+    let fid = f.id.to_string();
+    // One good shipment and one with a quantity that is not a number.
+    let body = shipments_file(&[
+        ship_row(&fid, "", "BLUE", 1, "T-1"),
+        ship_row(&fid, "", "BLUE", 1, "T-2").replace(",1,2024", ",one,2024"),
+    ]);
+    env.put("inbound/shipments/s.csv", &body);
+    run_once(&env);
+    assert_eq!(env.errors("s.csv").len(), 1, "{:?}", env.errors("s.csv"));
+    let mut rows = open_in_spreadsheet(&std::fs::read(env.path("errors/s.csv.errors.csv")).unwrap());
+    fix(&mut rows, &fid, "quantity", "1");
+    let fixed = save_as_csv(&rows, VARIANTS[0]);
+    put_bytes(&env, "inbound/shipments/s.csv.errors.csv", &fixed);
+    run_once(&env);
+    let r = env.result("s.csv.errors.csv");
+    assert_eq!(r[0]["outcome"], "created", "{r:?}");
+    assert_eq!((r[0]["original_file"].as_str(), r[0]["original_line"].as_str()), ("inbound/shipments/s.csv", "3"));
+    let shipped = |env: &Env| env.state().shipments.values().filter(|s| s.tracking_number == "T-2").count();
+    assert_eq!(shipped(&env), 1);
+    let writes = env.write_requests();
+    put_bytes(&env, "inbound/shipments/s again.csv", &save_as_csv(&rows, VARIANTS[3]));
+    run_once(&env);
+    assert_eq!(env.write_requests(), writes, "the replayed shipment is not posted twice");
+    assert_eq!(shipped(&env), 1);
+    assert_ne!(env.result("s again.csv")[0]["outcome"], "created");
+}
