@@ -423,6 +423,9 @@ pub async fn file(
         @if f.state == FileState::Archived && f.final_path.is_some() {
             (action_button(&sid, &format!("/files/{}/reprocess", f.id), "Reprocess"))
             span.hint { " copies the archived file back into its inbound folder under a new name; the next cycle processes it again" }
+            @if f.kind == "inventory" && crate::formats::is_delta_name(file_name(&f.path)) {
+                p.problem #delta-warning { "This is a delta file: reprocessing applies its adjustments to Stitch's stock again." }
+            }
         }
         @if !actions.is_empty() { (actions_table(&actions)) }
         h2 { "Result rows" }
