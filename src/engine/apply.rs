@@ -113,15 +113,14 @@ impl AccountCtx<'_> {
             _ => HashMap::new(),
         };
         let content_of = |line: u64| by_origin.get(&line).cloned().unwrap_or_else(|| sha.to_string());
-        let key_at = |line: u64, sku: &str| IntentKey::Product { content: content_of(line), sku: sku.to_string() };
-        let lines: HashMap<String, u64> = recs.iter().map(|r| (r.sku.clone(), r.line)).collect();
-        let key = |sku: &str| key_at(lines.get(sku).copied().unwrap_or(0), sku);
+        // By the record's line: a planned write carries the line of the record it came from.
+        let key = |line: u64, sku: &str| IntentKey::Product { content: content_of(line), sku: sku.to_string() };
         let remote: HashMap<String, wire::Product> =
             self.client.list_products().await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
         let mut decisions = Vec::new();
         let mut todo = Vec::with_capacity(recs.len());
         for r in recs {
-            let earlier = self.recorded(&key(&r.sku))?;
+            let earlier = self.recorded(&key(r.line, &r.sku))?;
             if by_origin.contains_key(&r.line) {
                 if let Some(Recorded::Done { remote_id, .. }) = &earlier {
                     let o = origins.and_then(|o| o.get(r.line));
@@ -134,7 +133,7 @@ impl AccountCtx<'_> {
             match recorded::inventory(&r, earlier.as_ref(), remote.get(&r.sku)) {
                 Some(Earlier::Reuse(d)) => decisions.push(d),
                 Some(Earlier::Confirm(d)) => {
-                    self.ledger.complete_intents(&acct, &[finished(key(&r.sku), &d)])?;
+                    self.ledger.complete_intents(&acct, &[finished(key(r.line, &r.sku), &d)])?;
                     decisions.push(d);
                 }
                 None => todo.push(r),
@@ -153,7 +152,12 @@ impl AccountCtx<'_> {
         for c in &chunks {
             let items: Vec<NewIntent> = c
                 .iter()
-                .map(|u| NewIntent::new(key(&u.upsert.sku), Payload::product(&u.upsert.sku, u.upsert.stock, u.creates)))
+                .map(|u| {
+                    NewIntent::new(
+                        key(u.line, &u.upsert.sku),
+                        Payload::product(&u.upsert.sku, u.upsert.stock, u.creates),
+                    )
+                })
                 .collect();
             self.ledger.begin_intents(&acct, &items)?;
         }
@@ -177,7 +181,7 @@ impl AccountCtx<'_> {
                         let (outcome, msg) = inventory::applied_message(u);
                         let id = ids.get(u.upsert.sku.as_str()).copied().unwrap_or("");
                         let d = Decision::new(u.line, &u.upsert.sku, outcome, id, msg);
-                        done.push(finished(key(&u.upsert.sku), &d));
+                        done.push(finished(key(u.line, &u.upsert.sku), &d));
                         decisions.push(d);
                     }
                     ledger.complete_intents(&acct, &done)?;
@@ -188,7 +192,7 @@ impl AccountCtx<'_> {
                         .map(|u| refusals::product_batch(u.line, &u.upsert.sku, status, &code, &message))
                         .collect();
                     let failed: Vec<_> =
-                        chunk.iter().zip(&refused).map(|(u, d)| finished(key(&u.upsert.sku), d)).collect();
+                        chunk.iter().zip(&refused).map(|(u, d)| finished(key(u.line, &u.upsert.sku), d)).collect();
                     ledger.fail_intents(&acct, &failed)?;
                     decisions.extend(refused);
                 }
