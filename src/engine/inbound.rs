@@ -107,6 +107,8 @@ struct Parsed {
     file_rejection: Option<formats::FileRejection>,
     /// Where each row of a replayed error file came from (`formats::replay`).
     replay: Option<super::Replayed>,
+    /// Queued again by an operator (`reprocess:` mark): never a copy to skip, keys of its own.
+    requeued: bool,
 }
 
 /// Where a rejected row's key is, so its result row still names the SKU, order or shipment.
@@ -400,6 +402,7 @@ impl AccountCtx<'_> {
         // A copy queued again by the console is read as its original was (a `_delta.csv`
         // original stays a delta under its `~reprocess-N` name).
         let copied_from = self.ledger.get_mark(&reprocess_mark(&self.acct.name, &src.path))?;
+        let requeued = copied_from.is_some();
         let original = copied_from.and_then(|id| id.parse::<i64>().ok()).map(|id| self.ledger.file(id)).transpose()?;
         if let Some(f) = original.flatten() {
             let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
@@ -510,6 +513,7 @@ impl AccountCtx<'_> {
             rejected,
             file_rejection,
             replay,
+            requeued,
         }))
     }
 
@@ -545,7 +549,7 @@ impl AccountCtx<'_> {
             let (decisions, dup, reject_file, message) = if let Some(r) = &parsed.file_rejection {
                 let d = Decision::rejected(r.line.unwrap_or(0), r.code.as_str(), "", r.message.clone());
                 (vec![d], None, true, Some(format!("file rejected: {}", r.message)))
-            } else if let Some(earlier) = self.sent_again(path, &parsed.sha256, row.id)? {
+            } else if let Some(earlier) = self.sent_again(path, &parsed, row.id)? {
                 let msg = format!(
                     "identical to {} (processed {}); not processed again",
                     earlier.path.rsplit('/').next().unwrap_or(&earlier.path),
@@ -594,8 +598,7 @@ impl AccountCtx<'_> {
                     _ => self.ledger.processed_with_hash(&acct, &parsed.sha256, row.id)?,
                 };
                 // A copy queued again by an operator is there to be applied again: keys of its own.
-                let requeued = self.ledger.get_mark(&reprocess_mark(&acct, path))?.is_some();
-                let content_key = match (&same, requeued) {
+                let content_key = match (&same, parsed.requeued) {
                     (None, false) => parsed.sha256.clone(),
                     _ => format!("{}.{}", parsed.sha256, row.id),
                 };
@@ -684,12 +687,13 @@ impl AccountCtx<'_> {
     /// the same name (drop path) with the same content, i.e. the same file sent again. A file
     /// queued again by an operator (`reprocess:` mark, see the console) is never a copy: it is
     /// there to be processed again.
-    fn sent_again(&self, path: &str, sha256: &str, id: i64) -> Step<Option<FileRow>> {
+    fn sent_again(&self, path: &str, parsed: &Parsed, id: i64) -> Step<Option<FileRow>> {
         use crate::config::SkipIdentical as S;
         let acct = &self.acct.name;
-        if self.ledger.get_mark(&reprocess_mark(acct, path))?.is_some() {
+        if parsed.requeued {
             return Ok(None);
         }
+        let sha256 = parsed.sha256.as_str();
         Ok(match self.acct.skip_identical {
             S::SameName => self.ledger.processed_with_hash_and_path(acct, sha256, path, id)?,
             S::AnyName => self.ledger.processed_with_hash(acct, sha256, id)?,
